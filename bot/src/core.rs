@@ -1,0 +1,938 @@
+//! The bot core: applies each platform event once to the channel state, publishes the
+//! normalized events, commands and durable database writes, and serves the actions other
+//! processes send to the platform.
+
+use crate::chat_queue::{ChatError, ChatQueue, Destination, TokenBucket, REFUSAL_PAUSE};
+use crate::db_writer::DbWriter;
+use crate::flood::{FloodGuard, FloodVerdict};
+use crate::logfiles::LogFiles;
+use crate::normalize::required_rank;
+use crate::platform::{
+    ActionError, ActionRequest, ChatOrigin, Meta, Platform, PlatformAction, PlatformEvent,
+};
+use crate::shell;
+use crate::state::ChannelState;
+use anyhow::Context as _;
+use bytes::Bytes;
+use rosey_config::Config;
+use rosey_plugin_api::actions::{
+    Ok as OkReply, PlatformError, SendAfk, SendChannelAction, SendChat, SendKick, SendPlaylistAdd,
+    SendPlaylistEntry, SendPlaylistMove, SendPm, QueuePosition,
+};
+use rosey_plugin_api::commands::{parse_command_line, Command};
+use rosey_plugin_api::db::{
+    MessageLog, OutboundGet, OutboundMarkFailed, OutboundMarkSent, OutboundMessage, StatsHighWater,
+    StatsUserCount, StatusUpdate, UserJoined, UserLeft,
+};
+use rosey_plugin_api::events::{
+    self as ev, BotStatus, Event, MediaChange, PlaylistAfter, PlaylistRemove, PollClose, UserCount,
+};
+use rosey_plugin_api::reply::{error_reply, request_json, RequestError};
+use rosey_plugin_api::stream::StreamLimits;
+use rosey_plugin_api::subjects::{self, platform as psub};
+use rosey_plugin_api::{ErrorBody, ErrorCode, Timestamp, UserData};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The core's settings, taken from the configuration once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// What starts a command.
+    pub command_prefix: String,
+    /// Commands per minute before a user is ignored.
+    pub flood_per_minute: u32,
+    /// How long a flooding user is ignored.
+    pub flood_block: Duration,
+    /// Whether moderators' PMs run shell commands.
+    pub shell_enabled: bool,
+    /// Outgoing chat burst.
+    pub chat_burst: u32,
+    /// Outgoing chat rate after the burst.
+    pub chat_per_second: f64,
+    /// Longest chat piece.
+    pub max_message_len: usize,
+    /// Outbound poll period.
+    pub outbound_poll_interval: Duration,
+    /// Outbound request timeout.
+    pub outbound_request_timeout: Duration,
+    /// Timeout of database queries made by the shell.
+    pub request_timeout: Duration,
+    /// Status publish period.
+    pub status_interval: Duration,
+    /// User-count sample period.
+    pub user_count_interval: Duration,
+    /// The database stream's limits.
+    pub stream_limits: StreamLimits,
+    /// Chat log file.
+    pub chat_log_file: Option<PathBuf>,
+    /// Media log file.
+    pub media_log_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The settings a configuration asks for.
+    pub fn from_config(config: &Config) -> Self {
+        let p = &config.platform;
+        let stream = &config.database.stream;
+        Settings {
+            command_prefix: p.command_prefix.clone(),
+            flood_per_minute: p.flood.commands_per_minute,
+            flood_block: p.flood.block_seconds.as_duration(),
+            shell_enabled: config.shell.enabled,
+            chat_burst: p.chat_rate.burst,
+            chat_per_second: p.chat_rate.per_second,
+            max_message_len: p.max_message_len,
+            outbound_poll_interval: p.outbound_poll_interval.as_duration(),
+            outbound_request_timeout: p.outbound_request_timeout.as_duration(),
+            request_timeout: config.nats.request_timeout.as_duration(),
+            status_interval: p.status_interval.as_duration(),
+            user_count_interval: p.user_count_interval.as_duration(),
+            stream_limits: StreamLimits {
+                max_age: stream.max_age(),
+                max_bytes: i64::try_from(stream.max_bytes).unwrap_or(i64::MAX),
+                duplicate_window: stream.duplicate_window.as_duration(),
+            },
+            chat_log_file: config.logging.chat_log_file.clone(),
+            media_log_file: config.logging.media_log_file.clone(),
+        }
+    }
+}
+
+/// Everything the core's tasks share.
+pub struct Ctx {
+    /// The NATS connection.
+    pub nats: async_nats::Client,
+    /// The platform's name.
+    pub platform: &'static str,
+    /// The channel served.
+    pub channel: String,
+    /// Settings.
+    pub settings: Settings,
+    /// The channel state (changed only by the event loop).
+    pub state: Mutex<ChannelState>,
+    /// Outgoing chat and PMs.
+    pub chat: ChatQueue,
+    /// Durable database writes.
+    pub db: DbWriter,
+    /// Direct actions to the platform (everything but chat and PMs).
+    pub actions: mpsc::Sender<ActionRequest>,
+    /// Chat and media log files.
+    pub logs: LogFiles,
+    flood: Mutex<FloodGuard>,
+}
+
+impl Ctx {
+    /// Locks the channel state.
+    pub fn state(&self) -> MutexGuard<'_, ChannelState> {
+        // Every mutation is a single step, so a poisoned lock still holds consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a normalized event on core NATS.
+    pub async fn publish_event<T: Serialize>(&self, subject: &str, body: T, meta: &Meta) {
+        let event = Event {
+            platform: self.platform.to_owned(),
+            channel: self.channel.clone(),
+            timestamp: meta.timestamp,
+            platform_data: meta.platform_data.clone(),
+            body,
+        };
+        self.publish_json(subject.to_owned(), &event).await;
+    }
+
+    /// Publishes any serializable value on core NATS (a lost connection is logged).
+    pub async fn publish_json<T: Serialize>(&self, subject: String, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => {
+                if let Err(e) = self.nats.publish(subject.clone(), Bytes::from(bytes)).await {
+                    tracing::warn!(subject, error = %e, "publish failed");
+                }
+            }
+            Err(e) => tracing::error!(subject, error = %e, "cannot encode event"),
+        }
+    }
+
+    /// Runs one platform action and waits for its result.
+    pub async fn act(&self, action: PlatformAction) -> Result<(), ActionError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.actions
+            .send((action, tx))
+            .await
+            .map_err(|_| ActionError::NotConnected)?;
+        rx.await.map_err(|_| ActionError::NotConnected)?
+    }
+
+    /// Says `text` in chat (through the rate-limited queue) and waits until it is sent.
+    pub async fn say(&self, source: &str, destination: Destination, text: &str) -> Result<(), ChatError> {
+        let done = self.chat.enqueue(source, destination, text)?;
+        done.await.unwrap_or(Err(ChatError::Closed))
+    }
+
+    /// Fails unless the bot is joined with a rank the channel's `permission` requires.
+    pub fn check_permission(&self, permission: &str) -> Result<(), ErrorBody> {
+        let state = self.state();
+        if !state.joined {
+            return Err(ErrorBody::new(ErrorCode::Internal, "the bot is not connected to the channel"));
+        }
+        let needed = required_rank(&state.permissions, permission);
+        if state.own_rank < needed {
+            return Err(ErrorBody::new(
+                ErrorCode::Denied,
+                format!(
+                    "the bot's rank {} is below the {needed} the channel requires for {permission}",
+                    state.own_rank
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn publish_status(&self) {
+        let (status, meta) = {
+            let s = self.state();
+            (
+                BotStatus {
+                    bot_name: s.bot_name.clone(),
+                    rank: s.own_rank,
+                    connected: s.joined,
+                },
+                Meta {
+                    timestamp: Timestamp::now(),
+                    platform_data: Value::Null,
+                },
+            )
+        };
+        self.publish_event(subjects::events::BOT_STATUS, status, &meta).await;
+    }
+
+    fn write_status(&self) {
+        let status_data = self.state().status_data();
+        self.db.write(
+            subjects::db::STATUS_UPDATE,
+            &StatusUpdate {
+                status_data,
+                timestamp: Some(Timestamp::now()),
+            },
+        );
+    }
+
+    /// Recomputes whether the bot may chat at all, so the queue fails fast instead of
+    /// dropping silently.
+    fn refresh_chat_gate(&self) {
+        let reason = {
+            let s = self.state();
+            if !s.joined {
+                None
+            } else if s.bot_muted() {
+                Some(ChatError::Muted("the bot is muted in the channel".into()))
+            } else if s.own_rank < required_rank(&s.permissions, "chat") {
+                Some(ChatError::Denied(format!(
+                    "the bot's rank {} may not chat in this channel",
+                    s.own_rank
+                )))
+            } else {
+                None
+            }
+        };
+        self.chat.set_blocked(reason);
+    }
+}
+
+/// Runs the bot on `platform` until the platform stops or `shutdown` resolves.
+pub async fn run<P: Platform>(
+    platform: P,
+    nats: async_nats::Client,
+    settings: Settings,
+    bot_name: &str,
+    server: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let name = platform.name();
+    let channel = platform.channel().to_owned();
+    let (events_tx, mut events_rx) = mpsc::channel::<PlatformEvent>(1024);
+    let (actions_tx, actions_rx) = mpsc::channel::<ActionRequest>(64);
+    let db = DbWriter::start(nats.clone(), settings.stream_limits);
+    let chat = ChatQueue::new(settings.max_message_len);
+    let ctx = Arc::new(Ctx {
+        nats: nats.clone(),
+        platform: name,
+        channel: channel.clone(),
+        state: Mutex::new(ChannelState::new(name, &channel, bot_name, server)),
+        chat: chat.clone(),
+        db,
+        actions: actions_tx.clone(),
+        logs: LogFiles::open(settings.chat_log_file.as_deref(), settings.media_log_file.as_deref()),
+        flood: Mutex::new(FloodGuard::new(settings.flood_per_minute, settings.flood_block)),
+        settings,
+    });
+
+    let send_subject = psub::send_all(name).context("platform name")?;
+    let actions_sub = nats
+        .subscribe(send_subject.clone())
+        .await
+        .with_context(|| format!("cannot subscribe to {send_subject}"))?;
+    // Make sure the subscription is registered before anyone is told we are up.
+    nats.flush().await.context("NATS flush")?;
+
+    let platform_task = tokio::spawn(platform.run(events_tx, actions_rx));
+    let worker = tokio::spawn(chat.clone().run_worker(
+        TokenBucket::new(ctx.settings.chat_burst, ctx.settings.chat_per_second),
+        actions_tx,
+    ));
+    let serve = tokio::spawn(serve_actions(ctx.clone(), actions_sub));
+    let outbound = tokio::spawn(poll_outbound(ctx.clone()));
+    let timers = tokio::spawn(periodic(ctx.clone()));
+    tracing::info!(platform = name, channel, "rosey-bot running");
+
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            event = events_rx.recv() => match event {
+                Some(event) => handle_event(&ctx, event).await,
+                None => break Ok(()),
+            },
+            () = &mut shutdown => {
+                tracing::info!("shutting down");
+                break Ok(());
+            }
+        }
+    };
+    chat.close();
+    for task in [serve, outbound, timers] {
+        task.abort();
+    }
+    worker.abort();
+    platform_task.abort();
+    // Give queued publishes a moment to leave.
+    let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
+    result
+}
+
+/// Applies one platform event: state first, then what gets published.
+pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
+    match event {
+        PlatformEvent::Raw { event, data } => match psub::raw(ctx.platform, &event) {
+            Ok(subject) => ctx.publish_json(subject, &data).await,
+            Err(e) => tracing::debug!(error = %e, "raw event not forwarded"),
+        },
+        PlatformEvent::Joined { bot_name } => {
+            {
+                let mut s = ctx.state();
+                s.bot_name = bot_name.clone();
+                s.joined = true;
+                s.connect_time = Some(Timestamp::now());
+            }
+            tracing::info!(bot_name, channel = ctx.channel, "joined the channel");
+            ctx.refresh_chat_gate();
+            ctx.publish_status().await;
+            ctx.write_status();
+        }
+        PlatformEvent::Disconnected { reason } => {
+            ctx.state().joined = false;
+            tracing::warn!(reason, "disconnected from the platform");
+            ctx.refresh_chat_gate();
+            ctx.publish_status().await;
+            ctx.write_status();
+        }
+        PlatformEvent::Chat { user, content, origin, meta } => {
+            handle_chat(ctx, user, content, origin, meta).await;
+        }
+        PlatformEvent::Pm { user, recipient, content, meta } => {
+            handle_pm(ctx, user, recipient, content, meta).await;
+        }
+        PlatformEvent::UserList { users, meta } => {
+            let count = users.len();
+            let (chat_count, connected) = {
+                let mut s = ctx.state();
+                s.set_users(&users);
+                (s.chat_count(), s.connected_count)
+            };
+            ctx.refresh_chat_gate();
+            ctx.publish_event(subjects::events::USER_LIST, ev::UserList { users, count }, &meta).await;
+            ctx.db.write(
+                subjects::db::STATS_HIGH_WATER,
+                &StatsHighWater {
+                    chat_count,
+                    connected_count: connected,
+                    timestamp: Some(meta.timestamp),
+                },
+            );
+        }
+        PlatformEvent::UserJoin { user, meta } => {
+            let (chat_count, connected) = {
+                let mut s = ctx.state();
+                s.add_user(&user);
+                (s.chat_count(), s.connected_count)
+            };
+            let name = user.username.clone();
+            ctx.publish_event(
+                subjects::events::USER_JOIN,
+                ev::UserJoin { user: name.clone(), user_data: user.clone() },
+                &meta,
+            )
+            .await;
+            ctx.db.write(
+                subjects::db::USER_JOINED,
+                &UserJoined {
+                    username: name,
+                    timestamp: Some(meta.timestamp),
+                    user_data: Some(user),
+                },
+            );
+            ctx.db.write(
+                subjects::db::STATS_HIGH_WATER,
+                &StatsHighWater {
+                    chat_count,
+                    connected_count: connected,
+                    timestamp: Some(meta.timestamp),
+                },
+            );
+            ctx.refresh_chat_gate();
+        }
+        PlatformEvent::UserLeave { user, meta } => {
+            let last = ctx.state().remove_user(&user);
+            ctx.publish_event(
+                subjects::events::USER_LEAVE,
+                ev::UserLeave { user: user.clone(), user_data: last.clone() },
+                &meta,
+            )
+            .await;
+            ctx.db.write(
+                subjects::db::USER_LEFT,
+                &UserLeft {
+                    username: user,
+                    timestamp: Some(meta.timestamp),
+                    user_data: last,
+                },
+            );
+        }
+        PlatformEvent::UserUpdate { user, patch, meta } => {
+            let updated = ctx.state().update_user(&user, &patch);
+            match updated {
+                Some((user_data, changed)) if !changed.is_empty() => {
+                    ctx.refresh_chat_gate();
+                    ctx.publish_event(
+                        subjects::events::USER_UPDATE,
+                        ev::UserUpdate { user: user_data.username.clone(), user_data, changed },
+                        &meta,
+                    )
+                    .await;
+                }
+                Some(_) => {}
+                None => tracing::debug!(user, "update for an unknown user ignored"),
+            }
+        }
+        PlatformEvent::ConnectedCount { count, meta } => {
+            let chat_count = {
+                let mut s = ctx.state();
+                s.connected_count = Some(count);
+                s.chat_count()
+            };
+            ctx.publish_event(
+                subjects::events::USER_COUNT,
+                UserCount { chat_count, connected_count: count },
+                &meta,
+            )
+            .await;
+            ctx.db.write(
+                subjects::db::STATS_HIGH_WATER,
+                &StatsHighWater {
+                    chat_count,
+                    connected_count: Some(count),
+                    timestamp: Some(meta.timestamp),
+                },
+            );
+        }
+        PlatformEvent::OwnRank(rank) => {
+            let changed = {
+                let mut s = ctx.state();
+                let changed = s.own_rank != rank;
+                s.own_rank = rank;
+                changed
+            };
+            if changed {
+                ctx.refresh_chat_gate();
+                ctx.publish_status().await;
+            }
+        }
+        PlatformEvent::LoginFailed { error } => {
+            tracing::error!(error, "login failed");
+        }
+        PlatformEvent::Permissions(map) => {
+            ctx.state().permissions = map;
+            ctx.refresh_chat_gate();
+        }
+        PlatformEvent::SetCurrent(uid) => ctx.state().current_uid = Some(uid),
+        PlatformEvent::MediaChange { media, meta } => {
+            let queued_by = {
+                let mut s = ctx.state();
+                s.media = Some(media.clone());
+                s.media_time = 0.0;
+                s.current_item()
+                    .filter(|i| i.media.id == media.id)
+                    .and_then(|i| i.queued_by.clone())
+            };
+            ctx.logs.media(meta.timestamp, &media.kind, &media.id, &media.title);
+            ctx.publish_event(subjects::events::MEDIA_CHANGE, MediaChange { media, queued_by }, &meta)
+                .await;
+        }
+        PlatformEvent::MediaUpdate { current_time, paused } => {
+            let mut s = ctx.state();
+            s.media_time = current_time;
+            s.paused = paused;
+        }
+        PlatformEvent::Playlist { items } => ctx.state().playlist = items,
+        PlatformEvent::PlaylistAdd { add, meta } => {
+            ctx.state().playlist_add(&add.item, add.after);
+            ctx.publish_event(subjects::events::PLAYLIST_ADD, add, &meta).await;
+        }
+        PlatformEvent::PlaylistRemove { uid, meta } => {
+            ctx.state().playlist_remove(uid);
+            ctx.publish_event(subjects::events::PLAYLIST_REMOVE, PlaylistRemove { uid }, &meta)
+                .await;
+        }
+        PlatformEvent::PlaylistMove { moved, meta } => {
+            ctx.state().playlist_move(moved.uid, moved.after);
+            ctx.publish_event(subjects::events::PLAYLIST_MOVE, moved, &meta).await;
+        }
+        PlatformEvent::SetTemp { uid, temporary } => {
+            let mut s = ctx.state();
+            if let Some(p) = s.position(uid) {
+                s.playlist[p].temporary = temporary;
+            }
+        }
+        PlatformEvent::PollOpen { poll, meta } => {
+            ctx.publish_event(subjects::events::POLL_OPEN, poll, &meta).await;
+        }
+        PlatformEvent::PollUpdate { poll, meta } => {
+            ctx.publish_event(subjects::events::POLL_UPDATE, poll, &meta).await;
+        }
+        PlatformEvent::PollClose { meta } => {
+            ctx.publish_event(subjects::events::POLL_CLOSE, PollClose {}, &meta).await;
+        }
+        PlatformEvent::Leader(name) => {
+            ctx.state().leader = (!name.is_empty()).then_some(name);
+        }
+        PlatformEvent::Voteskip { count, need } => ctx.state().voteskip = Some((count, need)),
+        PlatformEvent::Cooldown(pause) => {
+            tracing::warn!(?pause, "the server dropped a chat line (cooldown); pausing chat");
+            ctx.chat.pause(pause);
+        }
+        PlatformEvent::ChatRefused(msg) => {
+            tracing::warn!(msg, "the server refuses the bot's chat");
+            ctx.chat.pause(REFUSAL_PAUSE);
+            report_error(ctx, psub::action::CHAT, &msg).await;
+        }
+        PlatformEvent::ServerError(msg) => tracing::warn!(msg, "server error"),
+    }
+}
+
+async fn handle_chat(ctx: &Arc<Ctx>, user: String, content: String, origin: ChatOrigin, meta: Meta) {
+    match origin {
+        ChatOrigin::History | ChatOrigin::Shadow | ChatOrigin::Server => return,
+        ChatOrigin::Own => {
+            ctx.logs.chat(meta.timestamp, &user, &content);
+            ctx.db.write(
+                subjects::db::MESSAGE_LOG,
+                &MessageLog {
+                    username: user,
+                    message: content,
+                    timestamp: Some(meta.timestamp),
+                    user_data: None,
+                },
+            );
+            return;
+        }
+        ChatOrigin::Live => {}
+    }
+    let user_data = ctx.state().user(&user).cloned();
+    let parsed = parse_command_line(&content, &ctx.settings.command_prefix);
+    ctx.logs.chat(meta.timestamp, &user, &content);
+    ctx.publish_event(
+        subjects::events::MESSAGE,
+        ev::Message {
+            user: user.clone(),
+            user_data: user_data.clone(),
+            content: content.clone(),
+            is_command: parsed.is_some(),
+        },
+        &meta,
+    )
+    .await;
+    ctx.db.write(
+        subjects::db::MESSAGE_LOG,
+        &MessageLog {
+            username: user.clone(),
+            message: content.clone(),
+            timestamp: Some(meta.timestamp),
+            user_data: user_data.clone(),
+        },
+    );
+    if let Some(parsed) = parsed {
+        publish_command(ctx, parsed, content, user, user_data, false, meta.timestamp).await;
+    }
+}
+
+async fn handle_pm(ctx: &Arc<Ctx>, user: String, recipient: String, content: String, meta: Meta) {
+    ctx.logs.pm(meta.timestamp, &user, &recipient, &content);
+    ctx.publish_event(
+        subjects::events::PM,
+        ev::Pm {
+            user: user.clone(),
+            recipient,
+            content: content.clone(),
+        },
+        &meta,
+    )
+    .await;
+    let user_data = ctx.state().user(&user).cloned();
+    if let Some(parsed) = parse_command_line(&content, &ctx.settings.command_prefix) {
+        publish_command(ctx, parsed, content, user, user_data, true, meta.timestamp).await;
+        return;
+    }
+    let is_mod = user_data.as_ref().is_some_and(|u| u.is_moderator);
+    if ctx.settings.shell_enabled && is_mod {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { shell::run_command(&ctx, &user, &content).await });
+    } else if ctx.settings.shell_enabled {
+        tracing::info!(user, "PM from a non-moderator is not a shell command; ignored");
+    }
+}
+
+async fn publish_command(
+    ctx: &Arc<Ctx>,
+    parsed: rosey_plugin_api::commands::ParsedCommand,
+    raw: String,
+    user: String,
+    user_data: Option<UserData>,
+    is_pm: bool,
+    timestamp: Timestamp,
+) {
+    let user_data = user_data.unwrap_or_else(|| UserData::new(user.clone(), 0.0));
+    if !user_data.is_moderator {
+        let verdict = ctx
+            .flood
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(&user, tokio::time::Instant::now());
+        match verdict {
+            FloodVerdict::Allow => {}
+            FloodVerdict::Block => return,
+            FloodVerdict::BlockAndWarn => {
+                tracing::warn!(user, "command flood: ignoring the user for a while");
+                let minutes = ctx.settings.flood_block.as_secs().div_ceil(60).max(1);
+                let text = format!(
+                    "{user}: too many commands; I will ignore yours for {minutes} minute(s)."
+                );
+                let dest = if is_pm { Destination::Pm(user.clone()) } else { Destination::Chat };
+                if let Err(e) = ctx.chat.enqueue("core", dest, &text) {
+                    tracing::warn!(error = %e, "cannot send the flood warning");
+                }
+                return;
+            }
+        }
+    }
+    let Ok(subject) = subjects::commands::command(&parsed.command) else {
+        return;
+    };
+    let command = Command {
+        command: parsed.command,
+        args: parsed.args,
+        text: parsed.text,
+        raw,
+        user,
+        user_data,
+        is_pm,
+        platform: ctx.platform.to_owned(),
+        channel: ctx.channel.clone(),
+        timestamp,
+    };
+    ctx.publish_json(subject, &command).await;
+}
+
+/// Publishes an action failure on `rosey.platform.<p>.error`.
+pub async fn report_error(ctx: &Ctx, action: &str, error: &str) {
+    let Ok(subject) = psub::error(ctx.platform) else { return };
+    ctx.publish_json(
+        subject,
+        &PlatformError {
+            action: action.to_owned(),
+            error: error.to_owned(),
+            channel: ctx.channel.clone(),
+        },
+    )
+    .await;
+}
+
+/// The largest action payload accepted.
+const MAX_ACTION_BYTES: usize = 64 * 1024;
+
+async fn serve_actions(ctx: Arc<Ctx>, mut sub: async_nats::Subscriber) {
+    use futures::StreamExt;
+    while let Some(msg) = sub.next().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { serve_action(&ctx, msg).await });
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorBody> {
+    serde_json::from_slice(payload).map_err(|e| ErrorBody::from_json_error(&e))
+}
+
+fn channel_of(payload: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    v.get("channel")?.as_str().map(str::to_owned)
+}
+
+fn platform_failure(e: ActionError) -> ErrorBody {
+    match e {
+        ActionError::Invalid(m) => ErrorBody::new(ErrorCode::InvalidJson, m),
+        other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
+    }
+}
+
+fn chat_failure(e: ChatError) -> ErrorBody {
+    match e {
+        ChatError::QueueFull(_) => ErrorBody::new(ErrorCode::TooLarge, e.to_string()),
+        ChatError::Muted(_) | ChatError::Denied(_) => ErrorBody::new(ErrorCode::Denied, e.to_string()),
+        ChatError::Invalid(_) => ErrorBody::new(ErrorCode::InvalidJson, e.to_string()),
+        ChatError::Platform(_) | ChatError::Closed => ErrorBody::new(ErrorCode::Internal, e.to_string()),
+    }
+}
+
+async fn serve_action(ctx: &Arc<Ctx>, msg: async_nats::Message) {
+    let Some(action) = psub::action_of(ctx.platform, &msg.subject).map(str::to_owned) else {
+        return;
+    };
+    let result = if msg.payload.len() > MAX_ACTION_BYTES {
+        Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("action payload is {} bytes; the limit is {MAX_ACTION_BYTES}", msg.payload.len()),
+        ))
+    } else {
+        match channel_of(&msg.payload) {
+            // Another channel's bot answers it.
+            Some(channel) if channel != ctx.channel => return,
+            _ => run_action(ctx, &action, &msg.payload).await,
+        }
+    };
+    if let Err(body) = &result {
+        tracing::warn!(action, error = %body, "action failed");
+        report_error(ctx, &action, &body.error.message).await;
+    }
+    if let Some(reply) = msg.reply {
+        let sent = match result {
+            Ok(()) => match serde_json::to_vec(&OkReply::YES) {
+                Ok(b) => ctx.nats.publish(reply, Bytes::from(b)).await,
+                Err(_) => return,
+            },
+            Err(body) => {
+                let (headers, payload) = error_reply(&body);
+                ctx.nats.publish_with_headers(reply, headers, payload).await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "cannot send the action reply");
+        }
+    }
+}
+
+async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), ErrorBody> {
+    use psub::action as a;
+    let queue_text = |dest: Destination, text: &str| -> Result<(), ErrorBody> {
+        let done = ctx.chat.enqueue("send", dest, text).map_err(chat_failure)?;
+        let ctx = ctx.clone();
+        let action = action.to_owned();
+        // The reply means "accepted"; a later send failure is still reported.
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = done.await {
+                report_error(&ctx, &action, &e.to_string()).await;
+            }
+        });
+        Ok(())
+    };
+    match action {
+        a::CHAT => {
+            let req: SendChat = decode(payload)?;
+            ctx.check_permission("chat")?;
+            queue_text(Destination::Chat, &req.content)
+        }
+        a::PM => {
+            let req: SendPm = decode(payload)?;
+            if req.to.trim().is_empty() {
+                return Err(ErrorBody::new(ErrorCode::InvalidJson, "`to` is empty"));
+            }
+            if !ctx.state().joined {
+                return Err(ErrorBody::new(ErrorCode::Internal, "the bot is not connected to the channel"));
+            }
+            queue_text(Destination::Pm(req.to), &req.content)
+        }
+        a::PLAYLIST_ADD => {
+            let req: SendPlaylistAdd = decode(payload)?;
+            let next = req.position == QueuePosition::Next;
+            ctx.check_permission(if next { "playlistnext" } else { "playlistadd" })?;
+            if !req.temporary {
+                ctx.check_permission("addnontemp")?;
+            }
+            ctx.act(PlatformAction::PlaylistAdd { url: req.url, next, temporary: req.temporary })
+                .await
+                .map_err(platform_failure)
+        }
+        a::PLAYLIST_REMOVE | a::PLAYLIST_JUMP => {
+            let req: SendPlaylistEntry = decode(payload)?;
+            let (perm, act) = if action == a::PLAYLIST_REMOVE {
+                ("playlistdelete", PlatformAction::PlaylistRemove(req.uid))
+            } else {
+                ("playlistjump", PlatformAction::PlaylistJump(req.uid))
+            };
+            ctx.check_permission(perm)?;
+            if ctx.state().position(req.uid).is_none() {
+                return Err(ErrorBody::new(ErrorCode::NotFound, format!("no playlist item {}", req.uid)));
+            }
+            ctx.act(act).await.map_err(platform_failure)
+        }
+        a::PLAYLIST_MOVE => {
+            let req: SendPlaylistMove = decode(payload)?;
+            ctx.check_permission("playlistmove")?;
+            let after = match req.after {
+                PlaylistAfter::Uid(uid) => Some(uid),
+                PlaylistAfter::Start(_) => None,
+            };
+            ctx.act(PlatformAction::PlaylistMove { uid: req.uid, after })
+                .await
+                .map_err(platform_failure)
+        }
+        a::PLAYLIST_NEXT => {
+            let _req: SendChannelAction = decode(payload)?;
+            ctx.check_permission("playlistjump")?;
+            ctx.act(PlatformAction::PlaylistNext).await.map_err(platform_failure)
+        }
+        a::KICK => {
+            let req: SendKick = decode(payload)?;
+            ctx.check_permission("kick")?;
+            {
+                let s = ctx.state();
+                let target = s.user(&req.user).ok_or_else(|| {
+                    ErrorBody::new(ErrorCode::NotFound, format!("{} is not in the channel", req.user))
+                })?;
+                if target.rank >= s.own_rank {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Denied,
+                        format!("{} has a rank the bot cannot kick", req.user),
+                    ));
+                }
+            }
+            ctx.act(PlatformAction::Kick { user: req.user, reason: req.reason })
+                .await
+                .map_err(platform_failure)
+        }
+        a::CLEAR => {
+            let _req: SendChannelAction = decode(payload)?;
+            ctx.check_permission("chatclear")?;
+            ctx.act(PlatformAction::Clear).await.map_err(platform_failure)
+        }
+        a::AFK => {
+            let req: SendAfk = decode(payload)?;
+            let current = ctx.state().own_user().map(|u| u.is_afk);
+            if current == Some(req.afk) {
+                return Ok(());
+            }
+            ctx.act(PlatformAction::Afk(req.afk)).await.map_err(platform_failure)
+        }
+        other => Err(ErrorBody::new(ErrorCode::NotFound, format!("unknown action {other}"))),
+    }
+}
+
+/// Sends the database's queued outbound messages and marks each sent or failed.
+async fn poll_outbound(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(ctx.settings.outbound_poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !ctx.state().joined {
+            continue;
+        }
+        let request = OutboundGet { limit: 20, max_retries: 3 };
+        let messages: Vec<OutboundMessage> = match request_json(
+            &ctx.nats,
+            subjects::db::OUTBOUND_GET,
+            &request,
+            ctx.settings.outbound_request_timeout,
+        )
+        .await
+        {
+            Ok(m) => m,
+            Err(RequestError::Timeout { .. }) => continue,
+            Err(RequestError::Nats { source, .. })
+                if source.kind() == async_nats::RequestErrorKind::NoResponders =>
+            {
+                continue
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbound message poll failed");
+                continue;
+            }
+        };
+        for m in messages {
+            let result = ctx.say("outbound", Destination::Chat, &m.message).await;
+            let now = Some(Timestamp::now());
+            match result {
+                Ok(()) => ctx.db.write(
+                    subjects::db::OUTBOUND_MARK_SENT,
+                    &OutboundMarkSent { message_id: m.id, timestamp: now },
+                ),
+                Err(e) => {
+                    tracing::warn!(id = m.id, error = %e, "outbound message not sent");
+                    ctx.db.write(
+                        subjects::db::OUTBOUND_MARK_FAILED,
+                        &OutboundMarkFailed {
+                            message_id: m.id,
+                            error: e.to_string(),
+                            permanent: e.is_permanent(),
+                            timestamp: now,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the bot's status and user-count samples periodically.
+async fn periodic(ctx: Arc<Ctx>) {
+    let mut status = tokio::time::interval(ctx.settings.status_interval);
+    let mut counts = tokio::time::interval(ctx.settings.user_count_interval);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first ticks fire at once; skip them (joining publishes the status).
+    status.tick().await;
+    counts.tick().await;
+    loop {
+        tokio::select! {
+            _ = status.tick() => {
+                ctx.publish_status().await;
+                if ctx.state().joined {
+                    ctx.write_status();
+                }
+            }
+            _ = counts.tick() => {
+                let sample = {
+                    let s = ctx.state();
+                    s.joined.then(|| StatsUserCount {
+                        chat_count: s.chat_count(),
+                        connected_count: s.connected_count.unwrap_or_else(|| s.chat_count()),
+                        timestamp: Some(Timestamp::now()),
+                    })
+                };
+                if let Some(sample) = sample {
+                    ctx.db.write(subjects::db::STATS_USER_COUNT, &sample);
+                }
+            }
+        }
+    }
+}

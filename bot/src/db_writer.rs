@@ -1,0 +1,150 @@
+//! Durable database writes (`rosey.db.*`): JetStream-acknowledged publishes with message ids.
+//!
+//! One task publishes the writes in order and waits for each acknowledgement; a failed publish
+//! is retried with the same message id, so a NATS restart neither loses a write (it stays in
+//! memory until acknowledged) nor duplicates one (the stream drops a repeated id). Nothing here
+//! waits for the database service: the stream holds writes until it comes.
+
+use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream;
+use bytes::Bytes;
+use rosey_plugin_api::stream::{ensure_streams, StreamLimits};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Writes that may wait while NATS is away before new ones are dropped (and logged).
+pub const BACKLOG: usize = 100_000;
+
+struct Write {
+    subject: &'static str,
+    payload: Bytes,
+    msg_id: String,
+}
+
+/// The handle the core queues writes through; cheap to clone.
+#[derive(Clone)]
+pub struct DbWriter {
+    tx: mpsc::Sender<Write>,
+    prefix: Arc<str>,
+    seq: Arc<AtomicU64>,
+}
+
+impl DbWriter {
+    /// Starts the publishing task on `client`.
+    pub fn start(client: async_nats::Client, limits: StreamLimits) -> DbWriter {
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        tokio::spawn(run(client, limits, rx));
+        // Ids unique to this process's life: a random prefix and a counter.
+        let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
+        DbWriter {
+            tx,
+            prefix: prefix.into(),
+            seq: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues one write; it is published (and retried) in the background.
+    pub fn write<T: Serialize>(&self, subject: &'static str, payload: &T) {
+        let payload = match serde_json::to_vec(payload) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                tracing::error!(subject, error = %e, "cannot encode database write");
+                return;
+            }
+        };
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let write = Write {
+            subject,
+            payload,
+            msg_id: format!("{}-{n}", self.prefix),
+        };
+        if let Err(e) = self.tx.try_send(write) {
+            tracing::error!(subject, error = %e, "database write backlog is full; write dropped");
+        }
+    }
+}
+
+/// Whether the writes go through JetStream or, when the server has none, plain publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    JetStream,
+    Plain,
+}
+
+async fn set_up(client: &async_nats::Client, js: &jetstream::Context, limits: &StreamLimits) -> Mode {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ensure_streams(js, limits)).await {
+            Ok(Ok(_)) => return Mode::JetStream,
+            Ok(Err(e)) => {
+                if !client.server_info().jetstream
+                    && client.connection_state() == async_nats::connection::State::Connected
+                {
+                    tracing::warn!(
+                        error = %e,
+                        "the NATS server has no JetStream: database writes fall back to plain \
+                         publishes and are lost while nothing listens"
+                    );
+                    return Mode::Plain;
+                }
+                tracing::warn!(error = %e, "cannot set up the database stream yet; retrying");
+            }
+            Err(_) => tracing::warn!("setting up the database stream timed out; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn run(client: async_nats::Client, limits: StreamLimits, mut rx: mpsc::Receiver<Write>) {
+    let js = jetstream::new(client.clone());
+    let mut mode = set_up(&client, &js, &limits).await;
+    while let Some(write) = rx.recv().await {
+        if mode == Mode::Plain {
+            if let Err(e) = client.publish(write.subject, write.payload).await {
+                tracing::warn!(subject = write.subject, error = %e, "plain database write failed");
+            }
+            continue;
+        }
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 0u32;
+        loop {
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, write.msg_id.as_str());
+            let result = match js
+                .publish_with_headers(write.subject, headers, write.payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) => {
+                    attempt += 1;
+                    if attempt == 1 || attempt % 20 == 0 {
+                        tracing::warn!(
+                            subject = write.subject,
+                            attempt,
+                            error = %e,
+                            "database write not acknowledged; retrying with the same id"
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    // The server may have lost its store (or the stream was deleted).
+                    if attempt % 5 == 0 {
+                        mode = set_up(&client, &js, &limits).await;
+                        if mode == Mode::Plain {
+                            let _ = client.publish(write.subject, write.payload.clone()).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

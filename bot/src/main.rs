@@ -1,0 +1,78 @@
+//! `rosey-bot`: joins one channel and puts it on NATS.
+
+use anyhow::Context as _;
+use clap::Parser;
+use rosey_bot::core::{self, Settings};
+use rosey_bot::platform::console::ConsolePlatform;
+use rosey_bot::platform::cytube::CytubePlatform;
+use rosey_config::{CommonArgs, PlatformKind};
+use std::process::ExitCode;
+
+/// Holds one channel's chat connection and publishes it on NATS.
+#[derive(Debug, Parser)]
+#[command(name = "rosey-bot", version, about)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.common.load_config()?;
+    rosey_config::logging::init(&config, "info")?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let nats = rosey_config::connect::connect(&config.nats)
+        .await
+        .context("cannot connect to NATS")?;
+    let settings = Settings::from_config(&config);
+    let p = &config.platform;
+    let bot_name = p.credentials.username.clone();
+    match p.kind {
+        PlatformKind::Console => {
+            let channel = p.channel.clone().unwrap_or_else(|| "console".to_owned());
+            let platform = ConsolePlatform::new(&channel, &p.console_user, &bot_name);
+            core::run(platform, nats, settings, &bot_name, "console", shutdown_signal()).await
+        }
+        PlatformKind::Cytube => {
+            let platform = CytubePlatform::from_config(p)?;
+            let server = platform.domain().to_owned();
+            core::run(platform, nats, settings, &bot_name, &server, shutdown_signal()).await
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rosey-bot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,696 @@
+//! CyTube events to platform-neutral [`PlatformEvent`]s: HTML to plain text, CyTube users to
+//! the contract's user object, and the chat intake rules (history replay, the bot's own lines,
+//! shadow-muted lines and server pseudo-users are told apart here, once).
+
+use crate::platform::{ChatOrigin, Meta, PlatformEvent, UserPatch};
+use rosey_plugin_api::events::{
+    Media, PlaylistAdd, PlaylistAfter, PlaylistItem, PlaylistMove, Poll, Prepend,
+};
+use rosey_plugin_api::{Timestamp, UserData};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Chat HTML to plain text: strip the tags, then decode the entities.
+///
+/// The server escapes what users type (`<` arrives as `&lt;`), so every literal `<` starts a
+/// tag its filters added (links, bold, spoilers); a link keeps its visible text.
+pub fn html_to_text(html: &str) -> String {
+    let mut stripped = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        stripped.push_str(&rest[..open]);
+        match rest[open..].find('>') {
+            Some(close) => rest = &rest[open + close + 1..],
+            None => {
+                // Not a tag after all: keep the text.
+                stripped.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    stripped.push_str(rest);
+    html_escape::decode_html_entities(&stripped).into_owned()
+}
+
+/// A CyTube user object (`addUser`, `userlist` entries) as the contract's user object.
+pub fn user_data(user: &Value) -> Option<UserData> {
+    let name = user.get("name")?.as_str()?;
+    if name.is_empty() {
+        return None;
+    }
+    let rank = user.get("rank").and_then(Value::as_f64).unwrap_or(0.0);
+    let meta = user.get("meta");
+    let flag = |key: &str| {
+        meta.and_then(|m| m.get(key))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let mut data = UserData::new(name, rank);
+    data.is_afk = flag("afk");
+    data.is_muted = flag("muted") || flag("smuted");
+    data.profile = user.get("profile").filter(|p| p.is_object()).cloned();
+    Some(data)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A JSON id that may be a number or a string, as text.
+fn id_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// CyTube's media object (`changeMedia`, playlist items) as the contract's media.
+pub fn media(v: &Value) -> Option<Media> {
+    Some(Media {
+        id: id_text(v.get("id"))?,
+        kind: str_field(v, "type").unwrap_or_default().to_owned(),
+        title: html_to_text(str_field(v, "title").unwrap_or_default()),
+        duration_s: v.get("seconds").and_then(Value::as_f64).unwrap_or(0.0),
+    })
+}
+
+/// A CyTube playlist item (`{media, uid, temp, queueby}`).
+pub fn playlist_item(v: &Value) -> Option<PlaylistItem> {
+    Some(PlaylistItem {
+        uid: v.get("uid")?.as_u64()?,
+        media: media(v.get("media")?)?,
+        temporary: v.get("temp").and_then(Value::as_bool).unwrap_or(false),
+        queued_by: str_field(v, "queueby")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    })
+}
+
+fn after(v: Option<&Value>) -> Option<PlaylistAfter> {
+    match v? {
+        Value::Number(n) => n.as_u64().map(PlaylistAfter::Uid),
+        Value::String(s) if s == "prepend" => Some(PlaylistAfter::Start(Prepend::Prepend)),
+        // CyTube sends uids as numbers, but accept digits in a string too.
+        Value::String(s) => s.parse().ok().map(PlaylistAfter::Uid),
+        _ => None,
+    }
+}
+
+fn poll(v: &Value) -> Option<Poll> {
+    let options = v
+        .get("options")?
+        .as_array()?
+        .iter()
+        .map(|o| html_to_text(o.as_str().unwrap_or_default()))
+        .collect();
+    let counts = v
+        .get("counts")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().map(Value::as_u64).collect())
+        .unwrap_or_default();
+    Some(Poll {
+        title: html_to_text(str_field(v, "title").unwrap_or_default()),
+        options,
+        counts,
+        initiator: str_field(v, "initiator").map(str::to_owned),
+    })
+}
+
+/// Turns one channel connection's CyTube events into platform events.
+///
+/// It holds the little state the intake rules need: whether the first user list has arrived
+/// (everything before it is history replay) and the bot's own name.
+#[derive(Debug, Clone)]
+pub struct CytubeNormalizer {
+    bot_name: String,
+    seen_userlist: bool,
+    logged_in: bool,
+    joined: bool,
+}
+
+impl CytubeNormalizer {
+    /// A normalizer for a bot logging in as `bot_name`.
+    pub fn new(bot_name: impl Into<String>) -> Self {
+        CytubeNormalizer {
+            bot_name: bot_name.into(),
+            seen_userlist: false,
+            logged_in: false,
+            joined: false,
+        }
+    }
+
+    /// Forgets the connection state; call it for every new connection, whose join replays
+    /// history again.
+    pub fn reset(&mut self) {
+        self.seen_userlist = false;
+        self.logged_in = false;
+        self.joined = false;
+    }
+
+    /// The bot's name as the server spells it.
+    pub fn bot_name(&self) -> &str {
+        &self.bot_name
+    }
+
+    fn is_self(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(&self.bot_name)
+    }
+
+    /// The platform events one CyTube event stands for (the raw event is not included).
+    pub fn normalize(&mut self, event: &str, data: &Value, received: Timestamp) -> Vec<PlatformEvent> {
+        let meta = |ts: Option<Timestamp>| Meta {
+            timestamp: ts.unwrap_or(received),
+            platform_data: data.clone(),
+        };
+        let server_time = data
+            .get("time")
+            .and_then(Value::as_i64)
+            .and_then(Timestamp::from_millis);
+        let mut out = Vec::new();
+        match event {
+            "chatMsg" => {
+                let (Some(user), Some(msg)) = (str_field(data, "username"), str_field(data, "msg"))
+                else {
+                    return out;
+                };
+                let shadow = data
+                    .get("meta")
+                    .and_then(|m| m.get("shadow"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let origin = if !self.seen_userlist {
+                    ChatOrigin::History
+                } else if user.starts_with('[') && user.ends_with(']') {
+                    ChatOrigin::Server
+                } else if shadow {
+                    ChatOrigin::Shadow
+                } else if self.is_self(user) {
+                    ChatOrigin::Own
+                } else {
+                    ChatOrigin::Live
+                };
+                out.push(PlatformEvent::Chat {
+                    user: user.to_owned(),
+                    content: html_to_text(msg),
+                    origin,
+                    meta: meta(server_time),
+                });
+            }
+            "pm" => {
+                let (Some(user), Some(msg)) = (str_field(data, "username"), str_field(data, "msg"))
+                else {
+                    return out;
+                };
+                // The server echoes our own PMs back to us; they are not PMs *to* the bot.
+                if self.is_self(user) {
+                    return out;
+                }
+                out.push(PlatformEvent::Pm {
+                    user: user.to_owned(),
+                    recipient: str_field(data, "to").unwrap_or(&self.bot_name).to_owned(),
+                    content: html_to_text(msg),
+                    meta: meta(server_time),
+                });
+            }
+            "userlist" => {
+                let users = data
+                    .as_array()
+                    .map(|a| a.iter().filter_map(user_data).collect())
+                    .unwrap_or_default();
+                self.seen_userlist = true;
+                out.push(PlatformEvent::UserList {
+                    users,
+                    meta: meta(None),
+                });
+                self.maybe_joined(&mut out);
+            }
+            "addUser" => {
+                if let Some(user) = user_data(data) {
+                    out.push(PlatformEvent::UserJoin {
+                        user,
+                        meta: meta(None),
+                    });
+                }
+            }
+            "userLeave" => {
+                if let Some(name) = str_field(data, "name").filter(|n| !n.is_empty()) {
+                    out.push(PlatformEvent::UserLeave {
+                        user: name.to_owned(),
+                        meta: meta(None),
+                    });
+                }
+            }
+            "usercount" => {
+                if let Some(count) = data.as_u64() {
+                    out.push(PlatformEvent::ConnectedCount {
+                        count,
+                        meta: meta(None),
+                    });
+                }
+            }
+            "setAFK" | "setUserMeta" | "setUserRank" | "setUserProfile" => {
+                let Some(name) = str_field(data, "name").filter(|n| !n.is_empty()) else {
+                    return out;
+                };
+                let mut patch = UserPatch::default();
+                match event {
+                    "setAFK" => patch.afk = data.get("afk").and_then(Value::as_bool),
+                    "setUserMeta" => {
+                        let m = data.get("meta");
+                        let flag = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_bool);
+                        patch.afk = flag("afk");
+                        patch.muted = match (flag("muted"), flag("smuted")) {
+                            (None, None) => None,
+                            (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+                        };
+                    }
+                    "setUserRank" => patch.rank = data.get("rank").and_then(Value::as_f64),
+                    _ => patch.profile = data.get("profile").filter(|p| p.is_object()).cloned(),
+                }
+                if patch != UserPatch::default() {
+                    out.push(PlatformEvent::UserUpdate {
+                        user: name.to_owned(),
+                        patch,
+                        meta: meta(None),
+                    });
+                }
+            }
+            "rank" => {
+                if let Some(rank) = data.as_f64() {
+                    out.push(PlatformEvent::OwnRank(rank));
+                }
+            }
+            "login" => {
+                if data.get("success").and_then(Value::as_bool) == Some(true) {
+                    if let Some(name) = str_field(data, "name") {
+                        self.bot_name = name.to_owned();
+                    }
+                    self.logged_in = true;
+                    self.maybe_joined(&mut out);
+                } else {
+                    let error = str_field(data, "error").unwrap_or("login refused").to_owned();
+                    out.push(PlatformEvent::LoginFailed { error });
+                }
+            }
+            "setPermissions" => {
+                if let Some(map) = data.as_object() {
+                    out.push(PlatformEvent::Permissions(map.clone()));
+                }
+            }
+            "setCurrent" => {
+                if let Some(uid) = data.as_u64() {
+                    out.push(PlatformEvent::SetCurrent(uid));
+                }
+            }
+            "changeMedia" => {
+                if let Some(media) = media(data) {
+                    out.push(PlatformEvent::MediaChange {
+                        media,
+                        meta: meta(None),
+                    });
+                }
+            }
+            "mediaUpdate" => out.push(PlatformEvent::MediaUpdate {
+                current_time: data.get("currentTime").and_then(Value::as_f64).unwrap_or(0.0),
+                paused: data.get("paused").and_then(Value::as_bool).unwrap_or(false),
+            }),
+            "playlist" => {
+                let items = data
+                    .as_array()
+                    .map(|a| a.iter().filter_map(playlist_item).collect())
+                    .unwrap_or_default();
+                out.push(PlatformEvent::Playlist { items });
+            }
+            "queue" => {
+                let item = data.get("item").and_then(playlist_item);
+                let position = after(data.get("after"));
+                if let (Some(item), Some(after)) = (item, position) {
+                    out.push(PlatformEvent::PlaylistAdd {
+                        add: PlaylistAdd { item, after },
+                        meta: meta(None),
+                    });
+                }
+            }
+            "delete" => {
+                if let Some(uid) = data.get("uid").and_then(Value::as_u64) {
+                    out.push(PlatformEvent::PlaylistRemove {
+                        uid,
+                        meta: meta(None),
+                    });
+                }
+            }
+            "moveVideo" => {
+                let uid = data.get("from").and_then(Value::as_u64);
+                if let (Some(uid), Some(after)) = (uid, after(data.get("after"))) {
+                    out.push(PlatformEvent::PlaylistMove {
+                        moved: PlaylistMove { uid, after },
+                        meta: meta(None),
+                    });
+                }
+            }
+            "setTemp" => {
+                let uid = data.get("uid").and_then(Value::as_u64);
+                let temp = data.get("temp").and_then(Value::as_bool);
+                if let (Some(uid), Some(temporary)) = (uid, temp) {
+                    out.push(PlatformEvent::SetTemp { uid, temporary });
+                }
+            }
+            "newPoll" | "updatePoll" => {
+                if let Some(poll) = poll(data) {
+                    let ts = data
+                        .get("timestamp")
+                        .and_then(Value::as_i64)
+                        .and_then(Timestamp::from_millis);
+                    let meta = meta(ts);
+                    out.push(if event == "newPoll" {
+                        PlatformEvent::PollOpen { poll, meta }
+                    } else {
+                        PlatformEvent::PollUpdate { poll, meta }
+                    });
+                }
+            }
+            "closePoll" => out.push(PlatformEvent::PollClose { meta: meta(None) }),
+            "setLeader" => out.push(PlatformEvent::Leader(
+                data.as_str().unwrap_or_default().to_owned(),
+            )),
+            "voteskip" => out.push(PlatformEvent::Voteskip {
+                count: data.get("count").and_then(Value::as_u64).unwrap_or(0),
+                need: data.get("need").and_then(Value::as_u64).unwrap_or(0),
+            }),
+            "cooldown" => {
+                if let Some(ms) = data.as_f64().filter(|ms| ms.is_finite() && *ms >= 0.0) {
+                    // Cap it: a hostile value must not silence the bot for days.
+                    let ms = ms.min(600_000.0);
+                    out.push(PlatformEvent::Cooldown(Duration::from_millis(ms as u64)));
+                }
+            }
+            "noflood" => {
+                let msg = str_field(data, "msg").unwrap_or("chat refused by the server");
+                out.push(PlatformEvent::ChatRefused(msg.to_owned()));
+            }
+            "errorMsg" | "queueFail" | "costanza" | "channelRankFail" => {
+                let msg = str_field(data, "msg").unwrap_or("server error");
+                out.push(PlatformEvent::ServerError(html_to_text(msg)));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn maybe_joined(&mut self, out: &mut Vec<PlatformEvent>) {
+        if self.logged_in && self.seen_userlist && !self.joined {
+            self.joined = true;
+            out.push(PlatformEvent::Joined {
+                bot_name: self.bot_name.clone(),
+            });
+        }
+    }
+}
+
+/// The `setPermissions` value CyTube uses when the channel sends none (its defaults).
+pub fn default_permission(action: &str) -> f64 {
+    match action {
+        "chat" => 0.0,
+        "kick" | "mute" | "playlistmove" | "playlistjump" | "playlistnext" | "playlistadd" => 1.5,
+        "chatclear" | "playlistdelete" | "addnontemp" | "oplaylistdelete" => 2.0,
+        _ => 1.5,
+    }
+}
+
+/// The rank a channel's permission map asks for `action`.
+pub fn required_rank(permissions: &Map<String, Value>, action: &str) -> f64 {
+    permissions
+        .get(action)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| default_permission(action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{parse, Frame};
+    use serde_json::json;
+
+    fn ts() -> Timestamp {
+        Timestamp::from_secs(1_700_000_000).unwrap()
+    }
+
+    /// Feeds a verbatim frame through the codec and the normalizer.
+    fn feed(n: &mut CytubeNormalizer, frame: &str) -> Vec<PlatformEvent> {
+        match parse(frame).unwrap() {
+            Frame::Event { name, data, .. } => n.normalize(&name, &data, ts()),
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    fn joined() -> CytubeNormalizer {
+        let mut n = CytubeNormalizer::new("rawbot4");
+        feed(&mut n, r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#);
+        feed(&mut n, r#"42["userlist",[{"name":"rawbot4","rank":0,"profile":{"image":"","text":""},"meta":{"afk":false,"muted":false}}]]"#);
+        n
+    }
+
+    #[test]
+    fn html_is_stripped_then_decoded() {
+        let received = r#"&lt;b&gt;hi&lt;/b&gt; (x) 'q' &amp; "dq" <a href="https://example.com/a?b=1" target="_blank" rel="noopener noreferrer">https://example.com/a?b=1</a> <strong>bold</strong> <em>it</em> <code>code</code> <s>strike</s> <span class="spoiler">spoil</span>"#;
+        assert_eq!(
+            html_to_text(received),
+            r#"<b>hi</b> (x) 'q' & "dq" https://example.com/a?b=1 bold it code strike spoil"#
+        );
+        assert_eq!(html_to_text("&#39;&#40;&#41;&quot;&#x41;"), "'()\"A");
+        assert_eq!(html_to_text("a < b"), "a < b");
+        assert_eq!(html_to_text("!quote &lt;script&gt;"), "!quote <script>");
+    }
+
+    #[test]
+    fn history_before_the_first_userlist_is_marked() {
+        let mut n = CytubeNormalizer::new("rawbot4");
+        let out = feed(&mut n, r#"42["chatMsg",{"username":"alice","msg":"old line","meta":{},"time":1795727000000}]"#);
+        assert!(matches!(&out[..], [PlatformEvent::Chat { origin: ChatOrigin::History, .. }]));
+        let out = feed(&mut n, r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#);
+        assert!(out.is_empty(), "joined only after the userlist too");
+        let out = feed(&mut n, r#"42["userlist",[{"name":"rawbot4","rank":0,"profile":{"image":"","text":""},"meta":{"afk":false,"muted":false}}]]"#);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1], PlatformEvent::Joined { bot_name: "rawbot4".into() });
+        let out = feed(&mut n, r#"42["chatMsg",{"username":"alice","msg":"new &amp; live","meta":{},"time":1795727587322}]"#);
+        assert_eq!(
+            out,
+            vec![PlatformEvent::Chat {
+                user: "alice".into(),
+                content: "new & live".into(),
+                origin: ChatOrigin::Live,
+                meta: Meta {
+                    timestamp: Timestamp::from_secs(1_795_727_587).unwrap(),
+                    platform_data: json!({"username":"alice","msg":"new &amp; live","meta":{},"time":1795727587322_u64}),
+                },
+            }]
+        );
+        n.reset();
+        let out = feed(&mut n, r#"42["chatMsg",{"username":"alice","msg":"replayed","meta":{},"time":1}]"#);
+        assert!(matches!(&out[..], [PlatformEvent::Chat { origin: ChatOrigin::History, .. }]));
+    }
+
+    #[test]
+    fn own_shadow_and_server_lines_are_marked() {
+        let mut n = joined();
+        let origin = |out: Vec<PlatformEvent>| match &out[..] {
+            [PlatformEvent::Chat { origin, .. }] => *origin,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            origin(feed(&mut n, r#"42["chatMsg",{"username":"rawbot4","msg":"hello from rawbot4 (EIO=4)","meta":{},"time":1795727587322}]"#)),
+            ChatOrigin::Own
+        );
+        assert_eq!(
+            origin(feed(&mut n, r#"42["chatMsg",{"username":"eve","msg":"psst","meta":{"shadow":true},"time":1795727587322}]"#)),
+            ChatOrigin::Shadow
+        );
+        assert_eq!(
+            origin(feed(&mut n, r#"42["chatMsg",{"username":"[server]","msg":"guesty joined (aliases: guesty)","meta":{"addClass":"server-whisper"},"time":1795727587322}]"#)),
+            ChatOrigin::Server
+        );
+        assert_eq!(
+            origin(feed(&mut n, r#"42["chatMsg",{"username":"[voteskip]","msg":"Voteskip passed: 1/1","meta":{},"time":1795727587322}]"#)),
+            ChatOrigin::Server
+        );
+        // No time field: the time of receipt.
+        match &feed(&mut n, r#"42["chatMsg",{"username":"bob","msg":"x","meta":{}}]"#)[..] {
+            [PlatformEvent::Chat { meta, origin: ChatOrigin::Live, .. }] => assert_eq!(meta.timestamp, ts()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn users_are_normalized_with_every_field() {
+        let mut n = joined();
+        let out = feed(&mut n, r#"42["addUser",{"name":"modbob","rank":2,"profile":{"image":"i.png","text":"hi"},"meta":{"afk":true,"muted":false,"smuted":true,"aliases":["x"],"ip":"1.2.x.x"}}]"#);
+        let PlatformEvent::UserJoin { user, meta } = &out[0] else { panic!("{out:?}") };
+        assert_eq!(
+            *user,
+            UserData {
+                username: "modbob".into(),
+                rank: 2.0,
+                is_afk: true,
+                is_moderator: true,
+                is_muted: true,
+                profile: Some(json!({"image":"i.png","text":"hi"})),
+            }
+        );
+        assert_eq!(meta.timestamp, ts());
+        assert_eq!(meta.platform_data["meta"]["ip"], "1.2.x.x");
+        let leader = user_data(&json!({"name": "l", "rank": 1.5})).unwrap();
+        assert_eq!((leader.rank, leader.is_moderator, leader.is_afk, leader.is_muted), (1.5, false, false, false));
+        assert!(user_data(&json!({"rank": 1})).is_none());
+        assert!(user_data(&json!({"name": 5})).is_none());
+
+        let out = feed(&mut n, r#"42["userLeave",{"name":"modbob"}]"#);
+        assert!(matches!(&out[..], [PlatformEvent::UserLeave { user, .. }] if user == "modbob"));
+        let out = feed(&mut n, r#"42["usercount",3]"#);
+        assert!(matches!(&out[..], [PlatformEvent::ConnectedCount { count: 3, .. }]));
+    }
+
+    #[test]
+    fn user_updates_carry_only_what_was_sent() {
+        let mut n = joined();
+        let patch = |out: Vec<PlatformEvent>| match out.into_iter().next() {
+            Some(PlatformEvent::UserUpdate { patch, .. }) => patch,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(patch(feed(&mut n, r#"42["setAFK",{"name":"a","afk":true}]"#)), UserPatch { afk: Some(true), ..Default::default() });
+        assert_eq!(
+            patch(feed(&mut n, r#"42["setUserMeta",{"name":"a","meta":{"afk":false,"muted":false,"smuted":true}}]"#)),
+            UserPatch { afk: Some(false), muted: Some(true), ..Default::default() }
+        );
+        assert_eq!(patch(feed(&mut n, r#"42["setUserRank",{"name":"botowner","rank":5}]"#)), UserPatch { rank: Some(5.0), ..Default::default() });
+        assert_eq!(
+            patch(feed(&mut n, r#"42["setUserProfile",{"name":"a","profile":{"image":"","text":"t"}}]"#)),
+            UserPatch { profile: Some(json!({"image":"","text":"t"})), ..Default::default() }
+        );
+        assert!(feed(&mut n, r#"42["setAFK",{"name":"","afk":true}]"#).is_empty());
+        assert!(feed(&mut n, r#"42["setUserRank",{"name":"a","rank":"high"}]"#).is_empty());
+    }
+
+    #[test]
+    fn pms_name_sender_and_recipient_and_skip_our_echo() {
+        let mut n = joined();
+        let out = feed(&mut n, r#"42["pm",{"username":"modbob","msg":"status &amp; more","meta":{},"time":1795727587322,"to":"rawbot4"}]"#);
+        let PlatformEvent::Pm { user, recipient, content, meta } = &out[0] else { panic!("{out:?}") };
+        assert_eq!((user.as_str(), recipient.as_str(), content.as_str()), ("modbob", "rawbot4", "status & more"));
+        assert_eq!(meta.timestamp.secs(), 1_795_727_587);
+        assert!(feed(&mut n, r#"42["pm",{"username":"rawbot4","msg":"reply","meta":{},"time":1,"to":"modbob"}]"#).is_empty());
+    }
+
+    #[test]
+    fn login_rank_and_failures() {
+        let mut n = CytubeNormalizer::new("BotOwner");
+        assert_eq!(feed(&mut n, r#"42["rank",-1]"#), vec![PlatformEvent::OwnRank(-1.0)]);
+        assert_eq!(feed(&mut n, r#"42["rank",1.5]"#), vec![PlatformEvent::OwnRank(1.5)]);
+        assert_eq!(
+            feed(&mut n, r#"42["login",{"success":false,"error":"Invalid username/password combination"}]"#),
+            vec![PlatformEvent::LoginFailed { error: "Invalid username/password combination".into() }]
+        );
+        feed(&mut n, r#"42["userlist",[]]"#);
+        let out = feed(&mut n, r#"42["login",{"success":true,"name":"botowner"}]"#);
+        assert_eq!(out, vec![PlatformEvent::Joined { bot_name: "botowner".into() }]);
+        assert_eq!(n.bot_name(), "botowner");
+    }
+
+    #[test]
+    fn media_and_playlist_events() {
+        let mut n = joined();
+        let item = r#"{"media":{"id":"abc","title":"A &amp; B","seconds":212,"duration":"03:32","type":"yt","meta":{}},"uid":7,"temp":true,"queueby":"alice"}"#;
+        let out = feed(&mut n, &format!(r#"42["queue",{{"item":{item},"after":3}}]"#));
+        let expected_item = PlaylistItem {
+            uid: 7,
+            media: Media { id: "abc".into(), kind: "yt".into(), title: "A & B".into(), duration_s: 212.0 },
+            temporary: true,
+            queued_by: Some("alice".into()),
+        };
+        match &out[..] {
+            [PlatformEvent::PlaylistAdd { add, .. }] => {
+                assert_eq!(add.item, expected_item);
+                assert_eq!(add.after, PlaylistAfter::Uid(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let out = feed(&mut n, &format!(r#"42["queue",{{"item":{item},"after":"prepend"}}]"#));
+        assert!(matches!(&out[..], [PlatformEvent::PlaylistAdd { add: PlaylistAdd { after: PlaylistAfter::Start(Prepend::Prepend), .. }, .. }]));
+        assert_eq!(feed(&mut n, &format!(r#"42["playlist",[{item}]]"#)), vec![PlatformEvent::Playlist { items: vec![expected_item] }]);
+        assert!(matches!(&feed(&mut n, r#"42["delete",{"uid":7}]"#)[..], [PlatformEvent::PlaylistRemove { uid: 7, .. }]));
+        assert!(matches!(
+            &feed(&mut n, r#"42["moveVideo",{"from":7,"after":9}]"#)[..],
+            [PlatformEvent::PlaylistMove { moved: PlaylistMove { uid: 7, after: PlaylistAfter::Uid(9) }, .. }]
+        ));
+        assert_eq!(feed(&mut n, r#"42["setCurrent",7]"#), vec![PlatformEvent::SetCurrent(7)]);
+        assert_eq!(feed(&mut n, r#"42["setTemp",{"uid":7,"temp":false}]"#), vec![PlatformEvent::SetTemp { uid: 7, temporary: false }]);
+        let out = feed(&mut n, r#"42["changeMedia",{"id":"abc","title":"Song","seconds":212,"duration":"03:32","type":"yt","meta":{},"currentTime":-3,"paused":true}]"#);
+        match &out[..] {
+            [PlatformEvent::MediaChange { media, meta }] => {
+                assert_eq!(*media, Media { id: "abc".into(), kind: "yt".into(), title: "Song".into(), duration_s: 212.0 });
+                assert_eq!(meta.platform_data["currentTime"], -3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            feed(&mut n, r#"42["mediaUpdate",{"currentTime":12.5,"paused":false}]"#),
+            vec![PlatformEvent::MediaUpdate { current_time: 12.5, paused: false }]
+        );
+    }
+
+    #[test]
+    fn polls_and_flood_signals() {
+        let mut n = joined();
+        let out = feed(&mut n, r#"42["newPoll",{"title":"Best &amp; worst","options":["a","<b>b</b>"],"counts":[1,"?"],"initiator":"modbob","timestamp":1795727587322}]"#);
+        match &out[..] {
+            [PlatformEvent::PollOpen { poll, meta }] => {
+                assert_eq!(poll.title, "Best & worst");
+                assert_eq!(poll.options, ["a", "b"]);
+                assert_eq!(poll.counts, [Some(1), None]);
+                assert_eq!(poll.initiator.as_deref(), Some("modbob"));
+                assert_eq!(meta.timestamp.secs(), 1_795_727_587);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&feed(&mut n, r#"42["closePoll",null]"#)[..], [PlatformEvent::PollClose { .. }]));
+        assert_eq!(feed(&mut n, r#"42["cooldown",100]"#), vec![PlatformEvent::Cooldown(Duration::from_millis(100))]);
+        assert_eq!(feed(&mut n, r#"42["cooldown",1e300]"#), vec![PlatformEvent::Cooldown(Duration::from_secs(600))]);
+        assert_eq!(
+            feed(&mut n, r#"42["noflood",{"action":"chat","msg":"You have been muted on this channel."}]"#),
+            vec![PlatformEvent::ChatRefused("You have been muted on this channel.".into())]
+        );
+        assert_eq!(
+            feed(&mut n, r#"42["errorMsg",{"msg":"PM failed: x isn't connected to this channel."}]"#),
+            vec![PlatformEvent::ServerError("PM failed: x isn't connected to this channel.".into())]
+        );
+        assert_eq!(feed(&mut n, r#"42["voteskip",{"count":1,"need":2}]"#), vec![PlatformEvent::Voteskip { count: 1, need: 2 }]);
+        assert_eq!(feed(&mut n, r#"42["setLeader","alice"]"#), vec![PlatformEvent::Leader("alice".into())]);
+    }
+
+    #[test]
+    fn wrong_shapes_produce_nothing() {
+        let mut n = joined();
+        for (event, data) in [
+            ("chatMsg", json!("x")),
+            ("chatMsg", json!({"username": 1, "msg": "x"})),
+            ("pm", json!(null)),
+            ("addUser", json!([])),
+            ("usercount", json!("3")),
+            ("queue", json!({"item": {"uid": "x"}})),
+            ("delete", json!(7)),
+            ("newPoll", json!({"title": "t"})),
+            ("rank", json!({})),
+        ] {
+            assert!(n.normalize(event, &data, ts()).is_empty(), "{event} {data}");
+        }
+    }
+
+    #[test]
+    fn permissions_fall_back_to_cytube_defaults() {
+        let mut map = Map::new();
+        map.insert("chat".into(), json!(1));
+        assert_eq!(required_rank(&map, "chat"), 1.0);
+        assert_eq!(required_rank(&map, "kick"), 1.5);
+        assert_eq!(required_rank(&map, "chatclear"), 2.0);
+    }
+}

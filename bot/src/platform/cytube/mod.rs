@@ -1,0 +1,432 @@
+//! The CyTube connector: socketconfig discovery, Engine.IO 4 / Socket.IO over a websocket,
+//! join and login, the server-driven heartbeat with a liveness watchdog, and reconnection with
+//! jittered exponential backoff.
+
+pub mod media_link;
+pub mod socketconfig;
+
+use super::{ActionError, ActionRequest, Platform, PlatformAction, PlatformEvent};
+use crate::normalize::CytubeNormalizer;
+use crate::protocol::{self, Frame};
+use anyhow::Context as _;
+use futures::{SinkExt, StreamExt};
+use rosey_config::PlatformConfig;
+use rosey_plugin_api::Timestamp;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How long connecting (discovery, websocket, handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// After this many failed connections in a row, wait at least [`RATE_LIMIT_FLOOR`]: CyTube
+/// allows a burst of 5 connections per IP, then one per 10 s.
+const FAST_RETRIES: u32 = 4;
+/// The floor of the backoff after [`FAST_RETRIES`].
+const RATE_LIMIT_FLOOR: Duration = Duration::from_secs(10);
+
+/// The CyTube connector's settings.
+#[derive(Clone)]
+pub struct CytubePlatform {
+    domain: String,
+    channel: String,
+    channel_password: Option<String>,
+    username: String,
+    password: Option<String>,
+    watchdog: Duration,
+    min_delay: Duration,
+    max_delay: Duration,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for CytubePlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords stay out of logs.
+        f.debug_struct("CytubePlatform")
+            .field("domain", &self.domain)
+            .field("channel", &self.channel)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// The network or the server went away; retry soon.
+    Lost(String),
+    /// The server kicked us.
+    Kicked(String),
+    /// Login or channel password refused; retry slowly.
+    LoginFailed(String),
+    /// The core is gone.
+    Shutdown,
+}
+
+impl CytubePlatform {
+    /// The connector a configuration describes (`platform.type` = `cytube`).
+    pub fn from_config(p: &PlatformConfig) -> anyhow::Result<Self> {
+        let domain = p.domain.clone().context("platform.domain is required for CyTube")?;
+        let channel = p.channel.clone().context("platform.channel is required for CyTube")?;
+        Ok(CytubePlatform {
+            domain,
+            channel,
+            channel_password: p.channel_password.as_ref().map(|s| s.expose().to_owned()),
+            username: p.credentials.username.clone(),
+            password: p.credentials.password.as_ref().map(|s| s.expose().to_owned()),
+            watchdog: p.ping_timeout.as_duration(),
+            min_delay: p.reconnect_min_delay.as_duration(),
+            max_delay: p.reconnect_max_delay.as_duration(),
+            tls: socketconfig::tls_config().context("cannot set up TLS")?,
+        })
+    }
+
+    /// The site's URL.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The wait before the next connection after `failures` failed ones in a row.
+    fn backoff(&self, failures: u32, end: &End) -> Duration {
+        let exp = self.min_delay.saturating_mul(1u32 << failures.min(16));
+        let mut delay = exp.min(self.max_delay);
+        if failures >= FAST_RETRIES {
+            delay = delay.max(RATE_LIMIT_FLOOR.min(self.max_delay));
+        }
+        let slow = match end {
+            End::LoginFailed(_) => true,
+            End::Kicked(reason) => reason.contains("Duplicate login"),
+            _ => false,
+        };
+        if slow {
+            // Don't fight another session or the guest-login throttle.
+            delay = self.max_delay;
+        }
+        // Jitter in [0.5, 1.0] so that many bots do not reconnect in step.
+        delay.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+
+    async fn discover(&self) -> Result<String, String> {
+        let url = socketconfig::socketconfig_url(&self.domain, &self.channel);
+        let (status, body) = socketconfig::http_get(&url, &self.tls, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        socketconfig::choose_server(status, &body, &url).map_err(|e| e.to_string())
+    }
+
+    /// The frame an action is sent as.
+    fn encode_action(action: &PlatformAction) -> Result<String, ActionError> {
+        let event = |name: &str, data: Value| protocol::encode_event(name, Some(&data));
+        Ok(match action {
+            PlatformAction::Chat(text) => event("chatMsg", json!({"msg": text, "meta": {}})),
+            PlatformAction::Pm { to, content } => {
+                event("pm", json!({"to": to, "msg": content, "meta": {}}))
+            }
+            PlatformAction::PlaylistAdd { url, next, temporary } => {
+                let link = media_link::parse(url)
+                    .ok_or_else(|| ActionError::Invalid(format!("unsupported media link {url:?}")))?;
+                event(
+                    "queue",
+                    json!({
+                        "id": link.id,
+                        "type": link.kind,
+                        "pos": if *next { "next" } else { "end" },
+                        "temp": temporary,
+                    }),
+                )
+            }
+            PlatformAction::PlaylistRemove(uid) => event("delete", json!(uid)),
+            PlatformAction::PlaylistJump(uid) => event("jumpTo", json!(uid)),
+            PlatformAction::PlaylistMove { uid, after } => event(
+                "moveMedia",
+                json!({"from": uid, "after": after.map_or(json!("prepend"), |a| json!(a))}),
+            ),
+            PlatformAction::PlaylistNext => protocol::encode_event("playNext", None),
+            PlatformAction::Kick { user, reason } => {
+                if user.chars().any(char::is_whitespace) || user.is_empty() {
+                    return Err(ActionError::Invalid(format!("bad user name {user:?}")));
+                }
+                let text = match reason {
+                    Some(r) => format!("/kick {user} {r}"),
+                    None => format!("/kick {user}"),
+                };
+                event("chatMsg", json!({"msg": text, "meta": {}}))
+            }
+            PlatformAction::Clear => event("chatMsg", json!({"msg": "/clear", "meta": {}})),
+            // `/afk` toggles; the core only asks when the state differs.
+            PlatformAction::Afk(_) => event("chatMsg", json!({"msg": "/afk", "meta": {}})),
+            PlatformAction::Pause { media_id, kind, current_time } => event(
+                "mediaUpdate",
+                json!({"id": media_id, "type": kind, "currentTime": current_time, "paused": true}),
+            ),
+        })
+    }
+
+    /// One connection from discovery to its end; `joined` tells whether it got into the
+    /// channel.
+    async fn session(
+        &self,
+        events: &mpsc::Sender<PlatformEvent>,
+        actions: &mut mpsc::Receiver<ActionRequest>,
+        normalizer: &mut CytubeNormalizer,
+        joined: &mut bool,
+    ) -> End {
+        let connect = async {
+            let url = self.discover().await?;
+            tracing::info!(url, channel = self.channel, "connecting to CyTube");
+            let connector = if url.starts_with("wss://") {
+                tokio_tungstenite::Connector::Rustls(self.tls.clone())
+            } else {
+                tokio_tungstenite::Connector::Plain
+            };
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, Some(connector))
+                .await
+                .map(|(ws, _)| ws)
+                .map_err(|e| format!("websocket connect to {url} failed: {e}"))
+        };
+        let ws = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return End::Lost(e),
+            Err(_) => return End::Lost("connecting timed out".into()),
+        };
+        let (mut sink, mut stream) = ws.split();
+        let mut watchdog = CONNECT_TIMEOUT;
+        let mut deadline = Instant::now() + watchdog;
+        let mut kick_reason: Option<String> = None;
+        let mut password_sent = false;
+        macro_rules! send {
+            ($text:expr) => {
+                if let Err(e) = sink.send(WsMessage::text($text)).await {
+                    return End::Lost(format!("websocket send failed: {e}"));
+                }
+            };
+        }
+        loop {
+            tokio::select! {
+                frame = stream.next() => {
+                    deadline = Instant::now() + watchdog;
+                    let text = match frame {
+                        Some(Ok(WsMessage::Text(t))) => t,
+                        Some(Ok(WsMessage::Close(_))) | None => {
+                            return match kick_reason {
+                                Some(r) => End::Kicked(r),
+                                None => End::Lost("the server closed the connection".into()),
+                            };
+                        }
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return End::Lost(format!("websocket error: {e}")),
+                    };
+                    let frame = match protocol::parse(&text) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable frame ignored");
+                            continue;
+                        }
+                    };
+                    match frame {
+                        Frame::Open(info) => {
+                            let interval = Duration::from_millis(info.ping_interval_ms);
+                            watchdog = self.watchdog.max(interval.mul_f64(1.5));
+                            deadline = Instant::now() + watchdog;
+                            send!(protocol::CONNECT);
+                        }
+                        Frame::Connect(_) => {
+                            let mut join = json!({"name": self.channel});
+                            if let Some(pw) = &self.channel_password {
+                                join["pw"] = json!(pw);
+                                password_sent = true;
+                            }
+                            send!(protocol::encode_event("joinChannel", Some(&join)));
+                            let mut login = json!({"name": self.username});
+                            if let Some(pw) = &self.password {
+                                login["pw"] = json!(pw);
+                            }
+                            send!(protocol::encode_event("login", Some(&login)));
+                        }
+                        Frame::ConnectError(message) => {
+                            return End::Lost(format!("the server refused the connection: {message}"));
+                        }
+                        Frame::Ping(payload) => send!(format!("{}{payload}", protocol::PONG)),
+                        Frame::Disconnect => {
+                            return End::Kicked(kick_reason.unwrap_or_else(|| "disconnected by the server".into()));
+                        }
+                        Frame::Close => return End::Lost("the server closed the session".into()),
+                        Frame::Event { name, data, .. } => {
+                            if events.send(PlatformEvent::Raw { event: name.clone(), data: data.clone() }).await.is_err() {
+                                return End::Shutdown;
+                            }
+                            match name.as_str() {
+                                "kick" => {
+                                    let reason = data.get("reason").and_then(Value::as_str).unwrap_or("kicked");
+                                    tracing::warn!(reason, "kicked by the server");
+                                    kick_reason = Some(reason.to_owned());
+                                }
+                                "needPassword" => match &self.channel_password {
+                                    Some(pw) if !password_sent || data != json!(true) => {
+                                        password_sent = true;
+                                        send!(protocol::encode_event("channelPassword", Some(&json!(pw))));
+                                    }
+                                    Some(_) => return End::LoginFailed("wrong channel password".into()),
+                                    None => return End::LoginFailed("the channel needs a password (platform.channel_password)".into()),
+                                },
+                                _ => {}
+                            }
+                            let mut failed_login = None;
+                            for event in normalizer.normalize(&name, &data, Timestamp::now()) {
+                                match &event {
+                                    PlatformEvent::Joined { .. } => *joined = true,
+                                    PlatformEvent::LoginFailed { error } => failed_login = Some(error.clone()),
+                                    _ => {}
+                                }
+                                if events.send(event).await.is_err() {
+                                    return End::Shutdown;
+                                }
+                            }
+                            if let Some(error) = failed_login {
+                                return End::LoginFailed(format!("login as {} failed: {error}", self.username));
+                            }
+                        }
+                        Frame::Ack { .. } | Frame::Pong(_) | Frame::Noop => {}
+                    }
+                }
+                request = actions.recv() => {
+                    let Some((action, done)) = request else { return End::Shutdown };
+                    if !*joined {
+                        let _ = done.send(Err(ActionError::NotConnected));
+                        continue;
+                    }
+                    match Self::encode_action(&action) {
+                        Ok(text) => {
+                            let result = sink
+                                .send(WsMessage::text(text))
+                                .await
+                                .map_err(|e| ActionError::Transport(e.to_string()));
+                            let failed = result.is_err();
+                            let _ = done.send(result);
+                            if failed {
+                                return End::Lost("websocket send failed".into());
+                            }
+                        }
+                        Err(e) => {
+                            let _ = done.send(Err(e));
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return End::Lost(format!("no frame from the server for {watchdog:?}"));
+                }
+            }
+        }
+    }
+}
+
+impl Platform for CytubePlatform {
+    fn name(&self) -> &'static str {
+        "cytube"
+    }
+
+    fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    async fn run(
+        self,
+        events: mpsc::Sender<PlatformEvent>,
+        mut actions: mpsc::Receiver<ActionRequest>,
+    ) -> anyhow::Result<()> {
+        let mut normalizer = CytubeNormalizer::new(self.username.clone());
+        let mut failures: u32 = 0;
+        loop {
+            normalizer.reset();
+            let mut joined = false;
+            let end = self.session(&events, &mut actions, &mut normalizer, &mut joined).await;
+            let reason = match &end {
+                End::Shutdown => return Ok(()),
+                End::Lost(r) => r.clone(),
+                End::Kicked(r) => format!("kicked: {r}"),
+                End::LoginFailed(r) => r.clone(),
+            };
+            if joined {
+                failures = 0;
+                if events.send(PlatformEvent::Disconnected { reason: reason.clone() }).await.is_err() {
+                    return Ok(());
+                }
+            } else {
+                failures = failures.saturating_add(1);
+            }
+            let delay = self.backoff(failures, &end);
+            match &end {
+                End::LoginFailed(_) => tracing::error!(reason, ?delay, "cannot join; retrying slowly"),
+                _ => tracing::warn!(reason, ?delay, "connection ended; reconnecting"),
+            }
+            let wake = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => break,
+                    request = actions.recv() => match request {
+                        Some((_, done)) => { let _ = done.send(Err(ActionError::NotConnected)); }
+                        None => return Ok(()),
+                    },
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> CytubePlatform {
+        let mut config = PlatformConfig::default();
+        config.domain = Some("http://127.0.0.1:1".into());
+        config.channel = Some("test".into());
+        CytubePlatform::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn backoff_grows_with_a_floor_and_slows_for_login_failures() {
+        let p = platform();
+        let lost = End::Lost("x".into());
+        let first = p.backoff(0, &lost);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1), "{first:?}");
+        let fifth = p.backoff(5, &lost);
+        assert!(fifth >= Duration::from_secs(10), "{fifth:?}");
+        assert!(p.backoff(30, &lost) <= Duration::from_secs(60));
+        let slow = p.backoff(0, &End::Kicked("Duplicate login".into()));
+        assert!(slow >= Duration::from_secs(30), "{slow:?}");
+        assert!(p.backoff(0, &End::LoginFailed("x".into())) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn actions_encode_to_cytube_frames() {
+        let enc = |a| CytubePlatform::encode_action(&a).unwrap();
+        assert_eq!(enc(PlatformAction::Chat("hi".into())), r#"42["chatMsg",{"meta":{},"msg":"hi"}]"#);
+        assert_eq!(
+            enc(PlatformAction::Pm { to: "bob".into(), content: "yo".into() }),
+            r#"42["pm",{"meta":{},"msg":"yo","to":"bob"}]"#
+        );
+        assert_eq!(
+            enc(PlatformAction::PlaylistAdd { url: "https://youtu.be/abc".into(), next: true, temporary: true }),
+            r#"42["queue",{"id":"abc","pos":"next","temp":true,"type":"yt"}]"#
+        );
+        assert_eq!(enc(PlatformAction::PlaylistRemove(7)), r#"42["delete",7]"#);
+        assert_eq!(enc(PlatformAction::PlaylistJump(7)), r#"42["jumpTo",7]"#);
+        assert_eq!(
+            enc(PlatformAction::PlaylistMove { uid: 7, after: None }),
+            r#"42["moveMedia",{"after":"prepend","from":7}]"#
+        );
+        assert_eq!(enc(PlatformAction::PlaylistNext), r#"42["playNext"]"#);
+        assert_eq!(
+            enc(PlatformAction::Kick { user: "eve".into(), reason: Some("spam".into()) }),
+            r#"42["chatMsg",{"meta":{},"msg":"/kick eve spam"}]"#
+        );
+        assert!(CytubePlatform::encode_action(&PlatformAction::Kick { user: "a b".into(), reason: None }).is_err());
+        assert!(matches!(
+            CytubePlatform::encode_action(&PlatformAction::PlaylistAdd { url: "nope".into(), next: false, temporary: false }),
+            Err(ActionError::Invalid(_))
+        ));
+    }
+}

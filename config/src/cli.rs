@@ -1,0 +1,41 @@
+//! Flags every binary shares, flattened into each binary's own clap parser.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::sections::logging::LogFormat;
+
+/// `--config`, `--nats` and `--log-format`: the flags every Rosey binary takes.
+///
+/// Use it with `#[command(flatten)] common: CommonArgs` in a binary's `Parser`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct CommonArgs {
+    /// Configuration file (JSON); without it the built-in defaults are used
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// NATS server URL, overriding `nats.server`
+    #[arg(long, value_name = "URL", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub nats: Option<String>,
+    /// Diagnostics format, overriding `logging.format`
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl CommonArgs {
+    /// Loads `--config` (or the defaults) and applies the flags: flags beat the file, the file
+    /// beats the defaults.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(url) = &self.nats {
+            config.set_nats_server(url.clone());
+        }
+        if let Some(format) = self.log_format {
+            config.set_log_format(format);
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,134 @@
+//! The whole configuration: one value every process reads its sections from.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Problem;
+use crate::sections::database::DatabaseConfig;
+use crate::sections::logging::{LogFormat, LoggingConfig};
+use crate::sections::nats::NatsConfig;
+use crate::sections::platform::PlatformConfig;
+use crate::sections::plugins::PluginsConfig;
+use crate::sections::shell::ShellConfig;
+use crate::verbatim::Verbatim;
+
+/// The only configuration format version this build reads.
+pub const CURRENT_VERSION: &str = "2.0";
+
+/// Rosey's configuration: every section, with defaults filled in and relative paths resolved.
+///
+/// `Debug` and `Serialize` never show a secret; see [`Config::to_redacted_json`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct Config {
+    /// Format version; always [`CURRENT_VERSION`] once loaded.
+    pub version: String,
+    /// The chat connection (read by the bot).
+    pub platform: PlatformConfig,
+    /// The message bus (read by every process).
+    pub nats: NatsConfig,
+    /// The database service.
+    pub database: DatabaseConfig,
+    /// The plugin runtime.
+    pub plugins: PluginsConfig,
+    /// The PM command shell.
+    pub shell: ShellConfig,
+    /// Diagnostics and chat log files.
+    pub logging: LoggingConfig,
+    /// LLM settings, kept verbatim for the LLM plugin.
+    #[serde(skip_serializing_if = "Verbatim::is_absent")]
+    pub llm: Verbatim,
+    /// Web front-end settings, kept verbatim for a feature to come.
+    #[serde(skip_serializing_if = "Verbatim::is_absent")]
+    pub web: Verbatim,
+    /// Metrics settings, kept verbatim for a feature to come.
+    #[serde(skip_serializing_if = "Verbatim::is_absent")]
+    pub metrics: Verbatim,
+    /// Non-fatal remarks made while loading (ignored keys and the like).
+    #[serde(skip)]
+    warnings: Vec<String>,
+}
+
+impl Default for Config {
+    /// The embedded defaults: a console bot talking to NATS on localhost.
+    fn default() -> Self {
+        Self {
+            version: CURRENT_VERSION.to_owned(),
+            platform: PlatformConfig::default(),
+            nats: NatsConfig::default(),
+            database: DatabaseConfig::default(),
+            plugins: PluginsConfig::default(),
+            shell: ShellConfig::default(),
+            logging: LoggingConfig::default(),
+            llm: Verbatim::default(),
+            web: Verbatim::default(),
+            metrics: Verbatim::default(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Non-fatal remarks made while loading, for the caller to log once logging is up.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The effective configuration as JSON with every secret shown as `***`, for
+    /// `rosey config check`.
+    pub fn to_redacted_json(&self) -> serde_json::Value {
+        // Serialization of this tree cannot fail: keys are strings and paths go through
+        // `to_string_lossy`; keep a readable fallback anyway rather than panic.
+        serde_json::to_value(self).unwrap_or_else(|e| {
+            serde_json::Value::String(format!("unprintable configuration: {e}"))
+        })
+    }
+
+    /// Overrides `database.path`, e.g. from a `--db` flag (relative to the current directory).
+    pub fn set_database_path(&mut self, path: impl Into<PathBuf>) {
+        self.database.path = path.into();
+    }
+
+    /// Overrides `plugins.directory`, e.g. from a `--plugins-dir` flag.
+    pub fn set_plugins_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.plugins.directory = dir.into();
+    }
+
+    /// Overrides `nats.server`, e.g. from a `--nats` flag.
+    pub fn set_nats_server(&mut self, url: impl Into<String>) {
+        self.nats.server = url.into();
+    }
+
+    /// Overrides `logging.format`, e.g. from a `--log-format` flag.
+    pub fn set_log_format(&mut self, format: LogFormat) {
+        self.logging.format = format;
+    }
+
+    /// Checks every section's rules.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        self.platform.validate()?;
+        self.nats.validate()?;
+        self.database.validate()?;
+        self.plugins.validate()?;
+        self.logging.validate()
+    }
+
+    /// Makes every relative path relative to `base_dir`.
+    pub(crate) fn resolve_paths(&mut self, base_dir: &std::path::Path) {
+        self.nats.resolve_paths(base_dir);
+        self.database.resolve_paths(base_dir);
+        self.plugins.resolve_paths(base_dir);
+        self.logging.resolve_paths(base_dir);
+    }
+
+    /// Records remarks about keys that are accepted but have no effect.
+    pub(crate) fn collect_warnings(&mut self) {
+        if self.nats.cluster_id.is_some() {
+            self.warnings.push(
+                "nats.cluster_id is ignored: it belongs to NATS Streaming, which Rosey does not use"
+                    .to_owned(),
+            );
+        }
+    }
+}

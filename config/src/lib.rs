@@ -1,0 +1,74 @@
+//! Rosey's configuration: one JSON file that every process (bot, database service, plugin
+//! runtime, `rosey` CLI) reads, with defaults for everything optional.
+//!
+//! Loading is strict so mistakes surface at start-up, not hours later: an unknown key, a wrong
+//! type or a broken rule is an error that names the file and the key path, e.g.
+//! `config.json: platform.chat_rate.burst: invalid type: string "x", expected u32`. Only the
+//! free-form parts (`plugins.config.<name>`, `llm`, `web`, `metrics`) accept any key.
+//!
+//! Secrets (`password`, `channel_password`, `token`, `api_key`) may be given as `<key>_env`
+//! (an environment variable's name) or `<key>_file` (a file holding the secret), and are held
+//! in [`Secret`], which prints as `***`.
+//!
+//! ```
+//! use std::path::Path;
+//! use rosey_config::{Config, PlatformKind};
+//!
+//! let config = Config::from_json_str(
+//!     r#"{"platform": {"type": "cytube", "domain": "https://cytu.be", "channel": "lobby"}}"#,
+//!     "example.json",
+//!     Path::new("/srv/rosey"),
+//! )?;
+//! assert_eq!(config.platform.kind, PlatformKind::Cytube);
+//! assert_eq!(config.database.path, Path::new("/srv/rosey/bot_data.db"));
+//!
+//! let err = Config::from_json_str(r#"{"nats": {"sever": "x"}}"#, "example.json", Path::new(""))
+//!     .unwrap_err();
+//! assert!(err.to_string().starts_with("example.json: nats.sever: unknown field `sever`"));
+//! # Ok::<(), rosey_config::ConfigError>(())
+//! ```
+//!
+//! # Layout
+//! - [`Config`] (`config.rs`) and its loading pipeline (`load.rs`).
+//! - [`sections`]: one module per section of the file.
+//! - [`Seconds`], [`Secret`], [`Verbatim`]: the value types durations, secrets and free-form
+//!   JSON are held in.
+//! - [`ConfigError`]: every way loading can fail.
+//!
+//! # Crate features
+//! - `cli`: `CommonArgs` (shared command-line flags), `logging::init` and
+//!   `connect::connect`, for the binaries.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod load;
+mod seconds;
+mod secret;
+pub mod sections;
+mod verbatim;
+
+#[cfg(feature = "cli")]
+mod cli;
+#[cfg(feature = "cli")]
+pub mod connect;
+#[cfg(feature = "cli")]
+pub mod logging;
+
+pub use crate::config::{Config, CURRENT_VERSION};
+pub use crate::error::ConfigError;
+pub use crate::seconds::Seconds;
+pub use crate::secret::{Secret, REDACTED, SECRET_KEYS};
+pub use crate::sections::database::{db_subject, DatabaseConfig, StreamConfig, DB_SUBJECTS};
+pub use crate::sections::logging::{LogFormat, LoggingConfig};
+pub use crate::sections::nats::{NatsConfig, TlsConfig};
+pub use crate::sections::platform::{
+    ChatRate, Credentials, FloodConfig, PlatformConfig, PlatformKind,
+};
+pub use crate::sections::plugins::{PluginPermissions, PluginSettings, PluginsConfig};
+pub use crate::sections::shell::ShellConfig;
+pub use crate::verbatim::Verbatim;
+
+#[cfg(feature = "cli")]
+pub use crate::cli::CommonArgs;

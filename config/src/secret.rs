@@ -1,0 +1,251 @@
+//! Passwords and tokens: a type that never prints its content, and the `<key>_env` /
+//! `<key>_file` indirections that keep them out of the configuration file.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::{join_key, Problem};
+
+/// What a secret prints as, everywhere except [`Secret::expose`].
+pub const REDACTED: &str = "***";
+
+/// Key names that may be given as `<key>_env` or `<key>_file` anywhere in the file.
+pub const SECRET_KEYS: [&str; 4] = ["password", "channel_password", "token", "api_key"];
+
+/// A password or token; `Debug`, `Display` and `Serialize` all print `***` so logs stay clean.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value, e.g. one given on the command line.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret text itself; call it only where the secret is sent to its consumer.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
+/// Whether a key of free-form JSON (`llm`, plugin settings, ...) holds a secret to redact.
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "token", "secret", "api_key", "apikey"]
+        .iter()
+        .any(|suffix| key.ends_with(suffix))
+}
+
+/// A copy of free-form JSON with every secret-looking value replaced by `***`.
+pub(crate) fn redact_value(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let value = if is_secret_key(key) && !value.is_null() {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        redact_value(value)
+                    };
+                    (key.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_value).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Rewrites every `<key>_env` / `<key>_file` (for the [`SECRET_KEYS`]) into `<key>` holding the
+/// secret text, so typed deserialization only ever sees the plain key.
+///
+/// Relative `_file` paths resolve against `base_dir`, the configuration file's folder.
+pub(crate) fn resolve_secret_refs(value: &mut Value, base_dir: &Path) -> Result<(), Problem> {
+    walk(value, "", base_dir)
+}
+
+/// Resolves one level and recurses into children, tracking the key path for messages.
+fn walk(value: &mut Value, path: &str, base_dir: &Path) -> Result<(), Problem> {
+    match value {
+        Value::Object(map) => {
+            for key in SECRET_KEYS {
+                resolve_in_object(map, path, key, base_dir)?;
+            }
+            for (key, child) in map.iter_mut() {
+                walk(child, &join_key(path, key), base_dir)?;
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter_mut().enumerate() {
+                walk(child, &format!("{path}[{index}]"), base_dir)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Handles `key`, `key_env` and `key_file` in one object: at most one may be present.
+fn resolve_in_object(
+    map: &mut Map<String, Value>,
+    path: &str,
+    key: &str,
+    base_dir: &Path,
+) -> Result<(), Problem> {
+    let env_key = format!("{key}_env");
+    let file_key = format!("{key}_file");
+    let forms: Vec<&String> = [key.to_owned(), env_key.clone(), file_key.clone()]
+        .iter()
+        .filter_map(|k| map.get_key_value(k.as_str()).map(|(k, _)| k))
+        .collect();
+    if forms.len() > 1 {
+        return Err(Problem::new(
+            join_key(path, key),
+            format!("give only one of `{key}`, `{env_key}` and `{file_key}`"),
+        ));
+    }
+    if let Some(name) = map.remove(&env_key) {
+        let key_path = join_key(path, &env_key);
+        let secret = from_env(&name).map_err(|message| Problem::new(&key_path, message))?;
+        map.insert(key.to_owned(), Value::String(secret));
+    } else if let Some(file) = map.remove(&file_key) {
+        let key_path = join_key(path, &file_key);
+        let secret =
+            from_file(&file, base_dir).map_err(|message| Problem::new(&key_path, message))?;
+        map.insert(key.to_owned(), Value::String(secret));
+    }
+    Ok(())
+}
+
+/// Reads a secret from the environment variable named by `name`.
+fn from_env(name: &Value) -> Result<String, String> {
+    let Value::String(name) = name else {
+        return Err(format!(
+            "expected the name of an environment variable, found {}",
+            describe(name)
+        ));
+    };
+    match std::env::var(name) {
+        Ok(value) if value.is_empty() => Err(format!("environment variable `{name}` is empty")),
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("environment variable `{name}` is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("environment variable `{name}` is not valid UTF-8"))
+        }
+    }
+}
+
+/// Reads a secret from a file, trimming the trailing newline editors add.
+fn from_file(file: &Value, base_dir: &Path) -> Result<String, String> {
+    let Value::String(file) = file else {
+        return Err(format!("expected a file path, found {}", describe(file)));
+    };
+    let path = crate::sections::resolve_path(base_dir, Path::new(file));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(secret.to_owned())
+}
+
+/// Names a JSON value's kind for messages ("a number", "null").
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_never_prints_its_text() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(secret.to_string(), "***");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn secret_key_names() {
+        for key in [
+            "password",
+            "token",
+            "api_key",
+            "channel_password",
+            "access_token",
+            "client_secret",
+            "secret",
+            "openai_apikey",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in ["max_tokens", "username", "model", "tokens", "keywords"] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn redacts_nested_free_form_json() {
+        let value = json!({"openai": {"api_key": "sk-1", "model": "m"}, "list": [{"token": "t"}]});
+        assert_eq!(
+            redact_value(&value),
+            json!({"openai": {"api_key": "***", "model": "m"}, "list": [{"token": "***"}]})
+        );
+    }
+
+    #[test]
+    fn two_forms_are_rejected_with_the_key_path() {
+        let mut value = json!({"nats": {"token": "a", "token_env": "B"}});
+        let problem = resolve_secret_refs(&mut value, Path::new("")).unwrap_err();
+        assert_eq!(problem.key_path, "nats.token");
+        assert!(problem.message.contains("only one of"));
+    }
+
+    #[test]
+    fn non_string_env_name_is_rejected() {
+        let mut value = json!({"a": [{"password_env": 3}]});
+        let problem = resolve_secret_refs(&mut value, Path::new("")).unwrap_err();
+        assert_eq!(problem.key_path, "a[0].password_env");
+        assert!(problem.message.contains("found a number"));
+    }
+}

@@ -1,0 +1,171 @@
+//! `database`: the SQLite file, the database service's stream and its timing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{join_key, Problem};
+use crate::seconds::Seconds;
+use crate::sections::positive;
+
+/// The database subjects the file may list, by name; the values are fixed by the wire contract.
+///
+/// The PRD's example lists these under `database.nats_subjects`; Rosey does not let them be
+/// renamed, so a listed subject must equal its built-in value.
+pub const DB_SUBJECTS: [(&str, &str); 11] = [
+    ("user_joined", "rosey.db.user.joined"),
+    ("user_left", "rosey.db.user.left"),
+    ("message_log", "rosey.db.message.log"),
+    ("user_count", "rosey.db.stats.user_count"),
+    ("high_water", "rosey.db.stats.high_water"),
+    ("status_update", "rosey.db.status.update"),
+    ("mark_sent", "rosey.db.messages.outbound.mark_sent"),
+    ("mark_failed", "rosey.db.messages.outbound.mark_failed"),
+    ("pm_command", "rosey.db.action.pm_command"),
+    ("outbound_get", "rosey.db.messages.outbound.get"),
+    ("recent_chat", "rosey.db.stats.recent_chat.get"),
+];
+
+/// The built-in subject for a `database.nats_subjects` name.
+pub fn db_subject(name: &str) -> Option<&'static str> {
+    DB_SUBJECTS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, subject)| *subject)
+}
+
+/// The `database` section, read by the database service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct DatabaseConfig {
+    /// The SQLite file.
+    #[serde(serialize_with = "super::ser_path")]
+    pub path: PathBuf,
+    /// Whether the database service is meant to run (the launcher skips it when false).
+    pub service_enabled: bool,
+    /// Subjects listed for documentation; each must equal its built-in value.
+    pub nats_subjects: BTreeMap<String, String>,
+    /// The JetStream stream that carries durable database writes.
+    pub stream: StreamConfig,
+    /// Most writes committed in one SQLite transaction.
+    pub batch_size: usize,
+    /// How long a batch waits for more writes before committing.
+    pub batch_wait: Seconds,
+    /// Deliveries of one write before it is given up on.
+    pub max_redeliveries: u32,
+    /// How often old rows of the recent-chat table are pruned.
+    pub recent_chat_prune_interval: Seconds,
+    /// How often routine maintenance (pruning, optimize) runs.
+    pub maintenance_interval: Seconds,
+    /// How long recent chat is kept.
+    pub recent_chat_retention_hours: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("bot_data.db"),
+            service_enabled: true,
+            nats_subjects: BTreeMap::new(),
+            stream: StreamConfig::default(),
+            batch_size: 500,
+            batch_wait: Seconds::from_millis(5),
+            max_redeliveries: 5,
+            recent_chat_prune_interval: Seconds::from_secs(600),
+            maintenance_interval: Seconds::from_secs(86_400),
+            recent_chat_retention_hours: 150,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// Checks the rules serde cannot express.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Problem::new("database.path", "must not be empty"));
+        }
+        for (name, subject) in &self.nats_subjects {
+            let key_path = join_key("database.nats_subjects", name);
+            match db_subject(name) {
+                None => {
+                    let known: Vec<&str> = DB_SUBJECTS.iter().map(|(n, _)| *n).collect();
+                    return Err(Problem::new(
+                        key_path,
+                        format!("unknown subject name; known names: {}", known.join(", ")),
+                    ));
+                }
+                Some(expected) if expected != subject => {
+                    return Err(Problem::new(
+                        key_path,
+                        format!(
+                            "subjects cannot be renamed: expected {expected:?}, found {subject:?}"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if self.stream.max_age_days == 0 {
+            return Err(Problem::new(
+                "database.stream.max_age_days",
+                "must be at least 1",
+            ));
+        }
+        if self.stream.max_bytes == 0 {
+            return Err(Problem::new(
+                "database.stream.max_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Problem::new("database.batch_size", "must be at least 1"));
+        }
+        if self.max_redeliveries == 0 {
+            return Err(Problem::new(
+                "database.max_redeliveries",
+                "must be at least 1",
+            ));
+        }
+        positive(
+            "database.recent_chat_prune_interval",
+            self.recent_chat_prune_interval,
+        )?;
+        positive("database.maintenance_interval", self.maintenance_interval)?;
+        Ok(())
+    }
+
+    /// Makes a relative database path relative to the configuration file's folder.
+    pub(crate) fn resolve_paths(&mut self, base_dir: &Path) {
+        crate::sections::resolve_in_place(base_dir, &mut self.path);
+    }
+}
+
+/// Limits of the JetStream stream that holds durable database writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct StreamConfig {
+    /// Writes older than this are dropped from the stream.
+    pub max_age_days: u32,
+    /// Size cap of the stream.
+    pub max_bytes: u64,
+    /// Window in which a repeated message ID is dropped as a duplicate.
+    pub duplicate_window: Seconds,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            max_age_days: 7,
+            max_bytes: 1 << 30,
+            duplicate_window: Seconds::from_secs(120),
+        }
+    }
+}
+
+impl StreamConfig {
+    /// `max_age_days` as a duration, which is what the stream definition wants.
+    pub fn max_age(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.max_age_days) * 86_400)
+    }
+}

@@ -1,0 +1,259 @@
+//! `platform`: which chat service the bot joins, how it logs in, and the bot's timing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Problem;
+use crate::seconds::Seconds;
+use crate::secret::Secret;
+use crate::sections::{positive, require_non_empty, secret_non_empty};
+
+/// The chat service the bot talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformKind {
+    /// A CyTube channel over socket.io.
+    Cytube,
+    /// Standard input and output, for trying the bot without a server.
+    #[default]
+    Console,
+}
+
+/// The `platform` section: the chat connection and the bot's own timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct PlatformConfig {
+    /// `type`: which chat service to join.
+    #[serde(rename = "type")]
+    pub kind: PlatformKind,
+    /// CyTube server URL with scheme (`https://cytu.be`); required for CyTube.
+    pub domain: Option<String>,
+    /// CyTube channel name; required for CyTube.
+    pub channel: Option<String>,
+    /// Password of a password-protected channel.
+    pub channel_password: Option<Secret>,
+    /// The bot's account.
+    pub credentials: Credentials,
+    /// The name the console platform gives the person typing.
+    pub console_user: String,
+    /// What starts a chat command (`!`).
+    pub command_prefix: String,
+    /// How fast the bot may send chat messages.
+    pub chat_rate: ChatRate,
+    /// How long to wait for the server to answer an emit (the original's `response_timeout`).
+    pub response_timeout: Seconds,
+    /// Pause before reconnecting after the connection ends (the original's `restart_delay`).
+    pub restart_delay: Seconds,
+    /// HTTP proxy for the connection; kept for a feature to come.
+    pub proxy: Option<String>,
+    /// Number of connection retries; kept for a feature to come.
+    pub retry: Option<u32>,
+    /// Pause between connection retries; kept for a feature to come.
+    pub retry_delay: Option<Seconds>,
+    /// How often the bot polls the database for queued outbound messages.
+    pub outbound_poll_interval: Seconds,
+    /// Timeout of the bot's request for queued outbound messages.
+    pub outbound_request_timeout: Seconds,
+    /// How often the bot publishes its status.
+    pub status_interval: Seconds,
+    /// How often the bot records the channel's user count.
+    pub user_count_interval: Seconds,
+    /// Liveness watchdog: reconnect when the server has been silent this long.
+    pub ping_timeout: Seconds,
+    /// First reconnect back-off step.
+    pub reconnect_min_delay: Seconds,
+    /// Largest reconnect back-off step.
+    pub reconnect_max_delay: Seconds,
+    /// Per-user command flood protection.
+    pub flood: FloodConfig,
+    /// Longest chat message the bot sends in one piece (longer ones are split).
+    pub max_message_len: usize,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            kind: PlatformKind::Console,
+            domain: None,
+            channel: None,
+            channel_password: None,
+            credentials: Credentials::default(),
+            console_user: "console".to_owned(),
+            command_prefix: "!".to_owned(),
+            chat_rate: ChatRate::default(),
+            response_timeout: Seconds::from_millis(100),
+            restart_delay: Seconds::from_secs(5),
+            proxy: None,
+            retry: None,
+            retry_delay: None,
+            outbound_poll_interval: Seconds::from_secs(2),
+            outbound_request_timeout: Seconds::from_secs(2),
+            status_interval: Seconds::from_secs(30),
+            user_count_interval: Seconds::from_secs(60),
+            ping_timeout: Seconds::from_secs(60),
+            reconnect_min_delay: Seconds::from_secs(1),
+            reconnect_max_delay: Seconds::from_secs(60),
+            flood: FloodConfig::default(),
+            max_message_len: 320,
+        }
+    }
+}
+
+impl PlatformConfig {
+    /// Checks the rules serde cannot express.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        if let Some(domain) = &self.domain {
+            validate_domain(domain).map_err(|m| Problem::new("platform.domain", m))?;
+        }
+        if let Some(channel) = &self.channel {
+            require_non_empty("platform.channel", channel)?;
+        }
+        if self.kind == PlatformKind::Cytube {
+            if self.domain.is_none() {
+                return Err(Problem::new(
+                    "platform.domain",
+                    "required when platform.type is \"cytube\" (e.g. \"https://cytu.be\")",
+                ));
+            }
+            if self.channel.is_none() {
+                return Err(Problem::new(
+                    "platform.channel",
+                    "required when platform.type is \"cytube\"",
+                ));
+            }
+        }
+        require_non_empty("platform.credentials.username", &self.credentials.username)?;
+        secret_non_empty(
+            "platform.credentials.password",
+            self.credentials.password.as_ref(),
+        )?;
+        secret_non_empty("platform.channel_password", self.channel_password.as_ref())?;
+        require_non_empty("platform.console_user", &self.console_user)?;
+        require_non_empty("platform.command_prefix", &self.command_prefix)?;
+        if self.chat_rate.burst == 0 {
+            return Err(Problem::new(
+                "platform.chat_rate.burst",
+                "must be at least 1",
+            ));
+        }
+        if !(self.chat_rate.per_second.is_finite() && self.chat_rate.per_second > 0.0) {
+            return Err(Problem::new(
+                "platform.chat_rate.per_second",
+                "must be a number greater than 0",
+            ));
+        }
+        positive(
+            "platform.outbound_poll_interval",
+            self.outbound_poll_interval,
+        )?;
+        positive(
+            "platform.outbound_request_timeout",
+            self.outbound_request_timeout,
+        )?;
+        positive("platform.status_interval", self.status_interval)?;
+        positive("platform.user_count_interval", self.user_count_interval)?;
+        positive("platform.ping_timeout", self.ping_timeout)?;
+        if self.reconnect_min_delay > self.reconnect_max_delay {
+            return Err(Problem::new(
+                "platform.reconnect_min_delay",
+                format!(
+                    "must not exceed platform.reconnect_max_delay ({})",
+                    self.reconnect_max_delay
+                ),
+            ));
+        }
+        if self.max_message_len == 0 {
+            return Err(Problem::new(
+                "platform.max_message_len",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a domain is an http(s) URL with a host.
+fn validate_domain(domain: &str) -> Result<(), String> {
+    let rest = domain
+        .strip_prefix("https://")
+        .or_else(|| domain.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("expected a URL starting with http:// or https://, found {domain:?}")
+        })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || domain.chars().any(char::is_whitespace) {
+        return Err(format!("{domain:?} is not a URL with a host name"));
+    }
+    Ok(())
+}
+
+/// The bot's CyTube account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct Credentials {
+    /// Account (or guest) name.
+    pub username: String,
+    /// Account password; absent means a guest login.
+    pub password: Option<Secret>,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Self {
+            username: "rosey".to_owned(),
+            password: None,
+        }
+    }
+}
+
+/// A token bucket for outgoing chat.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct ChatRate {
+    /// Messages that may go out back to back.
+    pub burst: u32,
+    /// Steady rate after the burst is spent.
+    pub per_second: f64,
+}
+
+impl Default for ChatRate {
+    fn default() -> Self {
+        Self {
+            burst: 4,
+            per_second: 1.0,
+        }
+    }
+}
+
+/// Per-user limits on chat commands.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct FloodConfig {
+    /// Commands one user may give per minute before being blocked.
+    pub commands_per_minute: u32,
+    /// How long a flooding user's commands are ignored.
+    pub block_seconds: Seconds,
+}
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        Self {
+            commands_per_minute: 12,
+            block_seconds: Seconds::from_secs(300),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert!(validate_domain("https://cytu.be").is_ok());
+        assert!(validate_domain("http://localhost:8080/").is_ok());
+        assert!(validate_domain("cytu.be").is_err());
+        assert!(validate_domain("https://").is_err());
+        assert!(validate_domain("https:// cytu.be").is_err());
+        assert!(validate_domain("ftp://cytu.be").is_err());
+    }
+}

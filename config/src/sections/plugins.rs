@@ -1,0 +1,180 @@
+//! `plugins`: which plugins the runtime loads, their settings, and the runtime's timing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{join_key, Problem};
+use crate::seconds::Seconds;
+use crate::sections::positive;
+use crate::verbatim::Verbatim;
+
+/// The `plugins` section, read by the plugin runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct PluginsConfig {
+    /// Folder holding the plugin libraries.
+    #[serde(serialize_with = "super::ser_path")]
+    pub directory: PathBuf,
+    /// Names of the plugins to load (by default the two that ship with Rosey).
+    pub enabled: Vec<String>,
+    /// Whether a rebuilt plugin library is reloaded without a restart.
+    pub hot_reload: bool,
+    /// Per-plugin settings, by plugin name.
+    pub config: BTreeMap<String, PluginSettings>,
+    /// How often plugins get their tick.
+    pub tick_interval: Seconds,
+    /// How long one plugin call may run before it is deemed stuck.
+    pub watchdog_timeout: Seconds,
+    /// Events queued for one plugin before new ones are dropped.
+    pub queue_capacity: usize,
+    /// Quiet time after a library changes before it is reloaded.
+    pub reload_debounce: Seconds,
+    /// Largest pause before restarting a failed plugin.
+    pub restart_backoff_max: Seconds,
+    /// Failures in a row after which a plugin is disabled.
+    pub max_failures: u32,
+    /// Loaded library copies after which reloading logs a warning (copies cannot be unloaded).
+    pub reload_copies_warn: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from("./plugins"),
+            enabled: vec!["markov".to_owned(), "quotes".to_owned()],
+            hot_reload: true,
+            config: BTreeMap::new(),
+            tick_interval: Seconds::from_secs(1),
+            watchdog_timeout: Seconds::from_secs(10),
+            queue_capacity: 1024,
+            reload_debounce: Seconds::from_millis(150),
+            restart_backoff_max: Seconds::from_secs(30),
+            max_failures: 5,
+            reload_copies_warn: 50,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The settings of one plugin, if the file has any.
+    pub fn settings(&self, plugin: &str) -> Option<&PluginSettings> {
+        self.config.get(plugin)
+    }
+
+    /// Whether a plugin is listed in `enabled`.
+    pub fn is_enabled(&self, plugin: &str) -> bool {
+        self.enabled.iter().any(|name| name == plugin)
+    }
+
+    /// Checks the rules serde cannot express.
+    pub(crate) fn validate(&self) -> Result<(), Problem> {
+        let mut seen = BTreeSet::new();
+        for (index, name) in self.enabled.iter().enumerate() {
+            let key_path = format!("plugins.enabled[{index}]");
+            if name.trim().is_empty() {
+                return Err(Problem::new(key_path, "plugin names must not be empty"));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(Problem::new(key_path, format!("{name:?} is listed twice")));
+            }
+        }
+        for (name, settings) in &self.config {
+            settings.validate(&join_key("plugins.config", name))?;
+        }
+        positive("plugins.tick_interval", self.tick_interval)?;
+        positive("plugins.watchdog_timeout", self.watchdog_timeout)?;
+        if self.queue_capacity == 0 {
+            return Err(Problem::new("plugins.queue_capacity", "must be at least 1"));
+        }
+        if self.max_failures == 0 {
+            return Err(Problem::new("plugins.max_failures", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Makes a relative plugin folder relative to the configuration file's folder.
+    pub(crate) fn resolve_paths(&mut self, base_dir: &Path) {
+        crate::sections::resolve_in_place(base_dir, &mut self.directory);
+    }
+}
+
+/// One plugin's settings: three keys the runtime reads, the rest for the plugin itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, expecting = "an object")]
+pub struct PluginSettings {
+    /// Channels the plugin serves; absent means every channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    /// Channels the plugin must ignore.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_channels: Vec<String>,
+    /// Subjects the plugin may use; absent means the runtime's default grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<PluginPermissions>,
+    /// Every other key, kept as written for the plugin (always a JSON object).
+    #[serde(flatten)]
+    pub other: Verbatim,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            channels: None,
+            exclude_channels: Vec::new(),
+            permissions: None,
+            other: Verbatim::new(serde_json::Value::Object(serde_json::Map::new())),
+        }
+    }
+}
+
+impl PluginSettings {
+    /// Whether the plugin should see events of `channel`.
+    pub fn serves_channel(&self, channel: &str) -> bool {
+        let included = self
+            .channels
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|c| c == channel));
+        included && !self.exclude_channels.iter().any(|c| c == channel)
+    }
+
+    /// The plugin's own settings (every key but the three the runtime reads), secrets included.
+    pub fn plugin_json(&self) -> &serde_json::Value {
+        self.other.value()
+    }
+
+    /// Checks subject patterns for obvious mistakes.
+    fn validate(&self, key_path: &str) -> Result<(), Problem> {
+        let Some(permissions) = &self.permissions else {
+            return Ok(());
+        };
+        for (kind, list) in [
+            ("publish", &permissions.publish),
+            ("subscribe", &permissions.subscribe),
+            ("request", &permissions.request),
+        ] {
+            for (index, subject) in list.iter().enumerate() {
+                if subject.is_empty() || subject.chars().any(char::is_whitespace) {
+                    return Err(Problem::new(
+                        format!("{key_path}.permissions.{kind}[{index}]"),
+                        format!("{subject:?} is not a NATS subject"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// NATS subjects (wildcards allowed) a plugin may publish to, subscribe to and request on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct PluginPermissions {
+    /// Subjects the plugin may publish to.
+    pub publish: Vec<String>,
+    /// Subjects the plugin may subscribe to.
+    pub subscribe: Vec<String>,
+    /// Subjects the plugin may send requests on.
+    pub request: Vec<String>,
+}

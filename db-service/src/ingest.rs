@@ -1,0 +1,403 @@
+//! Ingestion of durable writes: a JetStream durable pull consumer on the contract's stream,
+//! applied in batches in stream order, acknowledged only after the batch commits.
+//!
+//! The stream sequence is the source of truth for order and completeness: the writer stores the
+//! last applied sequence in the same transaction as the batch, skips anything at or below it,
+//! and a gap in delivered sequences (an in-flight delivery lost when the NATS connection
+//! dropped) is filled by reading the missing messages from the stream directly, so a later event
+//! is never applied (and acknowledged with "ack all") before an earlier one.
+//!
+//! Without JetStream on the server the service falls back to plain subscriptions, loudly.
+
+use crate::stats::Stats;
+use crate::store::StoredDeadLetter;
+use crate::writer::{Incoming, Writer, WriterGone};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{self, stream::Stream as JsStream};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use rosey_plugin_api::stream::DB_CONSUMER;
+use rosey_plugin_api::subjects::db as subject;
+use rosey_plugin_api::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long the server waits for an acknowledgement before redelivering.
+pub const ACK_WAIT: Duration = Duration::from_secs(60);
+/// The pull stream's idle heartbeat, so a dead connection is noticed.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Batching settings, from the `database` configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Most events in one transaction.
+    pub batch_size: usize,
+    /// How long a batch waits for more events before committing.
+    pub batch_wait: Duration,
+}
+
+/// Why ingestion stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The writer thread is gone.
+    #[error(transparent)]
+    Writer(#[from] WriterGone),
+    /// JetStream refused to set up the consumer.
+    #[error("cannot set up the durable consumer: {0}")]
+    Consumer(String),
+    /// A core subscription failed.
+    #[error("cannot subscribe: {0}")]
+    Subscribe(String),
+}
+
+/// Creates (or finds) the durable consumer the service reads the stream with.
+pub async fn ensure_consumer(
+    stream: &JsStream,
+    settings: Settings,
+) -> Result<PullConsumer, IngestError> {
+    let pending = i64::try_from(settings.batch_size.saturating_mul(4)).unwrap_or(i64::MAX);
+    stream
+        .get_or_create_consumer(
+            DB_CONSUMER,
+            pull::Config {
+                durable_name: Some(DB_CONSUMER.to_owned()),
+                description: Some("rosey-db applies durable writes".to_owned()),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::All,
+                ack_wait: ACK_WAIT,
+                // The service counts deliveries itself and dead-letters; the server must keep
+                // delivering so it can.
+                max_deliver: -1,
+                max_ack_pending: pending.max(1000),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| IngestError::Consumer(e.to_string()))
+}
+
+fn unix_secs(t: async_nats::jetstream::message::Info<'_>) -> i64 {
+    t.published.unix_timestamp()
+}
+
+/// Publishes dead letters to the dead-letter stream; returns the ids that made it.
+async fn publish_dead_letters(
+    js: Option<&jetstream::Context>,
+    client: &async_nats::Client,
+    letters: &[StoredDeadLetter],
+    stats: &Stats,
+) -> Vec<i64> {
+    let mut done = Vec::with_capacity(letters.len());
+    for stored in letters {
+        let body = match serde_json::to_vec(&stored.letter) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a dead letter");
+                continue;
+            }
+        };
+        let ok = match js {
+            Some(js) => {
+                let mut headers = HeaderMap::new();
+                // Re-publishing after a crash is deduplicated by the stream.
+                headers.insert("Nats-Msg-Id", format!("rosey-db-dlq-{}", stored.id).as_str());
+                match js
+                    .publish_with_headers(subject::DLQ, headers, body.into())
+                    .await
+                {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+            None => client.publish(subject::DLQ, body.into()).await.is_ok(),
+        };
+        if ok {
+            done.push(stored.id);
+            stats.add("ingest.dead_lettered", 1);
+        } else {
+            stats.add("ingest.dead_letter_publish_failures", 1);
+            tracing::warn!(id = stored.id, "dead letter not published yet; will retry");
+            break;
+        }
+    }
+    done
+}
+
+/// Finds the stored position to resume from, correcting it when the stream was recreated or
+/// the database is new to an existing consumer.
+async fn resume_position(
+    stream: &mut JsStream,
+    consumer: &mut PullConsumer,
+    writer: &Writer,
+    stored: u64,
+) -> Result<u64, IngestError> {
+    let stream_last = stream
+        .info()
+        .await
+        .map(|i| i.state.last_sequence)
+        .map_err(|e| IngestError::Consumer(e.to_string()))?;
+    let ack_floor = consumer
+        .info()
+        .await
+        .map(|i| i.ack_floor.stream_sequence)
+        .map_err(|e| IngestError::Consumer(e.to_string()))?;
+    if stored > stream_last {
+        tracing::warn!(
+            stored,
+            stream_last,
+            "the database has applied events beyond the stream's end: the stream was recreated; \
+             following the new stream from its consumer's position"
+        );
+        writer.reset_sequence(ack_floor).await?;
+        return Ok(ack_floor);
+    }
+    if stored == 0 && ack_floor > 0 {
+        tracing::warn!(
+            ack_floor,
+            "this database has never applied stream events but the consumer has; following the \
+             consumer's position (events before it are not replayed)"
+        );
+        writer.reset_sequence(ack_floor).await?;
+        return Ok(ack_floor);
+    }
+    Ok(stored)
+}
+
+/// Reads the events `from..to` straight from the stream (a lost in-flight delivery).
+async fn fill_gap(
+    stream: &JsStream,
+    from: u64,
+    to: u64,
+    shutdown: &watch::Receiver<bool>,
+    out: &mut Vec<Incoming>,
+    stats: &Stats,
+) {
+    let first = match stream.get_info().await {
+        Ok(info) => info.state.first_sequence,
+        Err(_) => from,
+    };
+    if first > from {
+        tracing::warn!(
+            missing = first.min(to) - from,
+            "events expired from the stream (max_age/max_bytes) before they were applied"
+        );
+        stats.add("ingest.expired_unapplied", first.min(to) - from);
+    }
+    let mut seq = from.max(first);
+    let mut pause = Duration::from_millis(50);
+    while seq < to {
+        match stream.get_raw_message(seq).await {
+            Ok(msg) => {
+                out.push(Incoming {
+                    sequence: seq,
+                    subject: msg.subject.to_string(),
+                    payload: msg.payload,
+                    deliveries: 1,
+                    received: msg.time.unix_timestamp(),
+                });
+                stats.add("ingest.gap_filled", 1);
+                seq += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound
+                ) || e.to_string().contains("no message found") =>
+            {
+                seq += 1;
+            }
+            Err(e) => {
+                if *shutdown.borrow() {
+                    return;
+                }
+                tracing::warn!(seq, error = %e, "cannot read a missing event from the stream yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Consumes the stream until `shutdown` turns true; the batch in hand is committed and
+/// acknowledged before returning.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_jetstream(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    mut stream: JsStream,
+    mut consumer: PullConsumer,
+    writer: Writer,
+    stored_position: u64,
+    settings: Settings,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+    initial_dead: Vec<StoredDeadLetter>,
+) -> Result<(), IngestError> {
+    let mut applied_to = resume_position(&mut stream, &mut consumer, &writer, stored_position).await?;
+    let mut published = publish_dead_letters(Some(&js), &client, &initial_dead, &stats).await;
+    let mut pending_dead: Vec<StoredDeadLetter> = Vec::new();
+    'outer: loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(settings.batch_size)
+            .heartbeat(HEARTBEAT)
+            .messages()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start pulling from the stream; retrying");
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break 'outer,
+                m = messages.next() => m,
+            };
+            let mut batch = Vec::with_capacity(settings.batch_size);
+            match first {
+                None => {
+                    tracing::warn!("the pull stream ended; restarting it");
+                    continue 'outer;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "pull stream error");
+                    stats.add("ingest.pull_errors", 1);
+                    continue;
+                }
+                Some(Ok(m)) => batch.push(m),
+            }
+            let deadline = Instant::now() + settings.batch_wait;
+            while batch.len() < settings.batch_size {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => batch.push(m),
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(error = %e, "pull stream error");
+                        stats.add("ingest.pull_errors", 1);
+                        break;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let mut items = Vec::with_capacity(batch.len());
+            let mut ack_index = 0;
+            let mut max_seq = 0;
+            for (i, m) in batch.iter().enumerate() {
+                let Ok(info) = m.info() else {
+                    tracing::warn!(subject = %m.subject, "message without JetStream metadata; ignored");
+                    continue;
+                };
+                let seq = info.stream_sequence;
+                if seq > max_seq {
+                    max_seq = seq;
+                    ack_index = i;
+                }
+                if seq > applied_to + 1 {
+                    fill_gap(&stream, applied_to + 1, seq, &shutdown, &mut items, &stats).await;
+                }
+                items.push(Incoming {
+                    sequence: seq,
+                    subject: m.subject.to_string(),
+                    payload: m.payload.clone(),
+                    deliveries: u64::try_from(info.delivered).unwrap_or(1),
+                    received: unix_secs(info),
+                });
+                applied_to = applied_to.max(seq);
+            }
+            let committed = writer.apply(items, std::mem::take(&mut published)).await?;
+            applied_to = applied_to.max(committed.last_sequence);
+            if let Some(dead) = committed.dead {
+                pending_dead = dead;
+            }
+            if !pending_dead.is_empty() {
+                let done = publish_dead_letters(Some(&js), &client, &pending_dead, &stats).await;
+                pending_dead.retain(|d| !done.contains(&d.id));
+                published.extend(done);
+            }
+            if let Some(m) = batch.get(ack_index) {
+                // Ack-all: everything up to this sequence is committed.
+                if let Err(e) = m.ack().await {
+                    tracing::debug!(error = %e, "ack not sent; the batch will be redelivered and skipped");
+                }
+            }
+        }
+    }
+    // Record what was published so it is not re-sent next time.
+    if !published.is_empty() {
+        writer.apply(Vec::new(), published).await?;
+    }
+    Ok(())
+}
+
+/// The fallback without JetStream: plain subscriptions, no durability and no cross-subject
+/// ordering guarantee.
+pub async fn run_core(
+    client: async_nats::Client,
+    writer: Writer,
+    settings: Settings,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+    initial_dead: Vec<StoredDeadLetter>,
+) -> Result<(), IngestError> {
+    tracing::error!(
+        "JetStream is not available on the NATS server: durable writes fall back to plain \
+         subscriptions. Events published while rosey-db is down WILL BE LOST. Start nats-server \
+         with -js to fix this."
+    );
+    let mut subs = Vec::new();
+    for s in subject::WRITE_SUBJECTS {
+        subs.push(
+            client
+                .subscribe(s)
+                .await
+                .map_err(|e| IngestError::Subscribe(e.to_string()))?,
+        );
+    }
+    let mut merged = futures::stream::select_all(subs);
+    let mut published = publish_dead_letters(None, &client, &initial_dead, &stats).await;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            m = merged.next() => m,
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        let deadline = Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_size {
+            match tokio::time::timeout_at(deadline, merged.next()).await {
+                Ok(Some(m)) => batch.push(m),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let now = Timestamp::now().secs();
+        let items = batch
+            .into_iter()
+            .map(|m| Incoming {
+                sequence: 0,
+                subject: m.subject.to_string(),
+                payload: m.payload,
+                deliveries: 1,
+                received: now,
+            })
+            .collect();
+        let committed = writer.apply(items, std::mem::take(&mut published)).await?;
+        if let Some(dead) = committed.dead {
+            published = publish_dead_letters(None, &client, &dead, &stats).await;
+        }
+    }
+    if !published.is_empty() {
+        writer.apply(Vec::new(), published).await?;
+    }
+    Ok(())
+}

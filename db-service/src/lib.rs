@@ -1,0 +1,29 @@
+//! `rosey-db`: the only owner of Rosey's SQLite database, reachable only over NATS.
+//!
+//! Durable writes arrive through the contract's JetStream stream and are applied in stream
+//! order, in batches, each batch in one transaction with the stream position; requests are
+//! served through the async-nats service API from separate connections, so queries never wait
+//! for ingestion.
+//!
+//! # Layout
+//! - [`schema`]: the original v0.5.0 tables, verbatim, and Rosey's own bookkeeping tables.
+//! - [`store`]: every SQL operation, with the original's semantics.
+//! - [`events`]: decoding and applying durable write events.
+//! - [`writer`]: the ingestion writer thread (batches, stream position, dead letters).
+//! - [`ingest`]: the JetStream consumer (and the fallback without JetStream).
+//! - [`requests`]: the request subjects as a NATS service.
+//! - [`pool`]: SQLite connections for async code.
+//! - [`maintenance`]: daily maintenance and periodic pruning.
+//! - [`stats`]: counters shown in `$SRV.STATS`.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod events;
+pub mod ingest;
+pub mod maintenance;
+pub mod pool;
+pub mod requests;
+pub mod schema;
+pub mod stats;
+pub mod store;
+pub mod writer;

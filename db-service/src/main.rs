@@ -1,0 +1,238 @@
+//! `rosey-db`: starts the database service (see the library's documentation).
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use rosey_config::{CommonArgs, Config};
+use rosey_db_service::maintenance::{self, Retention};
+use rosey_db_service::pool::Pool;
+use rosey_db_service::requests;
+use rosey_db_service::schema::{self, Role};
+use rosey_db_service::stats::Stats;
+use rosey_db_service::writer::{Writer, WriterConfig};
+use rosey_db_service::{ingest, store};
+use rosey_plugin_api::stream::{self, StreamLimits};
+use rosey_plugin_api::Timestamp;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The database service: owns the SQLite file and serves it over NATS.
+#[derive(Debug, Parser)]
+#[command(name = "rosey-db", version, about)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// SQLite database file, overriding `database.path`
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match args.common.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rosey-db: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(db) = args.db {
+        config.set_database_path(db);
+    }
+    if let Err(e) = rosey_config::logging::init(&config, "info") {
+        eprintln!("rosey-db: {e}");
+        return ExitCode::FAILURE;
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rosey-db: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("rosey-db: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    let db = &config.database;
+    let path = db.path.clone();
+    let now = Timestamp::now().secs();
+    let mut conn = schema::open(&path, Role::Writer)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    schema::enable_wal(&conn).context("cannot switch the database to WAL")?;
+    schema::initialize(&mut conn, now)
+        .with_context(|| format!("cannot prepare the schema of {}", path.display()))?;
+    let position = store::last_sequence(&conn).context("cannot read the stream position")?;
+    let undelivered_dead =
+        store::unpublished_dead_letters(&conn).context("cannot read pending dead letters")?;
+    tracing::info!(db = %path.display(), position, "database ready");
+
+    let stats = Arc::new(Stats::default());
+    let (writer, writer_thread) = Writer::start(
+        conn,
+        WriterConfig {
+            max_redeliveries: u64::from(db.max_redeliveries),
+        },
+        stats.clone(),
+    )
+    .context("cannot start the writer thread")?;
+    let retention = Retention {
+        recent_chat_hours: db.recent_chat_retention_hours,
+    };
+    let readers = Pool::new(path.clone(), Role::Reader, 2);
+    let request_writer = Pool::new(path.clone(), Role::Writer, 1);
+
+    let client = rosey_config::connect::connect(&config.nats).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let limits = StreamLimits {
+        max_age: db.stream.max_age(),
+        max_bytes: i64::try_from(db.stream.max_bytes).unwrap_or(i64::MAX),
+        duplicate_window: db.stream.duplicate_window.as_duration(),
+    };
+    let settings = ingest::Settings {
+        batch_size: db.batch_size,
+        batch_wait: db.batch_wait.as_duration(),
+    };
+    // The stream and the durable consumer exist before the first request is answered, so
+    // nothing published after that answer can be missed.
+    let jetstream = match stream::ensure_streams(&js, &limits).await {
+        Ok(s) => {
+            let consumer = ingest::ensure_consumer(&s, settings).await?;
+            Some((s, consumer))
+        }
+        Err(e) => {
+            if js.query_account().await.is_ok() {
+                return Err(e).context("JetStream is available but the stream cannot be set up");
+            }
+            tracing::debug!(error = %e, "no JetStream");
+            None
+        }
+    };
+
+    let ctx = Arc::new(requests::Context {
+        readers,
+        writer: request_writer.clone(),
+        stats: stats.clone(),
+        retention,
+    });
+    let (service, request_tasks) = requests::start(&client, ctx, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the request service: {e}"))?;
+    tracing::info!(jetstream = jetstream.is_some(), "rosey-db serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing the current batch");
+        let _ = stop_tx.send(true);
+    });
+    let housekeeping = tokio::spawn(housekeeping(
+        request_writer,
+        retention,
+        db.recent_chat_prune_interval.as_duration(),
+        db.maintenance_interval.as_duration(),
+        stop_rx.clone(),
+    ));
+
+    let ingest_result = match jetstream {
+        Some((s, consumer)) => {
+            ingest::run_jetstream(
+                client.clone(),
+                js,
+                s,
+                consumer,
+                writer,
+                position,
+                settings,
+                stats,
+                stop_rx,
+                undelivered_dead,
+            )
+            .await
+        }
+        None => ingest::run_core(client.clone(), writer, settings, stats, stop_rx, undelivered_dead).await,
+    };
+    if let Err(e) = service.stop().await {
+        tracing::debug!(error = %e, "stopping the service");
+    }
+    drop(request_tasks);
+    housekeeping.abort();
+    // Acks are buffered; send them before exiting.
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    ingest_result.context("ingestion stopped")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Prunes the recent chat and expired keys often, and runs the full maintenance daily.
+async fn housekeeping(
+    pool: Arc<Pool>,
+    retention: Retention,
+    prune_every: Duration,
+    maintain_every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let start = tokio::time::Instant::now();
+    let mut prune = tokio::time::interval_at(start + prune_every, prune_every);
+    let mut maintain = tokio::time::interval_at(start + maintain_every, maintain_every);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = prune.tick() => {
+                let now = Timestamp::now().secs();
+                match pool.run(move |c| maintenance::prune(c, now, retention)).await {
+                    Ok(Ok(r)) => tracing::debug!(recent_chat = r.recent_chat, kv_expired = r.kv_expired, "pruned"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning failed; will retry"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed; will retry"),
+                }
+            }
+            _ = maintain.tick() => {
+                let now = Timestamp::now().secs();
+                match pool.run(move |c| maintenance::run(c, now, retention)).await {
+                    Ok(Ok(r)) => tracing::info!(log = ?r.log, "daily maintenance done"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "maintenance failed; will retry"),
+                    Err(e) => tracing::warn!(error = %e, "maintenance failed; will retry"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! A small pool of SQLite connections used from async code: each call borrows a connection and
+//! runs on the blocking thread pool, so a query never waits behind the ingestion writer (WAL
+//! readers see the last commit) and never blocks the async runtime.
+
+use crate::schema::{self, Role};
+use rusqlite::Connection;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Why a pooled call could not run its closure.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// A connection could not be opened.
+    #[error("cannot open the database: {0}")]
+    Open(#[from] schema::SchemaError),
+    /// The blocking task failed (the closure panicked).
+    #[error("database task failed: {0}")]
+    Task(String),
+    /// The pool was closed.
+    #[error("the database pool is closed")]
+    Closed,
+}
+
+/// Connections of one role, at most `size` in use at once.
+pub struct Pool {
+    path: PathBuf,
+    role: Role,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Pool {
+    /// A pool of up to `size` connections to `path`, opened lazily.
+    pub fn new(path: PathBuf, role: Role, size: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            path,
+            role,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(size.max(1)),
+        })
+    }
+
+    /// Runs `f` with a connection on the blocking thread pool.
+    pub async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> T + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.map_err(|_| PoolError::Closed)?;
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let (path, role) = (self.path.clone(), self.role);
+                tokio::task::spawn_blocking(move || schema::open(&path, role))
+                    .await
+                    .map_err(|e| PoolError::Task(e.to_string()))??
+            }
+        };
+        let (conn, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut conn);
+            (conn, out)
+        })
+        .await
+        .map_err(|e| PoolError::Task(e.to_string()))?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,349 @@
+//! The request subjects, served through the async-nats `service` API (`$SRV.PING/INFO/STATS`)
+//! in a queue group, concurrently with ingestion.
+//!
+//! Reads run on a pool of read-only connections (WAL readers never wait for the writer); writes
+//! that requests make (enqueue, plugin storage, maintenance) run on their own connection. Error
+//! replies carry the contract's headers and body; async-nats's `respond(Err(..))` would send no
+//! body and count nothing we can see, so errors are published as ordinary replies with headers
+//! and counted here, shown in each endpoint's `$SRV.STATS` data.
+
+use crate::maintenance::{self, Retention};
+use crate::pool::{Pool, PoolError};
+use crate::stats::Stats;
+use crate::store::{self, StoreError};
+use async_nats::service::{Service, ServiceExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use rosey_plugin_api::db::{self as wire, Enqueued};
+use rosey_plugin_api::reply::{error_reply, ok_reply};
+use rosey_plugin_api::subjects::{db as subject, kv as kv_subject};
+use rosey_plugin_api::{actions, kv, payload, ErrorBody, ErrorCode, Timestamp};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The service name in `$SRV` discovery.
+pub const SERVICE_NAME: &str = "rosey-db";
+/// The queue group every instance joins, so one instance answers each request.
+pub const QUEUE_GROUP: &str = "rosey-db";
+/// Requests handled at once; more wait in their subscription.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// What request handlers share.
+pub struct Context {
+    /// Read-only connections.
+    pub readers: Arc<Pool>,
+    /// The connection for writes that requests make.
+    pub writer: Arc<Pool>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Row lifetimes for maintenance.
+    pub retention: Retention,
+}
+
+/// One endpoint of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `rosey.db.messages.outbound.get`.
+    OutboundGet,
+    /// `rosey.db.messages.outbound.enqueue`.
+    OutboundEnqueue,
+    /// `rosey.db.stats.recent_chat.get`.
+    RecentChat,
+    /// `rosey.db.query.channel_stats`.
+    ChannelStats,
+    /// `rosey.db.query.user_stats`.
+    UserStats,
+    /// `rosey.db.maintenance.run`.
+    Maintenance,
+    /// `rosey.db.kv.>`.
+    Kv,
+}
+
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::OutboundGet,
+        Endpoint::OutboundEnqueue,
+        Endpoint::RecentChat,
+        Endpoint::ChannelStats,
+        Endpoint::UserStats,
+        Endpoint::Maintenance,
+        Endpoint::Kv,
+    ];
+
+    /// The endpoint's name in `$SRV.INFO` and `$SRV.STATS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::OutboundGet => "outbound-get",
+            Endpoint::OutboundEnqueue => "outbound-enqueue",
+            Endpoint::RecentChat => "recent-chat-get",
+            Endpoint::ChannelStats => "channel-stats",
+            Endpoint::UserStats => "user-stats",
+            Endpoint::Maintenance => "maintenance-run",
+            Endpoint::Kv => "kv",
+        }
+    }
+
+    /// The subject it listens on.
+    pub fn subject(self) -> &'static str {
+        match self {
+            Endpoint::OutboundGet => subject::OUTBOUND_GET,
+            Endpoint::OutboundEnqueue => subject::OUTBOUND_ENQUEUE,
+            Endpoint::RecentChat => subject::RECENT_CHAT_GET,
+            Endpoint::ChannelStats => subject::QUERY_CHANNEL_STATS,
+            Endpoint::UserStats => subject::QUERY_USER_STATS,
+            Endpoint::Maintenance => subject::MAINTENANCE_RUN,
+            Endpoint::Kv => kv_subject::ALL,
+        }
+    }
+}
+
+/// Starts the service and one task per endpoint; the tasks end when the service stops.
+pub async fn start(
+    client: &async_nats::Client,
+    ctx: Arc<Context>,
+    version: &str,
+) -> Result<(Service, JoinSet<()>), async_nats::Error> {
+    let stats = ctx.stats.clone();
+    let service = client
+        .service_builder()
+        .description("Rosey's database: durable writes, queries and plugin storage")
+        .queue_group(QUEUE_GROUP)
+        .stats_handler(move |endpoint, _| {
+            serde_json::json!({
+                "errors": stats.with_prefix(&format!("requests.errors.{endpoint}.")),
+                "ingest": stats.with_prefix("ingest."),
+            })
+        })
+        .start(SERVICE_NAME, version)
+        .await?;
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    for ep in Endpoint::ALL {
+        let mut endpoint = service
+            .endpoint_builder()
+            .name(ep.name())
+            .add(ep.subject())
+            .await?;
+        let ctx = ctx.clone();
+        let in_flight = in_flight.clone();
+        tasks.spawn(async move {
+            while let Some(request) = endpoint.next().await {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let result = handle(&ctx, ep, &request.message.subject, &request.message.payload).await;
+                    let sent = match result {
+                        Ok(body) => request.respond(Ok(body)).await,
+                        Err(error) => {
+                            ctx.stats.add(
+                                &format!("requests.errors.{}.{}", ep.name(), error.error.code),
+                                1,
+                            );
+                            if error.error.code == ErrorCode::Internal {
+                                tracing::error!(endpoint = ep.name(), %error, "request failed");
+                            }
+                            let (headers, body) = error_reply(&error);
+                            request.respond_with_headers(Ok(body), headers).await
+                        }
+                    };
+                    if let Err(e) = sent {
+                        tracing::debug!(endpoint = ep.name(), error = %e, "could not send a reply");
+                    }
+                    drop(permit);
+                });
+            }
+        });
+    }
+    Ok((service, tasks))
+}
+
+/// Decodes a request body; an empty body counts as `{}` (every field optional).
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorBody> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return payload::decode(b"{}");
+    }
+    payload::decode(bytes)
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Internal, e.to_string())
+}
+
+fn from_store(e: StoreError) -> ErrorBody {
+    match e {
+        StoreError::Invalid(m) => ErrorBody::new(ErrorCode::InvalidJson, m),
+        StoreError::TooLarge(m) => ErrorBody::new(ErrorCode::TooLarge, m),
+        StoreError::Sqlite(e) if store::is_transient(&e) => {
+            ErrorBody::new(ErrorCode::Internal, format!("database busy, retry: {e}"))
+        }
+        StoreError::Sqlite(e) => internal(e),
+    }
+}
+
+fn from_pool(e: PoolError) -> ErrorBody {
+    internal(e)
+}
+
+/// Runs a read on the reader pool and encodes its reply.
+async fn read<T, F>(ctx: &Context, f: F) -> Result<Bytes, ErrorBody>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let value = ctx
+        .readers
+        .run(move |c| f(c))
+        .await
+        .map_err(from_pool)?
+        .map_err(from_store)?;
+    ok_reply(&value)
+}
+
+/// Runs a write in one immediate transaction on the request writer and encodes its reply.
+async fn write<T, F>(ctx: &Context, f: F) -> Result<Bytes, ErrorBody>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let value = ctx
+        .writer
+        .run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok::<_, StoreError>(value)
+        })
+        .await
+        .map_err(from_pool)?
+        .map_err(from_store)?;
+    ok_reply(&value)
+}
+
+/// Answers one request.
+pub async fn handle(
+    ctx: &Context,
+    ep: Endpoint,
+    subject_name: &str,
+    body: &[u8],
+) -> Result<Bytes, ErrorBody> {
+    let now = Timestamp::now().secs();
+    match ep {
+        Endpoint::OutboundGet => {
+            let q: wire::OutboundGet = decode(body)?;
+            read(ctx, move |c| Ok(store::unsent_outbound(c, q.limit, q.max_retries, now)?)).await
+        }
+        Endpoint::OutboundEnqueue => {
+            let q: wire::OutboundEnqueue = decode(body)?;
+            if q.message.trim().is_empty() {
+                return Err(ErrorBody::new(ErrorCode::InvalidJson, "message must not be empty"));
+            }
+            if q.message.len() > crate::events::MAX_TEXT_BYTES {
+                return Err(ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "message is {} bytes; the limit is {}",
+                        q.message.len(),
+                        crate::events::MAX_TEXT_BYTES
+                    ),
+                ));
+            }
+            write(ctx, move |c| {
+                Ok(Enqueued {
+                    id: store::enqueue_outbound(c, &q.message, now)?,
+                })
+            })
+            .await
+        }
+        Endpoint::RecentChat => {
+            let q: wire::RecentChatGet = decode(body)?;
+            read(ctx, move |c| Ok(store::recent_chat(c, &q)?)).await
+        }
+        Endpoint::ChannelStats => {
+            let _: wire::ChannelStatsQuery = decode(body)?;
+            read(ctx, |c| Ok(store::channel_stats(c)?)).await
+        }
+        Endpoint::UserStats => {
+            let q: wire::UserStatsQuery = decode(body)?;
+            read(ctx, move |c| Ok(store::user_stats(c, &q.username)?)).await
+        }
+        Endpoint::Maintenance => {
+            let _: wire::MaintenanceRun = decode(body)?;
+            let retention = ctx.retention;
+            let report = ctx
+                .writer
+                .run(move |c| maintenance::run(c, now, retention))
+                .await
+                .map_err(from_pool)?
+                .map_err(|e| from_store(e.into()))?;
+            tracing::info!(log = ?report.log, "maintenance run on request");
+            ok_reply(&report)
+        }
+        Endpoint::Kv => handle_kv(ctx, subject_name, body, now).await,
+    }
+}
+
+async fn handle_kv(
+    ctx: &Context,
+    subject_name: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<Bytes, ErrorBody> {
+    let Some((plugin, op)) = kv_subject::parse(subject_name) else {
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!(
+                "{subject_name:?} is not a key-value subject (rosey.db.kv.<plugin>.<get|set|delete|list|incr>)"
+            ),
+        ));
+    };
+    let plugin = plugin.to_owned();
+    match op {
+        kv_subject::Op::Get => {
+            let q: kv::Get = decode(body)?;
+            read(ctx, move |c| {
+                let value = store::kv_get(c, &plugin, &q.key, now)?;
+                Ok(kv::GetReply {
+                    found: value.is_some(),
+                    value,
+                })
+            })
+            .await
+        }
+        kv_subject::Op::Set => {
+            let q: kv::Set = decode(body)?;
+            write(ctx, move |c| {
+                store::kv_set(c, &plugin, &q.key, &q.value, q.ttl_seconds, now)?;
+                Ok(actions::Ok::YES)
+            })
+            .await
+        }
+        kv_subject::Op::Delete => {
+            let q: kv::Delete = decode(body)?;
+            write(ctx, move |c| {
+                Ok(kv::DeleteReply {
+                    deleted: store::kv_delete(c, &plugin, &q.key, now)?,
+                })
+            })
+            .await
+        }
+        kv_subject::Op::List => {
+            let q: kv::List = decode(body)?;
+            read(ctx, move |c| store::kv_list(c, &plugin, &q, now)).await
+        }
+        kv_subject::Op::Incr => {
+            let q: kv::Incr = decode(body)?;
+            write(ctx, move |c| {
+                Ok(kv::IncrReply {
+                    value: store::kv_incr(c, &plugin, &q.key, q.by, now)?,
+                })
+            })
+            .await
+        }
+    }
+}

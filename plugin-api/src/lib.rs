@@ -1,0 +1,49 @@
+//! Rosey's wire contract: every NATS subject, every payload and the error envelope that the
+//! bot, the database service, the plugin runtime and plugins exchange.
+//!
+//! The contract is defined here once and documented in `docs/SUBJECTS.md`; a test keeps the two
+//! in step through [`registry::SUBJECTS`]. Nobody else spells a subject as a string literal.
+//!
+//! # Layout
+//! - [`subjects`]: subject constants and typed builders.
+//! - [`time`], [`user`]: shared vocabulary (timestamps, the normalized user object).
+//! - [`events`], [`commands`], [`actions`]: what the bot publishes and what it acts on.
+//! - [`db`], [`kv`]: durable database writes and database requests.
+//! - [`admin`]: the plugin runtime's administration subjects.
+//! - [`error`], [`payload`]: the error reply every request subject uses, and decoding.
+//! - [`registry`]: the table of every subject with its payload types.
+//! - `stream` and `reply` (feature `nats`): the one JetStream stream definition and helpers to
+//!   send and read replies with async-nats.
+//!
+//! # Crate features
+//! - `ffi` (default): the abi_stable plugin interface ([`ffi`]) and the plugin author's SDK
+//!   ([`sdk`]).
+//! - `nats`: helpers that need an async-nats client.
+#![deny(missing_docs)]
+
+pub mod actions;
+pub mod admin;
+pub mod commands;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod kv;
+pub mod payload;
+pub mod registry;
+pub mod subjects;
+pub mod time;
+pub mod user;
+
+#[cfg(feature = "ffi")]
+pub mod ffi;
+#[cfg(feature = "ffi")]
+pub mod sdk;
+
+#[cfg(feature = "nats")]
+pub mod reply;
+#[cfg(feature = "nats")]
+pub mod stream;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use time::Timestamp;
+pub use user::UserData;

@@ -1,0 +1,734 @@
+//! The table of every subject of the contract, with its payload and reply types and an example
+//! of each, from which `docs/SUBJECTS.md` is checked (and can be regenerated).
+
+use crate::{actions, admin, commands, db, events, kv, subjects};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// How a subject is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Core NATS publish, live, no reply.
+    Event,
+    /// A durable write through the JetStream stream.
+    Write,
+    /// A request that gets a reply (or an error reply).
+    Request,
+    /// A publish that may carry a reply subject (the bot answers when it has one).
+    Action,
+}
+
+impl Kind {
+    /// The spelling used in the docs table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Event => "event",
+            Kind::Write => "durable write",
+            Kind::Request => "request",
+            Kind::Action => "action",
+        }
+    }
+}
+
+/// Decodes an example into `T` and encodes it again, to prove the type reads and writes it.
+pub type RoundTrip = fn(&Value) -> Result<Value, String>;
+
+/// One row of the contract.
+pub struct SubjectSpec {
+    /// The subject spelled in full, with `<placeholders>` for names.
+    pub subject: &'static str,
+    /// How it is used.
+    pub kind: Kind,
+    /// Who publishes it and who consumes it.
+    pub flow: &'static str,
+    /// The payload's Rust type.
+    pub payload: &'static str,
+    /// The payload's fields (`?` marks optional ones); empty for non-object payloads.
+    pub fields: &'static str,
+    /// The reply's Rust type, for requests and actions.
+    pub reply: Option<&'static str>,
+    /// A complete example payload, with every optional field present.
+    pub example: fn() -> Value,
+    /// Decodes and re-encodes a payload through its type.
+    pub roundtrip: RoundTrip,
+    /// A complete example reply.
+    pub reply_example: Option<fn() -> Value>,
+    /// Decodes and re-encodes a reply through its type.
+    pub reply_roundtrip: Option<RoundTrip>,
+}
+
+/// Decodes `value` as `T` and encodes it again.
+/// Decodes a payload as `T` the way services do ([`crate::payload`]: objects only) and encodes
+/// it again.
+pub fn roundtrip<T: Serialize + DeserializeOwned>(value: &Value) -> Result<Value, String> {
+    let decoded: T = crate::payload::decode_value(value.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(decoded).map_err(|e| e.to_string())
+}
+
+/// Decodes a reply (which may be a list) as `T` and encodes it again.
+pub fn roundtrip_reply<T: Serialize + DeserializeOwned>(value: &Value) -> Result<Value, String> {
+    let decoded: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(decoded).map_err(|e| e.to_string())
+}
+
+fn envelope(body: Value) -> Value {
+    let mut v = json!({
+        "platform": "cytube",
+        "channel": "lounge",
+        "timestamp": 1_700_000_000,
+        "platform_data": {"original": true},
+    });
+    if let (Some(map), Value::Object(extra)) = (v.as_object_mut(), body) {
+        map.extend(extra);
+    }
+    v
+}
+
+fn user() -> Value {
+    json!({"username": "alice", "rank": 2.0, "is_afk": false, "is_moderator": true,
+           "is_muted": false, "profile": {"image": "", "text": "hi"}})
+}
+
+fn media() -> Value {
+    json!({"id": "dQw4w9WgXcQ", "type": "yt", "title": "Song", "duration_s": 212.0})
+}
+
+fn poll() -> Value {
+    envelope(
+        json!({"title": "Best?", "options": ["a", "b"], "counts": [1, null], "initiator": "alice"}),
+    )
+}
+
+fn ok() -> Value {
+    json!({"ok": true})
+}
+
+fn lifecycle() -> Value {
+    json!({"name": "quotes", "version": "0.1.0", "generation": 2, "error": "bad library"})
+}
+
+macro_rules! spec {
+    ($subject:expr, $kind:ident, $flow:expr, $ty:ty, $fields:expr, $example:expr) => {
+        SubjectSpec {
+            subject: $subject,
+            kind: Kind::$kind,
+            flow: $flow,
+            payload: stringify!($ty),
+            fields: $fields,
+            reply: None,
+            example: || $example,
+            roundtrip: roundtrip::<$ty>,
+            reply_example: None,
+            reply_roundtrip: None,
+        }
+    };
+    ($subject:expr, $kind:ident, $flow:expr, $ty:ty, $fields:expr, $example:expr,
+     $reply:ty, $reply_example:expr) => {
+        SubjectSpec {
+            subject: $subject,
+            kind: Kind::$kind,
+            flow: $flow,
+            payload: stringify!($ty),
+            fields: $fields,
+            reply: Some(stringify!($reply)),
+            example: || $example,
+            roundtrip: roundtrip::<$ty>,
+            reply_example: Some(|| $reply_example),
+            reply_roundtrip: Some(roundtrip_reply::<$reply>),
+        }
+    };
+}
+
+const ENV: &str = "platform, channel, timestamp, platform_data";
+
+/// Every subject of the contract, in the order of `docs/SUBJECTS.md`.
+pub fn all() -> Vec<SubjectSpec> {
+    use subjects::{db as d, events as e, runtime as r};
+    vec![
+        spec!(
+            e::MESSAGE,
+            Event,
+            "bot → any",
+            events::Event<events::Message>,
+            "platform, channel, timestamp, platform_data, user, user_data?, content, is_command",
+            envelope(
+                json!({"user": "alice", "user_data": user(), "content": "hi & bye", "is_command": false})
+            )
+        ),
+        spec!(
+            e::USER_JOIN,
+            Event,
+            "bot → any",
+            events::Event<events::UserJoin>,
+            "platform, channel, timestamp, platform_data, user, user_data",
+            envelope(json!({"user": "alice", "user_data": user()}))
+        ),
+        spec!(
+            e::USER_LEAVE,
+            Event,
+            "bot → any",
+            events::Event<events::UserLeave>,
+            "platform, channel, timestamp, platform_data, user, user_data?",
+            envelope(json!({"user": "alice", "user_data": user()}))
+        ),
+        spec!(
+            e::USER_LIST,
+            Event,
+            "bot → any",
+            events::Event<events::UserList>,
+            "platform, channel, timestamp, platform_data, users, count",
+            envelope(json!({"users": [user()], "count": 1}))
+        ),
+        spec!(
+            e::USER_UPDATE,
+            Event,
+            "bot → any",
+            events::Event<events::UserUpdate>,
+            "platform, channel, timestamp, platform_data, user, user_data, changed",
+            envelope(
+                json!({"user": "alice", "user_data": user(), "changed": ["afk", "rank", "mute", "profile"]})
+            )
+        ),
+        spec!(
+            e::USER_COUNT,
+            Event,
+            "bot → any",
+            events::Event<events::UserCount>,
+            "platform, channel, timestamp, platform_data, chat_count, connected_count",
+            envelope(json!({"chat_count": 3, "connected_count": 5}))
+        ),
+        spec!(
+            e::PM,
+            Event,
+            "bot → any",
+            events::Event<events::Pm>,
+            "platform, channel, timestamp, platform_data, user, recipient, content",
+            envelope(json!({"user": "alice", "recipient": "rosey", "content": "help"}))
+        ),
+        spec!(
+            e::MEDIA_CHANGE,
+            Event,
+            "bot → any",
+            events::Event<events::MediaChange>,
+            "platform, channel, timestamp, platform_data, media, queued_by?",
+            envelope(json!({"media": media(), "queued_by": "alice"}))
+        ),
+        spec!(
+            e::PLAYLIST_ADD,
+            Event,
+            "bot → any",
+            events::Event<events::PlaylistAdd>,
+            "platform, channel, timestamp, platform_data, item, after",
+            envelope(
+                json!({"item": {"uid": 7, "media": media(), "temporary": true, "queued_by": "alice"}, "after": "prepend"})
+            )
+        ),
+        spec!(
+            e::PLAYLIST_REMOVE,
+            Event,
+            "bot → any",
+            events::Event<events::PlaylistRemove>,
+            "platform, channel, timestamp, platform_data, uid",
+            envelope(json!({"uid": 7}))
+        ),
+        spec!(
+            e::PLAYLIST_MOVE,
+            Event,
+            "bot → any",
+            events::Event<events::PlaylistMove>,
+            "platform, channel, timestamp, platform_data, uid, after",
+            envelope(json!({"uid": 7, "after": 3}))
+        ),
+        spec!(
+            e::POLL_OPEN,
+            Event,
+            "bot → any",
+            events::Event<events::Poll>,
+            "platform, channel, timestamp, platform_data, title, options, counts, initiator?",
+            poll()
+        ),
+        spec!(
+            e::POLL_UPDATE,
+            Event,
+            "bot → any",
+            events::Event<events::Poll>,
+            "platform, channel, timestamp, platform_data, title, options, counts, initiator?",
+            poll()
+        ),
+        spec!(
+            e::POLL_CLOSE,
+            Event,
+            "bot → any",
+            events::Event<events::PollClose>,
+            ENV,
+            envelope(json!({}))
+        ),
+        spec!(
+            e::BOT_STATUS,
+            Event,
+            "bot → any",
+            events::Event<events::BotStatus>,
+            "platform, channel, timestamp, platform_data, bot_name, rank, connected",
+            envelope(json!({"bot_name": "rosey", "rank": 2.0, "connected": true}))
+        ),
+        spec!(
+            "rosey.platform.<platform>.<event>",
+            Event,
+            "bot → any",
+            serde_json::Value,
+            "",
+            json!({"username": "alice", "msg": "hi &amp; bye", "time": 1_700_000_000_000_i64})
+        ),
+        spec!(
+            "rosey.commands.<name>",
+            Event,
+            "bot → runtime",
+            commands::Command,
+            "command, args, text, raw, user, user_data, is_pm, platform, channel, timestamp",
+            json!({"command": "quote", "args": ["add", "hi"], "text": "add hi", "raw": "!quote add hi",
+                   "user": "alice", "user_data": user(), "is_pm": false, "platform": "cytube",
+                   "channel": "lounge", "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.chat",
+            Action,
+            "any → bot",
+            actions::SendChat,
+            "channel, content",
+            json!({"channel": "lounge", "content": "hello"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.pm",
+            Action,
+            "any → bot",
+            actions::SendPm,
+            "channel, to, content",
+            json!({"channel": "lounge", "to": "alice", "content": "psst"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.playlist.add",
+            Action,
+            "any → bot",
+            actions::SendPlaylistAdd,
+            "channel, url, position?, temporary?",
+            json!({"channel": "lounge", "url": "https://youtu.be/dQw4w9WgXcQ", "position": "next", "temporary": true}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.playlist.remove",
+            Action,
+            "any → bot",
+            actions::SendPlaylistEntry,
+            "channel, uid",
+            json!({"channel": "lounge", "uid": 7}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.playlist.jump",
+            Action,
+            "any → bot",
+            actions::SendPlaylistEntry,
+            "channel, uid",
+            json!({"channel": "lounge", "uid": 7}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.playlist.move",
+            Action,
+            "any → bot",
+            actions::SendPlaylistMove,
+            "channel, uid, after",
+            json!({"channel": "lounge", "uid": 7, "after": "prepend"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.playlist.next",
+            Action,
+            "any → bot",
+            actions::SendChannelAction,
+            "channel",
+            json!({"channel": "lounge"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.kick",
+            Action,
+            "any → bot",
+            actions::SendKick,
+            "channel, user, reason?",
+            json!({"channel": "lounge", "user": "troll", "reason": "bye"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.clear",
+            Action,
+            "any → bot",
+            actions::SendChannelAction,
+            "channel",
+            json!({"channel": "lounge"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.send.afk",
+            Action,
+            "any → bot",
+            actions::SendAfk,
+            "channel, afk",
+            json!({"channel": "lounge", "afk": true}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.platform.<platform>.error",
+            Event,
+            "bot → any",
+            actions::PlatformError,
+            "action, error, channel",
+            json!({"action": "send.chat", "error": "the bot is muted", "channel": "lounge"})
+        ),
+        spec!(
+            d::USER_JOINED,
+            Write,
+            "bot → db",
+            db::UserJoined,
+            "username, timestamp?, user_data?",
+            json!({"username": "alice", "timestamp": 1_700_000_000, "user_data": user()})
+        ),
+        spec!(
+            d::USER_LEFT,
+            Write,
+            "bot → db",
+            db::UserLeft,
+            "username, timestamp?, user_data?",
+            json!({"username": "alice", "timestamp": 1_700_000_000, "user_data": user()})
+        ),
+        spec!(
+            d::MESSAGE_LOG,
+            Write,
+            "bot → db",
+            db::MessageLog,
+            "username, message, timestamp?, user_data?",
+            json!({"username": "alice", "message": "hi", "timestamp": 1_700_000_000, "user_data": user()})
+        ),
+        spec!(
+            d::STATS_USER_COUNT,
+            Write,
+            "bot → db",
+            db::StatsUserCount,
+            "chat_count?, connected_count?, timestamp?",
+            json!({"chat_count": 3, "connected_count": 5, "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            d::STATS_HIGH_WATER,
+            Write,
+            "bot → db",
+            db::StatsHighWater,
+            "chat_count?, connected_count?, timestamp?",
+            json!({"chat_count": 3, "connected_count": 5, "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            d::STATUS_UPDATE,
+            Write,
+            "bot → db",
+            db::StatusUpdate,
+            "status_data, timestamp?",
+            json!({"status_data": {"bot_name": "rosey", "bot_connected": 1}, "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            d::OUTBOUND_MARK_SENT,
+            Write,
+            "bot → db",
+            db::OutboundMarkSent,
+            "message_id, timestamp?",
+            json!({"message_id": 4, "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            d::OUTBOUND_MARK_FAILED,
+            Write,
+            "bot → db",
+            db::OutboundMarkFailed,
+            "message_id, error, permanent?, timestamp?",
+            json!({"message_id": 4, "error": "muted", "permanent": false, "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            d::ACTION_PM_COMMAND,
+            Write,
+            "bot → db",
+            db::PmCommand,
+            "username, command, args?, result, error?, timestamp?",
+            json!({"username": "alice", "command": "stats", "args": "", "result": "error",
+                   "error": "timeout", "timestamp": 1_700_000_000})
+        ),
+        spec!(
+            d::DLQ,
+            Write,
+            "db → operator",
+            db::DeadLetter,
+            "subject, payload, error, stream_sequence, deliveries",
+            json!({"subject": "rosey.db.user.joined", "payload": "{nope", "error": "invalid JSON",
+                   "stream_sequence": 12, "deliveries": 1})
+        ),
+        spec!(
+            d::OUTBOUND_GET,
+            Request,
+            "bot → db",
+            db::OutboundGet,
+            "limit?, max_retries?",
+            json!({"limit": 50, "max_retries": 3}),
+            Vec<db::OutboundMessage>,
+            json!([{"id": 1, "timestamp": 1_700_000_000, "message": "hi", "retry_count": 0, "last_error": null}])
+        ),
+        spec!(
+            d::OUTBOUND_ENQUEUE,
+            Request,
+            "any → db",
+            db::OutboundEnqueue,
+            "message",
+            json!({"message": "hello"}),
+            db::Enqueued,
+            json!({"id": 1})
+        ),
+        spec!(
+            d::RECENT_CHAT_GET,
+            Request,
+            "any → db",
+            db::RecentChatGet,
+            "limit?, username?, since?",
+            json!({"limit": 50, "username": "alice", "since": 1_700_000_000}),
+            Vec<db::ChatLine>,
+            json!([{"timestamp": 1_700_000_000, "username": "alice", "message": "hi"}])
+        ),
+        spec!(
+            d::QUERY_CHANNEL_STATS,
+            Request,
+            "any → db",
+            db::ChannelStatsQuery,
+            "",
+            json!({}),
+            db::ChannelStats,
+            json!({"high_water_mark": {"users": 9, "timestamp": 1_700_000_000},
+                   "high_water_connected": {"users": 12, "timestamp": null},
+                   "top_chatters": [{"username": "alice", "chat_lines": 40}], "total_users_seen": 17})
+        ),
+        spec!(
+            d::QUERY_USER_STATS,
+            Request,
+            "any → db",
+            db::UserStatsQuery,
+            "username",
+            json!({"username": "alice"}),
+            db::UserStats,
+            json!({"found": true, "username": "alice", "first_seen": 1_600_000_000, "last_seen": 1_700_000_000,
+                   "total_chat_lines": 40, "total_time_connected": 3600, "current_session_start": 1_700_000_000})
+        ),
+        spec!(
+            d::MAINTENANCE_RUN,
+            Request,
+            "any → db",
+            db::MaintenanceRun,
+            "",
+            json!({}),
+            db::MaintenanceReport,
+            json!({"history_deleted": 1, "outbound_deleted": 2, "tokens_deleted": 0, "kv_expired_deleted": 3,
+                   "recent_chat_deleted": 4, "log": ["VACUUM done"]})
+        ),
+        spec!(
+            "rosey.db.kv.<plugin>.get",
+            Request,
+            "plugin → db",
+            kv::Get,
+            "key",
+            json!({"key": "k"}),
+            kv::GetReply,
+            json!({"found": true, "value": {"any": "json"}})
+        ),
+        spec!(
+            "rosey.db.kv.<plugin>.set",
+            Request,
+            "plugin → db",
+            kv::Set,
+            "key, value, ttl_seconds?",
+            json!({"key": "k", "value": [1, 2], "ttl_seconds": 60}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            "rosey.db.kv.<plugin>.delete",
+            Request,
+            "plugin → db",
+            kv::Delete,
+            "key",
+            json!({"key": "k"}),
+            kv::DeleteReply,
+            json!({"deleted": true})
+        ),
+        spec!(
+            "rosey.db.kv.<plugin>.list",
+            Request,
+            "plugin → db",
+            kv::List,
+            "prefix?, after?, limit?, values?",
+            json!({"prefix": "q:", "after": "q:1", "limit": 10, "values": true}),
+            kv::ListReply,
+            json!({"items": [{"key": "q:2", "value": "x"}], "next": "q:2"})
+        ),
+        spec!(
+            "rosey.db.kv.<plugin>.incr",
+            Request,
+            "plugin → db",
+            kv::Incr,
+            "key, by?",
+            json!({"key": "n", "by": 2}),
+            kv::IncrReply,
+            json!({"value": 3})
+        ),
+        spec!(
+            r::PLUGINS_LIST,
+            Request,
+            "operator → runtime",
+            admin::PluginsListRequest,
+            "",
+            json!({}),
+            admin::PluginsList,
+            json!({"plugins": [{"name": "quotes", "version": "0.1.0", "generation": 2, "state": "running",
+                   "loaded_at": 1_700_000_000, "reloads": 1, "messages": 10, "errors": 0, "last_error": "x"}]})
+        ),
+        spec!(
+            r::PLUGINS_RELOAD,
+            Request,
+            "operator → runtime",
+            admin::PluginName,
+            "name",
+            json!({"name": "quotes"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            r::PLUGINS_ENABLE,
+            Request,
+            "operator → runtime",
+            admin::PluginName,
+            "name",
+            json!({"name": "quotes"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            r::PLUGINS_DISABLE,
+            Request,
+            "operator → runtime",
+            admin::PluginName,
+            "name",
+            json!({"name": "quotes"}),
+            actions::Ok,
+            ok()
+        ),
+        spec!(
+            r::PLUGIN_LOADED,
+            Event,
+            "runtime → any",
+            admin::PluginLifecycle,
+            "name, version, generation, error?",
+            lifecycle()
+        ),
+        spec!(
+            r::PLUGIN_RELOADED,
+            Event,
+            "runtime → any",
+            admin::PluginLifecycle,
+            "name, version, generation, error?",
+            lifecycle()
+        ),
+        spec!(
+            r::PLUGIN_FAILED,
+            Event,
+            "runtime → any",
+            admin::PluginLifecycle,
+            "name, version, generation, error?",
+            lifecycle()
+        ),
+        spec!(
+            r::PLUGIN_UNLOADED,
+            Event,
+            "runtime → any",
+            admin::PluginLifecycle,
+            "name, version, generation, error?",
+            lifecycle()
+        ),
+    ]
+}
+
+/// The markdown table of [`all`], exactly as `docs/SUBJECTS.md` must contain it.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| Subject | Kind | Flow | Payload | Fields (`?` optional) | Reply |\n|---|---|---|---|---|---|\n",
+    );
+    for s in all() {
+        let fields = if s.fields.is_empty() {
+            "–".to_owned()
+        } else {
+            s.fields.to_owned()
+        };
+        let reply = s
+            .reply
+            .map(|r| format!("`{r}`"))
+            .unwrap_or_else(|| "–".to_owned());
+        out.push_str(&format!(
+            "| `{}` | {} | {} | `{}` | {} | {} |\n",
+            s.subject,
+            s.kind.as_str(),
+            s.flow,
+            s.payload.replace(' ', ""),
+            fields,
+            reply.replace(' ', "")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fixed_subject_constant_is_in_the_table() {
+        let table: Vec<&str> = all().iter().map(|s| s.subject).collect();
+        let mut fixed: Vec<&str> = vec![];
+        fixed.extend(subjects::db::WRITE_SUBJECTS);
+        fixed.extend(subjects::db::REQUEST_SUBJECTS);
+        fixed.push(subjects::db::DLQ);
+        fixed.extend([
+            subjects::runtime::PLUGINS_LIST,
+            subjects::runtime::PLUGIN_FAILED,
+            subjects::events::MESSAGE,
+            subjects::events::POLL_CLOSE,
+        ]);
+        for action in subjects::platform::action::ALL {
+            let full = format!("rosey.platform.<platform>.{action}");
+            assert!(table.contains(&full.as_str()), "{full} missing");
+        }
+        for op in subjects::kv::Op::ALL {
+            let full = format!("rosey.db.kv.<plugin>.{}", op.as_str());
+            assert!(table.contains(&full.as_str()), "{full} missing");
+        }
+        for f in fixed {
+            assert!(table.contains(&f), "{f} missing");
+        }
+        let mut sorted = table.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), table.len(), "a subject is listed twice");
+    }
+}

@@ -1,0 +1,46 @@
+//! A NATS message as a plugin receives it, with typed readers for the contract's payloads.
+
+use super::error::Result;
+use crate::commands::Command;
+use crate::subjects;
+use serde::de::DeserializeOwned;
+
+/// One message delivered to a plugin: from an event, a command or any subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    /// The subject it was published on.
+    pub subject: String,
+    /// Where an answer goes, when it is a request.
+    pub reply: Option<String>,
+    /// Header name and value pairs.
+    pub headers: Vec<(String, String)>,
+    /// The payload (JSON for every contract subject).
+    pub payload: Vec<u8>,
+}
+
+impl Message {
+    /// A message with a subject and payload, for tests and for publishing.
+    pub fn new(subject: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        Message {
+            subject: subject.into(),
+            payload: payload.into(),
+            ..Message::default()
+        }
+    }
+
+    /// Decodes the JSON payload.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_slice(&self.payload)?)
+    }
+
+    /// The command, when this is a `rosey.commands.<name>` message with a valid payload.
+    pub fn command(&self) -> Option<Command> {
+        subjects::commands::name_of(&self.subject)?;
+        serde_json::from_slice(&self.payload).ok()
+    }
+
+    /// The payload as text (lossy), for logs.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}

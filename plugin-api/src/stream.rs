@@ -1,0 +1,115 @@
+//! The one definition of the JetStream streams that carry durable database writes, used by
+//! every process that publishes to or consumes from them.
+
+use crate::subjects::db;
+use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType, Stream};
+use async_nats::jetstream::Context;
+use std::time::Duration;
+use thiserror::Error;
+
+/// The stream holding every durable database write until the database service applies it.
+pub const DB_STREAM: &str = "ROSEY_DB";
+/// The stream holding write events the database service could not apply.
+pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
+/// The database service's durable consumer on [`DB_STREAM`].
+pub const DB_CONSUMER: &str = "rosey-db";
+
+/// The operator's limits for the streams (from the `database.stream` configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Events older than this are dropped even when unapplied.
+    pub max_age: Duration,
+    /// The stream's size limit in bytes.
+    pub max_bytes: i64,
+    /// How long a message id is remembered, so a re-published event is stored once.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 1 << 30,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A stream could not be created or brought to the contract's definition.
+#[derive(Debug, Error)]
+#[error("cannot set up JetStream stream {stream}: {message}")]
+pub struct StreamError {
+    /// The stream's name.
+    pub stream: &'static str,
+    /// What the server said.
+    pub message: String,
+}
+
+/// The contract's definition of [`DB_STREAM`]: exactly the write subjects, never a request
+/// subject (a stream on a request subject would answer every request with a publish ack).
+pub fn db_stream_config(limits: &StreamLimits) -> Config {
+    Config {
+        name: DB_STREAM.to_owned(),
+        description: Some("Rosey durable database writes".to_owned()),
+        subjects: db::WRITE_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        discard: DiscardPolicy::Old,
+        max_age: limits.max_age,
+        max_bytes: limits.max_bytes,
+        duplicate_window: limits.duplicate_window,
+        ..Default::default()
+    }
+}
+
+/// The definition of [`DLQ_STREAM`].
+pub fn dlq_stream_config(limits: &StreamLimits) -> Config {
+    Config {
+        name: DLQ_STREAM.to_owned(),
+        description: Some("Rosey database writes that could not be applied".to_owned()),
+        subjects: vec![db::DLQ.to_owned()],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        discard: DiscardPolicy::Old,
+        max_age: limits.max_age,
+        max_bytes: limits.max_bytes,
+        ..Default::default()
+    }
+}
+
+async fn ensure(js: &Context, config: Config, name: &'static str) -> Result<Stream, StreamError> {
+    let err = |e: &dyn std::fmt::Display| StreamError {
+        stream: name,
+        message: e.to_string(),
+    };
+    let mut stream = js
+        .get_or_create_stream(config.clone())
+        .await
+        .map_err(|e| err(&e))?;
+    let current = stream.info().await.map_err(|e| err(&e))?.config.clone();
+    let differs = current.subjects != config.subjects
+        || current.max_age != config.max_age
+        || current.max_bytes != config.max_bytes
+        || current.duplicate_window != config.duplicate_window;
+    if differs {
+        js.update_stream(config).await.map_err(|e| err(&e))?;
+        stream = js.get_stream(name).await.map_err(|e| err(&e))?;
+    }
+    Ok(stream)
+}
+
+/// Creates [`DB_STREAM`] or brings an existing one to the contract's definition.
+pub async fn ensure_db_stream(js: &Context, limits: &StreamLimits) -> Result<Stream, StreamError> {
+    ensure(js, db_stream_config(limits), DB_STREAM).await
+}
+
+/// Creates [`DLQ_STREAM`] or brings an existing one to the contract's definition.
+pub async fn ensure_dlq_stream(js: &Context, limits: &StreamLimits) -> Result<Stream, StreamError> {
+    ensure(js, dlq_stream_config(limits), DLQ_STREAM).await
+}
+
+/// Creates both streams; every process that publishes writes or consumes them calls this.
+pub async fn ensure_streams(js: &Context, limits: &StreamLimits) -> Result<Stream, StreamError> {
+    ensure_dlq_stream(js, limits).await?;
+    ensure_db_stream(js, limits).await
+}

@@ -1,0 +1,446 @@
+//! Every NATS subject of the contract, as constants (fixed subjects) and typed builders
+//! (subjects with a platform, a command or a plugin name in them).
+//!
+//! Builders validate the name they insert, so a hostile username or plugin name can never add
+//! tokens or wildcards to a subject.
+
+use thiserror::Error;
+
+/// The root of every subject Rosey uses.
+pub const ROOT: &str = "rosey";
+
+/// A name that cannot be placed in a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{what} {name:?} is not valid in a subject: {rule}")]
+pub struct InvalidName {
+    /// What kind of name it was (command, platform, plugin).
+    pub what: &'static str,
+    /// The rejected name.
+    pub name: String,
+    /// The rule it broke.
+    pub rule: &'static str,
+}
+
+/// The rule for command names, platform names and plugin names.
+const NAME_RULE: &str = "1 to 32 characters of a-z, 0-9, '_' or '-'";
+
+fn check_name(what: &'static str, name: &str) -> Result<(), InvalidName> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            what,
+            name: name.to_owned(),
+            rule: NAME_RULE,
+        })
+    }
+}
+
+/// True when `word` (already lower-cased) can be a command: `^[a-z0-9_-]{1,32}$`.
+pub fn is_command_name(word: &str) -> bool {
+    check_name("command", word).is_ok()
+}
+
+/// True when `name` can be a plugin's or a platform's name in a subject.
+pub fn is_plugin_name(name: &str) -> bool {
+    check_name("plugin", name).is_ok()
+}
+
+/// Normalized platform events, published live by the bot on core NATS.
+pub mod events {
+    /// Everything under `rosey.events`.
+    pub const ALL: &str = "rosey.events.>";
+    /// A chat line from another user (commands included, with `is_command`).
+    pub const MESSAGE: &str = "rosey.events.message";
+    /// A user joined the channel.
+    pub const USER_JOIN: &str = "rosey.events.user.join";
+    /// A user left the channel.
+    pub const USER_LEAVE: &str = "rosey.events.user.leave";
+    /// The full user list (on join and on reconnect).
+    pub const USER_LIST: &str = "rosey.events.user.list";
+    /// A user's afk, rank, mute or profile changed.
+    pub const USER_UPDATE: &str = "rosey.events.user.update";
+    /// The channel's chat and connected counts changed.
+    pub const USER_COUNT: &str = "rosey.events.user.count";
+    /// A private message to the bot.
+    pub const PM: &str = "rosey.events.pm";
+    /// The playing media changed.
+    pub const MEDIA_CHANGE: &str = "rosey.events.media.change";
+    /// An item was queued.
+    pub const PLAYLIST_ADD: &str = "rosey.events.playlist.add";
+    /// An item was removed from the playlist.
+    pub const PLAYLIST_REMOVE: &str = "rosey.events.playlist.remove";
+    /// An item was moved in the playlist.
+    pub const PLAYLIST_MOVE: &str = "rosey.events.playlist.move";
+    /// A poll was opened.
+    pub const POLL_OPEN: &str = "rosey.events.poll.open";
+    /// A poll's counts changed.
+    pub const POLL_UPDATE: &str = "rosey.events.poll.update";
+    /// The poll was closed.
+    pub const POLL_CLOSE: &str = "rosey.events.poll.close";
+    /// The bot's own connection and rank.
+    pub const BOT_STATUS: &str = "rosey.events.bot.status";
+}
+
+/// Chat commands: `rosey.commands.<name>`.
+pub mod commands {
+    use super::{check_name, InvalidName};
+
+    /// Every command.
+    pub const ALL: &str = "rosey.commands.>";
+    /// The prefix before the command name.
+    pub const PREFIX: &str = "rosey.commands.";
+
+    /// `rosey.commands.<name>` for a lower-case command word.
+    pub fn command(name: &str) -> Result<String, InvalidName> {
+        check_name("command", name)?;
+        Ok(format!("{PREFIX}{name}"))
+    }
+
+    /// The command name of a `rosey.commands.<name>` subject.
+    pub fn name_of(subject: &str) -> Option<&str> {
+        subject
+            .strip_prefix(PREFIX)
+            .filter(|n| super::is_command_name(n))
+    }
+}
+
+/// Platform subjects: raw events, actions to a platform and its error reports.
+pub mod platform {
+    use super::{check_name, InvalidName};
+
+    /// The action (`send.*`) subjects a bot serves, by their suffix after `rosey.platform.<p>.`.
+    pub mod action {
+        /// Say something in the channel's chat.
+        pub const CHAT: &str = "send.chat";
+        /// Send a private message.
+        pub const PM: &str = "send.pm";
+        /// Queue a media link.
+        pub const PLAYLIST_ADD: &str = "send.playlist.add";
+        /// Remove a playlist item.
+        pub const PLAYLIST_REMOVE: &str = "send.playlist.remove";
+        /// Play a playlist item now.
+        pub const PLAYLIST_JUMP: &str = "send.playlist.jump";
+        /// Move a playlist item.
+        pub const PLAYLIST_MOVE: &str = "send.playlist.move";
+        /// Skip to the next item.
+        pub const PLAYLIST_NEXT: &str = "send.playlist.next";
+        /// Kick a user.
+        pub const KICK: &str = "send.kick";
+        /// Clear the chat.
+        pub const CLEAR: &str = "send.clear";
+        /// Set the bot's afk flag.
+        pub const AFK: &str = "send.afk";
+        /// Every action suffix, so a bot can subscribe to them all and the docs can list them.
+        pub const ALL: [&str; 10] = [
+            CHAT,
+            PM,
+            PLAYLIST_ADD,
+            PLAYLIST_REMOVE,
+            PLAYLIST_JUMP,
+            PLAYLIST_MOVE,
+            PLAYLIST_NEXT,
+            KICK,
+            CLEAR,
+            AFK,
+        ];
+    }
+
+    /// The suffix of the error report subject.
+    pub const ERROR: &str = "error";
+
+    /// `rosey.platform.<platform>.<event>`: a raw platform event, forwarded unchanged.
+    ///
+    /// The event name is the platform's own (`chatMsg`, `addUser`), so it is only checked for
+    /// characters NATS forbids, not lower-cased.
+    pub fn raw(platform: &str, event: &str) -> Result<String, InvalidName> {
+        check_name("platform", platform)?;
+        let ok = !event.is_empty()
+            && event.len() <= 64
+            && event
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(InvalidName {
+                what: "platform event",
+                name: event.to_owned(),
+                rule: "1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+            });
+        }
+        Ok(format!("rosey.platform.{platform}.{event}"))
+    }
+
+    /// `rosey.platform.<platform>.<action>` for one of [`action`]'s suffixes.
+    pub fn send(platform: &str, action: &str) -> Result<String, InvalidName> {
+        check_name("platform", platform)?;
+        Ok(format!("rosey.platform.{platform}.{action}"))
+    }
+
+    /// `rosey.platform.*.<action>`: one action on every platform, for permission grants.
+    pub fn send_any_platform(action: &str) -> String {
+        format!("rosey.platform.*.{action}")
+    }
+
+    /// `rosey.platform.<platform>.send.>`: every action to one platform.
+    pub fn send_all(platform: &str) -> Result<String, InvalidName> {
+        check_name("platform", platform)?;
+        Ok(format!("rosey.platform.{platform}.send.>"))
+    }
+
+    /// `rosey.platform.<platform>.error`: action failures, for whoever watches.
+    pub fn error(platform: &str) -> Result<String, InvalidName> {
+        check_name("platform", platform)?;
+        Ok(format!("rosey.platform.{platform}.{ERROR}"))
+    }
+
+    /// The action suffix of a `rosey.platform.<platform>.send.*` subject.
+    pub fn action_of<'a>(platform: &str, subject: &'a str) -> Option<&'a str> {
+        let rest = subject
+            .strip_prefix("rosey.platform.")?
+            .strip_prefix(platform)?
+            .strip_prefix('.')?;
+        rest.starts_with("send.").then_some(rest)
+    }
+}
+
+/// Durable database writes, carried by the JetStream stream.
+pub mod db {
+    /// A user joined: opens a session.
+    pub const USER_JOINED: &str = "rosey.db.user.joined";
+    /// A user left: closes the session and credits its time.
+    pub const USER_LEFT: &str = "rosey.db.user.left";
+    /// A chat line: counts it and keeps it in the recent chat.
+    pub const MESSAGE_LOG: &str = "rosey.db.message.log";
+    /// A user-count sample for the history graph.
+    pub const STATS_USER_COUNT: &str = "rosey.db.stats.user_count";
+    /// Counts to compare against the high-water marks.
+    pub const STATS_HIGH_WATER: &str = "rosey.db.stats.high_water";
+    /// Live status columns.
+    pub const STATUS_UPDATE: &str = "rosey.db.status.update";
+    /// An outbound message was sent.
+    pub const OUTBOUND_MARK_SENT: &str = "rosey.db.messages.outbound.mark_sent";
+    /// An outbound message failed to send.
+    pub const OUTBOUND_MARK_FAILED: &str = "rosey.db.messages.outbound.mark_failed";
+    /// A PM shell command, for the audit log.
+    pub const ACTION_PM_COMMAND: &str = "rosey.db.action.pm_command";
+
+    /// Exactly the subjects the database stream captures (never a request subject: a stream on
+    /// a request subject would answer every request with a publish ack).
+    pub const WRITE_SUBJECTS: [&str; 9] = [
+        USER_JOINED,
+        USER_LEFT,
+        MESSAGE_LOG,
+        STATS_USER_COUNT,
+        STATS_HIGH_WATER,
+        STATUS_UPDATE,
+        OUTBOUND_MARK_SENT,
+        OUTBOUND_MARK_FAILED,
+        ACTION_PM_COMMAND,
+    ];
+
+    /// Where poison write events go, in a stream of their own.
+    pub const DLQ: &str = "rosey.db.dlq";
+
+    /// Request: unsent outbound messages due for a (re)try.
+    pub const OUTBOUND_GET: &str = "rosey.db.messages.outbound.get";
+    /// Request: queue an outbound message.
+    pub const OUTBOUND_ENQUEUE: &str = "rosey.db.messages.outbound.enqueue";
+    /// Request: recent chat lines, oldest first.
+    pub const RECENT_CHAT_GET: &str = "rosey.db.stats.recent_chat.get";
+    /// Request: the channel's high-water marks, top chatters and users seen.
+    pub const QUERY_CHANNEL_STATS: &str = "rosey.db.query.channel_stats";
+    /// Request: one user's statistics.
+    pub const QUERY_USER_STATS: &str = "rosey.db.query.user_stats";
+    /// Request: run the daily maintenance now.
+    pub const MAINTENANCE_RUN: &str = "rosey.db.maintenance.run";
+
+    /// Every fixed request subject the database service serves (the key-value subjects are per
+    /// plugin, see [`super::kv`]).
+    pub const REQUEST_SUBJECTS: [&str; 6] = [
+        OUTBOUND_GET,
+        OUTBOUND_ENQUEUE,
+        RECENT_CHAT_GET,
+        QUERY_CHANNEL_STATS,
+        QUERY_USER_STATS,
+        MAINTENANCE_RUN,
+    ];
+}
+
+/// Plugin key-value storage served by the database service: `rosey.db.kv.<plugin>.<op>`.
+pub mod kv {
+    use super::{check_name, InvalidName};
+
+    /// Every key-value request, for the service's subscription.
+    pub const ALL: &str = "rosey.db.kv.>";
+    /// The prefix before the plugin name.
+    pub const PREFIX: &str = "rosey.db.kv.";
+
+    /// The key-value operations.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Op {
+        /// Read one key.
+        Get,
+        /// Write one key.
+        Set,
+        /// Delete one key.
+        Delete,
+        /// Page through keys.
+        List,
+        /// Add to an integer atomically.
+        Incr,
+    }
+
+    impl Op {
+        /// Every operation, in documentation order.
+        pub const ALL: [Op; 5] = [Op::Get, Op::Set, Op::Delete, Op::List, Op::Incr];
+
+        /// The subject token of the operation.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Op::Get => "get",
+                Op::Set => "set",
+                Op::Delete => "delete",
+                Op::List => "list",
+                Op::Incr => "incr",
+            }
+        }
+
+        /// The operation named by a subject token.
+        pub fn parse(token: &str) -> Option<Op> {
+            Op::ALL.into_iter().find(|op| op.as_str() == token)
+        }
+    }
+
+    /// `rosey.db.kv.<plugin>.<op>`.
+    pub fn subject(plugin: &str, op: Op) -> Result<String, InvalidName> {
+        check_name("plugin", plugin)?;
+        Ok(format!("{PREFIX}{plugin}.{}", op.as_str()))
+    }
+
+    /// `rosey.db.kv.<plugin>.>`: every operation on one plugin's storage.
+    pub fn plugin_all(plugin: &str) -> Result<String, InvalidName> {
+        check_name("plugin", plugin)?;
+        Ok(format!("{PREFIX}{plugin}.>"))
+    }
+
+    /// The plugin name and operation of a key-value subject.
+    pub fn parse(subject: &str) -> Option<(&str, Op)> {
+        let rest = subject.strip_prefix(PREFIX)?;
+        let (plugin, op) = rest.split_once('.')?;
+        if !super::is_plugin_name(plugin) {
+            return None;
+        }
+        Some((plugin, Op::parse(op)?))
+    }
+}
+
+/// The plugin runtime's administration and lifecycle subjects.
+pub mod runtime {
+    /// Request: list the plugins and their state.
+    pub const PLUGINS_LIST: &str = "rosey.runtime.plugins.list";
+    /// Request: reload one plugin now.
+    pub const PLUGINS_RELOAD: &str = "rosey.runtime.plugins.reload";
+    /// Request: enable one plugin (runtime state only).
+    pub const PLUGINS_ENABLE: &str = "rosey.runtime.plugins.enable";
+    /// Request: disable one plugin (runtime state only).
+    pub const PLUGINS_DISABLE: &str = "rosey.runtime.plugins.disable";
+    /// Event: a plugin's first generation is serving.
+    pub const PLUGIN_LOADED: &str = "rosey.runtime.plugin.loaded";
+    /// Event: a new generation replaced the old one.
+    pub const PLUGIN_RELOADED: &str = "rosey.runtime.plugin.reloaded";
+    /// Event: a load or reload failed; the old generation, if any, keeps serving.
+    pub const PLUGIN_FAILED: &str = "rosey.runtime.plugin.failed";
+    /// Event: a plugin was unloaded.
+    pub const PLUGIN_UNLOADED: &str = "rosey.runtime.plugin.unloaded";
+    /// Every lifecycle event.
+    pub const PLUGIN_ALL: &str = "rosey.runtime.plugin.>";
+}
+
+/// Subject matching with NATS semantics (`*` one token, `>` one or more trailing tokens), for
+/// permission checks that must agree with the server.
+pub fn matches(pattern: &str, subject: &str) -> bool {
+    let mut pat = pattern.split('.');
+    let mut sub = subject.split('.');
+    loop {
+        match (pat.next(), sub.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(s)) if !s.is_empty() => {}
+            (Some(p), Some(s)) if p == s && !s.is_empty() => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_follow_the_rule() {
+        assert_eq!(commands::command("quote").unwrap(), "rosey.commands.quote");
+        assert!(commands::command("a-b_9").is_ok());
+        for bad in ["", "Quote", "a.b", "a>", "a*", "a b", &"x".repeat(33), "é"] {
+            assert!(commands::command(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(commands::name_of("rosey.commands.quote"), Some("quote"));
+        assert_eq!(commands::name_of("rosey.commands.a.b"), None);
+    }
+
+    #[test]
+    fn platform_builders_reject_wildcards() {
+        assert_eq!(
+            platform::raw("cytube", "chatMsg").unwrap(),
+            "rosey.platform.cytube.chatMsg"
+        );
+        assert!(platform::raw("cytube", "a.b").is_err());
+        assert!(platform::raw("cy*", "x").is_err());
+        assert_eq!(
+            platform::send("cytube", platform::action::CHAT).unwrap(),
+            "rosey.platform.cytube.send.chat"
+        );
+        assert_eq!(
+            platform::action_of("cytube", "rosey.platform.cytube.send.playlist.add"),
+            Some("send.playlist.add")
+        );
+        assert_eq!(
+            platform::action_of("cytube", "rosey.platform.console.send.chat"),
+            None
+        );
+    }
+
+    #[test]
+    fn kv_subjects_round_trip() {
+        for op in kv::Op::ALL {
+            let s = kv::subject("quotes", op).unwrap();
+            assert_eq!(kv::parse(&s), Some(("quotes", op)));
+        }
+        assert_eq!(kv::parse("rosey.db.kv.quotes.drop"), None);
+        assert!(kv::subject("../etc", kv::Op::Get).is_err());
+    }
+
+    #[test]
+    fn matching_follows_nats() {
+        assert!(matches("rosey.events.>", "rosey.events.message"));
+        assert!(matches("rosey.events.>", "rosey.events.user.join"));
+        assert!(!matches("rosey.events.>", "rosey.events"));
+        assert!(matches("rosey.*.message", "rosey.events.message"));
+        assert!(!matches("rosey.*", "rosey.events.message"));
+        assert!(matches("rosey.db.kv.quotes.>", "rosey.db.kv.quotes.get"));
+        assert!(!matches("rosey.db.kv.quotes.>", "rosey.db.kv.markov.get"));
+        assert!(!matches("a.b", "a.b.c"));
+    }
+
+    #[test]
+    fn write_subjects_exclude_requests() {
+        for w in db::WRITE_SUBJECTS {
+            assert!(!db::REQUEST_SUBJECTS.contains(&w));
+            assert!(!w.ends_with(".get"));
+        }
+    }
+}

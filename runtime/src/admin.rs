@@ -1,0 +1,323 @@
+//! The administration subjects (`rosey.runtime.plugins.{list,reload,enable,disable}`), the
+//! runtime's `!help`, and the `$SRV` discovery subjects.
+//!
+//! Enable and disable change the runtime's state only; the configuration file stays the source
+//! of truth and wins at the next restart or file change.
+
+use crate::commands::{help_text, reply_to, HELP};
+use crate::host::{lock, Control, Host};
+use async_nats::Message;
+use bytes::Bytes;
+use futures::StreamExt;
+use rosey_plugin_api::admin::{PluginName, PluginsList};
+use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::error::{ErrorBody, ErrorCode};
+use rosey_plugin_api::reply::{error_reply, ok_reply};
+use rosey_plugin_api::subjects;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an admin request waits for a worker to finish a load or a stop.
+const ADMIN_WAIT: Duration = Duration::from_secs(30);
+
+/// NATS service discovery requests (a NATS protocol subject, not part of Rosey's contract).
+const SRV_ALL: &str = "$SRV.>";
+
+/// The service name the runtime answers `$SRV` discovery with.
+const SERVICE_NAME: &str = "rosey-runtime";
+
+/// Counters for `$SRV.STATS`.
+#[derive(Default)]
+struct Stats {
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Subscribes to the admin subjects, `!help` and `$SRV.*`, and serves them until the
+/// connection closes.
+pub async fn serve(host: Arc<Host>) -> anyhow::Result<()> {
+    let client = host.client.clone();
+    let mut list = client.subscribe(subjects::runtime::PLUGINS_LIST).await?;
+    let mut reload = client.subscribe(subjects::runtime::PLUGINS_RELOAD).await?;
+    let mut enable = client.subscribe(subjects::runtime::PLUGINS_ENABLE).await?;
+    let mut disable = client.subscribe(subjects::runtime::PLUGINS_DISABLE).await?;
+    let help_subject = subjects::commands::command(HELP)?;
+    let mut help = client.subscribe(help_subject).await?;
+    let mut srv = client.subscribe(SRV_ALL).await?;
+    client.flush().await?;
+    let stats = Arc::new(Stats::default());
+    let started = Instant::now();
+    let id = async_nats::Client::new_inbox(&client)
+        .rsplit('.')
+        .next()
+        .unwrap_or("0")
+        .to_owned();
+    loop {
+        let (kind, msg) = tokio::select! {
+            Some(m) = list.next() => (Kind::List, m),
+            Some(m) = reload.next() => (Kind::Reload, m),
+            Some(m) = enable.next() => (Kind::Enable, m),
+            Some(m) = disable.next() => (Kind::Disable, m),
+            Some(m) = help.next() => (Kind::Help, m),
+            Some(m) = srv.next() => (Kind::Srv, m),
+            else => return Ok(()),
+        };
+        let host = host.clone();
+        let stats = stats.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            match kind {
+                Kind::Help => answer_help(&host, msg).await,
+                Kind::Srv => answer_srv(&host, &stats, &id, started, msg).await,
+                _ => {
+                    stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let outcome = handle(&host, kind, &msg).await;
+                    if outcome.is_err() {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    respond(&host, &msg, outcome).await;
+                }
+            }
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    List,
+    Reload,
+    Enable,
+    Disable,
+    Help,
+    Srv,
+}
+
+fn plugin_name(msg: &Message) -> Result<String, ErrorBody> {
+    let req: PluginName = serde_json::from_slice(&msg.payload).map_err(|e| {
+        let code = if e.to_string().contains("missing field") {
+            ErrorCode::MissingField
+        } else {
+            ErrorCode::InvalidJson
+        };
+        ErrorBody::new(code, format!("expected {{\"name\": \"<plugin>\"}}: {e}"))
+    })?;
+    if !subjects::is_plugin_name(&req.name) {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidJson,
+            format!("{:?} is not a valid plugin name", req.name),
+        ));
+    }
+    Ok(req.name)
+}
+
+async fn wait(rx: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Result<(), ErrorBody> {
+    match tokio::time::timeout(ADMIN_WAIT, rx).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(ErrorBody::new(ErrorCode::Internal, e)),
+        Ok(Err(_)) => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "the plugin's worker ended before answering",
+        )),
+        Err(_) => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            format!("no answer from the plugin's worker within {ADMIN_WAIT:?}"),
+        )),
+    }
+}
+
+async fn handle(host: &Arc<Host>, kind: Kind, msg: &Message) -> Result<Bytes, ErrorBody> {
+    match kind {
+        Kind::List => {
+            let plugins = host.slots().iter().map(|s| s.info()).collect();
+            ok_reply(&PluginsList { plugins })
+        }
+        Kind::Reload => {
+            let name = plugin_name(msg)?;
+            let slot = host
+                .slot(&name)
+                .filter(|s| s.accepting.load(Ordering::SeqCst) || s.info().state != rosey_plugin_api::admin::PluginState::Disabled)
+                .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("plugin {name:?} is not enabled")))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            slot.control_tx
+                .send(Control::Load {
+                    path: None,
+                    force: true,
+                    ack: Some(tx),
+                })
+                .map_err(|_| ErrorBody::new(ErrorCode::Internal, "the plugin's worker is gone"))?;
+            wait(rx).await?;
+            ok_reply(&rosey_plugin_api::actions::Ok::YES)
+        }
+        Kind::Enable => {
+            let name = plugin_name(msg)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            host.enable(&name, Some(tx));
+            wait(rx).await?;
+            ok_reply(&rosey_plugin_api::actions::Ok::YES)
+        }
+        Kind::Disable => {
+            let name = plugin_name(msg)?;
+            host.disable(&name, false)
+                .await
+                .map_err(|e| ErrorBody::new(ErrorCode::NotFound, e))?;
+            ok_reply(&rosey_plugin_api::actions::Ok::YES)
+        }
+        Kind::Help | Kind::Srv => Err(ErrorBody::new(ErrorCode::Internal, "not an admin request")),
+    }
+}
+
+async fn respond(host: &Host, msg: &Message, outcome: Result<Bytes, ErrorBody>) {
+    let Some(reply) = msg.reply.clone() else {
+        return;
+    };
+    let sent = match outcome {
+        Ok(body) => host.client.publish(reply, body).await,
+        Err(err) => {
+            tracing::info!(subject = %msg.subject, "admin request refused: {err}");
+            let (headers, body) = error_reply(&err);
+            host.client.publish_with_headers(reply, headers, body).await
+        }
+    };
+    if let Err(e) = sent {
+        tracing::warn!("cannot answer an admin request: {e}");
+    }
+}
+
+async fn answer_help(host: &Host, msg: Message) {
+    let Ok(command) = serde_json::from_slice::<Command>(&msg.payload) else {
+        tracing::warn!("dropping a malformed !help command");
+        return;
+    };
+    let rules = lock(&host.commands).all();
+    let text = help_text(&rules, &command, &host.settings.command_prefix);
+    match reply_to(&command, text) {
+        Ok((subject, body)) => {
+            if let Err(e) = host.client.publish(subject, Bytes::from(body)).await {
+                tracing::warn!("cannot answer !help: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot answer !help: {e}"),
+    }
+}
+
+/// `$SRV.PING|INFO|STATS[.rosey-runtime[.<id>]]`: the NATS service discovery protocol, so
+/// `nats micro ls` finds the runtime.
+async fn answer_srv(host: &Host, stats: &Stats, id: &str, started: Instant, msg: Message) {
+    let mut tokens = msg.subject.split('.').skip(1);
+    let verb = tokens.next().unwrap_or("");
+    if let Some(name) = tokens.next() {
+        if name != SERVICE_NAME {
+            return;
+        }
+    }
+    if let Some(target) = tokens.next() {
+        if target != id {
+            return;
+        }
+    }
+    let base = serde_json::json!({
+        "name": SERVICE_NAME,
+        "id": id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "metadata": {},
+    });
+    let mut body = base.clone();
+    let Some(obj) = body.as_object_mut() else {
+        return;
+    };
+    let admin = [
+        subjects::runtime::PLUGINS_LIST,
+        subjects::runtime::PLUGINS_RELOAD,
+        subjects::runtime::PLUGINS_ENABLE,
+        subjects::runtime::PLUGINS_DISABLE,
+    ];
+    match verb {
+        "PING" => {
+            obj.insert("type".into(), "io.nats.micro.v1.ping_response".into());
+        }
+        "INFO" => {
+            obj.insert("type".into(), "io.nats.micro.v1.info_response".into());
+            obj.insert(
+                "description".into(),
+                "Rosey's plugin runtime".into(),
+            );
+            let endpoints: Vec<_> = admin
+                .iter()
+                .map(|s| serde_json::json!({"name": s, "subject": s, "queue_group": "", "metadata": {}}))
+                .collect();
+            obj.insert("endpoints".into(), endpoints.into());
+        }
+        "STATS" => {
+            obj.insert("type".into(), "io.nats.micro.v1.stats_response".into());
+            let started_at = chrono_like(started);
+            obj.insert("started".into(), started_at.into());
+            let requests = stats.requests.load(Ordering::Relaxed);
+            let errors = stats.errors.load(Ordering::Relaxed);
+            obj.insert(
+                "endpoints".into(),
+                serde_json::json!([{
+                    "name": "admin", "subject": "rosey.runtime.plugins.*", "queue_group": "",
+                    "num_requests": requests, "num_errors": errors,
+                    "processing_time": 0, "average_processing_time": 0, "last_error": ""
+                }]),
+            );
+            obj.insert(
+                "plugins".into(),
+                serde_json::to_value(host.slots().iter().map(|s| s.info()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+        }
+        _ => return,
+    }
+    if let Some(reply) = msg.reply {
+        match serde_json::to_vec(&body) {
+            Ok(bytes) => {
+                let _ = host.client.publish(reply, Bytes::from(bytes)).await;
+            }
+            Err(e) => tracing::warn!("cannot encode a $SRV answer: {e}"),
+        }
+    }
+}
+
+/// The start time as RFC 3339 in UTC, computed from the monotonic start and the wall clock.
+fn chrono_like(started: Instant) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.saturating_sub(started.elapsed()).as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+    }
+}

@@ -1,0 +1,219 @@
+//! The host handle a plugin generation receives: NATS through permission checks, and logging.
+//!
+//! Nothing here may panic: a panic unwinding through abi_stable's `extern "C"` shims would end
+//! the process. Every method is wrapped in `catch_unwind` as a last line of defence, and turns
+//! every failure into an `FfiError`.
+
+use crate::host::{lock, Host, Slot, SubKind};
+use crate::permissions::{check_subject, Access};
+use abi_stable::std_types::{RErr, ROk, ROption, RResult, RString, RVec, Tuple2};
+use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
+use rosey_plugin_api::ffi::{FfiError, FfiErrorKind, FfiMessage, HostHandle, LogLevel};
+use rosey_plugin_api::subjects;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest request timeout a plugin may ask for.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One generation's handle on the host.
+pub struct Bus {
+    host: Arc<Host>,
+    slot: Arc<Slot>,
+    retired: Arc<AtomicBool>,
+}
+
+impl Bus {
+    /// A handle for the generation whose retirement `retired` signals.
+    pub fn new(host: Arc<Host>, slot: Arc<Slot>, retired: Arc<AtomicBool>) -> Bus {
+        Bus {
+            host,
+            slot,
+            retired,
+        }
+    }
+
+    fn check(&self, access: Access, subject: &str) -> Result<(), FfiError> {
+        if self.retired.load(Ordering::SeqCst) {
+            return Err(FfiError::new(
+                FfiErrorKind::Denied,
+                "this plugin generation was replaced or unloaded",
+            ));
+        }
+        check_subject(subject, access == Access::Subscribe)
+            .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?;
+        let allowed = lock(&self.slot.permissions).allows(access, subject)
+            || (access == Access::Subscribe
+                && subjects::commands::name_of(subject)
+                    .is_some_and(|c| lock(&self.host.commands).serves(&self.slot.name, c)));
+        if allowed {
+            Ok(())
+        } else {
+            let message = format!(
+                "plugin {} may not {access} {subject} (see plugins.config.{}.permissions)",
+                self.slot.name, self.slot.name
+            );
+            tracing::warn!(plugin = %self.slot.name, "{message}");
+            Err(FfiError::new(FfiErrorKind::Denied, message))
+        }
+    }
+
+    fn publish_inner(&self, message: FfiMessage) -> Result<(), FfiError> {
+        let subject = message.subject.to_string();
+        self.check(Access::Publish, &subject)?;
+        let headers = to_headers(&message.headers);
+        let reply = message.reply.into_option().map(|r| r.to_string());
+        let payload = Bytes::from(message.payload.into_vec());
+        let client = self.host.client.clone();
+        self.host
+            .block_on(async move {
+                match (reply, headers) {
+                    (Some(reply), Some(h)) => {
+                        client
+                            .publish_with_reply_and_headers(subject, reply, h, payload)
+                            .await
+                    }
+                    (Some(reply), None) => client.publish_with_reply(subject, reply, payload).await,
+                    (None, Some(h)) => client.publish_with_headers(subject, h, payload).await,
+                    (None, None) => client.publish(subject, payload).await,
+                }
+            })
+            .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?
+            .map_err(|e| FfiError::new(FfiErrorKind::Nats, e.to_string()))
+    }
+
+    fn request_inner(&self, message: FfiMessage, timeout_ms: u64) -> Result<FfiMessage, FfiError> {
+        let subject = message.subject.to_string();
+        self.check(Access::Request, &subject)?;
+        let timeout = Duration::from_millis(timeout_ms.max(1)).min(MAX_REQUEST_TIMEOUT);
+        let mut request = async_nats::Request::new()
+            .payload(Bytes::from(message.payload.into_vec()))
+            .timeout(Some(timeout));
+        if let Some(h) = to_headers(&message.headers) {
+            request = request.headers(h);
+        }
+        let client = self.host.client.clone();
+        let subject_for_call = subject.clone();
+        let answer = self
+            .host
+            .block_on(async move { client.send_request(subject_for_call, request).await })
+            .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?;
+        match answer {
+            Ok(msg) => Ok(from_nats(msg)),
+            Err(e) => {
+                let kind = match e.kind() {
+                    async_nats::RequestErrorKind::TimedOut => FfiErrorKind::Timeout,
+                    _ => FfiErrorKind::Nats,
+                };
+                Err(FfiError::new(kind, format!("request to {subject}: {e}")))
+            }
+        }
+    }
+
+    fn subscribe_inner(&self, subject: &str, queue: Option<&str>) -> Result<u64, FfiError> {
+        self.check(Access::Subscribe, subject)?;
+        if let Some(q) = queue {
+            if q.is_empty() || q.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(FfiError::new(
+                    FfiErrorKind::Invalid,
+                    format!("{q:?} is not a queue group name"),
+                ));
+            }
+        }
+        self.host
+            .subscribe_for(&self.slot, subject, queue, SubKind::Plugin)
+            .map_err(|e| FfiError::new(FfiErrorKind::Nats, e))
+    }
+}
+
+fn to_headers(pairs: &RVec<Tuple2<RString, RString>>) -> Option<HeaderMap> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut map = HeaderMap::new();
+    for Tuple2(k, v) in pairs.iter() {
+        map.append(k.as_str(), v.as_str());
+    }
+    Some(map)
+}
+
+/// A NATS message as it crosses to a plugin.
+pub fn from_nats(msg: Message) -> FfiMessage {
+    let headers = msg
+        .headers
+        .as_ref()
+        .map(|h| {
+            h.iter()
+                .flat_map(|(name, values)| {
+                    values.iter().map(move |v| {
+                        Tuple2(RString::from(name.to_string()), RString::from(v.as_str()))
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    FfiMessage {
+        subject: RString::from(msg.subject.as_str()),
+        reply: msg.reply.map(|r| RString::from(r.as_str())).into(),
+        headers,
+        payload: RVec::from(msg.payload.to_vec()),
+    }
+}
+
+fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, FfiError>) -> RResult<T, FfiError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => ROk(v),
+        Ok(Err(e)) => RErr(e),
+        Err(_) => RErr(FfiError::new(
+            FfiErrorKind::Nats,
+            format!("the runtime failed inside {what}"),
+        )),
+    }
+}
+
+impl HostHandle for Bus {
+    fn publish(&self, message: FfiMessage) -> RResult<(), FfiError> {
+        guard("publish", || self.publish_inner(message))
+    }
+
+    fn request(&self, message: FfiMessage, timeout_ms: u64) -> RResult<FfiMessage, FfiError> {
+        guard("request", || self.request_inner(message, timeout_ms))
+    }
+
+    fn subscribe(&self, subject: RString, queue_group: ROption<RString>) -> RResult<u64, FfiError> {
+        guard("subscribe", || {
+            self.subscribe_inner(subject.as_str(), queue_group.as_ref().map(RString::as_str).into_option())
+        })
+    }
+
+    fn unsubscribe(&self, id: u64) -> RResult<(), FfiError> {
+        guard("unsubscribe", || {
+            if self.retired.load(Ordering::SeqCst) {
+                return Err(FfiError::new(
+                    FfiErrorKind::Denied,
+                    "this plugin generation was replaced or unloaded",
+                ));
+            }
+            self.host
+                .unsubscribe(&self.slot, id)
+                .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))
+        })
+    }
+
+    fn log(&self, level: LogLevel, message: RString) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let plugin = self.slot.name.as_str();
+            let text = message.as_str();
+            match level {
+                LogLevel::Error => tracing::error!(plugin, "{text}"),
+                LogLevel::Warn => tracing::warn!(plugin, "{text}"),
+                LogLevel::Info => tracing::info!(plugin, "{text}"),
+                LogLevel::Debug => tracing::debug!(plugin, "{text}"),
+                LogLevel::Trace => tracing::trace!(plugin, "{text}"),
+            }
+        }));
+    }
+}

@@ -1,0 +1,286 @@
+//! Chat commands: which plugin serves which command, the rank and cooldown rules enforced
+//! before delivery, and the runtime's own `!help`.
+
+use rosey_plugin_api::actions::{SendChat, SendPm};
+use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::ffi::FfiCommandSpec;
+use rosey_plugin_api::subjects;
+use rosey_plugin_api::user::MODERATOR_RANK;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// The command the runtime answers itself.
+pub const HELP: &str = "help";
+
+/// One command and the rules that apply to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRule {
+    /// The plugin that serves it.
+    pub plugin: String,
+    /// The command word.
+    pub name: String,
+    /// One line for `!help`.
+    pub description: String,
+    /// The lowest rank allowed.
+    pub min_rank: f64,
+    /// Per-user pause between uses (moderators are exempt).
+    pub cooldown: Duration,
+}
+
+/// Which plugin serves which command; a command has one owner.
+#[derive(Debug, Default)]
+pub struct CommandTable {
+    rules: BTreeMap<String, CommandRule>,
+}
+
+impl CommandTable {
+    /// Claims `specs` for `plugin` (replacing what it claimed before), applying overrides
+    /// from `plugins.config.<plugin>.commands.<name>.{min_rank, cooldown}`; refuses the whole
+    /// set when one is invalid or served by another plugin.
+    pub fn claim(
+        &mut self,
+        plugin: &str,
+        specs: &[FfiCommandSpec],
+        overrides: &serde_json::Value,
+    ) -> Result<Vec<String>, String> {
+        let mut new_rules = Vec::new();
+        for spec in specs {
+            let name = spec.name.as_str();
+            if !subjects::is_command_name(name) {
+                return Err(format!(
+                    "command {name:?} is not a valid command name (1 to 32 of a-z, 0-9, _ or -)"
+                ));
+            }
+            if name == HELP {
+                return Err(format!("command !{HELP} is reserved for the runtime"));
+            }
+            if let Some(owner) = self.rules.get(name).filter(|r| r.plugin != plugin) {
+                return Err(format!(
+                    "command !{name} is already served by plugin {:?}; rename it or disable one of them",
+                    owner.plugin
+                ));
+            }
+            let over = overrides.get("commands").and_then(|c| c.get(name));
+            let min_rank = over
+                .and_then(|o| o.get("min_rank"))
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(spec.min_rank);
+            let cooldown = over
+                .and_then(|o| o.get("cooldown"))
+                .and_then(serde_json::Value::as_f64)
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_millis(spec.cooldown_ms));
+            new_rules.push(CommandRule {
+                plugin: plugin.to_owned(),
+                name: name.to_owned(),
+                description: spec.description.to_string(),
+                min_rank,
+                cooldown,
+            });
+        }
+        self.release(plugin);
+        let names = new_rules.iter().map(|r| r.name.clone()).collect();
+        for rule in new_rules {
+            self.rules.insert(rule.name.clone(), rule);
+        }
+        Ok(names)
+    }
+
+    /// Forgets every command of `plugin`.
+    pub fn release(&mut self, plugin: &str) {
+        self.rules.retain(|_, r| r.plugin != plugin);
+    }
+
+    /// The rule for `command` when `plugin` serves it.
+    pub fn rule_for(&self, plugin: &str, command: &str) -> Option<CommandRule> {
+        self.rules.get(command).filter(|r| r.plugin == plugin).cloned()
+    }
+
+    /// Whether `plugin` serves `command`.
+    pub fn serves(&self, plugin: &str, command: &str) -> bool {
+        self.rule_for(plugin, command).is_some()
+    }
+
+    /// Every command, by name.
+    pub fn all(&self) -> Vec<CommandRule> {
+        self.rules.values().cloned().collect()
+    }
+}
+
+/// When each user last used each command.
+#[derive(Debug, Default)]
+pub struct Cooldowns {
+    last: HashMap<(String, String), Instant>,
+}
+
+impl Cooldowns {
+    /// Whether `command` may be delivered under `rule` now; a refused command gets no reply.
+    pub fn admit(&mut self, rule: &CommandRule, command: &Command, now: Instant) -> bool {
+        let rank = command.user_data.rank;
+        if rank < rule.min_rank {
+            tracing::debug!(command = %rule.name, user = %command.user, rank, "refused: rank too low");
+            return false;
+        }
+        if command.user_data.is_moderator || rank >= MODERATOR_RANK || rule.cooldown.is_zero() {
+            return true;
+        }
+        if self.last.len() > 10_000 {
+            self.last
+                .retain(|_, at| now.duration_since(*at) < Duration::from_secs(3600));
+        }
+        let key = (rule.name.clone(), command.user.clone());
+        if let Some(at) = self.last.get(&key) {
+            if now.duration_since(*at) < rule.cooldown {
+                tracing::debug!(command = %rule.name, user = %command.user, "refused: cooldown");
+                return false;
+            }
+        }
+        self.last.insert(key, now);
+        true
+    }
+}
+
+/// The `!help` answer: every command, or one command's details.
+pub fn help_text(rules: &[CommandRule], command: &Command, prefix: &str) -> String {
+    match command.args.first() {
+        None => {
+            if rules.is_empty() {
+                return "No plugin commands are loaded.".to_owned();
+            }
+            let list: Vec<String> = rules.iter().map(|r| format!("{prefix}{}", r.name)).collect();
+            format!(
+                "Commands: {} (say {prefix}{HELP} <command> for details)",
+                list.join(", ")
+            )
+        }
+        Some(word) => {
+            let word = word.trim_start_matches(prefix).to_lowercase();
+            match rules.iter().find(|r| r.name == word) {
+                Some(r) => {
+                    let mut text = format!("{prefix}{}: {}", r.name, r.description);
+                    if r.min_rank > 0.0 {
+                        text.push_str(&format!(" (rank {} and up)", r.min_rank));
+                    }
+                    if !r.cooldown.is_zero() {
+                        text.push_str(&format!(" (once every {:.0?})", r.cooldown));
+                    }
+                    text
+                }
+                None => format!("No command {prefix}{word}."),
+            }
+        }
+    }
+}
+
+/// Where and what to publish to answer `command` with `content`.
+pub fn reply_to(command: &Command, content: String) -> Result<(String, Vec<u8>), String> {
+    let (action, body) = if command.is_pm {
+        (
+            subjects::platform::action::PM,
+            serde_json::to_vec(&SendPm {
+                channel: command.channel.clone(),
+                to: command.user.clone(),
+                content,
+            }),
+        )
+    } else {
+        (
+            subjects::platform::action::CHAT,
+            serde_json::to_vec(&SendChat {
+                channel: command.channel.clone(),
+                content,
+            }),
+        )
+    };
+    let subject = subjects::platform::send(&command.platform, action).map_err(|e| e.to_string())?;
+    Ok((subject, body.map_err(|e| e.to_string())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosey_plugin_api::{Timestamp, UserData};
+
+    fn spec(name: &str, min_rank: f64, cooldown_ms: u64) -> FfiCommandSpec {
+        FfiCommandSpec {
+            name: name.into(),
+            description: format!("does {name}").into(),
+            min_rank,
+            cooldown_ms,
+        }
+    }
+
+    fn cmd(name: &str, user: &str, rank: f64, args: &[&str]) -> Command {
+        Command {
+            command: name.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            text: args.join(" "),
+            raw: format!("!{name}"),
+            user: user.into(),
+            user_data: UserData::new(user, rank),
+            is_pm: false,
+            platform: "console".into(),
+            channel: "lobby".into(),
+            timestamp: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn conflicts_and_reserved_names_are_refused() {
+        let mut t = CommandTable::default();
+        let none = serde_json::json!({});
+        assert_eq!(t.claim("a", &[spec("quote", 0.0, 0)], &none).unwrap(), ["quote"]);
+        let err = t.claim("b", &[spec("quote", 0.0, 0)], &none).unwrap_err();
+        assert!(err.contains("already served by plugin \"a\""), "{err}");
+        assert!(t.claim("b", &[spec("help", 0.0, 0)], &none).is_err());
+        assert!(t.claim("b", &[spec("a.b", 0.0, 0)], &none).is_err());
+        // A reload of the same plugin may change its own set.
+        assert_eq!(t.claim("a", &[spec("quotes", 0.0, 0)], &none).unwrap(), ["quotes"]);
+        assert!(t.claim("b", &[spec("quote", 0.0, 0)], &none).is_ok());
+        t.release("a");
+        assert!(!t.serves("a", "quotes"));
+    }
+
+    #[test]
+    fn rank_cooldown_and_overrides() {
+        let mut t = CommandTable::default();
+        let over = serde_json::json!({"commands": {"slow": {"cooldown": 60, "min_rank": 1}}});
+        t.claim("p", &[spec("slow", 0.0, 0), spec("mod", 2.0, 0)], &over)
+            .unwrap();
+        let slow = t.rule_for("p", "slow").unwrap();
+        assert_eq!(slow.cooldown, Duration::from_secs(60));
+        let mut c = Cooldowns::default();
+        let now = Instant::now();
+        assert!(!c.admit(&slow, &cmd("slow", "guest", 0.0, &[]), now));
+        assert!(c.admit(&slow, &cmd("slow", "ann", 1.0, &[]), now));
+        assert!(!c.admit(&slow, &cmd("slow", "ann", 1.0, &[]), now + Duration::from_secs(1)));
+        assert!(c.admit(&slow, &cmd("slow", "bob", 1.0, &[]), now + Duration::from_secs(1)));
+        assert!(c.admit(&slow, &cmd("slow", "ann", 1.0, &[]), now + Duration::from_secs(61)));
+        // Moderators are exempt from cooldowns.
+        assert!(c.admit(&slow, &cmd("slow", "mo", 2.0, &[]), now));
+        assert!(c.admit(&slow, &cmd("slow", "mo", 2.0, &[]), now));
+        let m = t.rule_for("p", "mod").unwrap();
+        assert!(!c.admit(&m, &cmd("mod", "ann", 1.5, &[]), now));
+        assert!(c.admit(&m, &cmd("mod", "mo", 2.0, &[]), now));
+    }
+
+    #[test]
+    fn help_lists_and_details() {
+        let mut t = CommandTable::default();
+        t.claim("p", &[spec("count", 0.0, 2000), spec("ban", 3.0, 0)], &serde_json::json!({}))
+            .unwrap();
+        let rules = t.all();
+        let all = help_text(&rules, &cmd("help", "u", 0.0, &[]), "!");
+        assert_eq!(all, "Commands: !ban, !count (say !help <command> for details)");
+        let one = help_text(&rules, &cmd("help", "u", 0.0, &["!count"]), "!");
+        assert_eq!(one, "!count: does count (once every 2s)");
+        let one = help_text(&rules, &cmd("help", "u", 0.0, &["ban"]), "!");
+        assert_eq!(one, "!ban: does ban (rank 3 and up)");
+        let none = help_text(&rules, &cmd("help", "u", 0.0, &["nope"]), "!");
+        assert_eq!(none, "No command !nope.");
+        let (subject, body) = reply_to(&cmd("help", "u", 0.0, &[]), "x".into()).unwrap();
+        assert_eq!(subject, "rosey.platform.console.send.chat");
+        assert_eq!(body, br#"{"channel":"lobby","content":"x"}"#);
+    }
+}

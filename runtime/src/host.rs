@@ -1,0 +1,551 @@
+//! The runtime's shared state: the NATS client, the plugins (one [`Slot`] each), the command
+//! table and the host-owned subscriptions.
+//!
+//! Subscriptions belong to the host and are keyed by plugin name, so they survive reloads: a
+//! subscription task forwards each message into the plugin's bounded queue, after the channel
+//! filter and the command rules (rank, cooldown). A full queue drops the message and counts it,
+//! so a slow plugin never delays the others.
+
+use crate::commands::{CommandTable, Cooldowns};
+use crate::loader::{self, CopyDir, LoadedModule};
+use crate::permissions::Permissions;
+use async_nats::{Client, Message};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures::StreamExt;
+use rosey_config::{PluginSettings, PluginsConfig};
+use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginState};
+use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::subjects;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it (the state is
+/// plain bookkeeping, always valid between statements).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The runtime's timing and identity, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often plugins get `on_tick` (and their state is snapshot).
+    pub tick_interval: Duration,
+    /// How long one call may run before the plugin is deemed stuck.
+    pub watchdog_timeout: Duration,
+    /// Messages queued per plugin before new ones are dropped.
+    pub queue_capacity: usize,
+    /// Quiet time after a library changes before it is loaded.
+    pub reload_debounce: Duration,
+    /// Largest pause before restarting a failed plugin.
+    pub restart_backoff_max: Duration,
+    /// Failures in a row after which a plugin is disabled until its next build.
+    pub max_failures: u32,
+    /// Loaded copies after which reloading logs a suggestion to restart.
+    pub reload_copies_warn: u32,
+    /// Whether library changes are watched.
+    pub hot_reload: bool,
+    /// The bot's user name.
+    pub bot_name: String,
+    /// The configured channel ("" when none).
+    pub channel: String,
+    /// The chat command prefix, for `!help`.
+    pub command_prefix: String,
+}
+
+/// A request to a plugin's worker thread, handled between two messages.
+pub enum Control {
+    /// Load a library as the next generation (`None`: find the newest); `force` loads even
+    /// an unchanged file.
+    Load {
+        /// The library, when known.
+        path: Option<PathBuf>,
+        /// Load even when the content is unchanged.
+        force: bool,
+        /// Told the outcome.
+        ack: Option<Ack>,
+    },
+    /// Rebuild the instance from the same library with the current settings.
+    Restart {
+        /// Told the outcome.
+        ack: Option<Ack>,
+    },
+    /// Save state, call `shutdown`, drop the subscriptions and end the worker.
+    Stop {
+        /// Told when done.
+        ack: Option<Ack>,
+    },
+}
+
+/// Where a worker reports the outcome of a control request.
+pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Counters and state shown by `plugins.list`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Version the serving generation reports.
+    pub version: String,
+    /// Libraries loaded so far.
+    pub generation: u64,
+    /// What the plugin is doing.
+    pub state: PluginState,
+    /// When the serving generation was loaded (Unix seconds).
+    pub loaded_at: i64,
+    /// Reloads so far.
+    pub reloads: u64,
+    /// Messages handled.
+    pub messages: u64,
+    /// Errors returned or caught.
+    pub errors: u64,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// What kind of subscription an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    /// Made by the plugin through its host handle.
+    Plugin,
+    /// Made by the runtime for a command the plugin declared.
+    Command,
+}
+
+/// A host-owned subscription.
+pub struct SubEntry {
+    /// Its id, as the plugin knows it.
+    pub id: u64,
+    /// The subject.
+    pub subject: String,
+    /// The queue group.
+    pub queue: Option<String>,
+    /// Who made it.
+    pub kind: SubKind,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// One plugin: its queue, its worker's control channel, its status and its subscriptions.
+pub struct Slot {
+    /// The configured name.
+    pub name: String,
+    /// Messages for the worker.
+    pub queue_tx: Sender<Message>,
+    /// The worker's end of the queue (shared, so a replacement worker takes over).
+    pub queue_rx: Receiver<Message>,
+    /// Control requests for the worker.
+    pub control_tx: Sender<Control>,
+    /// The worker's end of the control channel.
+    pub control_rx: Receiver<Control>,
+    /// Counters and state.
+    pub status: Mutex<Status>,
+    /// Bumped to retire a worker (stuck or stopped); a worker with an older epoch exits.
+    pub epoch: AtomicU64,
+    /// When the current call into the plugin started, and which call.
+    pub busy_since: Mutex<Option<(Instant, &'static str)>>,
+    /// The host-owned subscriptions.
+    pub subs: Mutex<Vec<SubEntry>>,
+    /// The plugin's settings from `plugins.config.<name>`.
+    pub settings: Mutex<PluginSettings>,
+    /// The permissions derived from the settings.
+    pub permissions: Mutex<Permissions>,
+    /// The state saved at the last tick or swap, for restarts.
+    pub last_state: Mutex<Option<Vec<u8>>>,
+    /// The serving library.
+    pub module: Mutex<Option<LoadedModule>>,
+    /// The serving generation's "retired" flag, so a replaced instance loses its host access.
+    pub live_retired: Mutex<Option<Arc<AtomicBool>>>,
+    /// Whether messages are accepted into the queue.
+    pub accepting: AtomicBool,
+    /// Messages dropped because the queue was full.
+    pub overflow: AtomicU64,
+}
+
+impl Slot {
+    fn new(name: &str, settings: PluginSettings, capacity: usize) -> Slot {
+        let (queue_tx, queue_rx) = crossbeam_channel::bounded(capacity);
+        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let permissions = Permissions::for_plugin(name, settings.permissions.as_ref());
+        Slot {
+            name: name.to_owned(),
+            queue_tx,
+            queue_rx,
+            control_tx,
+            control_rx,
+            status: Mutex::new(Status {
+                version: String::new(),
+                generation: 0,
+                state: PluginState::Loading,
+                loaded_at: 0,
+                reloads: 0,
+                messages: 0,
+                errors: 0,
+                last_error: None,
+            }),
+            epoch: AtomicU64::new(0),
+            busy_since: Mutex::new(None),
+            subs: Mutex::new(Vec::new()),
+            settings: Mutex::new(settings),
+            permissions: Mutex::new(permissions),
+            last_state: Mutex::new(None),
+            module: Mutex::new(None),
+            live_retired: Mutex::new(None),
+            accepting: AtomicBool::new(true),
+            overflow: AtomicU64::new(0),
+        }
+    }
+
+    /// Records an error in the status.
+    pub fn record_error(&self, error: &str) {
+        let mut st = lock(&self.status);
+        st.errors += 1;
+        st.last_error = Some(error.to_owned());
+    }
+
+    /// Sets the state.
+    pub fn set_state(&self, state: PluginState) {
+        lock(&self.status).state = state;
+    }
+
+    /// The `plugins.list` row.
+    pub fn info(&self) -> PluginInfo {
+        let st = lock(&self.status).clone();
+        PluginInfo {
+            name: self.name.clone(),
+            version: st.version,
+            generation: st.generation,
+            state: st.state,
+            loaded_at: st.loaded_at,
+            reloads: st.reloads,
+            messages: st.messages,
+            errors: st.errors,
+            last_error: st.last_error,
+        }
+    }
+}
+
+/// The runtime's shared state.
+pub struct Host {
+    /// The NATS connection; plugins reach it only through their host handle.
+    pub client: Client,
+    /// The tokio runtime, for blocking calls from plugin worker threads.
+    pub rt: Handle,
+    /// Timing and identity.
+    pub settings: Settings,
+    /// Where libraries are looked for.
+    pub lib_dirs: Vec<PathBuf>,
+    /// The per-run library copies.
+    pub copies: CopyDir,
+    /// The `plugins` section currently in force.
+    pub plugins_config: Mutex<PluginsConfig>,
+    slots: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Which plugin serves which command.
+    pub commands: Mutex<CommandTable>,
+    /// Per-user, per-command cooldowns.
+    pub cooldowns: Mutex<Cooldowns>,
+    next_sub_id: AtomicU64,
+}
+
+impl Host {
+    /// The shared state for a runtime.
+    pub fn new(
+        client: Client,
+        rt: Handle,
+        settings: Settings,
+        lib_dirs: Vec<PathBuf>,
+        copies: CopyDir,
+        plugins_config: PluginsConfig,
+    ) -> Arc<Host> {
+        Arc::new(Host {
+            client,
+            rt,
+            settings,
+            lib_dirs,
+            copies,
+            plugins_config: Mutex::new(plugins_config),
+            slots: Mutex::new(BTreeMap::new()),
+            commands: Mutex::new(CommandTable::default()),
+            cooldowns: Mutex::new(Cooldowns::default()),
+            next_sub_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The slot of a plugin.
+    pub fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        lock(&self.slots).get(name).cloned()
+    }
+
+    /// Every slot.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        lock(&self.slots).values().cloned().collect()
+    }
+
+    /// The configured settings of a plugin (defaults when the file has none).
+    pub fn settings_for(&self, name: &str) -> PluginSettings {
+        lock(&self.plugins_config)
+            .settings(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Starts a plugin: a slot, a worker, and a first load. Already running: nothing to do.
+    pub fn enable(self: &Arc<Self>, name: &str, ack: Option<Ack>) {
+        if !subjects::is_plugin_name(name) {
+            let msg = format!("{name:?} is not a valid plugin name (1 to 32 of a-z, 0-9, _ or -)");
+            tracing::error!(plugin = name, "{msg}");
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(msg));
+            }
+            return;
+        }
+        let existing = self.slot(name);
+        if let Some(slot) = &existing {
+            if slot.info().state != PluginState::Disabled {
+                if let Some(ack) = ack {
+                    let _ = ack.send(Ok(()));
+                }
+                return;
+            }
+        }
+        let slot = Arc::new(Slot::new(
+            name,
+            self.settings_for(name),
+            self.settings.queue_capacity,
+        ));
+        lock(&self.slots).insert(name.to_owned(), slot.clone());
+        let _ = slot.control_tx.send(Control::Load {
+            path: None,
+            force: true,
+            ack,
+        });
+        crate::worker::spawn(self.clone(), slot, false);
+    }
+
+    /// Stops a plugin: stops delivery, calls `shutdown`, drops its subscriptions. `forget`
+    /// removes it from the list (it left the configuration); else it stays, `disabled`.
+    pub async fn disable(self: &Arc<Self>, name: &str, forget: bool) -> Result<(), String> {
+        let Some(slot) = self.slot(name) else {
+            return Err(format!("plugin {name:?} is not loaded"));
+        };
+        slot.accepting.store(false, Ordering::SeqCst);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = slot.control_tx.send(Control::Stop { ack: Some(tx) }).is_ok();
+        if sent {
+            // A stuck or dead worker cannot answer; clean up from here after a while.
+            let waited = tokio::time::timeout(self.settings.watchdog_timeout * 2, rx).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                slot.epoch.fetch_add(1, Ordering::SeqCst);
+                self.drop_subscriptions(&slot);
+                lock(&self.commands).release(name);
+            }
+        }
+        slot.set_state(PluginState::Disabled);
+        if forget {
+            lock(&self.slots).remove(name);
+        }
+        Ok(())
+    }
+
+    /// Subscribes on behalf of a plugin (deduplicated by subject and queue group) and returns
+    /// the subscription id. Must not be called from an async context.
+    pub fn subscribe_for(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        subject: &str,
+        queue: Option<&str>,
+        kind: SubKind,
+    ) -> Result<u64, String> {
+        if let Some(existing) = lock(&slot.subs)
+            .iter()
+            .find(|s| s.subject == subject && s.queue.as_deref() == queue)
+        {
+            return Ok(existing.id);
+        }
+        let client = self.client.clone();
+        let subject_owned = subject.to_owned();
+        let queue_owned = queue.map(str::to_owned);
+        let subscriber = self
+            .block_on(async move {
+                let sub = match queue_owned {
+                    Some(q) => client.queue_subscribe(subject_owned, q).await,
+                    None => client.subscribe(subject_owned).await,
+                }
+                .map_err(|e| e.to_string())?;
+                // Make sure the server knows the subscription before the caller moves on.
+                client.flush().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(sub)
+            })?
+            .map_err(|e| format!("subscribe to {subject}: {e}"))?;
+        let id = self.next_sub_id.fetch_add(1, Ordering::Relaxed);
+        let host = self.clone();
+        let target = slot.clone();
+        let task = self.rt.spawn(async move {
+            let mut subscriber = subscriber;
+            while let Some(msg) = subscriber.next().await {
+                host.dispatch(&target, msg);
+            }
+        });
+        lock(&slot.subs).push(SubEntry {
+            id,
+            subject: subject.to_owned(),
+            queue: queue.map(str::to_owned),
+            kind,
+            task,
+        });
+        Ok(id)
+    }
+
+    /// Drops one subscription of a plugin.
+    pub fn unsubscribe(&self, slot: &Slot, id: u64) -> Result<(), String> {
+        let mut subs = lock(&slot.subs);
+        let Some(pos) = subs.iter().position(|s| s.id == id) else {
+            return Err(format!("no subscription {id}"));
+        };
+        subs.remove(pos).task.abort();
+        Ok(())
+    }
+
+    /// Drops every subscription of a plugin.
+    pub fn drop_subscriptions(&self, slot: &Slot) {
+        for sub in lock(&slot.subs).drain(..) {
+            sub.task.abort();
+        }
+    }
+
+    /// Makes the plugin's command subscriptions match `commands`.
+    pub fn sync_command_subscriptions(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        commands: &[String],
+    ) -> Result<(), String> {
+        let wanted: Vec<String> = commands
+            .iter()
+            .filter_map(|c| subjects::commands::command(c).ok())
+            .collect();
+        {
+            let mut subs = lock(&slot.subs);
+            subs.retain(|s| {
+                let keep = s.kind != SubKind::Command || wanted.contains(&s.subject);
+                if !keep {
+                    s.task.abort();
+                }
+                keep
+            });
+        }
+        for subject in wanted {
+            self.subscribe_for(slot, &subject, None, SubKind::Command)?;
+        }
+        Ok(())
+    }
+
+    /// Filters a message for a plugin (channel lists, command rank and cooldown) and queues
+    /// it; a full queue drops it and counts the overflow.
+    pub fn dispatch(&self, slot: &Slot, msg: Message) {
+        if !slot.accepting.load(Ordering::Relaxed) {
+            return;
+        }
+        if !self.passes_rules(slot, &msg) {
+            return;
+        }
+        match slot.queue_tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let n = slot.overflow.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n % 1000 == 0 {
+                    tracing::warn!(
+                        plugin = %slot.name,
+                        dropped = n,
+                        "queue full: the plugin is not keeping up; messages are dropped"
+                    );
+                }
+                slot.record_error(&format!("queue full: {n} message(s) dropped"));
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn passes_rules(&self, slot: &Slot, msg: &Message) -> bool {
+        let (filters_channels, serves) = {
+            let s = lock(&slot.settings);
+            (
+                s.channels.is_some() || !s.exclude_channels.is_empty(),
+                s.clone(),
+            )
+        };
+        if filters_channels {
+            #[derive(serde::Deserialize)]
+            struct ChannelOnly {
+                channel: Option<String>,
+            }
+            if let Ok(ChannelOnly {
+                channel: Some(channel),
+            }) = serde_json::from_slice::<ChannelOnly>(&msg.payload)
+            {
+                if !serves.serves_channel(&channel) {
+                    return false;
+                }
+            }
+        }
+        let Some(name) = subjects::commands::name_of(msg.subject.as_str()) else {
+            return true;
+        };
+        let rule = lock(&self.commands).rule_for(&slot.name, name);
+        let Some(rule) = rule else {
+            return true;
+        };
+        let Ok(command) = serde_json::from_slice::<Command>(&msg.payload) else {
+            tracing::warn!(plugin = %slot.name, subject = %msg.subject, "dropping a malformed command payload");
+            return false;
+        };
+        lock(&self.cooldowns).admit(&rule, &command, Instant::now())
+    }
+
+    /// Runs a future to completion from a plugin's worker thread. Refuses (instead of
+    /// panicking) when called from inside the async runtime.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
+        if Handle::try_current().is_ok() {
+            return Err("blocking host call made from an async context".to_owned());
+        }
+        Ok(self.rt.block_on(fut))
+    }
+
+    /// Publishes bytes, from a worker thread or from async code.
+    pub fn publish_bytes(&self, subject: &'static str, payload: Vec<u8>) {
+        let client = self.client.clone();
+        let fut = async move {
+            if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
+                tracing::warn!(subject, "cannot publish: {e}");
+            }
+        };
+        if Handle::try_current().is_ok() {
+            self.rt.spawn(fut);
+        } else {
+            self.rt.block_on(fut);
+        }
+    }
+
+    /// Publishes a lifecycle event.
+    pub fn lifecycle(&self, subject: &'static str, slot: &Slot, error: Option<String>) {
+        let (version, generation) = {
+            let st = lock(&slot.status);
+            (st.version.clone(), st.generation)
+        };
+        let event = PluginLifecycle {
+            name: slot.name.clone(),
+            version,
+            generation,
+            error,
+        };
+        match serde_json::to_vec(&event) {
+            Ok(bytes) => self.publish_bytes(subject, bytes),
+            Err(e) => tracing::error!("cannot encode a lifecycle event: {e}"),
+        }
+    }
+
+    /// The library to load for a plugin.
+    pub fn library_for(&self, name: &str) -> Result<PathBuf, loader::LoadError> {
+        loader::find_library(&self.lib_dirs, name)
+    }
+}

@@ -1,0 +1,309 @@
+//! Finding plugin libraries and loading a fresh copy of one for each generation.
+//!
+//! abi_stable's `RootModule::load_from_*` caches the first module of a type for the life of
+//! the process, so it cannot reload; `lib_header_from_path` + `init_root_module` loads a new
+//! copy each time and still runs the version and layout checks. `dlopen` hands back the
+//! already-loaded object for a path (or a hard link to a loaded inode) it has seen, so every
+//! generation is loaded from a fresh copy under a unique name, written to a temporary name and
+//! renamed into place. A mapped file is never written over (the process would die with
+//! SIGBUS).
+//!
+//! Libraries are never unloaded: each generation keeps its code mapped (about 0.5 MB) and its
+//! copy on disk until the process exits. Copies live in a per-run folder that is removed at
+//! start (stale runs) and at exit; past `plugins.reload_copies_warn` copies the runtime logs a
+//! suggestion to restart.
+
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use rosey_plugin_api::ffi::{PluginModRef, INTERFACE_VERSION};
+use std::hash::{DefaultHasher, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+use thiserror::Error;
+
+/// Why a library could not become a plugin generation.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// No library file for the plugin in any of the folders searched.
+    #[error("no library lib{name}.so in {}", dirs_list(.dirs))]
+    NotFound {
+        /// The plugin.
+        name: String,
+        /// Where it was looked for.
+        dirs: Vec<PathBuf>,
+    },
+    /// The file could not be read or copied.
+    #[error("cannot copy {}: {source}", path.display())]
+    Io {
+        /// The library file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is the same as the serving generation's.
+    #[error("{} is unchanged", path.display())]
+    Unchanged {
+        /// The library file.
+        path: PathBuf,
+    },
+    /// The dynamic loader or abi_stable's checks refused it.
+    #[error("{} cannot be loaded: {summary}", path.display())]
+    Library {
+        /// The library file.
+        path: PathBuf,
+        /// The few lines that say what is wrong and what to do.
+        summary: String,
+    },
+}
+
+fn dirs_list(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A plugin library loaded and checked, ready to construct instances.
+#[derive(Clone, Copy)]
+pub struct LoadedModule {
+    /// The root module.
+    pub module: PluginModRef,
+    /// A hash of the file's content, to skip reloading identical builds.
+    pub hash: u64,
+}
+
+/// The per-run folder that holds each generation's copy of its library.
+#[derive(Debug)]
+pub struct CopyDir {
+    dir: PathBuf,
+    seq: AtomicU64,
+}
+
+const COPY_DIR_PREFIX: &str = "rosey-runtime-";
+
+impl CopyDir {
+    /// Creates `<base>/rosey-runtime-<pid>`, removing folders of earlier runs whose process is
+    /// gone.
+    pub fn create(base: &Path) -> io::Result<CopyDir> {
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(COPY_DIR_PREFIX))
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = base.join(format!("{COPY_DIR_PREFIX}{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(CopyDir {
+            dir,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// How many copies this run has loaded (each stays mapped until exit).
+    pub fn count(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the folder (at exit; the copies stay mapped but are no longer needed on disk).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where a plugin's library may be, in the order searched.
+pub fn candidate_paths(dirs: &[PathBuf], name: &str) -> Vec<PathBuf> {
+    dirs.iter()
+        .map(|d| d.join(format!("lib{name}.so")))
+        .collect()
+}
+
+/// The newest library for `name` among `dirs`.
+pub fn find_library(dirs: &[PathBuf], name: &str) -> Result<PathBuf, LoadError> {
+    candidate_paths(dirs, name)
+        .into_iter()
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            Some((modified, p))
+        })
+        .max_by_key(|(m, _)| *m)
+        .map(|(_, p)| p)
+        .ok_or_else(|| LoadError::NotFound {
+            name: name.to_owned(),
+            dirs: dirs.to_vec(),
+        })
+}
+
+/// The folders to look in for libraries: `directory` itself, and when it holds plugin crates
+/// (a source checkout), the workspace's `target/debug` and `target/release`.
+pub fn library_dirs(directory: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![directory.to_path_buf()];
+    let holds_crates = std::fs::read_dir(directory)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join("Cargo.toml").is_file())
+        })
+        .unwrap_or(false);
+    if holds_crates {
+        let mut at = directory.canonicalize().ok();
+        while let Some(dir) = at {
+            let manifest = dir.join("Cargo.toml");
+            let is_workspace = std::fs::read_to_string(&manifest)
+                .map(|t| t.contains("[workspace]"))
+                .unwrap_or(false);
+            if is_workspace {
+                dirs.push(dir.join("target").join("debug"));
+                dirs.push(dir.join("target").join("release"));
+                break;
+            }
+            at = dir.parent().map(Path::to_path_buf);
+        }
+    }
+    dirs
+}
+
+/// A content hash, to tell a new build from a touched file.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// Loads `src` as a new generation of `name` from a fresh copy; `Unchanged` when its content
+/// hashes to `current` (unless `force`).
+pub fn load(
+    src: &Path,
+    copies: &CopyDir,
+    name: &str,
+    current: Option<u64>,
+    force: bool,
+) -> Result<LoadedModule, LoadError> {
+    let io_err = |source| LoadError::Io {
+        path: src.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(src).map_err(io_err)?;
+    let hash = content_hash(&bytes);
+    if !force && current == Some(hash) {
+        return Err(LoadError::Unchanged {
+            path: src.to_path_buf(),
+        });
+    }
+    let seq = copies.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = copies.dir.join(format!(".lib{name}-{seq}.tmp"));
+    let dst = copies.dir.join(format!("lib{name}-{seq}-{stamp}.so"));
+    std::fs::write(&tmp, &bytes).map_err(io_err)?;
+    std::fs::rename(&tmp, &dst).map_err(io_err)?;
+    let module = lib_header_from_path(&dst)
+        .and_then(|header| header.init_root_module::<PluginModRef>())
+        .map_err(|e| LoadError::Library {
+            path: src.to_path_buf(),
+            summary: summarize(&e),
+        })?;
+    Ok(LoadedModule { module, hash })
+}
+
+/// The few lines of a loader error that say what differs, and what to rebuild: the layout
+/// checker's reports run to thousands of lines.
+pub fn summarize(error: &LibraryError) -> String {
+    let hint = format!(
+        "rebuild the plugin against rosey-plugin-api {INTERFACE_VERSION} (the runtime's interface)"
+    );
+    match error {
+        LibraryError::OpenError { .. } | LibraryError::GetSymbolError { .. } => {
+            let text = first_lines(&error.to_string(), 3);
+            format!("not a Rosey plugin library ({text})")
+        }
+        LibraryError::AbiInstability(_) | LibraryError::IncompatibleVersionNumber { .. } => {
+            let text = error.to_string();
+            let mut keep: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("expected") || l.contains("found") || l.contains("version")
+                })
+                .take(6)
+                .collect();
+            if keep.is_empty() {
+                keep = text.lines().take(4).collect();
+            }
+            let total = text.lines().count();
+            format!(
+                "interface mismatch: {} [{} of {total} lines shown]; {hint}",
+                keep.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" | "),
+                keep.len()
+            )
+        }
+        LibraryError::RootModule { .. } => {
+            format!("its root module failed: {}", first_lines(&error.to_string(), 4))
+        }
+        other => format!("{}; {hint}", first_lines(&other.to_string(), 4)),
+    }
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The root module's names, for diagnostics.
+pub fn interface_name() -> &'static str {
+    <PluginModRef as RootModule>::NAME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_not_a_library() {
+        let base = std::env::temp_dir().join(format!("rosey-rt-test-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let copies = CopyDir::create(&base).unwrap();
+        let src = base.join("libjunk.so");
+        std::fs::write(&src, b"definitely not ELF").unwrap();
+        let err = load(&src, &copies, "junk", None, false).err().unwrap();
+        let text = err.to_string();
+        assert!(text.contains("not a Rosey plugin library"), "{text}");
+        assert!(text.lines().count() == 1, "{text}");
+        let hash = content_hash(b"definitely not ELF");
+        assert!(matches!(
+            load(&src, &copies, "junk", Some(hash), false),
+            Err(LoadError::Unchanged { .. })
+        ));
+        assert!(matches!(
+            find_library(&[base.clone()], "absent"),
+            Err(LoadError::NotFound { .. })
+        ));
+        assert_eq!(find_library(&[base.clone()], "junk").unwrap(), src);
+        copies.remove();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,208 @@
+//! `rosey-runtime`: loads the enabled plugins (`cdylib` libraries built against
+//! `rosey-plugin-api`), hands each one only a NATS handle, and hot-reloads them when a new
+//! build appears.
+//!
+//! # Layout
+//! - [`loader`]: finding libraries, loading each generation from a fresh copy.
+//! - [`host`]: shared state, plugin slots, host-owned subscriptions, dispatch.
+//! - [`worker`]: each plugin's thread; swaps, restarts and stops happen there.
+//! - [`bus`]: the host handle a plugin gets, with [`permissions`] checks.
+//! - [`commands`]: command ownership, rank and cooldown rules, `!help`.
+//! - [`admin`]: `rosey.runtime.plugins.*` and `$SRV`.
+//! - [`watch`]: library and configuration file watching.
+//! - [`watchdog`]: replaces plugins stuck in one call.
+//!
+//! Native plugin code runs in this process: the SDK turns a panic into an error value, but an
+//! abort, a stack overflow or a segfault in a plugin ends the runtime (`rosey up` restarts it).
+
+mod admin;
+mod bus;
+mod commands;
+mod host;
+mod loader;
+mod permissions;
+mod watch;
+mod watchdog;
+mod worker;
+
+use anyhow::Context as _;
+use clap::Parser;
+use host::{Host, Settings};
+use rosey_config::{CommonArgs, Config};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(name = "rosey-runtime", version, about = "Rosey's plugin runtime")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Folder holding the plugin libraries (or plugin crates), overriding `plugins.directory`
+    #[arg(long, value_name = "DIR")]
+    plugins_dir: Option<PathBuf>,
+}
+
+impl Args {
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = self.common.load_config()?;
+        if let Some(dir) = &self.plugins_dir {
+            config.set_plugins_dir(dir.clone());
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run_main(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rosey-runtime: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main(args: Args) -> anyhow::Result<()> {
+    let config = args.load_config()?;
+    rosey_config::logging::init(&config, "info")?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = rt.block_on(async {
+        let client = rosey_config::connect::connect(&config.nats).await?;
+        let args = Arc::new(args);
+        let reload_args = args.clone();
+        let config_path = args.common.config.clone();
+        run(
+            client,
+            config,
+            config_path.map(|p| (p, move || reload_args.load_config())),
+            shutdown_signal(),
+        )
+        .await
+    });
+    // Plugin worker threads may be stuck in plugin code; do not wait for them.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
+}
+
+/// Runs the runtime until `shutdown` completes: loads the enabled plugins, serves the admin
+/// subjects, watches libraries and the configuration file, then unloads every plugin.
+async fn run<R>(
+    client: async_nats::Client,
+    config: Config,
+    config_watch: Option<(PathBuf, R)>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    R: Fn() -> anyhow::Result<Config> + Send + 'static,
+{
+    let plugins = config.plugins.clone();
+    let settings = Settings {
+        tick_interval: plugins.tick_interval.as_duration(),
+        watchdog_timeout: plugins.watchdog_timeout.as_duration(),
+        queue_capacity: plugins.queue_capacity,
+        reload_debounce: plugins.reload_debounce.as_duration(),
+        restart_backoff_max: plugins.restart_backoff_max.as_duration(),
+        max_failures: plugins.max_failures,
+        reload_copies_warn: plugins.reload_copies_warn,
+        hot_reload: plugins.hot_reload,
+        bot_name: config.platform.credentials.username.clone(),
+        channel: config.platform.channel.clone().unwrap_or_default(),
+        command_prefix: config.platform.command_prefix.clone(),
+    };
+    let lib_dirs = loader::library_dirs(&plugins.directory);
+    let copies = loader::CopyDir::create(&std::env::temp_dir())
+        .context("cannot create the folder for plugin library copies")?;
+    tracing::info!(
+        dirs = ?lib_dirs,
+        copies = %copies.path().display(),
+        interface = loader::interface_name(),
+        "plugin runtime starting"
+    );
+    let host = Host::new(
+        client,
+        tokio::runtime::Handle::current(),
+        settings,
+        lib_dirs,
+        copies,
+        plugins.clone(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let host = host.clone();
+        tasks.spawn(async move { admin::serve(host).await.context("admin subjects") });
+    }
+    // The admin subjects must be live before the first lifecycle event goes out.
+    host.client.flush().await.context("NATS flush")?;
+    if host.settings.hot_reload {
+        let host = host.clone();
+        tasks.spawn(async move { watch::watch_libraries(host).await.context("library watcher") });
+    }
+    if let Some((path, reload)) = config_watch {
+        let host = host.clone();
+        tasks.spawn(async move { watch::watch_config(host, path, reload).await.context("configuration watcher") });
+    }
+    {
+        let host = host.clone();
+        tasks.spawn(async move {
+            watchdog::run(host).await;
+            Ok(())
+        });
+    }
+    for name in &plugins.enabled {
+        host.enable(name, None);
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(done) = tasks.join_next() => {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!("{e:#}"),
+                    Err(e) => tracing::error!("a runtime task ended: {e}"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: unloading plugins");
+    for slot in host.slots() {
+        let _ = host.disable(&slot.name, true).await;
+    }
+    let _ = host.client.flush().await;
+    host.copies.remove();
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,177 @@
+//! Watching for new plugin builds and for configuration changes.
+//!
+//! Cargo replaces `target/<profile>/lib<name>.so` by unlinking it and linking a new inode;
+//! other tools copy or rename a file into place. The folder (not the file) is watched, so all
+//! of these are seen; events are debounced per plugin, and the worker skips a file whose
+//! content did not change. A file that is still not a valid library once it has been quiet for
+//! the debounce period is reported on `rosey.runtime.plugin.failed`.
+
+use crate::host::{lock, Control, Host};
+use crate::permissions::Permissions;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use rosey_config::Config;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::time::Instant;
+
+/// Starts watching `dirs`; the returned watcher must be kept alive.
+fn watch_dirs(
+    dirs: &[PathBuf],
+) -> anyhow::Result<(RecommendedWatcher, UnboundedReceiver<PathBuf>)> {
+    let (tx, rx) = unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            Ok(event) => {
+                for path in event.paths {
+                    let _ = tx.send(path);
+                }
+            }
+            Err(e) => tracing::warn!("file watcher error: {e}"),
+        }
+    })?;
+    for dir in dirs {
+        if dir.is_dir() {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+            tracing::info!(dir = %dir.display(), "watching for plugin builds");
+        }
+    }
+    Ok((watcher, rx))
+}
+
+/// The plugin a library file belongs to: `lib<name>.so`.
+pub fn plugin_of(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    let name = file.strip_prefix("lib")?.strip_suffix(".so")?;
+    rosey_plugin_api::subjects::is_plugin_name(name).then(|| name.to_owned())
+}
+
+/// Watches the library folders and sends each changed, enabled plugin a load request once its
+/// file has been quiet for `plugins.reload_debounce`.
+pub async fn watch_libraries(host: Arc<Host>) -> anyhow::Result<()> {
+    let (_watcher, mut rx) = watch_dirs(&host.lib_dirs)?;
+    let debounce = host.settings.reload_debounce;
+    let mut pending: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let next = pending.values().min().copied();
+        tokio::select! {
+            path = rx.recv() => {
+                let Some(path) = path else { return Ok(()) };
+                if let Some(name) = plugin_of(&path) {
+                    if host.slot(&name).is_some() {
+                        pending.insert(name, Instant::now() + debounce);
+                    }
+                }
+            }
+            _ = sleep_until(next) => {
+                let now = Instant::now();
+                let due: Vec<String> = pending
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in due {
+                    pending.remove(&name);
+                    let Some(slot) = host.slot(&name) else { continue };
+                    // A file that vanished (cargo's unlink before its link) is not an error:
+                    // the link that follows is another event.
+                    let Ok(path) = host.library_for(&name) else { continue };
+                    tracing::info!(plugin = %name, path = %path.display(), "new build seen");
+                    let _ = slot.control_tx.send(Control::Load { path: Some(path), force: false, ack: None });
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches the configuration file; on a change, loads it again (`reload`) and applies the
+/// `plugins` section: newly enabled plugins load, removed ones unload, changed settings
+/// restart the plugin. A broken file is logged and ignored (the old settings stay).
+pub async fn watch_config(
+    host: Arc<Host>,
+    path: PathBuf,
+    reload: impl Fn() -> anyhow::Result<Config> + Send + 'static,
+) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let file_name = path.file_name().map(|f| f.to_os_string());
+    let (_watcher, mut rx) = watch_dirs(&[dir])?;
+    let debounce = host.settings.reload_debounce.max(Duration::from_millis(50));
+    let mut due: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            changed = rx.recv() => {
+                let Some(changed) = changed else { return Ok(()) };
+                if changed.file_name().map(|f| f.to_os_string()) == file_name {
+                    due = Some(Instant::now() + debounce);
+                }
+            }
+            _ = sleep_until(due) => {
+                due = None;
+                match reload() {
+                    Ok(config) => apply(&host, config).await,
+                    Err(e) => tracing::error!("configuration change ignored: {e:#}"),
+                }
+            }
+        }
+    }
+}
+
+/// Applies a new configuration's `plugins` section.
+pub async fn apply(host: &Arc<Host>, config: Config) {
+    let new = config.plugins;
+    let old = std::mem::replace(&mut *lock(&host.plugins_config), new.clone());
+    let before: BTreeSet<&String> = old.enabled.iter().collect();
+    let after: BTreeSet<&String> = new.enabled.iter().collect();
+    for name in after.difference(&before) {
+        tracing::info!(plugin = %name, "enabled in the configuration");
+        host.enable(name, None);
+    }
+    for name in before.difference(&after) {
+        tracing::info!(plugin = %name, "removed from the configuration");
+        if let Err(e) = host.disable(name, true).await {
+            tracing::warn!(plugin = %name, "{e}");
+        }
+    }
+    for name in after.intersection(&before) {
+        let settings = new.settings(name).cloned().unwrap_or_default();
+        if old.settings(name).cloned().unwrap_or_default() == settings {
+            continue;
+        }
+        let Some(slot) = host.slot(name) else { continue };
+        tracing::info!(plugin = %name, "settings changed; restarting it");
+        *lock(&slot.permissions) = Permissions::for_plugin(name, settings.permissions.as_ref());
+        *lock(&slot.settings) = settings;
+        let _ = slot.control_tx.send(Control::Restart { ack: None });
+    }
+    if old.directory != new.directory
+        || old.tick_interval != new.tick_interval
+        || old.queue_capacity != new.queue_capacity
+    {
+        tracing::warn!("plugins.directory, tick_interval and queue_capacity take effect at the next restart");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_file_names() {
+        assert_eq!(plugin_of(Path::new("/t/debug/libquotes.so")), Some("quotes".into()));
+        assert_eq!(plugin_of(Path::new("/t/debug/libquotes.d")), None);
+        assert_eq!(plugin_of(Path::new("/t/debug/quotes.so")), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! Replaces plugins stuck in one call past `plugins.watchdog_timeout`.
+//!
+//! A thread cannot be killed safely: the stuck worker thread is left behind (it leaks, with its
+//! instance) and exits by itself if the call ever returns. A fresh instance is built from the
+//! serving library and the last saved state on a new worker, which takes over the same queue.
+
+use crate::host::{lock, Host};
+use rosey_plugin_api::admin::PluginState;
+use rosey_plugin_api::subjects::runtime as events;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Checks every plugin a few times per watchdog period, forever.
+pub async fn run(host: Arc<Host>) {
+    let limit = host.settings.watchdog_timeout;
+    let period = (limit / 4).max(Duration::from_millis(20));
+    let mut interval = tokio::time::interval(period);
+    loop {
+        interval.tick().await;
+        for slot in host.slots() {
+            let busy = *lock(&slot.busy_since);
+            let Some((since, what)) = busy else { continue };
+            if since.elapsed() <= limit {
+                continue;
+            }
+            *lock(&slot.busy_since) = None;
+            slot.epoch.fetch_add(1, Ordering::SeqCst);
+            if let Some(retired) = lock(&slot.live_retired).take() {
+                retired.store(true, Ordering::SeqCst);
+            }
+            let error = format!(
+                "stuck in {what} for more than {limit:?}; replaced by a fresh instance from its last saved state (the stuck thread cannot be stopped and leaks)"
+            );
+            tracing::error!(plugin = %slot.name, "{error}");
+            slot.record_error(&error);
+            slot.set_state(PluginState::Stuck);
+            host.lifecycle(events::PLUGIN_FAILED, &slot, Some(error));
+            crate::worker::spawn(host.clone(), slot, true);
+        }
+    }
+}

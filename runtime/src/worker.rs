@@ -1,0 +1,501 @@
+//! A plugin's worker thread: it owns the serving instance, takes messages from the plugin's
+//! bounded queue one at a time, runs ticks, and performs every lifecycle change (load, swap,
+//! restart, stop) between two messages, so a reload never loses or reorders a message.
+//!
+//! Plugin code is synchronous and runs only here (the plugin's copy of tokio sees no runtime;
+//! the host's NATS calls block this thread, not the async runtime).
+
+use crate::bus::{self, Bus};
+use crate::host::{lock, Control, Host, Slot};
+use crate::loader::{self, LoadError, LoadedModule};
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RBox, RString, RVec};
+use crossbeam_channel::{never, select, Receiver};
+use rosey_plugin_api::admin::PluginState;
+use rosey_plugin_api::ffi::{
+    FfiErrorKind, FfiMetadata, HostHandle_TO, PluginBox, PluginInit, PluginModRef,
+};
+use rosey_plugin_api::subjects::runtime as events;
+use rosey_plugin_api::Timestamp;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// First pause before restarting a failed plugin; doubles with each failure in a row.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Starts a worker thread for `slot`; `restore` builds a fresh instance from the serving
+/// library and the last saved state first (a replacement for a stuck worker).
+pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
+    let epoch = slot.epoch.load(Ordering::SeqCst);
+    let thread_slot = slot.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("plugin-{}", slot.name))
+        .spawn(move || {
+            let mut worker = Worker {
+                host,
+                slot: thread_slot,
+                epoch,
+                live: None,
+                failures: 0,
+                restart_at: None,
+                disabled: false,
+                next_tick: Instant::now(),
+            };
+            worker.next_tick = Instant::now() + worker.host.settings.tick_interval;
+            worker.run(restore);
+        });
+    if let Err(e) = spawned {
+        let msg = format!("cannot start a worker thread: {e}");
+        tracing::error!(plugin = %slot.name, "{msg}");
+        slot.record_error(&msg);
+        slot.set_state(PluginState::Failed);
+    }
+}
+
+/// The serving generation.
+struct Live {
+    instance: PluginBox,
+    retired: Arc<AtomicBool>,
+    metadata: FfiMetadata,
+}
+
+struct Worker {
+    host: Arc<Host>,
+    slot: Arc<Slot>,
+    epoch: u64,
+    live: Option<Live>,
+    failures: u32,
+    restart_at: Option<Instant>,
+    disabled: bool,
+    next_tick: Instant,
+}
+
+/// Whether the worker goes on after a control request.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Worker {
+    fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    /// True once the watchdog or a stop has handed the plugin to another worker.
+    fn stale(&self) -> bool {
+        self.slot.epoch.load(Ordering::SeqCst) != self.epoch
+    }
+
+    fn run(&mut self, restore: bool) {
+        if restore {
+            self.restart_from_snapshot("replacing a stuck instance");
+        }
+        let idle: Receiver<async_nats::Message> = never();
+        loop {
+            if self.stale() {
+                self.abandon();
+                return;
+            }
+            // Control requests go first, so a swap waits for at most one message.
+            while let Ok(control) = self.slot.control_rx.try_recv() {
+                if self.control(control) == Flow::Exit || self.stale() {
+                    self.abandon();
+                    return;
+                }
+            }
+            let now = Instant::now();
+            if self.restart_at.is_some_and(|at| now >= at) {
+                self.restart_at = None;
+                self.restart_from_snapshot("restarting after a failure");
+                continue;
+            }
+            let wake = self
+                .restart_at
+                .map_or(self.next_tick, |at| at.min(self.next_tick));
+            let timeout = wake.saturating_duration_since(now);
+            let serving = self.live.is_some() && self.restart_at.is_none();
+            let queue = if serving { &self.slot.queue_rx } else { &idle };
+            select! {
+                recv(self.slot.control_rx) -> control => {
+                    if let Ok(control) = control {
+                        if self.control(control) == Flow::Exit {
+                            self.abandon();
+                            return;
+                        }
+                    }
+                }
+                recv(queue) -> msg => {
+                    if let Ok(msg) = msg {
+                        self.deliver(msg);
+                    }
+                }
+                default(timeout) => {}
+            }
+            if Instant::now() >= self.next_tick {
+                self.tick();
+                self.next_tick = Instant::now() + self.host.settings.tick_interval;
+            }
+        }
+    }
+
+    /// Leaves without calling into the instance again (it may be stuck or broken).
+    fn abandon(&mut self) {
+        if let Some(live) = self.live.take() {
+            live.retired.store(true, Ordering::SeqCst);
+            // Dropping runs plugin code (the instance's destructor) which might panic across
+            // the boundary; a stuck or stopped worker's instance is leaked instead.
+            std::mem::forget(live.instance);
+        }
+    }
+
+    /// Runs one call into the plugin with the watchdog informed.
+    fn busy<T>(&self, what: &'static str, f: impl FnOnce() -> T) -> T {
+        *lock(&self.slot.busy_since) = Some((Instant::now(), what));
+        let out = f();
+        if !self.stale() {
+            *lock(&self.slot.busy_since) = None;
+        }
+        out
+    }
+
+    fn deliver(&mut self, msg: async_nats::Message) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let ffi = bus::from_nats(msg);
+        let instance = &mut live.instance;
+        *lock(&self.slot.busy_since) = Some((Instant::now(), "on_message"));
+        let result = instance.on_message(ffi).into_result();
+        if self.stale() {
+            return;
+        }
+        *lock(&self.slot.busy_since) = None;
+        match result {
+            Ok(()) => {
+                self.failures = 0;
+                lock(&self.slot.status).messages += 1;
+            }
+            Err(e) if e.kind == FfiErrorKind::Panic => {
+                lock(&self.slot.status).messages += 1;
+                self.fail(format!("on_message: {e}"));
+            }
+            Err(e) => {
+                lock(&self.slot.status).messages += 1;
+                tracing::warn!(plugin = %self.slot.name, "on_message returned an error: {e}");
+                self.slot.record_error(&e.to_string());
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let instance = &mut live.instance;
+        let slot = &self.slot;
+        let stale = || slot.epoch.load(Ordering::SeqCst) != self.epoch;
+        *lock(&slot.busy_since) = Some((Instant::now(), "on_tick"));
+        let ticked = instance.on_tick().into_result();
+        if stale() {
+            return;
+        }
+        let saved = instance.save_state().into_result();
+        if stale() {
+            return;
+        }
+        *lock(&self.slot.busy_since) = None;
+        match ticked {
+            Err(e) if e.kind == FfiErrorKind::Panic => return self.fail(format!("on_tick: {e}")),
+            Err(e) => self.slot.record_error(&format!("on_tick: {e}")),
+            Ok(()) => {}
+        }
+        match saved {
+            Ok(bytes) => *lock(&self.slot.last_state) = Some(bytes.into_vec()),
+            Err(e) if e.kind == FfiErrorKind::Panic => self.fail(format!("save_state: {e}")),
+            Err(e) => self.slot.record_error(&format!("save_state: {e}")),
+        }
+    }
+
+    /// A panic: drop the instance, report, and restart with backoff (or disable after too
+    /// many failures in a row).
+    fn fail(&mut self, reason: String) {
+        if let Some(live) = self.live.take() {
+            live.retired.store(true, Ordering::SeqCst);
+            // The instance panicked and may be inconsistent; never call into it again.
+            std::mem::forget(live.instance);
+        }
+        self.failures += 1;
+        let max = self.host.settings.max_failures;
+        let error = if self.failures >= max {
+            self.disabled = true;
+            self.restart_at = None;
+            self.slot.accepting.store(false, Ordering::SeqCst);
+            while self.slot.queue_rx.try_recv().is_ok() {}
+            self.slot.set_state(PluginState::Disabled);
+            format!("{reason}; disabled after {} failures in a row until its next build", self.failures)
+        } else {
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1u32 << (self.failures - 1).min(16))
+                .min(self.host.settings.restart_backoff_max);
+            self.restart_at = Some(Instant::now() + backoff);
+            self.slot.set_state(PluginState::Failed);
+            format!("{reason}; restarting from its last saved state in {backoff:?}")
+        };
+        tracing::error!(plugin = %self.slot.name, "{error}");
+        self.slot.record_error(&error);
+        self.host.lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error));
+    }
+
+    fn restart_from_snapshot(&mut self, why: &str) {
+        let Some(module) = *lock(&self.slot.module) else {
+            self.slot.set_state(PluginState::Failed);
+            return;
+        };
+        let saved = lock(&self.slot.last_state).clone();
+        let generation = lock(&self.slot.status).generation;
+        tracing::info!(plugin = %self.slot.name, "{why}");
+        match self.construct(module.module, saved, generation) {
+            Ok(live) => match self.install(live, module, false) {
+                Ok(()) => self.host.lifecycle(events::PLUGIN_LOADED, &self.slot, None),
+                Err(e) => self.fail(e),
+            },
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn control(&mut self, control: Control) -> Flow {
+        match control {
+            Control::Load { path, force, ack } => {
+                let outcome = self.load(path, force);
+                if let Some(ack) = ack {
+                    let _ = ack.send(outcome);
+                }
+                Flow::Continue
+            }
+            Control::Restart { ack } => {
+                let current = *lock(&self.slot.module);
+                let outcome = match current {
+                    Some(module) => self.swap_to(module, false),
+                    None => self.load(None, true),
+                };
+                if let Some(ack) = ack {
+                    let _ = ack.send(outcome);
+                }
+                Flow::Continue
+            }
+            Control::Stop { ack } => {
+                self.stop();
+                if let Some(ack) = ack {
+                    let _ = ack.send(Ok(()));
+                }
+                Flow::Exit
+            }
+        }
+    }
+
+    fn load(&mut self, path: Option<std::path::PathBuf>, force: bool) -> Result<(), String> {
+        let path = match path.map_or_else(|| self.host.library_for(self.name()), Ok) {
+            Ok(p) => p,
+            Err(e) => return Err(self.load_failed(e.to_string())),
+        };
+        let current = lock(&self.slot.module).map(|m| m.hash);
+        let started = Instant::now();
+        match loader::load(&path, &self.host.copies, self.name(), current, force) {
+            Err(LoadError::Unchanged { .. }) => {
+                tracing::debug!(plugin = %self.slot.name, "library unchanged; not reloading");
+                Ok(())
+            }
+            Err(e) => Err(self.load_failed(e.to_string())),
+            Ok(module) => {
+                let copies = self.host.copies.count();
+                if copies > u64::from(self.host.settings.reload_copies_warn) {
+                    tracing::warn!(
+                        copies,
+                        "{copies} plugin libraries are loaded and cannot be unloaded; restart the runtime to free their memory"
+                    );
+                }
+                let outcome = self.swap_to(module, true);
+                if outcome.is_ok() {
+                    tracing::info!(plugin = %self.slot.name, path = %path.display(), elapsed = ?started.elapsed(), "generation serving");
+                }
+                outcome
+            }
+        }
+    }
+
+    fn load_failed(&mut self, error: String) -> String {
+        let keeps = if self.live.is_some() {
+            "; the previous generation keeps serving"
+        } else {
+            ""
+        };
+        let error = format!("{error}{keeps}");
+        tracing::error!(plugin = %self.slot.name, "{error}");
+        self.slot.record_error(&error);
+        if self.live.is_none() && !self.disabled {
+            self.slot.set_state(PluginState::Failed);
+        }
+        self.host.lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error.clone()));
+        error
+    }
+
+    /// Builds a new instance from `module` with the old generation's state, then swaps it in.
+    /// On any failure the old generation keeps serving.
+    fn swap_to(&mut self, module: LoadedModule, new_library: bool) -> Result<(), String> {
+        let saved = match self.live.as_mut() {
+            Some(live) => {
+                let instance = &mut live.instance;
+                *lock(&self.slot.busy_since) = Some((Instant::now(), "save_state"));
+                let saved = instance.save_state().into_result();
+                *lock(&self.slot.busy_since) = None;
+                match saved {
+                    Ok(bytes) => Some(bytes.into_vec()),
+                    Err(e) => {
+                        tracing::warn!(plugin = %self.slot.name, "save_state failed, using the last snapshot: {e}");
+                        lock(&self.slot.last_state).clone()
+                    }
+                }
+            }
+            None => lock(&self.slot.last_state).clone(),
+        };
+        let generation = lock(&self.slot.status).generation + u64::from(new_library);
+        let live = match self.construct(module.module, saved.clone(), generation) {
+            Ok(live) => live,
+            Err(e) => return Err(self.load_failed(e)),
+        };
+        if let Some(bytes) = saved {
+            *lock(&self.slot.last_state) = Some(bytes);
+        }
+        let had_old = self.live.is_some();
+        if let Err(e) = self.install(live, module, true) {
+            return Err(self.load_failed(e));
+        }
+        {
+            let mut st = lock(&self.slot.status);
+            st.generation = generation;
+            if had_old || generation > 1 {
+                st.reloads += 1;
+            }
+        }
+        let event = if had_old {
+            events::PLUGIN_RELOADED
+        } else {
+            events::PLUGIN_LOADED
+        };
+        self.host.lifecycle(event, &self.slot, None);
+        Ok(())
+    }
+
+    fn construct(
+        &self,
+        module: PluginModRef,
+        saved: Option<Vec<u8>>,
+        generation: u64,
+    ) -> Result<Live, String> {
+        let retired = Arc::new(AtomicBool::new(false));
+        let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
+        let config_json = lock(&self.slot.settings).plugin_json().to_string();
+        let init = PluginInit {
+            host: HostHandle_TO::from_ptr(RBox::new(bus), TD_Opaque),
+            name: RString::from(self.name()),
+            config_json: RString::from(config_json),
+            bot_name: RString::from(self.host.settings.bot_name.as_str()),
+            channel: RString::from(self.host.settings.channel.as_str()),
+            saved_state: saved.map(RVec::from).into(),
+            generation,
+        };
+        let constructor = module.new();
+        let built = self.busy("init", || constructor(init)).into_result();
+        let mut instance = match built {
+            Ok(instance) => instance,
+            Err(e) => {
+                retired.store(true, Ordering::SeqCst);
+                return Err(format!("the plugin's constructor failed: {e}"));
+            }
+        };
+        let metadata = self.busy("metadata", || instance.metadata());
+        if metadata.name.as_str() != self.name() {
+            retired.store(true, Ordering::SeqCst);
+            let _ = self.busy("shutdown", || instance.shutdown());
+            return Err(format!(
+                "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
+                metadata.name.as_str(),
+                self.name()
+            ));
+        }
+        Ok(Live {
+            instance,
+            retired,
+            metadata,
+        })
+    }
+
+    /// Claims the new instance's commands and makes it the serving one; the old one (if any)
+    /// loses its host access and gets `shutdown`.
+    fn install(&mut self, mut live: Live, module: LoadedModule, shutdown_old: bool) -> Result<(), String> {
+        let overrides = lock(&self.slot.settings).plugin_json().clone();
+        let claimed = lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
+        let commands = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                live.retired.store(true, Ordering::SeqCst);
+                let _ = self.busy("shutdown", || live.instance.shutdown());
+                return Err(e);
+            }
+        };
+        if let Some(mut old) = self.live.take() {
+            old.retired.store(true, Ordering::SeqCst);
+            if shutdown_old {
+                let done = self.busy("shutdown", || old.instance.shutdown().into_result());
+                if let Err(e) = done {
+                    tracing::warn!(plugin = %self.slot.name, "the old generation's shutdown failed: {e}");
+                }
+            }
+            if self.stale() {
+                std::mem::forget(old.instance);
+            }
+        }
+        if let Err(e) = self.host.sync_command_subscriptions(&self.slot, &commands) {
+            tracing::error!(plugin = %self.slot.name, "cannot subscribe to its commands: {e}");
+            self.slot.record_error(&e);
+        }
+        *lock(&self.slot.module) = Some(module);
+        *lock(&self.slot.live_retired) = Some(live.retired.clone());
+        {
+            let mut st = lock(&self.slot.status);
+            st.version = live.metadata.version.to_string();
+            st.loaded_at = Timestamp::now().secs();
+            st.state = PluginState::Running;
+        }
+        self.live = Some(live);
+        self.failures = 0;
+        self.disabled = false;
+        self.restart_at = None;
+        self.slot.accepting.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.slot.accepting.store(false, Ordering::SeqCst);
+        if let Some(mut live) = self.live.take() {
+            let saved = self.busy("save_state", || live.instance.save_state().into_result());
+            if let Ok(bytes) = saved {
+                *lock(&self.slot.last_state) = Some(bytes.into_vec());
+            }
+            live.retired.store(true, Ordering::SeqCst);
+            let done = self.busy("shutdown", || live.instance.shutdown().into_result());
+            if let Err(e) = done {
+                tracing::warn!(plugin = %self.slot.name, "shutdown failed: {e}");
+            }
+        }
+        self.host.drop_subscriptions(&self.slot);
+        lock(&self.host.commands).release(self.name());
+        while self.slot.queue_rx.try_recv().is_ok() {}
+        self.slot.set_state(PluginState::Disabled);
+        self.host.lifecycle(events::PLUGIN_UNLOADED, &self.slot, None);
+        // Retire this worker so the loop exits even if a control arrives meanwhile.
+        self.slot.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,326 @@
+//! The support module every integration test uses: a private `nats-server` per test, a
+//! launcher for Rosey's binaries, and polling helpers that wait for conditions instead of
+//! sleeping for luck.
+#![deny(missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `nats-server -js` on a free loopback port with a temporary JetStream store, killed on drop.
+///
+/// It can be stopped and started again on the same port and store, to test what survives a
+/// server restart.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+    jetstream: bool,
+    extra_args: Vec<String>,
+}
+
+/// The name of the server binary, overridable for unusual installs.
+fn nats_server_binary() -> String {
+    std::env::var("ROSEY_NATS_SERVER").unwrap_or_else(|_| "nats-server".to_owned())
+}
+
+/// Asks the kernel for a port nobody listens on.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener
+        .local_addr()
+        .expect("ephemeral port has an address")
+        .port()
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream and waits until it accepts connections.
+    pub fn start() -> NatsServer {
+        Self::start_with(true)
+    }
+
+    /// Starts a server without JetStream, for the fallback paths.
+    pub fn start_without_jetstream() -> NatsServer {
+        Self::start_with(false)
+    }
+
+    /// Starts a server with JetStream and extra command-line arguments (`--auth TOKEN`, say).
+    pub fn start_with_args(extra_args: &[&str]) -> NatsServer {
+        Self::start_on(None, true, extra_args)
+    }
+
+    /// Starts a server with JetStream on a given port (for tests that must know the port before
+    /// the server exists).
+    pub fn start_on_port(port: u16) -> NatsServer {
+        Self::start_on(Some(port), true, &[])
+    }
+
+    fn start_with(jetstream: bool) -> NatsServer {
+        Self::start_on(None, jetstream, &[])
+    }
+
+    fn start_on(port: Option<u16>, jetstream: bool, extra_args: &[&str]) -> NatsServer {
+        let mut last_error = String::new();
+        // Another test may grab the port between probing and binding; try a few ports.
+        for _ in 0..5 {
+            let mut server = NatsServer {
+                child: None,
+                port: port.unwrap_or_else(free_port),
+                store: tempfile::tempdir().expect("create a temporary JetStream store"),
+                jetstream,
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start nats-server: {last_error}");
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new(nats_server_binary());
+        cmd.arg("-a")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(self.port.to_string());
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        cmd.args(&self.extra_args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot run `{}` ({e}); install it with `apt-get install nats-server` \
+                 (.ci/run does this)",
+                nats_server_binary()
+            )
+        })?;
+        self.child = Some(child);
+        let ready = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        if !ready {
+            self.stop();
+            return Err(format!("nats-server did not listen on port {}", self.port));
+        }
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(format!("nats-server exited at start: {status}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client URL, `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The JetStream store folder.
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit; the store is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("nats-server restart failed: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Connects a client to it.
+    pub async fn connect(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to the test nats-server")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The folder holding the workspace's binaries: the test executable lives in
+/// `target/<profile>/deps/`, the binaries one level up.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let deps = exe.parent().expect("the test executable is in a folder");
+    if deps.ends_with("deps") {
+        deps.parent().unwrap_or(deps).to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// The path of one of Rosey's binaries; panics with the fix when it has not been built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run cargo build --workspace first",
+        path.display()
+    );
+    path
+}
+
+/// A `Command` for one of Rosey's binaries.
+pub fn command(name: &str) -> Command {
+    Command::new(binary(name))
+}
+
+/// A child process killed on drop, so a failing test leaves nothing running.
+pub struct ChildGuard {
+    child: Option<Child>,
+    name: String,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd`, naming it `name` in panics.
+    pub fn spawn(name: &str, mut cmd: Command) -> ChildGuard {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ChildGuard {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The child, for reading its pipes.
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child still owned")
+    }
+
+    /// Sends SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not exit within {timeout:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The async form of [`wait_until`], for conditions that need NATS.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The shared folder of reference material and fixtures (`../shared` beside the checkout).
+pub fn shared_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Ok(dir) = std::env::var("ROSEY_SHARED_DIR") {
+        return PathBuf::from(dir);
+    }
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("shared"))
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+}
+
+/// The workspace's root folder.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
