@@ -32,9 +32,12 @@ pub enum ChatError {
     /// The bot's rank does not allow it.
     #[error("not permitted: {0}")]
     Denied(String),
-    /// Empty, blank or too long text.
+    /// Empty or blank text.
     #[error("invalid message: {0}")]
     Invalid(String),
+    /// Text longer than [`MAX_TEXT_CHARS`].
+    #[error("message of {0} characters is longer than the {MAX_TEXT_CHARS} allowed")]
+    TooLong(usize),
     /// The platform could not send it.
     #[error(transparent)]
     Platform(#[from] ActionError),
@@ -46,7 +49,10 @@ pub enum ChatError {
 impl ChatError {
     /// True when retrying the same message cannot help.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ChatError::Muted(_) | ChatError::Denied(_) | ChatError::Invalid(_))
+        matches!(
+            self,
+            ChatError::Muted(_) | ChatError::Denied(_) | ChatError::Invalid(_)
+        )
     }
 }
 
@@ -73,7 +79,11 @@ pub fn split_message(text: &str, max: usize) -> Vec<String> {
                 pieces.push(std::mem::take(&mut current));
             }
             while word_len > max {
-                let cut = word.char_indices().nth(max).map(|(i, _)| i).unwrap_or(word.len());
+                let cut = word
+                    .char_indices()
+                    .nth(max)
+                    .map(|(i, _)| i)
+                    .unwrap_or(word.len());
                 pieces.push(word[..cut].to_owned());
                 word = &word[cut..];
                 word_len -= max;
@@ -104,7 +114,11 @@ impl TokenBucket {
         TokenBucket {
             capacity,
             tokens: capacity,
-            per_second: if per_second.is_finite() && per_second > 0.0 { per_second } else { 1.0 },
+            per_second: if per_second.is_finite() && per_second > 0.0 {
+                per_second
+            } else {
+                1.0
+            },
             last: Instant::now(),
         }
     }
@@ -118,7 +132,9 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.per_second,
+            ))
         }
     }
 
@@ -193,10 +209,9 @@ impl ChatQueue {
         destination: Destination,
         text: &str,
     ) -> Result<oneshot::Receiver<Result<(), ChatError>>, ChatError> {
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(ChatError::Invalid(format!(
-                "longer than {MAX_TEXT_CHARS} characters"
-            )));
+        let chars = text.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(ChatError::TooLong(chars));
         }
         let limit = match destination {
             Destination::Chat => self.max_len,
@@ -290,14 +305,20 @@ impl ChatQueue {
         let state = self.lock();
         let source = state.turns.front()?.clone();
         let pending = state.sources.get(&source)?.front()?;
-        Some((source, pending.destination.clone(), pending.pieces.front()?.clone()))
+        Some((
+            source,
+            pending.destination.clone(),
+            pending.pieces.front()?.clone(),
+        ))
     }
 
     /// Records the outcome of the piece just sent and rotates the turn.
     fn piece_done(&self, source: &str, result: Result<(), ChatError>) {
         let mut state = self.lock();
         let QueueState { sources, turns, .. } = &mut *state;
-        let Some(queue) = sources.get_mut(source) else { return };
+        let Some(queue) = sources.get_mut(source) else {
+            return;
+        };
         if let Some(pending) = queue.front_mut() {
             pending.pieces.pop_front();
             match result {
@@ -376,7 +397,7 @@ mod tests {
         assert_eq!(split_message("one\ntwo  three", 320), ["one", "two three"]);
         assert_eq!(split_message("abcdefghij", 4), ["abcd", "efgh", "ij"]);
         assert_eq!(split_message("ééééé x", 2), ["éé", "éé", "é", "x"]);
-        assert_eq!(split_message("ééééé x", 3), ["ééé", "éé x"]);
+        assert_eq!(split_message("ééééé x", 4), ["éééé", "é x"]);
         assert!(split_message("  \n \t ", 10).is_empty());
         let long = "word ".repeat(200);
         let pieces = split_message(&long, 320);
@@ -398,7 +419,12 @@ mod tests {
     }
 
     /// A fake platform recording what it was asked to send, answering `result` to each.
-    fn fake_platform(result: Result<(), ActionError>) -> (mpsc::Sender<ActionRequest>, mpsc::UnboundedReceiver<PlatformAction>) {
+    fn fake_platform(
+        result: Result<(), ActionError>,
+    ) -> (
+        mpsc::Sender<ActionRequest>,
+        mpsc::UnboundedReceiver<PlatformAction>,
+    ) {
         let (tx, mut rx) = mpsc::channel::<ActionRequest>(8);
         let (seen_tx, seen_rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -416,9 +442,15 @@ mod tests {
         let (platform, mut seen) = fake_platform(Ok(()));
         let mut waits = Vec::new();
         for i in 0..5 {
-            waits.push(queue.enqueue("chatty", Destination::Chat, &format!("spam {i}")).unwrap());
+            waits.push(
+                queue
+                    .enqueue("chatty", Destination::Chat, &format!("spam {i}"))
+                    .unwrap(),
+            );
         }
-        let quiet = queue.enqueue("shell", Destination::Pm("bob".into()), "reply").unwrap();
+        let quiet = queue
+            .enqueue("shell", Destination::Pm("bob".into()), "reply")
+            .unwrap();
         let start = Instant::now();
         tokio::spawn(queue.clone().run_worker(TokenBucket::new(4, 1.0), platform));
         let mut order = Vec::new();
@@ -426,7 +458,13 @@ mod tests {
             order.push(seen.recv().await.unwrap());
         }
         assert_eq!(order[0], PlatformAction::Chat("spam 0".into()));
-        assert_eq!(order[1], PlatformAction::Pm { to: "bob".into(), content: "reply".into() });
+        assert_eq!(
+            order[1],
+            PlatformAction::Pm {
+                to: "bob".into(),
+                content: "reply".into()
+            }
+        );
         assert_eq!(order[5], PlatformAction::Chat("spam 4".into()));
         // Six pieces with a burst of 4 at 1/s: the last two waited about a second each.
         let elapsed = start.elapsed();
@@ -442,25 +480,44 @@ mod tests {
     async fn overflow_and_blocking_are_reported() {
         let queue = ChatQueue::new(320);
         for i in 0..PER_SOURCE_CAPACITY {
-            queue.enqueue("plugin", Destination::Chat, &format!("m{i}")).unwrap();
+            queue
+                .enqueue("plugin", Destination::Chat, &format!("m{i}"))
+                .unwrap();
         }
         assert_eq!(
-            queue.enqueue("plugin", Destination::Chat, "one more").unwrap_err(),
+            queue
+                .enqueue("plugin", Destination::Chat, "one more")
+                .unwrap_err(),
             ChatError::QueueFull("plugin".into())
         );
-        let other = queue.enqueue("other", Destination::Chat, "still fine").unwrap();
-        let pm = queue.enqueue("shell", Destination::Pm("bob".into()), "pm ok").unwrap();
+        let other = queue
+            .enqueue("other", Destination::Chat, "still fine")
+            .unwrap();
+        let pm = queue
+            .enqueue("shell", Destination::Pm("bob".into()), "pm ok")
+            .unwrap();
         queue.set_blocked(Some(ChatError::Muted("muted by a moderator".into())));
-        assert_eq!(other.await.unwrap(), Err(ChatError::Muted("muted by a moderator".into())));
-        assert!(queue.enqueue("x", Destination::Chat, "hi").unwrap_err().is_permanent());
+        assert_eq!(
+            other.await.unwrap(),
+            Err(ChatError::Muted("muted by a moderator".into()))
+        );
+        assert!(queue
+            .enqueue("x", Destination::Chat, "hi")
+            .unwrap_err()
+            .is_permanent());
         assert_eq!(queue.len(), 1, "the PM still waits");
         queue.set_blocked(None);
         assert!(queue.enqueue("x", Destination::Chat, "hi").is_ok());
-        assert!(matches!(queue.enqueue("x", Destination::Chat, " "), Err(ChatError::Invalid(_))));
         assert!(matches!(
-            queue.enqueue("x", Destination::Chat, &"a".repeat(MAX_TEXT_CHARS + 1)),
+            queue.enqueue("x", Destination::Chat, " "),
             Err(ChatError::Invalid(_))
         ));
+        assert_eq!(
+            queue
+                .enqueue("x", Destination::Chat, &"a".repeat(MAX_TEXT_CHARS + 1))
+                .unwrap_err(),
+            ChatError::TooLong(MAX_TEXT_CHARS + 1)
+        );
         queue.close();
         assert_eq!(pm.await.unwrap(), Err(ChatError::Closed));
     }
@@ -471,9 +528,14 @@ mod tests {
         let (platform, mut seen) = fake_platform(Err(ActionError::NotConnected));
         queue.pause(Duration::from_secs(3));
         let start = Instant::now();
-        let done = queue.enqueue("core", Destination::Chat, "aaaa bbbb").unwrap();
+        let done = queue
+            .enqueue("core", Destination::Chat, "aaaa bbbb")
+            .unwrap();
         tokio::spawn(queue.clone().run_worker(TokenBucket::new(4, 1.0), platform));
-        assert_eq!(seen.recv().await.unwrap(), PlatformAction::Chat("aaaa".into()));
+        assert_eq!(
+            seen.recv().await.unwrap(),
+            PlatformAction::Chat("aaaa".into())
+        );
         assert!(start.elapsed() >= Duration::from_secs(3));
         let err = done.await.unwrap().unwrap_err();
         assert_eq!(err, ChatError::Platform(ActionError::NotConnected));

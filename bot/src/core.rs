@@ -16,8 +16,8 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use rosey_config::Config;
 use rosey_plugin_api::actions::{
-    Ok as OkReply, PlatformError, SendAfk, SendChannelAction, SendChat, SendKick, SendPlaylistAdd,
-    SendPlaylistEntry, SendPlaylistMove, SendPm, QueuePosition,
+    Ok as OkReply, PlatformError, QueuePosition, SendAfk, SendChannelAction, SendChat, SendKick,
+    SendPlaylistAdd, SendPlaylistEntry, SendPlaylistMove, SendPm,
 };
 use rosey_plugin_api::commands::{parse_command_line, Command};
 use rosey_plugin_api::db::{
@@ -34,6 +34,7 @@ use rosey_plugin_api::{ErrorBody, ErrorCode, Timestamp, UserData};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -103,6 +104,12 @@ impl Settings {
     }
 }
 
+/// How long shutdown waits for queued database writes to be stored.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+
+/// How long a live publish may wait for room in the NATS client's buffer.
+const LIVE_PUBLISH_WAIT: Duration = Duration::from_secs(1);
+
 /// Everything the core's tasks share.
 pub struct Ctx {
     /// The NATS connection.
@@ -134,26 +141,59 @@ impl Ctx {
     }
 
     /// Publishes a normalized event on core NATS.
+    ///
+    /// An event too large for the server (the original event doubles its size) is sent with
+    /// `platform_data` replaced by `{"truncated": true}` rather than lost.
     pub async fn publish_event<T: Serialize>(&self, subject: &str, body: T, meta: &Meta) {
-        let event = Event {
+        let mut event = Event {
             platform: self.platform.to_owned(),
             channel: self.channel.clone(),
             timestamp: meta.timestamp,
             platform_data: meta.platform_data.clone(),
             body,
         };
-        self.publish_json(subject.to_owned(), &event).await;
+        let Ok(bytes) = serde_json::to_vec(&event) else {
+            tracing::error!(subject, "cannot encode event");
+            return;
+        };
+        let limit = self.nats.server_info().max_payload;
+        let bytes = if limit > 0 && bytes.len() > limit {
+            tracing::warn!(
+                subject,
+                size = bytes.len(),
+                limit,
+                "event too large; platform_data dropped"
+            );
+            event.platform_data = serde_json::json!({"truncated": true});
+            let Ok(bytes) = serde_json::to_vec(&event) else {
+                tracing::error!(subject, "cannot encode event");
+                return;
+            };
+            bytes
+        } else {
+            bytes
+        };
+        self.publish_bytes(subject.to_owned(), Bytes::from(bytes))
+            .await;
     }
 
     /// Publishes any serializable value on core NATS (a lost connection is logged).
     pub async fn publish_json<T: Serialize>(&self, subject: String, value: &T) {
         match serde_json::to_vec(value) {
-            Ok(bytes) => {
-                if let Err(e) = self.nats.publish(subject.clone(), Bytes::from(bytes)).await {
-                    tracing::warn!(subject, error = %e, "publish failed");
-                }
-            }
+            Ok(bytes) => self.publish_bytes(subject, Bytes::from(bytes)).await,
             Err(e) => tracing::error!(subject, error = %e, "cannot encode event"),
+        }
+    }
+
+    /// Publishes on core NATS without stalling the event loop: while NATS is away and the
+    /// client's buffer is full, a live event is dropped (durable writes go through
+    /// [`DbWriter`], which keeps them).
+    async fn publish_bytes(&self, subject: String, bytes: Bytes) {
+        let publish = self.nats.publish(subject.clone(), bytes);
+        match tokio::time::timeout(LIVE_PUBLISH_WAIT, publish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(subject, error = %e, "publish failed"),
+            Err(_) => tracing::warn!(subject, "NATS is not taking publishes; live event dropped"),
         }
     }
 
@@ -168,7 +208,12 @@ impl Ctx {
     }
 
     /// Says `text` in chat (through the rate-limited queue) and waits until it is sent.
-    pub async fn say(&self, source: &str, destination: Destination, text: &str) -> Result<(), ChatError> {
+    pub async fn say(
+        &self,
+        source: &str,
+        destination: Destination,
+        text: &str,
+    ) -> Result<(), ChatError> {
         let done = self.chat.enqueue(source, destination, text)?;
         done.await.unwrap_or(Err(ChatError::Closed))
     }
@@ -177,7 +222,10 @@ impl Ctx {
     pub fn check_permission(&self, permission: &str) -> Result<(), ErrorBody> {
         let state = self.state();
         if !state.joined {
-            return Err(ErrorBody::new(ErrorCode::Internal, "the bot is not connected to the channel"));
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "the bot is not connected to the channel",
+            ));
         }
         let needed = required_rank(&state.permissions, permission);
         if state.own_rank < needed {
@@ -207,7 +255,8 @@ impl Ctx {
                 },
             )
         };
-        self.publish_event(subjects::events::BOT_STATUS, status, &meta).await;
+        self.publish_event(subjects::events::BOT_STATUS, status, &meta)
+            .await;
     }
 
     fn write_status(&self) {
@@ -266,8 +315,14 @@ pub async fn run<P: Platform>(
         chat: chat.clone(),
         db,
         actions: actions_tx.clone(),
-        logs: LogFiles::open(settings.chat_log_file.as_deref(), settings.media_log_file.as_deref()),
-        flood: Mutex::new(FloodGuard::new(settings.flood_per_minute, settings.flood_block)),
+        logs: LogFiles::open(
+            settings.chat_log_file.as_deref(),
+            settings.media_log_file.as_deref(),
+        ),
+        flood: Mutex::new(FloodGuard::new(
+            settings.flood_per_minute,
+            settings.flood_block,
+        )),
         settings,
     });
 
@@ -308,7 +363,16 @@ pub async fn run<P: Platform>(
     }
     worker.abort();
     platform_task.abort();
-    // Give queued publishes a moment to leave.
+    ctx.state().joined = false;
+    ctx.publish_status().await;
+    ctx.write_status();
+    // Queued durable writes are stored before we go (bounded: NATS may be down).
+    if tokio::time::timeout(SHUTDOWN_FLUSH, ctx.db.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("NATS did not store every database write before shutdown");
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
     result
 }
@@ -339,21 +403,75 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             ctx.publish_status().await;
             ctx.write_status();
         }
-        PlatformEvent::Chat { user, content, origin, meta } => {
+        PlatformEvent::Chat {
+            user,
+            content,
+            origin,
+            meta,
+        } => {
             handle_chat(ctx, user, content, origin, meta).await;
         }
-        PlatformEvent::Pm { user, recipient, content, meta } => {
+        PlatformEvent::Pm {
+            user,
+            recipient,
+            content,
+            meta,
+        } => {
             handle_pm(ctx, user, recipient, content, meta).await;
         }
         PlatformEvent::UserList { users, meta } => {
             let count = users.len();
-            let (chat_count, connected) = {
+            let (chat_count, connected, arrived, departed) = {
                 let mut s = ctx.state();
+                // The list replaces what we knew: whoever appeared or vanished meanwhile (at
+                // start-up, everyone present) opens or closes a session, so their time and
+                // lines are counted, as if they had joined or left in front of us.
+                let arrived: Vec<UserData> = users
+                    .iter()
+                    .filter(|u| s.user(&u.username).is_none())
+                    .cloned()
+                    .collect();
+                let departed: Vec<UserData> = s
+                    .users
+                    .values()
+                    .filter(|old| {
+                        !users
+                            .iter()
+                            .any(|u| u.username.eq_ignore_ascii_case(&old.username))
+                    })
+                    .cloned()
+                    .collect();
                 s.set_users(&users);
-                (s.chat_count(), s.connected_count)
+                (s.chat_count(), s.connected_count, arrived, departed)
             };
+            for user in departed {
+                ctx.db.write(
+                    subjects::db::USER_LEFT,
+                    &UserLeft {
+                        username: user.username.clone(),
+                        timestamp: Some(meta.timestamp),
+                        user_data: Some(user),
+                    },
+                );
+            }
+            for user in arrived {
+                ctx.db.write(
+                    subjects::db::USER_JOINED,
+                    &UserJoined {
+                        username: user.username.clone(),
+                        timestamp: Some(meta.timestamp),
+                        user_data: Some(user),
+                    },
+                );
+            }
             ctx.refresh_chat_gate();
-            ctx.publish_event(subjects::events::USER_LIST, ev::UserList { users, count }, &meta).await;
+            ctx.publish_event(
+                subjects::events::USER_LIST,
+                ev::UserList { users, count },
+                &meta,
+            )
+            .await;
+            publish_count(ctx, &meta).await;
             ctx.db.write(
                 subjects::db::STATS_HIGH_WATER,
                 &StatsHighWater {
@@ -372,10 +490,14 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             let name = user.username.clone();
             ctx.publish_event(
                 subjects::events::USER_JOIN,
-                ev::UserJoin { user: name.clone(), user_data: user.clone() },
+                ev::UserJoin {
+                    user: name.clone(),
+                    user_data: user.clone(),
+                },
                 &meta,
             )
             .await;
+            publish_count(ctx, &meta).await;
             ctx.db.write(
                 subjects::db::USER_JOINED,
                 &UserJoined {
@@ -398,10 +520,14 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             let last = ctx.state().remove_user(&user);
             ctx.publish_event(
                 subjects::events::USER_LEAVE,
-                ev::UserLeave { user: user.clone(), user_data: last.clone() },
+                ev::UserLeave {
+                    user: user.clone(),
+                    user_data: last.clone(),
+                },
                 &meta,
             )
             .await;
+            publish_count(ctx, &meta).await;
             ctx.db.write(
                 subjects::db::USER_LEFT,
                 &UserLeft {
@@ -418,7 +544,11 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
                     ctx.refresh_chat_gate();
                     ctx.publish_event(
                         subjects::events::USER_UPDATE,
-                        ev::UserUpdate { user: user_data.username.clone(), user_data, changed },
+                        ev::UserUpdate {
+                            user: user_data.username.clone(),
+                            user_data,
+                            changed,
+                        },
                         &meta,
                     )
                     .await;
@@ -435,7 +565,10 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             };
             ctx.publish_event(
                 subjects::events::USER_COUNT,
-                UserCount { chat_count, connected_count: count },
+                UserCount {
+                    chat_count,
+                    connected_count: count,
+                },
                 &meta,
             )
             .await;
@@ -477,11 +610,19 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
                     .filter(|i| i.media.id == media.id)
                     .and_then(|i| i.queued_by.clone())
             };
-            ctx.logs.media(meta.timestamp, &media.kind, &media.id, &media.title);
-            ctx.publish_event(subjects::events::MEDIA_CHANGE, MediaChange { media, queued_by }, &meta)
-                .await;
+            ctx.logs
+                .media(meta.timestamp, &media.kind, &media.id, &media.title);
+            ctx.publish_event(
+                subjects::events::MEDIA_CHANGE,
+                MediaChange { media, queued_by },
+                &meta,
+            )
+            .await;
         }
-        PlatformEvent::MediaUpdate { current_time, paused } => {
+        PlatformEvent::MediaUpdate {
+            current_time,
+            paused,
+        } => {
             let mut s = ctx.state();
             s.media_time = current_time;
             s.paused = paused;
@@ -489,16 +630,22 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         PlatformEvent::Playlist { items } => ctx.state().playlist = items,
         PlatformEvent::PlaylistAdd { add, meta } => {
             ctx.state().playlist_add(&add.item, add.after);
-            ctx.publish_event(subjects::events::PLAYLIST_ADD, add, &meta).await;
+            ctx.publish_event(subjects::events::PLAYLIST_ADD, add, &meta)
+                .await;
         }
         PlatformEvent::PlaylistRemove { uid, meta } => {
             ctx.state().playlist_remove(uid);
-            ctx.publish_event(subjects::events::PLAYLIST_REMOVE, PlaylistRemove { uid }, &meta)
-                .await;
+            ctx.publish_event(
+                subjects::events::PLAYLIST_REMOVE,
+                PlaylistRemove { uid },
+                &meta,
+            )
+            .await;
         }
         PlatformEvent::PlaylistMove { moved, meta } => {
             ctx.state().playlist_move(moved.uid, moved.after);
-            ctx.publish_event(subjects::events::PLAYLIST_MOVE, moved, &meta).await;
+            ctx.publish_event(subjects::events::PLAYLIST_MOVE, moved, &meta)
+                .await;
         }
         PlatformEvent::SetTemp { uid, temporary } => {
             let mut s = ctx.state();
@@ -507,20 +654,26 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             }
         }
         PlatformEvent::PollOpen { poll, meta } => {
-            ctx.publish_event(subjects::events::POLL_OPEN, poll, &meta).await;
+            ctx.publish_event(subjects::events::POLL_OPEN, poll, &meta)
+                .await;
         }
         PlatformEvent::PollUpdate { poll, meta } => {
-            ctx.publish_event(subjects::events::POLL_UPDATE, poll, &meta).await;
+            ctx.publish_event(subjects::events::POLL_UPDATE, poll, &meta)
+                .await;
         }
         PlatformEvent::PollClose { meta } => {
-            ctx.publish_event(subjects::events::POLL_CLOSE, PollClose {}, &meta).await;
+            ctx.publish_event(subjects::events::POLL_CLOSE, PollClose {}, &meta)
+                .await;
         }
         PlatformEvent::Leader(name) => {
             ctx.state().leader = (!name.is_empty()).then_some(name);
         }
         PlatformEvent::Voteskip { count, need } => ctx.state().voteskip = Some((count, need)),
         PlatformEvent::Cooldown(pause) => {
-            tracing::warn!(?pause, "the server dropped a chat line (cooldown); pausing chat");
+            tracing::warn!(
+                ?pause,
+                "the server dropped a chat line (cooldown); pausing chat"
+            );
             ctx.chat.pause(pause);
         }
         PlatformEvent::ChatRefused(msg) => {
@@ -532,7 +685,13 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
     }
 }
 
-async fn handle_chat(ctx: &Arc<Ctx>, user: String, content: String, origin: ChatOrigin, meta: Meta) {
+async fn handle_chat(
+    ctx: &Arc<Ctx>,
+    user: String,
+    content: String,
+    origin: ChatOrigin,
+    meta: Meta,
+) {
     match origin {
         ChatOrigin::History | ChatOrigin::Shadow | ChatOrigin::Server => return,
         ChatOrigin::Own => {
@@ -600,7 +759,10 @@ async fn handle_pm(ctx: &Arc<Ctx>, user: String, recipient: String, content: Str
         let ctx = ctx.clone();
         tokio::spawn(async move { shell::run_command(&ctx, &user, &content).await });
     } else if ctx.settings.shell_enabled {
-        tracing::info!(user, "PM from a non-moderator is not a shell command; ignored");
+        tracing::info!(
+            user,
+            "PM from a non-moderator is not a shell command; ignored"
+        );
     }
 }
 
@@ -629,7 +791,11 @@ async fn publish_command(
                 let text = format!(
                     "{user}: too many commands; I will ignore yours for {minutes} minute(s)."
                 );
-                let dest = if is_pm { Destination::Pm(user.clone()) } else { Destination::Chat };
+                let dest = if is_pm {
+                    Destination::Pm(user.clone())
+                } else {
+                    Destination::Chat
+                };
                 if let Err(e) = ctx.chat.enqueue("core", dest, &text) {
                     tracing::warn!(error = %e, "cannot send the flood warning");
                 }
@@ -655,9 +821,26 @@ async fn publish_command(
     ctx.publish_json(subject, &command).await;
 }
 
+/// Publishes `rosey.events.user.count` from the state, once the connected count is known.
+async fn publish_count(ctx: &Ctx, meta: &Meta) {
+    let counts = {
+        let s = ctx.state();
+        s.connected_count.map(|connected| UserCount {
+            chat_count: s.chat_count(),
+            connected_count: connected,
+        })
+    };
+    if let Some(counts) = counts {
+        ctx.publish_event(subjects::events::USER_COUNT, counts, meta)
+            .await;
+    }
+}
+
 /// Publishes an action failure on `rosey.platform.<p>.error`.
 pub async fn report_error(ctx: &Ctx, action: &str, error: &str) {
-    let Ok(subject) = psub::error(ctx.platform) else { return };
+    let Ok(subject) = psub::error(ctx.platform) else {
+        return;
+    };
     ctx.publish_json(
         subject,
         &PlatformError {
@@ -674,9 +857,11 @@ const MAX_ACTION_BYTES: usize = 64 * 1024;
 
 async fn serve_actions(ctx: Arc<Ctx>, mut sub: async_nats::Subscriber) {
     use futures::StreamExt;
+    // One at a time, in arrival order: two `send.chat` (or two `playlist.add`) from one
+    // publisher must reach the channel in the order they were sent. Every action is quick
+    // (chat is only queued; platform actions are one websocket write).
     while let Some(msg) = sub.next().await {
-        let ctx = ctx.clone();
-        tokio::spawn(async move { serve_action(&ctx, msg).await });
+        serve_action(&ctx, msg).await;
     }
 }
 
@@ -698,10 +883,16 @@ fn platform_failure(e: ActionError) -> ErrorBody {
 
 fn chat_failure(e: ChatError) -> ErrorBody {
     match e {
-        ChatError::QueueFull(_) => ErrorBody::new(ErrorCode::TooLarge, e.to_string()),
-        ChatError::Muted(_) | ChatError::Denied(_) => ErrorBody::new(ErrorCode::Denied, e.to_string()),
+        ChatError::QueueFull(_) | ChatError::TooLong(_) => {
+            ErrorBody::new(ErrorCode::TooLarge, e.to_string())
+        }
+        ChatError::Muted(_) | ChatError::Denied(_) => {
+            ErrorBody::new(ErrorCode::Denied, e.to_string())
+        }
         ChatError::Invalid(_) => ErrorBody::new(ErrorCode::InvalidJson, e.to_string()),
-        ChatError::Platform(_) | ChatError::Closed => ErrorBody::new(ErrorCode::Internal, e.to_string()),
+        ChatError::Platform(_) | ChatError::Closed => {
+            ErrorBody::new(ErrorCode::Internal, e.to_string())
+        }
     }
 }
 
@@ -712,7 +903,10 @@ async fn serve_action(ctx: &Arc<Ctx>, msg: async_nats::Message) {
     let result = if msg.payload.len() > MAX_ACTION_BYTES {
         Err(ErrorBody::new(
             ErrorCode::TooLarge,
-            format!("action payload is {} bytes; the limit is {MAX_ACTION_BYTES}", msg.payload.len()),
+            format!(
+                "action payload is {} bytes; the limit is {MAX_ACTION_BYTES}",
+                msg.payload.len()
+            ),
         ))
     } else {
         match channel_of(&msg.payload) {
@@ -768,7 +962,10 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
                 return Err(ErrorBody::new(ErrorCode::InvalidJson, "`to` is empty"));
             }
             if !ctx.state().joined {
-                return Err(ErrorBody::new(ErrorCode::Internal, "the bot is not connected to the channel"));
+                return Err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    "the bot is not connected to the channel",
+                ));
             }
             queue_text(Destination::Pm(req.to), &req.content)
         }
@@ -779,9 +976,13 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
             if !req.temporary {
                 ctx.check_permission("addnontemp")?;
             }
-            ctx.act(PlatformAction::PlaylistAdd { url: req.url, next, temporary: req.temporary })
-                .await
-                .map_err(platform_failure)
+            ctx.act(PlatformAction::PlaylistAdd {
+                url: req.url,
+                next,
+                temporary: req.temporary,
+            })
+            .await
+            .map_err(platform_failure)
         }
         a::PLAYLIST_REMOVE | a::PLAYLIST_JUMP => {
             let req: SendPlaylistEntry = decode(payload)?;
@@ -792,7 +993,10 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
             };
             ctx.check_permission(perm)?;
             if ctx.state().position(req.uid).is_none() {
-                return Err(ErrorBody::new(ErrorCode::NotFound, format!("no playlist item {}", req.uid)));
+                return Err(ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!("no playlist item {}", req.uid),
+                ));
             }
             ctx.act(act).await.map_err(platform_failure)
         }
@@ -803,14 +1007,19 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
                 PlaylistAfter::Uid(uid) => Some(uid),
                 PlaylistAfter::Start(_) => None,
             };
-            ctx.act(PlatformAction::PlaylistMove { uid: req.uid, after })
-                .await
-                .map_err(platform_failure)
+            ctx.act(PlatformAction::PlaylistMove {
+                uid: req.uid,
+                after,
+            })
+            .await
+            .map_err(platform_failure)
         }
         a::PLAYLIST_NEXT => {
             let _req: SendChannelAction = decode(payload)?;
             ctx.check_permission("playlistjump")?;
-            ctx.act(PlatformAction::PlaylistNext).await.map_err(platform_failure)
+            ctx.act(PlatformAction::PlaylistNext)
+                .await
+                .map_err(platform_failure)
         }
         a::KICK => {
             let req: SendKick = decode(payload)?;
@@ -818,7 +1027,10 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
             {
                 let s = ctx.state();
                 let target = s.user(&req.user).ok_or_else(|| {
-                    ErrorBody::new(ErrorCode::NotFound, format!("{} is not in the channel", req.user))
+                    ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!("{} is not in the channel", req.user),
+                    )
                 })?;
                 if target.rank >= s.own_rank {
                     return Err(ErrorBody::new(
@@ -827,14 +1039,19 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
                     ));
                 }
             }
-            ctx.act(PlatformAction::Kick { user: req.user, reason: req.reason })
-                .await
-                .map_err(platform_failure)
+            ctx.act(PlatformAction::Kick {
+                user: req.user,
+                reason: req.reason,
+            })
+            .await
+            .map_err(platform_failure)
         }
         a::CLEAR => {
             let _req: SendChannelAction = decode(payload)?;
             ctx.check_permission("chatclear")?;
-            ctx.act(PlatformAction::Clear).await.map_err(platform_failure)
+            ctx.act(PlatformAction::Clear)
+                .await
+                .map_err(platform_failure)
         }
         a::AFK => {
             let req: SendAfk = decode(payload)?;
@@ -842,22 +1059,39 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
             if current == Some(req.afk) {
                 return Ok(());
             }
-            ctx.act(PlatformAction::Afk(req.afk)).await.map_err(platform_failure)
+            ctx.act(PlatformAction::Afk(req.afk))
+                .await
+                .map_err(platform_failure)
         }
-        other => Err(ErrorBody::new(ErrorCode::NotFound, format!("unknown action {other}"))),
+        other => Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("unknown action {other}"),
+        )),
     }
 }
+
+/// How long a sent (or given-up) outbound message id is remembered.
+const OUTBOUND_MEMORY: Duration = Duration::from_secs(600);
 
 /// Sends the database's queued outbound messages and marks each sent or failed.
 async fn poll_outbound(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(ctx.settings.outbound_poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Marks travel through the stream, so the database may list a message again before it
+    // applied our mark: remember what we just handled, so nothing is sent twice.
+    let mut handled: HashMap<i64, tokio::time::Instant> = HashMap::new();
+    let retry_pause = (ctx.settings.outbound_poll_interval * 5).max(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        let now = tokio::time::Instant::now();
+        handled.retain(|_, until| *until > now);
         if !ctx.state().joined {
             continue;
         }
-        let request = OutboundGet { limit: 20, max_retries: 3 };
+        let request = OutboundGet {
+            limit: 20,
+            max_retries: 3,
+        };
         let messages: Vec<OutboundMessage> = match request_json(
             &ctx.nats,
             subjects::db::OUTBOUND_GET,
@@ -879,12 +1113,23 @@ async fn poll_outbound(ctx: Arc<Ctx>) {
             }
         };
         for m in messages {
+            if handled.contains_key(&m.id) {
+                continue;
+            }
             let result = ctx.say("outbound", Destination::Chat, &m.message).await;
+            let pause = match &result {
+                Err(e) if !e.is_permanent() => retry_pause,
+                _ => OUTBOUND_MEMORY,
+            };
+            handled.insert(m.id, tokio::time::Instant::now() + pause);
             let now = Some(Timestamp::now());
             match result {
                 Ok(()) => ctx.db.write(
                     subjects::db::OUTBOUND_MARK_SENT,
-                    &OutboundMarkSent { message_id: m.id, timestamp: now },
+                    &OutboundMarkSent {
+                        message_id: m.id,
+                        timestamp: now,
+                    },
                 ),
                 Err(e) => {
                     tracing::warn!(id = m.id, error = %e, "outbound message not sent");

@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Writes that may wait while NATS is away before new ones are dropped (and logged).
 pub const BACKLOG: usize = 100_000;
@@ -24,10 +24,18 @@ struct Write {
     msg_id: String,
 }
 
+/// What the publishing task is asked to do, in order.
+enum Job {
+    /// Publish one write.
+    Write(Write),
+    /// Answer once every earlier write is stored.
+    Flush(oneshot::Sender<()>),
+}
+
 /// The handle the core queues writes through; cheap to clone.
 #[derive(Clone)]
 pub struct DbWriter {
-    tx: mpsc::Sender<Write>,
+    tx: mpsc::Sender<Job>,
     prefix: Arc<str>,
     seq: Arc<AtomicU64>,
 }
@@ -61,8 +69,16 @@ impl DbWriter {
             payload,
             msg_id: format!("{}-{n}", self.prefix),
         };
-        if let Err(e) = self.tx.try_send(write) {
+        if let Err(e) = self.tx.try_send(Job::Write(write)) {
             tracing::error!(subject, error = %e, "database write backlog is full; write dropped");
+        }
+    }
+
+    /// Waits until every write queued so far is stored (for a clean shutdown).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
         }
     }
 }
@@ -74,7 +90,11 @@ enum Mode {
     Plain,
 }
 
-async fn set_up(client: &async_nats::Client, js: &jetstream::Context, limits: &StreamLimits) -> Mode {
+async fn set_up(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    limits: &StreamLimits,
+) -> Mode {
     let mut delay = Duration::from_millis(100);
     loop {
         match tokio::time::timeout(Duration::from_secs(5), ensure_streams(js, limits)).await {
@@ -99,10 +119,17 @@ async fn set_up(client: &async_nats::Client, js: &jetstream::Context, limits: &S
     }
 }
 
-async fn run(client: async_nats::Client, limits: StreamLimits, mut rx: mpsc::Receiver<Write>) {
+async fn run(client: async_nats::Client, limits: StreamLimits, mut rx: mpsc::Receiver<Job>) {
     let js = jetstream::new(client.clone());
     let mut mode = set_up(&client, &js, &limits).await;
-    while let Some(write) = rx.recv().await {
+    while let Some(job) = rx.recv().await {
+        let write = match job {
+            Job::Write(write) => write,
+            Job::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         if mode == Mode::Plain {
             if let Err(e) = client.publish(write.subject, write.payload).await {
                 tracing::warn!(subject = write.subject, error = %e, "plain database write failed");

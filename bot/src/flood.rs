@@ -49,7 +49,9 @@ impl FloodGuard {
         if self.users.len() > 10_000 {
             self.users.retain(|_, w| {
                 w.blocked_until.is_some_and(|u| u > now)
-                    || w.recent.back().is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
+                    || w.recent
+                        .back()
+                        .is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
             });
         }
         let w = self.users.entry(user.to_lowercase()).or_default();
@@ -60,7 +62,11 @@ impl FloodGuard {
             w.blocked_until = None;
             w.recent.clear();
         }
-        while w.recent.front().is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW) {
+        while w
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
             w.recent.pop_front();
         }
         if w.recent.len() >= self.per_minute {
@@ -84,9 +90,15 @@ mod tests {
             assert_eq!(g.check("Bob", t), FloodVerdict::Allow);
         }
         assert_eq!(g.check("bob", t), FloodVerdict::BlockAndWarn);
-        assert_eq!(g.check("bob", t + Duration::from_secs(100)), FloodVerdict::Block);
+        assert_eq!(
+            g.check("bob", t + Duration::from_secs(100)),
+            FloodVerdict::Block
+        );
         assert_eq!(g.check("alice", t), FloodVerdict::Allow);
-        assert_eq!(g.check("bob", t + Duration::from_secs(301)), FloodVerdict::Allow);
+        assert_eq!(
+            g.check("bob", t + Duration::from_secs(301)),
+            FloodVerdict::Allow
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -94,8 +106,17 @@ mod tests {
         let mut g = FloodGuard::new(2, Duration::from_secs(300));
         let t = Instant::now();
         assert_eq!(g.check("a", t), FloodVerdict::Allow);
-        assert_eq!(g.check("a", t + Duration::from_secs(30)), FloodVerdict::Allow);
-        assert_eq!(g.check("a", t + Duration::from_secs(61)), FloodVerdict::Allow);
-        assert_eq!(g.check("a", t + Duration::from_secs(62)), FloodVerdict::BlockAndWarn);
+        assert_eq!(
+            g.check("a", t + Duration::from_secs(30)),
+            FloodVerdict::Allow
+        );
+        assert_eq!(
+            g.check("a", t + Duration::from_secs(61)),
+            FloodVerdict::Allow
+        );
+        assert_eq!(
+            g.check("a", t + Duration::from_secs(62)),
+            FloodVerdict::BlockAndWarn
+        );
     }
 }

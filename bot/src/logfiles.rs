@@ -75,12 +75,18 @@ impl LogFiles {
 
     /// Logs a private message.
     pub fn pm(&self, ts: Timestamp, from: &str, to: &str, text: &str) {
-        append(&self.chat, &format!("[{}] [pm] {from} -> {to}: {text}", format_utc(ts)));
+        append(
+            &self.chat,
+            &format!("[{}] [pm] {from} -> {to}: {text}", format_utc(ts)),
+        );
     }
 
     /// Logs a media change.
     pub fn media(&self, ts: Timestamp, kind: &str, id: &str, title: &str) {
-        append(&self.media, &format!("[{}] {kind}:{id} {title}", format_utc(ts)));
+        append(
+            &self.media,
+            &format!("[{}] {kind}:{id} {title}", format_utc(ts)),
+        );
     }
 }
 
@@ -108,7 +114,13 @@ mod tests {
         logs.pm(ts, "bob", "rosey", "help");
         logs.media(ts, "yt", "abc", "Song");
         let text = std::fs::read_to_string(&chat).unwrap();
-        assert_eq!(text, "[2023-11-14 22:13:20] <alice> hi\n[2023-11-14 22:13:20] [pm] bob -> rosey: help\n");
-        assert_eq!(std::fs::read_to_string(&media).unwrap(), "[2023-11-14 22:13:20] yt:abc Song\n");
+        assert_eq!(
+            text,
+            "[2023-11-14 22:13:20] <alice> hi\n[2023-11-14 22:13:20] [pm] bob -> rosey: help\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&media).unwrap(),
+            "[2023-11-14 22:13:20] yt:abc Song\n"
+        );
     }
 }

@@ -55,17 +55,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         PlatformKind::Console => {
             let channel = p.channel.clone().unwrap_or_else(|| "console".to_owned());
             let platform = ConsolePlatform::new(&channel, &p.console_user, &bot_name);
-            core::run(platform, nats, settings, &bot_name, "console", shutdown_signal()).await
+            core::run(
+                platform,
+                nats,
+                settings,
+                &bot_name,
+                "console",
+                shutdown_signal(),
+            )
+            .await
         }
         PlatformKind::Cytube => {
             let platform = CytubePlatform::from_config(p)?;
             let server = platform.domain().to_owned();
-            core::run(platform, nats, settings, &bot_name, &server, shutdown_signal()).await
+            core::run(
+                platform,
+                nats,
+                settings,
+                &bot_name,
+                &server,
+                shutdown_signal(),
+            )
+            .await
         }
     }
 }
 
-#[tokio::main]
+// One thread is plenty for one channel and keeps memory low (no per-worker allocator arenas).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {

@@ -158,7 +158,12 @@ impl CytubeNormalizer {
     }
 
     /// The platform events one CyTube event stands for (the raw event is not included).
-    pub fn normalize(&mut self, event: &str, data: &Value, received: Timestamp) -> Vec<PlatformEvent> {
+    pub fn normalize(
+        &mut self,
+        event: &str,
+        data: &Value,
+        received: Timestamp,
+    ) -> Vec<PlatformEvent> {
         let meta = |ts: Option<Timestamp>| Meta {
             timestamp: ts.unwrap_or(received),
             platform_data: data.clone(),
@@ -289,7 +294,9 @@ impl CytubeNormalizer {
                     self.logged_in = true;
                     self.maybe_joined(&mut out);
                 } else {
-                    let error = str_field(data, "error").unwrap_or("login refused").to_owned();
+                    let error = str_field(data, "error")
+                        .unwrap_or("login refused")
+                        .to_owned();
                     out.push(PlatformEvent::LoginFailed { error });
                 }
             }
@@ -312,7 +319,10 @@ impl CytubeNormalizer {
                 }
             }
             "mediaUpdate" => out.push(PlatformEvent::MediaUpdate {
-                current_time: data.get("currentTime").and_then(Value::as_f64).unwrap_or(0.0),
+                current_time: data
+                    .get("currentTime")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0),
                 paused: data.get("paused").and_then(Value::as_bool).unwrap_or(false),
             }),
             "playlist" => {
@@ -446,8 +456,14 @@ mod tests {
 
     fn joined() -> CytubeNormalizer {
         let mut n = CytubeNormalizer::new("rawbot4");
-        feed(&mut n, r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#);
-        feed(&mut n, r#"42["userlist",[{"name":"rawbot4","rank":0,"profile":{"image":"","text":""},"meta":{"afk":false,"muted":false}}]]"#);
+        feed(
+            &mut n,
+            r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#,
+        );
+        feed(
+            &mut n,
+            r#"42["userlist",[{"name":"rawbot4","rank":0,"profile":{"image":"","text":""},"meta":{"afk":false,"muted":false}}]]"#,
+        );
         n
     }
 
@@ -466,14 +482,37 @@ mod tests {
     #[test]
     fn history_before_the_first_userlist_is_marked() {
         let mut n = CytubeNormalizer::new("rawbot4");
-        let out = feed(&mut n, r#"42["chatMsg",{"username":"alice","msg":"old line","meta":{},"time":1795727000000}]"#);
-        assert!(matches!(&out[..], [PlatformEvent::Chat { origin: ChatOrigin::History, .. }]));
-        let out = feed(&mut n, r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#);
+        let out = feed(
+            &mut n,
+            r#"42["chatMsg",{"username":"alice","msg":"old line","meta":{},"time":1795727000000}]"#,
+        );
+        assert!(matches!(
+            &out[..],
+            [PlatformEvent::Chat {
+                origin: ChatOrigin::History,
+                ..
+            }]
+        ));
+        let out = feed(
+            &mut n,
+            r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#,
+        );
         assert!(out.is_empty(), "joined only after the userlist too");
-        let out = feed(&mut n, r#"42["userlist",[{"name":"rawbot4","rank":0,"profile":{"image":"","text":""},"meta":{"afk":false,"muted":false}}]]"#);
+        let out = feed(
+            &mut n,
+            r#"42["userlist",[{"name":"rawbot4","rank":0,"profile":{"image":"","text":""},"meta":{"afk":false,"muted":false}}]]"#,
+        );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1], PlatformEvent::Joined { bot_name: "rawbot4".into() });
-        let out = feed(&mut n, r#"42["chatMsg",{"username":"alice","msg":"new &amp; live","meta":{},"time":1795727587322}]"#);
+        assert_eq!(
+            out[1],
+            PlatformEvent::Joined {
+                bot_name: "rawbot4".into()
+            }
+        );
+        let out = feed(
+            &mut n,
+            r#"42["chatMsg",{"username":"alice","msg":"new &amp; live","meta":{},"time":1795727587322}]"#,
+        );
         assert_eq!(
             out,
             vec![PlatformEvent::Chat {
@@ -487,8 +526,17 @@ mod tests {
             }]
         );
         n.reset();
-        let out = feed(&mut n, r#"42["chatMsg",{"username":"alice","msg":"replayed","meta":{},"time":1}]"#);
-        assert!(matches!(&out[..], [PlatformEvent::Chat { origin: ChatOrigin::History, .. }]));
+        let out = feed(
+            &mut n,
+            r#"42["chatMsg",{"username":"alice","msg":"replayed","meta":{},"time":1}]"#,
+        );
+        assert!(matches!(
+            &out[..],
+            [PlatformEvent::Chat {
+                origin: ChatOrigin::History,
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -499,24 +547,44 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(
-            origin(feed(&mut n, r#"42["chatMsg",{"username":"rawbot4","msg":"hello from rawbot4 (EIO=4)","meta":{},"time":1795727587322}]"#)),
+            origin(feed(
+                &mut n,
+                r#"42["chatMsg",{"username":"rawbot4","msg":"hello from rawbot4 (EIO=4)","meta":{},"time":1795727587322}]"#
+            )),
             ChatOrigin::Own
         );
         assert_eq!(
-            origin(feed(&mut n, r#"42["chatMsg",{"username":"eve","msg":"psst","meta":{"shadow":true},"time":1795727587322}]"#)),
+            origin(feed(
+                &mut n,
+                r#"42["chatMsg",{"username":"eve","msg":"psst","meta":{"shadow":true},"time":1795727587322}]"#
+            )),
             ChatOrigin::Shadow
         );
         assert_eq!(
-            origin(feed(&mut n, r#"42["chatMsg",{"username":"[server]","msg":"guesty joined (aliases: guesty)","meta":{"addClass":"server-whisper"},"time":1795727587322}]"#)),
+            origin(feed(
+                &mut n,
+                r#"42["chatMsg",{"username":"[server]","msg":"guesty joined (aliases: guesty)","meta":{"addClass":"server-whisper"},"time":1795727587322}]"#
+            )),
             ChatOrigin::Server
         );
         assert_eq!(
-            origin(feed(&mut n, r#"42["chatMsg",{"username":"[voteskip]","msg":"Voteskip passed: 1/1","meta":{},"time":1795727587322}]"#)),
+            origin(feed(
+                &mut n,
+                r#"42["chatMsg",{"username":"[voteskip]","msg":"Voteskip passed: 1/1","meta":{},"time":1795727587322}]"#
+            )),
             ChatOrigin::Server
         );
         // No time field: the time of receipt.
-        match &feed(&mut n, r#"42["chatMsg",{"username":"bob","msg":"x","meta":{}}]"#)[..] {
-            [PlatformEvent::Chat { meta, origin: ChatOrigin::Live, .. }] => assert_eq!(meta.timestamp, ts()),
+        match &feed(
+            &mut n,
+            r#"42["chatMsg",{"username":"bob","msg":"x","meta":{}}]"#,
+        )[..]
+        {
+            [PlatformEvent::Chat {
+                meta,
+                origin: ChatOrigin::Live,
+                ..
+            }] => assert_eq!(meta.timestamp, ts()),
             other => panic!("{other:?}"),
         }
     }
@@ -524,8 +592,13 @@ mod tests {
     #[test]
     fn users_are_normalized_with_every_field() {
         let mut n = joined();
-        let out = feed(&mut n, r#"42["addUser",{"name":"modbob","rank":2,"profile":{"image":"i.png","text":"hi"},"meta":{"afk":true,"muted":false,"smuted":true,"aliases":["x"],"ip":"1.2.x.x"}}]"#);
-        let PlatformEvent::UserJoin { user, meta } = &out[0] else { panic!("{out:?}") };
+        let out = feed(
+            &mut n,
+            r#"42["addUser",{"name":"modbob","rank":2,"profile":{"image":"i.png","text":"hi"},"meta":{"afk":true,"muted":false,"smuted":true,"aliases":["x"],"ip":"1.2.x.x"}}]"#,
+        );
+        let PlatformEvent::UserJoin { user, meta } = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(
             *user,
             UserData {
@@ -540,14 +613,25 @@ mod tests {
         assert_eq!(meta.timestamp, ts());
         assert_eq!(meta.platform_data["meta"]["ip"], "1.2.x.x");
         let leader = user_data(&json!({"name": "l", "rank": 1.5})).unwrap();
-        assert_eq!((leader.rank, leader.is_moderator, leader.is_afk, leader.is_muted), (1.5, false, false, false));
+        assert_eq!(
+            (
+                leader.rank,
+                leader.is_moderator,
+                leader.is_afk,
+                leader.is_muted
+            ),
+            (1.5, false, false, false)
+        );
         assert!(user_data(&json!({"rank": 1})).is_none());
         assert!(user_data(&json!({"name": 5})).is_none());
 
         let out = feed(&mut n, r#"42["userLeave",{"name":"modbob"}]"#);
         assert!(matches!(&out[..], [PlatformEvent::UserLeave { user, .. }] if user == "modbob"));
         let out = feed(&mut n, r#"42["usercount",3]"#);
-        assert!(matches!(&out[..], [PlatformEvent::ConnectedCount { count: 3, .. }]));
+        assert!(matches!(
+            &out[..],
+            [PlatformEvent::ConnectedCount { count: 3, .. }]
+        ));
     }
 
     #[test]
@@ -557,15 +641,43 @@ mod tests {
             Some(PlatformEvent::UserUpdate { patch, .. }) => patch,
             other => panic!("{other:?}"),
         };
-        assert_eq!(patch(feed(&mut n, r#"42["setAFK",{"name":"a","afk":true}]"#)), UserPatch { afk: Some(true), ..Default::default() });
         assert_eq!(
-            patch(feed(&mut n, r#"42["setUserMeta",{"name":"a","meta":{"afk":false,"muted":false,"smuted":true}}]"#)),
-            UserPatch { afk: Some(false), muted: Some(true), ..Default::default() }
+            patch(feed(&mut n, r#"42["setAFK",{"name":"a","afk":true}]"#)),
+            UserPatch {
+                afk: Some(true),
+                ..Default::default()
+            }
         );
-        assert_eq!(patch(feed(&mut n, r#"42["setUserRank",{"name":"botowner","rank":5}]"#)), UserPatch { rank: Some(5.0), ..Default::default() });
         assert_eq!(
-            patch(feed(&mut n, r#"42["setUserProfile",{"name":"a","profile":{"image":"","text":"t"}}]"#)),
-            UserPatch { profile: Some(json!({"image":"","text":"t"})), ..Default::default() }
+            patch(feed(
+                &mut n,
+                r#"42["setUserMeta",{"name":"a","meta":{"afk":false,"muted":false,"smuted":true}}]"#
+            )),
+            UserPatch {
+                afk: Some(false),
+                muted: Some(true),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            patch(feed(
+                &mut n,
+                r#"42["setUserRank",{"name":"botowner","rank":5}]"#
+            )),
+            UserPatch {
+                rank: Some(5.0),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            patch(feed(
+                &mut n,
+                r#"42["setUserProfile",{"name":"a","profile":{"image":"","text":"t"}}]"#
+            )),
+            UserPatch {
+                profile: Some(json!({"image":"","text":"t"})),
+                ..Default::default()
+            }
         );
         assert!(feed(&mut n, r#"42["setAFK",{"name":"","afk":true}]"#).is_empty());
         assert!(feed(&mut n, r#"42["setUserRank",{"name":"a","rank":"high"}]"#).is_empty());
@@ -574,25 +686,59 @@ mod tests {
     #[test]
     fn pms_name_sender_and_recipient_and_skip_our_echo() {
         let mut n = joined();
-        let out = feed(&mut n, r#"42["pm",{"username":"modbob","msg":"status &amp; more","meta":{},"time":1795727587322,"to":"rawbot4"}]"#);
-        let PlatformEvent::Pm { user, recipient, content, meta } = &out[0] else { panic!("{out:?}") };
-        assert_eq!((user.as_str(), recipient.as_str(), content.as_str()), ("modbob", "rawbot4", "status & more"));
+        let out = feed(
+            &mut n,
+            r#"42["pm",{"username":"modbob","msg":"status &amp; more","meta":{},"time":1795727587322,"to":"rawbot4"}]"#,
+        );
+        let PlatformEvent::Pm {
+            user,
+            recipient,
+            content,
+            meta,
+        } = &out[0]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (user.as_str(), recipient.as_str(), content.as_str()),
+            ("modbob", "rawbot4", "status & more")
+        );
         assert_eq!(meta.timestamp.secs(), 1_795_727_587);
-        assert!(feed(&mut n, r#"42["pm",{"username":"rawbot4","msg":"reply","meta":{},"time":1,"to":"modbob"}]"#).is_empty());
+        assert!(feed(
+            &mut n,
+            r#"42["pm",{"username":"rawbot4","msg":"reply","meta":{},"time":1,"to":"modbob"}]"#
+        )
+        .is_empty());
     }
 
     #[test]
     fn login_rank_and_failures() {
         let mut n = CytubeNormalizer::new("BotOwner");
-        assert_eq!(feed(&mut n, r#"42["rank",-1]"#), vec![PlatformEvent::OwnRank(-1.0)]);
-        assert_eq!(feed(&mut n, r#"42["rank",1.5]"#), vec![PlatformEvent::OwnRank(1.5)]);
         assert_eq!(
-            feed(&mut n, r#"42["login",{"success":false,"error":"Invalid username/password combination"}]"#),
-            vec![PlatformEvent::LoginFailed { error: "Invalid username/password combination".into() }]
+            feed(&mut n, r#"42["rank",-1]"#),
+            vec![PlatformEvent::OwnRank(-1.0)]
+        );
+        assert_eq!(
+            feed(&mut n, r#"42["rank",1.5]"#),
+            vec![PlatformEvent::OwnRank(1.5)]
+        );
+        assert_eq!(
+            feed(
+                &mut n,
+                r#"42["login",{"success":false,"error":"Invalid username/password combination"}]"#
+            ),
+            vec![PlatformEvent::LoginFailed {
+                error: "Invalid username/password combination".into()
+            }]
         );
         feed(&mut n, r#"42["userlist",[]]"#);
         let out = feed(&mut n, r#"42["login",{"success":true,"name":"botowner"}]"#);
-        assert_eq!(out, vec![PlatformEvent::Joined { bot_name: "botowner".into() }]);
+        assert_eq!(
+            out,
+            vec![PlatformEvent::Joined {
+                bot_name: "botowner".into()
+            }]
+        );
         assert_eq!(n.bot_name(), "botowner");
     }
 
@@ -600,10 +746,18 @@ mod tests {
     fn media_and_playlist_events() {
         let mut n = joined();
         let item = r#"{"media":{"id":"abc","title":"A &amp; B","seconds":212,"duration":"03:32","type":"yt","meta":{}},"uid":7,"temp":true,"queueby":"alice"}"#;
-        let out = feed(&mut n, &format!(r#"42["queue",{{"item":{item},"after":3}}]"#));
+        let out = feed(
+            &mut n,
+            &format!(r#"42["queue",{{"item":{item},"after":3}}]"#),
+        );
         let expected_item = PlaylistItem {
             uid: 7,
-            media: Media { id: "abc".into(), kind: "yt".into(), title: "A & B".into(), duration_s: 212.0 },
+            media: Media {
+                id: "abc".into(),
+                kind: "yt".into(),
+                title: "A & B".into(),
+                duration_s: 212.0,
+            },
             temporary: true,
             queued_by: Some("alice".into()),
         };
@@ -614,34 +768,89 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let out = feed(&mut n, &format!(r#"42["queue",{{"item":{item},"after":"prepend"}}]"#));
-        assert!(matches!(&out[..], [PlatformEvent::PlaylistAdd { add: PlaylistAdd { after: PlaylistAfter::Start(Prepend::Prepend), .. }, .. }]));
-        assert_eq!(feed(&mut n, &format!(r#"42["playlist",[{item}]]"#)), vec![PlatformEvent::Playlist { items: vec![expected_item] }]);
-        assert!(matches!(&feed(&mut n, r#"42["delete",{"uid":7}]"#)[..], [PlatformEvent::PlaylistRemove { uid: 7, .. }]));
+        let out = feed(
+            &mut n,
+            &format!(r#"42["queue",{{"item":{item},"after":"prepend"}}]"#),
+        );
+        assert!(matches!(
+            &out[..],
+            [PlatformEvent::PlaylistAdd {
+                add: PlaylistAdd {
+                    after: PlaylistAfter::Start(Prepend::Prepend),
+                    ..
+                },
+                ..
+            }]
+        ));
+        assert_eq!(
+            feed(&mut n, &format!(r#"42["playlist",[{item}]]"#)),
+            vec![PlatformEvent::Playlist {
+                items: vec![expected_item]
+            }]
+        );
+        assert!(matches!(
+            &feed(&mut n, r#"42["delete",{"uid":7}]"#)[..],
+            [PlatformEvent::PlaylistRemove { uid: 7, .. }]
+        ));
         assert!(matches!(
             &feed(&mut n, r#"42["moveVideo",{"from":7,"after":9}]"#)[..],
-            [PlatformEvent::PlaylistMove { moved: PlaylistMove { uid: 7, after: PlaylistAfter::Uid(9) }, .. }]
+            [PlatformEvent::PlaylistMove {
+                moved: PlaylistMove {
+                    uid: 7,
+                    after: PlaylistAfter::Uid(9)
+                },
+                ..
+            }]
         ));
-        assert_eq!(feed(&mut n, r#"42["setCurrent",7]"#), vec![PlatformEvent::SetCurrent(7)]);
-        assert_eq!(feed(&mut n, r#"42["setTemp",{"uid":7,"temp":false}]"#), vec![PlatformEvent::SetTemp { uid: 7, temporary: false }]);
-        let out = feed(&mut n, r#"42["changeMedia",{"id":"abc","title":"Song","seconds":212,"duration":"03:32","type":"yt","meta":{},"currentTime":-3,"paused":true}]"#);
+        assert_eq!(
+            feed(&mut n, r#"42["setCurrent",7]"#),
+            vec![PlatformEvent::SetCurrent(7)]
+        );
+        assert_eq!(
+            feed(&mut n, r#"42["setTemp",{"uid":7,"temp":false}]"#),
+            vec![PlatformEvent::SetTemp {
+                uid: 7,
+                temporary: false
+            }]
+        );
+        let out = feed(
+            &mut n,
+            r#"42["changeMedia",{"id":"abc","title":"Song","seconds":212,"duration":"03:32","type":"yt","meta":{},"currentTime":-3,"paused":true}]"#,
+        );
         match &out[..] {
             [PlatformEvent::MediaChange { media, meta }] => {
-                assert_eq!(*media, Media { id: "abc".into(), kind: "yt".into(), title: "Song".into(), duration_s: 212.0 });
+                assert_eq!(
+                    *media,
+                    Media {
+                        id: "abc".into(),
+                        kind: "yt".into(),
+                        title: "Song".into(),
+                        duration_s: 212.0
+                    }
+                );
                 assert_eq!(meta.platform_data["currentTime"], -3);
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            feed(&mut n, r#"42["mediaUpdate",{"currentTime":12.5,"paused":false}]"#),
-            vec![PlatformEvent::MediaUpdate { current_time: 12.5, paused: false }]
+            feed(
+                &mut n,
+                r#"42["mediaUpdate",{"currentTime":12.5,"paused":false}]"#
+            ),
+            vec![PlatformEvent::MediaUpdate {
+                current_time: 12.5,
+                paused: false
+            }]
         );
     }
 
     #[test]
     fn polls_and_flood_signals() {
         let mut n = joined();
-        let out = feed(&mut n, r#"42["newPoll",{"title":"Best &amp; worst","options":["a","<b>b</b>"],"counts":[1,"?"],"initiator":"modbob","timestamp":1795727587322}]"#);
+        let out = feed(
+            &mut n,
+            r#"42["newPoll",{"title":"Best &amp; worst","options":["a","<b>b</b>"],"counts":[1,"?"],"initiator":"modbob","timestamp":1795727587322}]"#,
+        );
         match &out[..] {
             [PlatformEvent::PollOpen { poll, meta }] => {
                 assert_eq!(poll.title, "Best & worst");
@@ -652,19 +861,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&feed(&mut n, r#"42["closePoll",null]"#)[..], [PlatformEvent::PollClose { .. }]));
-        assert_eq!(feed(&mut n, r#"42["cooldown",100]"#), vec![PlatformEvent::Cooldown(Duration::from_millis(100))]);
-        assert_eq!(feed(&mut n, r#"42["cooldown",1e300]"#), vec![PlatformEvent::Cooldown(Duration::from_secs(600))]);
+        assert!(matches!(
+            &feed(&mut n, r#"42["closePoll",null]"#)[..],
+            [PlatformEvent::PollClose { .. }]
+        ));
         assert_eq!(
-            feed(&mut n, r#"42["noflood",{"action":"chat","msg":"You have been muted on this channel."}]"#),
-            vec![PlatformEvent::ChatRefused("You have been muted on this channel.".into())]
+            feed(&mut n, r#"42["cooldown",100]"#),
+            vec![PlatformEvent::Cooldown(Duration::from_millis(100))]
         );
         assert_eq!(
-            feed(&mut n, r#"42["errorMsg",{"msg":"PM failed: x isn't connected to this channel."}]"#),
-            vec![PlatformEvent::ServerError("PM failed: x isn't connected to this channel.".into())]
+            feed(&mut n, r#"42["cooldown",1e300]"#),
+            vec![PlatformEvent::Cooldown(Duration::from_secs(600))]
         );
-        assert_eq!(feed(&mut n, r#"42["voteskip",{"count":1,"need":2}]"#), vec![PlatformEvent::Voteskip { count: 1, need: 2 }]);
-        assert_eq!(feed(&mut n, r#"42["setLeader","alice"]"#), vec![PlatformEvent::Leader("alice".into())]);
+        assert_eq!(
+            feed(
+                &mut n,
+                r#"42["noflood",{"action":"chat","msg":"You have been muted on this channel."}]"#
+            ),
+            vec![PlatformEvent::ChatRefused(
+                "You have been muted on this channel.".into()
+            )]
+        );
+        assert_eq!(
+            feed(
+                &mut n,
+                r#"42["errorMsg",{"msg":"PM failed: x isn't connected to this channel."}]"#
+            ),
+            vec![PlatformEvent::ServerError(
+                "PM failed: x isn't connected to this channel.".into()
+            )]
+        );
+        assert_eq!(
+            feed(&mut n, r#"42["voteskip",{"count":1,"need":2}]"#),
+            vec![PlatformEvent::Voteskip { count: 1, need: 2 }]
+        );
+        assert_eq!(
+            feed(&mut n, r#"42["setLeader","alice"]"#),
+            vec![PlatformEvent::Leader("alice".into())]
+        );
     }
 
     #[test]

@@ -113,7 +113,8 @@ pub fn parse(frame: &str) -> Result<Frame, FrameError> {
 }
 
 fn parse_open(json: &str) -> Result<Frame, FrameError> {
-    let v: Value = serde_json::from_str(json).map_err(|e| malformed("open packet", e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(json).map_err(|e| malformed("open packet", e.to_string()))?;
     let sid = v
         .get("sid")
         .and_then(Value::as_str)
@@ -271,7 +272,13 @@ mod tests {
             max_payload: 3,
         }))
         .unwrap();
-        assert!(matches!(again, Frame::Open(OpenInfo { ping_timeout_ms: 2, .. })));
+        assert!(matches!(
+            again,
+            Frame::Open(OpenInfo {
+                ping_timeout_ms: 2,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -288,15 +295,27 @@ mod tests {
     fn events_with_and_without_data() {
         assert_eq!(
             parse(r#"42["rank",-1]"#).unwrap(),
-            Frame::Event { ack_id: None, name: "rank".into(), data: json!(-1) }
+            Frame::Event {
+                ack_id: None,
+                name: "rank".into(),
+                data: json!(-1)
+            }
         );
         assert_eq!(
             parse(r#"42["channelNotRegistered"]"#).unwrap(),
-            Frame::Event { ack_id: None, name: "channelNotRegistered".into(), data: Value::Null }
+            Frame::Event {
+                ack_id: None,
+                name: "channelNotRegistered".into(),
+                data: Value::Null
+            }
         );
         assert_eq!(
             parse(r#"42["closePoll",null]"#).unwrap(),
-            Frame::Event { ack_id: None, name: "closePoll".into(), data: Value::Null }
+            Frame::Event {
+                ack_id: None,
+                name: "closePoll".into(),
+                data: Value::Null
+            }
         );
         let f = parse(r#"42["chatMsg",{"username":"rawbot4","msg":"hello from rawbot4 (EIO=4)","meta":{},"time":1795727587322}]"#).unwrap();
         match f {
@@ -312,14 +331,29 @@ mod tests {
     fn events_with_ack_ids_and_acks() {
         assert_eq!(
             parse(r#"421["newPoll",{"title":"t"}]"#).unwrap(),
-            Frame::Event { ack_id: Some(1), name: "newPoll".into(), data: json!({"title": "t"}) }
+            Frame::Event {
+                ack_id: Some(1),
+                name: "newPoll".into(),
+                data: json!({"title": "t"})
+            }
         );
-        assert_eq!(parse("431[{}]").unwrap(), Frame::Ack { id: 1, args: vec![json!({})] });
         assert_eq!(
-            parse(r#"433[{"error":{"message":"Poll timeout must be between 1 and 86400 seconds"}}]"#).unwrap(),
+            parse("431[{}]").unwrap(),
+            Frame::Ack {
+                id: 1,
+                args: vec![json!({})]
+            }
+        );
+        assert_eq!(
+            parse(
+                r#"433[{"error":{"message":"Poll timeout must be between 1 and 86400 seconds"}}]"#
+            )
+            .unwrap(),
             Frame::Ack {
                 id: 3,
-                args: vec![json!({"error":{"message":"Poll timeout must be between 1 and 86400 seconds"}})]
+                args: vec![
+                    json!({"error":{"message":"Poll timeout must be between 1 and 86400 seconds"}})
+                ]
             }
         );
     }
@@ -357,18 +391,39 @@ mod tests {
             r#"425["newPoll",{}]"#
         );
         assert_eq!(encode_ack(1, &[json!({})]), "431[{}]");
-        let round = parse(&encode_event("chatMsg", Some(&json!({"msg": "a \"b\"", "meta": {}})))).unwrap();
+        let round = parse(&encode_event(
+            "chatMsg",
+            Some(&json!({"msg": "a \"b\"", "meta": {}})),
+        ))
+        .unwrap();
         assert_eq!(
             round,
-            Frame::Event { ack_id: None, name: "chatMsg".into(), data: json!({"msg": "a \"b\"", "meta": {}}) }
+            Frame::Event {
+                ack_id: None,
+                name: "chatMsg".into(),
+                data: json!({"msg": "a \"b\"", "meta": {}})
+            }
         );
     }
 
     #[test]
     fn hostile_frames_are_errors_not_panics() {
         for bad in [
-            "", "9", "4", "49", "42", "42{}", "42[1,2]", "42[\"x\"", "0{}", "0[]", "43[]",
-            "44", "4é", "42\u{0}", "0{\"sid\":5}",
+            "",
+            "9",
+            "4",
+            "49",
+            "42",
+            "42{}",
+            "42[1,2]",
+            "42[\"x\"",
+            "0{}",
+            "0[]",
+            "43[]",
+            "44",
+            "4é",
+            "42\u{0}",
+            "0{\"sid\":5}",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

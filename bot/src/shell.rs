@@ -7,7 +7,9 @@ use crate::chat_queue::Destination;
 use crate::core::Ctx;
 use crate::logfiles::format_utc;
 use crate::platform::PlatformAction;
-use rosey_plugin_api::db::{ChannelStats, ChannelStatsQuery, PmCommand, PmCommandResult, UserStats, UserStatsQuery};
+use rosey_plugin_api::db::{
+    ChannelStats, ChannelStatsQuery, PmCommand, PmCommandResult, UserStats, UserStatsQuery,
+};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::Timestamp;
@@ -44,7 +46,11 @@ pub fn pack_lines(text: &str) -> Vec<String> {
 }
 
 fn duration_text(secs: f64) -> String {
-    let secs = if secs.is_finite() && secs > 0.0 { secs as u64 } else { 0 };
+    let secs = if secs.is_finite() && secs > 0.0 {
+        secs as u64
+    } else {
+        0
+    };
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     if h > 0 {
         format!("{h}:{m:02}:{s:02}")
@@ -68,11 +74,12 @@ fn uid_at(ctx: &Ctx, arg: Option<&str>) -> Result<u64, String> {
         .filter(|p| *p >= 1)
         .ok_or("Give a playlist position (1, 2, ...)")?;
     let state = ctx.state();
-    state
-        .playlist
-        .get(pos - 1)
-        .map(|i| i.uid)
-        .ok_or_else(|| format!("No item at position {pos} (playlist has {})", state.playlist.len()))
+    state.playlist.get(pos - 1).map(|i| i.uid).ok_or_else(|| {
+        format!(
+            "No item at position {pos} (playlist has {})",
+            state.playlist.len()
+        )
+    })
 }
 
 /// Runs one shell line from moderator `user` and answers by PM.
@@ -98,7 +105,10 @@ pub async fn run_command(ctx: &Arc<Ctx>, user: &str, line: &str) {
         },
     );
     for chunk in pack_lines(&reply) {
-        if let Err(e) = ctx.chat.enqueue("shell", Destination::Pm(user.to_owned()), &chunk) {
+        if let Err(e) = ctx
+            .chat
+            .enqueue("shell", Destination::Pm(user.to_owned()), &chunk)
+        {
             tracing::warn!(user, error = %e, "cannot send the shell reply");
             break;
         }
@@ -126,7 +136,9 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                 let want = parse_bool(word).ok_or("Usage: afk [on|off]")?;
                 let current = ctx.state().own_user().map(|u| u.is_afk);
                 if current != Some(want) {
-                    ctx.act(PlatformAction::Afk(want)).await.map_err(|e| e.to_string())?;
+                    ctx.act(PlatformAction::Afk(want))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Ok(format!("AFK set {}", if want { "on" } else { "off" }))
             }
@@ -153,12 +165,19 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             Ok(format!("PM sent to {to}"))
         }
         "clear" => {
-            ctx.check_permission("chatclear").map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::Clear).await.map_err(|e| e.to_string())?;
+            ctx.check_permission("chatclear")
+                .map_err(|e| e.error.message)?;
+            ctx.act(PlatformAction::Clear)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok("Chat cleared".into())
         }
         "playlist" => {
-            let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10).max(1);
+            let n: usize = args
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(10)
+                .max(1);
             Ok(playlist(ctx, n))
         }
         "current" => Ok(current(ctx)),
@@ -168,36 +187,56 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                 args.next().map(str::to_lowercase).as_deref(),
                 Some("no" | "false" | "0" | "perm")
             );
-            ctx.check_permission("playlistadd").map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistAdd { url: url.to_owned(), next: false, temporary })
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(format!("Added {url}{}", if temporary { " (temporary)" } else { "" }))
+            ctx.check_permission("playlistadd")
+                .map_err(|e| e.error.message)?;
+            ctx.act(PlatformAction::PlaylistAdd {
+                url: url.to_owned(),
+                next: false,
+                temporary,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Added {url}{}",
+                if temporary { " (temporary)" } else { "" }
+            ))
         }
         "remove" => {
             let uid = uid_at(ctx, args.next())?;
-            ctx.check_permission("playlistdelete").map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistRemove(uid)).await.map_err(|e| e.to_string())?;
+            ctx.check_permission("playlistdelete")
+                .map_err(|e| e.error.message)?;
+            ctx.act(PlatformAction::PlaylistRemove(uid))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok("Removed".into())
         }
         "move" => {
             let (from, to) = (args.next(), args.next());
             let uid = uid_at(ctx, from)?;
-            let to_pos: usize = to.and_then(|t| t.parse().ok()).ok_or("Usage: move <from> <to>")?;
+            let to_pos: usize = to
+                .and_then(|t| t.parse().ok())
+                .ok_or("Usage: move <from> <to>")?;
             if to_pos <= 1 {
                 return Err("Moving to beginning not yet supported".into());
             }
             let after = uid_at(ctx, Some(&(to_pos - 1).to_string()))?;
-            ctx.check_permission("playlistmove").map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistMove { uid, after: Some(after) })
-                .await
-                .map_err(|e| e.to_string())?;
+            ctx.check_permission("playlistmove")
+                .map_err(|e| e.error.message)?;
+            ctx.act(PlatformAction::PlaylistMove {
+                uid,
+                after: Some(after),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             Ok("Moved".into())
         }
         "jump" => {
             let uid = uid_at(ctx, args.next())?;
-            ctx.check_permission("playlistjump").map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistJump(uid)).await.map_err(|e| e.to_string())?;
+            ctx.check_permission("playlistjump")
+                .map_err(|e| e.error.message)?;
+            ctx.act(PlatformAction::PlaylistJump(uid))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok("Jumped".into())
         }
         "next" => {
@@ -211,14 +250,20 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                 }
             };
             let uid = next_uid.ok_or("Already at last item")?;
-            ctx.check_permission("playlistjump").map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistJump(uid)).await.map_err(|e| e.to_string())?;
+            ctx.check_permission("playlistjump")
+                .map_err(|e| e.error.message)?;
+            ctx.act(PlatformAction::PlaylistJump(uid))
+                .await
+                .map_err(|e| e.to_string())?;
             Ok("Skipped to the next item".into())
         }
         "pause" => {
             let action = {
                 let s = ctx.state();
-                let leader = s.leader.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(&s.bot_name));
+                let leader = s
+                    .leader
+                    .as_deref()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(&s.bot_name));
                 if !leader {
                     return Err("The bot must be the leader to pause".into());
                 }
@@ -238,7 +283,9 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             ctx.check_permission("kick").map_err(|e| e.error.message)?;
             {
                 let s = ctx.state();
-                let t = s.user(target).ok_or_else(|| format!("{target} is not in the channel"))?;
+                let t = s
+                    .user(target)
+                    .ok_or_else(|| format!("{target} is not in the channel"))?;
                 if t.rank >= s.own_rank {
                     return Err(format!("{target} has a rank the bot cannot kick"));
                 }
@@ -255,7 +302,9 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             Some((count, need)) => format!("Voteskip: {count}/{need}"),
             None => "Voteskip: no votes".into(),
         }),
-        other => Ok(format!("Unknown command: {other}\nType 'help' for available commands")),
+        other => Ok(format!(
+            "Unknown command: {other}\nType 'help' for available commands"
+        )),
     }
 }
 
@@ -268,7 +317,10 @@ fn info(ctx: &Ctx) -> String {
         _ => format!("{chat}"),
     };
     let total: f64 = s.playlist.iter().map(|i| i.media.duration_s).sum();
-    let playing = s.media.as_ref().map_or("nothing".to_owned(), |m| m.title.clone());
+    let playing = s
+        .media
+        .as_ref()
+        .map_or("nothing".to_owned(), |m| m.title.clone());
     format!(
         "Bot: {} (rank {}{})\nChannel: {}\nUsers: {users}\nPlaylist: {} items, {}\nNow playing: {playing}",
         s.bot_name,
@@ -288,7 +340,8 @@ fn status(ctx: &Ctx) -> String {
         duration_text(uptime as f64),
         if s.joined { "yes" } else { "no" },
         s.server,
-        s.connect_time.map_or("-".to_owned(), |t| format_utc(t) + " UTC"),
+        s.connect_time
+            .map_or("-".to_owned(), |t| format_utc(t) + " UTC"),
         s.channel,
         s.leader.as_deref().unwrap_or("none"),
         if s.paused { "Paused" } else { "Playing" },
@@ -298,7 +351,10 @@ fn status(ctx: &Ctx) -> String {
 async fn stats(ctx: &Ctx) -> Result<String, String> {
     let (chat, connected) = {
         let s = ctx.state();
-        (s.chat_count(), s.connected_count.unwrap_or_else(|| s.chat_count()))
+        (
+            s.chat_count(),
+            s.connected_count.unwrap_or_else(|| s.chat_count()),
+        )
     };
     let stats: ChannelStats = request_json(
         &ctx.nats,
@@ -323,7 +379,12 @@ async fn stats(ctx: &Ctx) -> Result<String, String> {
     if !stats.top_chatters.is_empty() {
         text.push_str("\nTop chatters:");
         for (i, c) in stats.top_chatters.iter().take(5).enumerate() {
-            text.push_str(&format!("\n{}. {} ({} lines)", i + 1, c.username, c.chat_lines));
+            text.push_str(&format!(
+                "\n{}. {} ({} lines)",
+                i + 1,
+                c.username,
+                c.chat_lines
+            ));
         }
     }
     Ok(text)
@@ -332,7 +393,11 @@ async fn stats(ctx: &Ctx) -> Result<String, String> {
 fn users(ctx: &Ctx) -> String {
     let s = ctx.state();
     let mut list: Vec<_> = s.users.values().collect();
-    list.sort_by(|a, b| b.rank.total_cmp(&a.rank).then_with(|| a.username.cmp(&b.username)));
+    list.sort_by(|a, b| {
+        b.rank
+            .total_cmp(&a.rank)
+            .then_with(|| a.username.cmp(&b.username))
+    });
     let mut lines = vec![format!("{} users:", list.len())];
     for u in list {
         let mut flags = Vec::new();
@@ -345,7 +410,11 @@ fn users(ctx: &Ctx) -> String {
         if s.leader.as_deref() == Some(u.username.as_str()) {
             flags.push("LEADER");
         }
-        let flags = if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) };
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        };
         lines.push(format!("[{}] {}{flags}", u.rank, u.username));
     }
     lines.join("\n")
@@ -361,18 +430,26 @@ async fn user_info(ctx: &Ctx, name: &str) -> Result<String, String> {
                 u.rank,
                 if u.is_afk { "yes" } else { "no" },
                 if u.is_muted { "yes" } else { "no" },
-                if s.leader.as_deref() == Some(u.username.as_str()) { "yes" } else { "no" },
+                if s.leader.as_deref() == Some(u.username.as_str()) {
+                    "yes"
+                } else {
+                    "no"
+                },
             )
         })
     };
     let stats = request_json::<_, UserStats>(
         &ctx.nats,
         subjects::db::QUERY_USER_STATS,
-        &UserStatsQuery { username: name.to_owned() },
+        &UserStatsQuery {
+            username: name.to_owned(),
+        },
         ctx.settings.request_timeout,
     )
     .await;
-    let mut text = known.clone().unwrap_or_else(|| format!("User: {name} (not in the channel)"));
+    let mut text = known
+        .clone()
+        .unwrap_or_else(|| format!("User: {name} (not in the channel)"));
     match stats {
         Ok(st) if st.found => {
             text.push_str(&format!(
@@ -395,7 +472,11 @@ fn playlist(ctx: &Ctx, n: usize) -> String {
     }
     let mut lines = Vec::new();
     for (i, item) in s.playlist.iter().take(n).enumerate() {
-        let marker = if Some(item.uid) == s.current_uid { "► " } else { "" };
+        let marker = if Some(item.uid) == s.current_uid {
+            "► "
+        } else {
+            ""
+        };
         lines.push(format!(
             "{marker}{}. {} ({})",
             i + 1,
@@ -419,10 +500,15 @@ fn current(ctx: &Ctx) -> String {
         "Title: {}\nDuration: {}\nQueued by: {}\nURL: {}:{}\nTemporary: {}\n{} at {}s",
         media.title,
         duration_text(media.duration_s),
-        item.and_then(|i| i.queued_by.as_deref()).unwrap_or("unknown"),
+        item.and_then(|i| i.queued_by.as_deref())
+            .unwrap_or("unknown"),
         media.kind,
         media.id,
-        if item.is_some_and(|i| i.temporary) { "yes" } else { "no" },
+        if item.is_some_and(|i| i.temporary) {
+            "yes"
+        } else {
+            "no"
+        },
         if s.paused { "Paused" } else { "Playing" },
         s.media_time.max(0.0) as u64,
     )

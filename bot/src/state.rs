@@ -106,7 +106,8 @@ impl ChannelState {
 
     /// Adds (or replaces) a user.
     pub fn add_user(&mut self, user: &UserData) {
-        self.users.insert(user.username.to_lowercase(), user.clone());
+        self.users
+            .insert(user.username.to_lowercase(), user.clone());
     }
 
     /// Removes a user, returning them as last known.
@@ -115,7 +116,11 @@ impl ChannelState {
     }
 
     /// Applies a patch; returns the user and what actually changed (nothing when unknown).
-    pub fn update_user(&mut self, name: &str, patch: &UserPatch) -> Option<(UserData, Vec<UserChange>)> {
+    pub fn update_user(
+        &mut self,
+        name: &str,
+        patch: &UserPatch,
+    ) -> Option<(UserData, Vec<UserChange>)> {
         let user = self.users.get_mut(&name.to_lowercase())?;
         let mut changed = Vec::new();
         if let Some(afk) = patch.afk.filter(|a| *a != user.is_afk) {
@@ -131,7 +136,11 @@ impl ChannelState {
             user.is_muted = muted;
             changed.push(UserChange::Mute);
         }
-        if let Some(profile) = patch.profile.as_ref().filter(|p| user.profile.as_ref() != Some(*p)) {
+        if let Some(profile) = patch
+            .profile
+            .as_ref()
+            .filter(|p| user.profile.as_ref() != Some(*p))
+        {
             user.profile = Some(profile.clone());
             changed.push(UserChange::Profile);
         }
@@ -165,14 +174,18 @@ impl ChannelState {
 
     /// Moves an item after another.
     pub fn playlist_move(&mut self, uid: u64, after: PlaylistAfter) {
-        let Some(from) = self.position(uid) else { return };
+        let Some(from) = self.position(uid) else {
+            return;
+        };
         let item = self.playlist.remove(from);
         self.playlist_add(&item, after);
     }
 
     /// The playing playlist item.
     pub fn current_item(&self) -> Option<&PlaylistItem> {
-        self.current_uid.and_then(|uid| self.position(uid)).map(|p| &self.playlist[p])
+        self.current_uid
+            .and_then(|uid| self.position(uid))
+            .map(|p| &self.playlist[p])
     }
 
     /// The columns of the database's live status row.
@@ -188,7 +201,9 @@ impl ChannelState {
         m.insert("current_chat_users".into(), self.chat_count().into());
         m.insert(
             "current_connected_users".into(),
-            self.connected_count.unwrap_or_else(|| self.chat_count()).into(),
+            self.connected_count
+                .unwrap_or_else(|| self.chat_count())
+                .into(),
         );
         m.insert("playlist_items".into(), (self.playlist.len() as u64).into());
         m.insert(
@@ -213,7 +228,12 @@ mod tests {
     fn item(uid: u64) -> PlaylistItem {
         PlaylistItem {
             uid,
-            media: Media { id: format!("m{uid}"), kind: "yt".into(), title: format!("t{uid}"), duration_s: 1.0 },
+            media: Media {
+                id: format!("m{uid}"),
+                kind: "yt".into(),
+                title: format!("t{uid}"),
+                duration_s: 1.0,
+            },
             temporary: false,
             queued_by: None,
         }
@@ -239,13 +259,25 @@ mod tests {
     fn updates_report_only_real_changes() {
         let mut s = ChannelState::new("cytube", "c", "bot", "");
         s.set_users(&[UserData::new("Alice", 1.0)]);
-        let patch = UserPatch { afk: Some(true), rank: Some(1.0), ..Default::default() };
+        let patch = UserPatch {
+            afk: Some(true),
+            rank: Some(1.0),
+            ..Default::default()
+        };
         let (u, changed) = s.update_user("alice", &patch).unwrap();
         assert!(u.is_afk);
         assert_eq!(changed, [UserChange::Afk]);
         let (_, changed) = s.update_user("ALICE", &patch).unwrap();
         assert!(changed.is_empty());
-        let (u, changed) = s.update_user("alice", &UserPatch { rank: Some(2.0), ..Default::default() }).unwrap();
+        let (u, changed) = s
+            .update_user(
+                "alice",
+                &UserPatch {
+                    rank: Some(2.0),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert!(u.is_moderator && s.is_moderator("alice"));
         assert_eq!(changed, [UserChange::Rank]);
         assert!(s.update_user("nobody", &patch).is_none());

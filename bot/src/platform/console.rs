@@ -93,9 +93,17 @@ impl Platform for ConsolePlatform {
         for event in [
             PlatformEvent::Permissions(Map::new()),
             PlatformEvent::OwnRank(CONSOLE_BOT_RANK),
-            PlatformEvent::UserList { users, meta: meta() },
-            PlatformEvent::ConnectedCount { count: 2, meta: meta() },
-            PlatformEvent::Joined { bot_name: self.bot_name.clone() },
+            PlatformEvent::UserList {
+                users,
+                meta: meta(),
+            },
+            PlatformEvent::ConnectedCount {
+                count: 2,
+                meta: meta(),
+            },
+            PlatformEvent::Joined {
+                bot_name: self.bot_name.clone(),
+            },
         ] {
             events.send(event).await?;
         }
@@ -138,7 +146,10 @@ impl Platform for ConsolePlatform {
                 PlatformAction::Afk(afk) => {
                     let update = PlatformEvent::UserUpdate {
                         user: self.bot_name.clone(),
-                        patch: UserPatch { afk: Some(afk), ..Default::default() },
+                        patch: UserPatch {
+                            afk: Some(afk),
+                            ..Default::default()
+                        },
                         meta: meta(),
                     };
                     let _ = events.send(update).await;
@@ -159,15 +170,28 @@ mod tests {
     fn lines_become_chat_or_pm() {
         let c = ConsolePlatform::new("console", "console", "rosey");
         match c.line_event("!roll 2d6\n") {
-            Some(PlatformEvent::Chat { user, content, origin: ChatOrigin::Live, meta }) => {
+            Some(PlatformEvent::Chat {
+                user,
+                content,
+                origin: ChatOrigin::Live,
+                meta,
+            }) => {
                 assert_eq!((user.as_str(), content.as_str()), ("console", "!roll 2d6"));
                 assert_eq!(meta.platform_data["line"], "!roll 2d6");
             }
             other => panic!("{other:?}"),
         }
         match c.line_event("/pm status") {
-            Some(PlatformEvent::Pm { user, recipient, content, .. }) => {
-                assert_eq!((user.as_str(), recipient.as_str(), content.as_str()), ("console", "rosey", "status"));
+            Some(PlatformEvent::Pm {
+                user,
+                recipient,
+                content,
+                ..
+            }) => {
+                assert_eq!(
+                    (user.as_str(), recipient.as_str(), content.as_str()),
+                    ("console", "rosey", "status")
+                );
             }
             other => panic!("{other:?}"),
         }

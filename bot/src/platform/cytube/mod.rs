@@ -39,6 +39,8 @@ pub struct CytubePlatform {
     min_delay: Duration,
     max_delay: Duration,
     tls: Arc<rustls::ClientConfig>,
+    /// The client for socketconfig discovery.
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for CytubePlatform {
@@ -68,18 +70,42 @@ enum End {
 impl CytubePlatform {
     /// The connector a configuration describes (`platform.type` = `cytube`).
     pub fn from_config(p: &PlatformConfig) -> anyhow::Result<Self> {
-        let domain = p.domain.clone().context("platform.domain is required for CyTube")?;
-        let channel = p.channel.clone().context("platform.channel is required for CyTube")?;
+        let domain = p
+            .domain
+            .clone()
+            .context("platform.domain is required for CyTube")?;
+        let channel = p
+            .channel
+            .clone()
+            .context("platform.channel is required for CyTube")?;
+        // CyTube's own rule (`^[\w-]{1,30}$`); anything else would only fail at the server.
+        let valid = !channel.is_empty()
+            && channel.chars().count() <= 30
+            && channel
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            anyhow::bail!(
+                "platform.channel {channel:?} is not a CyTube channel name \
+                 (1 to 30 letters, digits, '_' or '-')"
+            );
+        }
         Ok(CytubePlatform {
             domain,
             channel,
             channel_password: p.channel_password.as_ref().map(|s| s.expose().to_owned()),
             username: p.credentials.username.clone(),
-            password: p.credentials.password.as_ref().map(|s| s.expose().to_owned()),
+            password: p
+                .credentials
+                .password
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
             watchdog: p.ping_timeout.as_duration(),
             min_delay: p.reconnect_min_delay.as_duration(),
             max_delay: p.reconnect_max_delay.as_duration(),
             tls: socketconfig::tls_config().context("cannot set up TLS")?,
+            http: socketconfig::http_client(CONNECT_TIMEOUT)
+                .context("cannot set up the HTTP client")?,
         })
     }
 
@@ -110,7 +136,7 @@ impl CytubePlatform {
 
     async fn discover(&self) -> Result<String, String> {
         let url = socketconfig::socketconfig_url(&self.domain, &self.channel);
-        let (status, body) = socketconfig::http_get(&url, &self.tls, CONNECT_TIMEOUT)
+        let (status, body) = socketconfig::http_get(&self.http, &url)
             .await
             .map_err(|e| e.to_string())?;
         socketconfig::choose_server(status, &body, &url).map_err(|e| e.to_string())
@@ -124,9 +150,14 @@ impl CytubePlatform {
             PlatformAction::Pm { to, content } => {
                 event("pm", json!({"to": to, "msg": content, "meta": {}}))
             }
-            PlatformAction::PlaylistAdd { url, next, temporary } => {
-                let link = media_link::parse(url)
-                    .ok_or_else(|| ActionError::Invalid(format!("unsupported media link {url:?}")))?;
+            PlatformAction::PlaylistAdd {
+                url,
+                next,
+                temporary,
+            } => {
+                let link = media_link::parse(url).ok_or_else(|| {
+                    ActionError::Invalid(format!("unsupported media link {url:?}"))
+                })?;
                 event(
                     "queue",
                     json!({
@@ -157,7 +188,11 @@ impl CytubePlatform {
             PlatformAction::Clear => event("chatMsg", json!({"msg": "/clear", "meta": {}})),
             // `/afk` toggles; the core only asks when the state differs.
             PlatformAction::Afk(_) => event("chatMsg", json!({"msg": "/afk", "meta": {}})),
-            PlatformAction::Pause { media_id, kind, current_time } => event(
+            PlatformAction::Pause {
+                media_id,
+                kind,
+                current_time,
+            } => event(
                 "mediaUpdate",
                 json!({"id": media_id, "type": kind, "currentTime": current_time, "paused": true}),
             ),
@@ -181,15 +216,33 @@ impl CytubePlatform {
             } else {
                 tokio_tungstenite::Connector::Plain
             };
-            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, Some(connector))
-                .await
-                .map(|(ws, _)| ws)
-                .map_err(|e| format!("websocket connect to {url} failed: {e}"))
+            tokio_tungstenite::connect_async_tls_with_config(
+                url.as_str(),
+                None,
+                true,
+                Some(connector),
+            )
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(|e| format!("websocket connect to {url} failed: {e}"))
         };
-        let ws = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => return End::Lost(e),
-            Err(_) => return End::Lost("connecting timed out".into()),
+        let connect = tokio::time::timeout(CONNECT_TIMEOUT, connect);
+        tokio::pin!(connect);
+        // Actions get a prompt "not connected" while connecting, so nobody waits behind it.
+        let ws = loop {
+            tokio::select! {
+                result = &mut connect => match result {
+                    Ok(Ok(ws)) => break ws,
+                    Ok(Err(e)) => return End::Lost(e),
+                    Err(_) => return End::Lost("connecting timed out".into()),
+                },
+                request = actions.recv() => match request {
+                    Some((_, done)) => {
+                        let _ = done.send(Err(ActionError::NotConnected));
+                    }
+                    None => return End::Shutdown,
+                },
+            }
         };
         let (mut sink, mut stream) = ws.split();
         let mut watchdog = CONNECT_TIMEOUT;
@@ -341,7 +394,9 @@ impl Platform for CytubePlatform {
         loop {
             normalizer.reset();
             let mut joined = false;
-            let end = self.session(&events, &mut actions, &mut normalizer, &mut joined).await;
+            let end = self
+                .session(&events, &mut actions, &mut normalizer, &mut joined)
+                .await;
             let reason = match &end {
                 End::Shutdown => return Ok(()),
                 End::Lost(r) => r.clone(),
@@ -350,7 +405,13 @@ impl Platform for CytubePlatform {
             };
             if joined {
                 failures = 0;
-                if events.send(PlatformEvent::Disconnected { reason: reason.clone() }).await.is_err() {
+                if events
+                    .send(PlatformEvent::Disconnected {
+                        reason: reason.clone(),
+                    })
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             } else {
@@ -358,7 +419,15 @@ impl Platform for CytubePlatform {
             }
             let delay = self.backoff(failures, &end);
             match &end {
-                End::LoginFailed(_) => tracing::error!(reason, ?delay, "cannot join; retrying slowly"),
+                End::LoginFailed(_) => {
+                    tracing::error!(reason, ?delay, "cannot join; retrying slowly")
+                }
+                End::Kicked(r) if r.contains("Duplicate login") => tracing::error!(
+                    user = self.username,
+                    ?delay,
+                    "another session logged in with the bot's name (Duplicate login); \
+                     retrying slowly"
+                ),
                 _ => tracing::warn!(reason, ?delay, "connection ended; reconnecting"),
             }
             let wake = Instant::now() + delay;
@@ -380,10 +449,25 @@ mod tests {
     use super::*;
 
     fn platform() -> CytubePlatform {
-        let mut config = PlatformConfig::default();
-        config.domain = Some("http://127.0.0.1:1".into());
-        config.channel = Some("test".into());
+        let config = PlatformConfig {
+            domain: Some("http://127.0.0.1:1".into()),
+            channel: Some("test".into()),
+            ..Default::default()
+        };
         CytubePlatform::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn channel_names_follow_cytube_rules() {
+        for bad in ["a/b", "has space", "", &"x".repeat(31), "../x", "émoji"] {
+            let config = PlatformConfig {
+                domain: Some("http://127.0.0.1:1".into()),
+                channel: Some(bad.to_owned()),
+                ..Default::default()
+            };
+            assert!(CytubePlatform::from_config(&config).is_err(), "{bad:?}");
+        }
+        assert_eq!(platform().channel(), "test");
     }
 
     #[test]
@@ -391,7 +475,10 @@ mod tests {
         let p = platform();
         let lost = End::Lost("x".into());
         let first = p.backoff(0, &lost);
-        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(500) && first <= Duration::from_secs(1),
+            "{first:?}"
+        );
         let fifth = p.backoff(5, &lost);
         assert!(fifth >= Duration::from_secs(10), "{fifth:?}");
         assert!(p.backoff(30, &lost) <= Duration::from_secs(60));
@@ -403,29 +490,53 @@ mod tests {
     #[test]
     fn actions_encode_to_cytube_frames() {
         let enc = |a| CytubePlatform::encode_action(&a).unwrap();
-        assert_eq!(enc(PlatformAction::Chat("hi".into())), r#"42["chatMsg",{"meta":{},"msg":"hi"}]"#);
         assert_eq!(
-            enc(PlatformAction::Pm { to: "bob".into(), content: "yo".into() }),
+            enc(PlatformAction::Chat("hi".into())),
+            r#"42["chatMsg",{"meta":{},"msg":"hi"}]"#
+        );
+        assert_eq!(
+            enc(PlatformAction::Pm {
+                to: "bob".into(),
+                content: "yo".into()
+            }),
             r#"42["pm",{"meta":{},"msg":"yo","to":"bob"}]"#
         );
         assert_eq!(
-            enc(PlatformAction::PlaylistAdd { url: "https://youtu.be/abc".into(), next: true, temporary: true }),
+            enc(PlatformAction::PlaylistAdd {
+                url: "https://youtu.be/abc".into(),
+                next: true,
+                temporary: true
+            }),
             r#"42["queue",{"id":"abc","pos":"next","temp":true,"type":"yt"}]"#
         );
         assert_eq!(enc(PlatformAction::PlaylistRemove(7)), r#"42["delete",7]"#);
         assert_eq!(enc(PlatformAction::PlaylistJump(7)), r#"42["jumpTo",7]"#);
         assert_eq!(
-            enc(PlatformAction::PlaylistMove { uid: 7, after: None }),
+            enc(PlatformAction::PlaylistMove {
+                uid: 7,
+                after: None
+            }),
             r#"42["moveMedia",{"after":"prepend","from":7}]"#
         );
         assert_eq!(enc(PlatformAction::PlaylistNext), r#"42["playNext"]"#);
         assert_eq!(
-            enc(PlatformAction::Kick { user: "eve".into(), reason: Some("spam".into()) }),
+            enc(PlatformAction::Kick {
+                user: "eve".into(),
+                reason: Some("spam".into())
+            }),
             r#"42["chatMsg",{"meta":{},"msg":"/kick eve spam"}]"#
         );
-        assert!(CytubePlatform::encode_action(&PlatformAction::Kick { user: "a b".into(), reason: None }).is_err());
+        assert!(CytubePlatform::encode_action(&PlatformAction::Kick {
+            user: "a b".into(),
+            reason: None
+        })
+        .is_err());
         assert!(matches!(
-            CytubePlatform::encode_action(&PlatformAction::PlaylistAdd { url: "nope".into(), next: false, temporary: false }),
+            CytubePlatform::encode_action(&PlatformAction::PlaylistAdd {
+                url: "nope".into(),
+                next: false,
+                temporary: false
+            }),
             Err(ActionError::Invalid(_))
         ));
     }

@@ -1,16 +1,12 @@
 //! Server discovery: `GET <domain>/socketconfig/<channel>.json` and the choice of server.
 //!
-//! The request is a tiny HTTP/1.0 GET over a TCP (or rustls) stream: one small JSON document
-//! is all it fetches, and HTTP/1.0 makes the server close the connection after the body (no
-//! chunked encoding, no keep-alive), which keeps this far smaller than an HTTP client crate.
+//! The request goes through reqwest (rustls with `ring`); the response is one small JSON
+//! document, read up to a size limit.
 
-use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The largest socketconfig response read.
 const MAX_RESPONSE: usize = 256 * 1024;
@@ -68,9 +64,15 @@ impl HttpUrl {
     /// Parses an `http://` or `https://` URL (also accepts `ws://` and `wss://`).
     pub fn parse(url: &str) -> Result<HttpUrl, DiscoveryError> {
         let bad = || DiscoveryError::BadUrl(url.to_owned());
-        let (secure, rest) = if let Some(r) = url.strip_prefix("https://").or_else(|| url.strip_prefix("wss://")) {
+        let (secure, rest) = if let Some(r) = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("wss://"))
+        {
             (true, r)
-        } else if let Some(r) = url.strip_prefix("http://").or_else(|| url.strip_prefix("ws://")) {
+        } else if let Some(r) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("ws://"))
+        {
             (false, r)
         } else {
             return Err(bad());
@@ -133,91 +135,45 @@ pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     Ok(Arc::new(config))
 }
 
-async fn read_all<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) => return Ok(buf),
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > MAX_RESPONSE {
-                    return Err(std::io::Error::other("response too large"));
-                }
-            }
-            // Servers that close without TLS close_notify: what arrived is the whole body.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {
-                return Ok(buf)
-            }
-            Err(e) => return Err(e),
-        }
-    }
+/// The HTTP client used for discovery: rustls with the `ring` provider and the system's roots.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .user_agent(concat!("rosey-bot/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, request: &[u8]) -> std::io::Result<Vec<u8>> {
-    stream.write_all(request).await?;
-    stream.flush().await?;
-    read_all(stream).await
-}
-
-/// Splits an HTTP response into status and body (de-chunking if the server chunked anyway).
-pub fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let body = &raw[split + 4..];
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Some((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Some((status, out));
-        }
-        out.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
-}
-
-/// GETs `url` and returns the status and body.
+/// GETs `url` and returns the status and body (at most [`MAX_RESPONSE`] bytes).
 pub async fn http_get(
+    client: &reqwest::Client,
     url: &str,
-    tls: &Arc<rustls::ClientConfig>,
-    timeout: Duration,
 ) -> Result<(u16, Vec<u8>), DiscoveryError> {
-    let parsed = HttpUrl::parse(url)?;
-    let io = |source| DiscoveryError::Io { url: url.to_owned(), source };
-    let request = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: rosey-bot/{}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
-        parsed.path,
-        parsed.authority(),
-        env!("CARGO_PKG_VERSION"),
-    );
-    let fetch = async {
-        let mut tcp = TcpStream::connect((parsed.host.as_str(), parsed.port)).await.map_err(io)?;
-        if parsed.secure {
-            let name = ServerName::try_from(parsed.host.clone())
-                .map_err(|_| DiscoveryError::BadUrl(url.to_owned()))?;
-            let connector = tokio_rustls::TlsConnector::from(tls.clone());
-            let mut stream = connector.connect(name, tcp).await.map_err(io)?;
-            exchange(&mut stream, request.as_bytes()).await.map_err(io)
+    let io = |e: reqwest::Error| {
+        if e.is_timeout() {
+            DiscoveryError::Timeout(url.to_owned())
         } else {
-            exchange(&mut tcp, request.as_bytes()).await.map_err(io)
+            DiscoveryError::Io {
+                url: url.to_owned(),
+                source: std::io::Error::other(e),
+            }
         }
     };
-    let raw = tokio::time::timeout(timeout, fetch)
+    let mut response = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
         .await
-        .map_err(|_| DiscoveryError::Timeout(url.to_owned()))??;
-    parse_response(&raw).ok_or_else(|| DiscoveryError::BadResponse(url.to_owned()))
+        .map_err(io)?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(io)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_RESPONSE {
+            return Err(DiscoveryError::BadResponse(url.to_owned()));
+        }
+    }
+    Ok((status, body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,7 +195,10 @@ struct SocketConfig {
 
 /// The socketconfig URL of a channel on a site.
 pub fn socketconfig_url(domain: &str, channel: &str) -> String {
-    format!("{}/socketconfig/{channel}.json", domain.trim_end_matches('/'))
+    format!(
+        "{}/socketconfig/{channel}.json",
+        domain.trim_end_matches('/')
+    )
 }
 
 /// Picks the websocket URL from a socketconfig body: the first secure non-IPv6 server, else
@@ -257,10 +216,18 @@ pub fn choose_server(status: u16, body: &[u8], url: &str) -> Result<String, Disc
         }
     };
     if let Some(error) = config.error {
-        return Err(DiscoveryError::Server { url: url.to_owned(), status, message: error });
+        return Err(DiscoveryError::Server {
+            url: url.to_owned(),
+            status,
+            message: error,
+        });
     }
     if status != 200 {
-        return Err(DiscoveryError::Server { url: url.to_owned(), status, message: "unexpected status".into() });
+        return Err(DiscoveryError::Server {
+            url: url.to_owned(),
+            status,
+            message: "unexpected status".into(),
+        });
     }
     let pick = config
         .servers
@@ -270,7 +237,11 @@ pub fn choose_server(status: u16, body: &[u8], url: &str) -> Result<String, Disc
         .or_else(|| config.servers.first())
         .ok_or_else(|| DiscoveryError::NoServer(url.to_owned()))?;
     let server = HttpUrl::parse(&pick.url).map_err(|_| DiscoveryError::NoServer(url.to_owned()))?;
-    let scheme = if pick.secure || server.secure { "wss" } else { "ws" };
+    let scheme = if pick.secure || server.secure {
+        "wss"
+    } else {
+        "ws"
+    };
     Ok(format!(
         "{scheme}://{}/socket.io/?EIO=4&transport=websocket",
         server.authority()
@@ -284,11 +255,20 @@ mod tests {
     #[test]
     fn urls_parse() {
         let u = HttpUrl::parse("https://cytu.be").unwrap();
-        assert_eq!((u.secure, u.host.as_str(), u.port, u.path.as_str()), (true, "cytu.be", 443, "/"));
+        assert_eq!(
+            (u.secure, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "cytu.be", 443, "/")
+        );
         let u = HttpUrl::parse("http://127.0.0.1:1337/socketconfig/x.json").unwrap();
-        assert_eq!((u.secure, u.port, u.path.as_str()), (false, 1337, "/socketconfig/x.json"));
+        assert_eq!(
+            (u.secure, u.port, u.path.as_str()),
+            (false, 1337, "/socketconfig/x.json")
+        );
         let u = HttpUrl::parse("http://[::1]:8080").unwrap();
-        assert_eq!((u.host.as_str(), u.authority()), ("::1", "[::1]:8080".to_owned()));
+        assert_eq!(
+            (u.host.as_str(), u.authority()),
+            ("::1", "[::1]:8080".to_owned())
+        );
         for bad in ["cytu.be", "ftp://x", "http://", "http://a:b", "http://u@h"] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
@@ -307,25 +287,28 @@ mod tests {
             "ws://127.0.0.1:1337/socket.io/?EIO=4&transport=websocket"
         );
         let body = br#"{"servers":[{"url":"https://[::1]:1","secure":true,"ipv6":true},{"url":"http://h:2","secure":false}]}"#;
-        assert_eq!(choose_server(200, body, "u").unwrap(), "ws://h:2/socket.io/?EIO=4&transport=websocket");
-        let err = choose_server(404, br#"{"error":"Channel \"$bad\" does not exist."}"#, "u").unwrap_err();
+        assert_eq!(
+            choose_server(200, body, "u").unwrap(),
+            "ws://h:2/socket.io/?EIO=4&transport=websocket"
+        );
+        let err = choose_server(404, br#"{"error":"Channel \"$bad\" does not exist."}"#, "u")
+            .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
-        assert!(matches!(choose_server(200, br#"{"servers":[]}"#, "u"), Err(DiscoveryError::NoServer(_))));
-        assert!(matches!(choose_server(502, b"<html>bad gateway</html>", "u"), Err(DiscoveryError::Server { status: 502, .. })));
-    }
-
-    #[test]
-    fn responses_parse_plain_and_chunked() {
-        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"a\":1}").unwrap();
-        assert_eq!((s, b.as_slice()), (200, b"{\"a\":1}".as_slice()));
-        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
-        assert_eq!((s, b.as_slice()), (200, b"abcde".as_slice()));
-        assert!(parse_response(b"garbage").is_none());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_none());
+        assert!(matches!(
+            choose_server(200, br#"{"servers":[]}"#, "u"),
+            Err(DiscoveryError::NoServer(_))
+        ));
+        assert!(matches!(
+            choose_server(502, b"<html>bad gateway</html>", "u"),
+            Err(DiscoveryError::Server { status: 502, .. })
+        ));
     }
 
     #[test]
     fn socketconfig_url_is_per_channel() {
-        assert_eq!(socketconfig_url("https://cytu.be/", "mlp"), "https://cytu.be/socketconfig/mlp.json");
+        assert_eq!(
+            socketconfig_url("https://cytu.be/", "mlp"),
+            "https://cytu.be/socketconfig/mlp.json"
+        );
     }
 }
