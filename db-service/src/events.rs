@@ -48,12 +48,18 @@ pub struct StatusChange {
 
 fn check_username(name: &str) -> Result<(), ErrorBody> {
     if name.trim().is_empty() {
-        return Err(ErrorBody::new(ErrorCode::InvalidJson, "username must not be empty"));
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidJson,
+            "username must not be empty",
+        ));
     }
     if name.len() > MAX_USERNAME_BYTES {
         return Err(ErrorBody::new(
             ErrorCode::TooLarge,
-            format!("username is {} bytes; the limit is {MAX_USERNAME_BYTES}", name.len()),
+            format!(
+                "username is {} bytes; the limit is {MAX_USERNAME_BYTES}",
+                name.len()
+            ),
         ));
     }
     Ok(())
@@ -63,7 +69,10 @@ fn check_text(field: &str, text: &str) -> Result<(), ErrorBody> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(ErrorBody::new(
             ErrorCode::TooLarge,
-            format!("{field} is {} bytes; the limit is {MAX_TEXT_BYTES}", text.len()),
+            format!(
+                "{field} is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                text.len()
+            ),
         ));
     }
     Ok(())
@@ -226,16 +235,30 @@ mod tests {
             (subject::MESSAGE_LOG, r#"{"username":"a","message":"hi"}"#),
             (subject::STATS_USER_COUNT, r#"{}"#),
             (subject::STATS_HIGH_WATER, r#"{"chat_count":3}"#),
-            (subject::STATUS_UPDATE, r#"{"status_data":{"bot_name":"r","x":1}}"#),
+            (
+                subject::STATUS_UPDATE,
+                r#"{"status_data":{"bot_name":"r","x":1}}"#,
+            ),
             (subject::OUTBOUND_MARK_SENT, r#"{"message_id":1}"#),
-            (subject::OUTBOUND_MARK_FAILED, r#"{"message_id":1,"error":"e"}"#),
-            (subject::ACTION_PM_COMMAND, r#"{"username":"a","command":"stats","result":"pending"}"#),
+            (
+                subject::OUTBOUND_MARK_FAILED,
+                r#"{"message_id":1,"error":"e"}"#,
+            ),
+            (
+                subject::ACTION_PM_COMMAND,
+                r#"{"username":"a","command":"stats","result":"pending"}"#,
+            ),
         ];
         for (s, p) in cases {
             decode(s, p.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
         }
         assert_eq!(cases.len(), subject::WRITE_SUBJECTS.len());
-        match decode(subject::STATUS_UPDATE, br#"{"status_data":{"bot_name":"r","x":1}}"#).unwrap() {
+        match decode(
+            subject::STATUS_UPDATE,
+            br#"{"status_data":{"bot_name":"r","x":1}}"#,
+        )
+        .unwrap()
+        {
             WriteEvent::Status(s) => {
                 assert_eq!(s.columns, vec![("bot_name", SqlValue::Text("r".into()))]);
                 assert_eq!(s.ignored, vec!["x".to_owned()]);
@@ -249,18 +272,44 @@ mod tests {
         let bad: [(&str, &[u8], ErrorCode); 8] = [
             (subject::USER_JOINED, b"{", ErrorCode::InvalidJson),
             (subject::USER_JOINED, b"{}", ErrorCode::MissingField),
-            (subject::USER_JOINED, br#"{"username":5}"#, ErrorCode::InvalidJson),
-            (subject::USER_JOINED, br#"{"username":""}"#, ErrorCode::InvalidJson),
+            (
+                subject::USER_JOINED,
+                br#"{"username":5}"#,
+                ErrorCode::InvalidJson,
+            ),
+            (
+                subject::USER_JOINED,
+                br#"{"username":""}"#,
+                ErrorCode::InvalidJson,
+            ),
             (subject::USER_JOINED, b"[\"a\"]", ErrorCode::InvalidJson),
-            (subject::MESSAGE_LOG, br#"{"username":"a","message":"x","timestamp":0}"#, ErrorCode::InvalidJson),
-            (subject::STATUS_UPDATE, br#"{"status_data":{"bot_name":[1]}}"#, ErrorCode::InvalidJson),
-            (subject::OUTBOUND_MARK_SENT, br#"{"message_id":"1"}"#, ErrorCode::InvalidJson),
+            (
+                subject::MESSAGE_LOG,
+                br#"{"username":"a","message":"x","timestamp":0}"#,
+                ErrorCode::InvalidJson,
+            ),
+            (
+                subject::STATUS_UPDATE,
+                br#"{"status_data":{"bot_name":[1]}}"#,
+                ErrorCode::InvalidJson,
+            ),
+            (
+                subject::OUTBOUND_MARK_SENT,
+                br#"{"message_id":"1"}"#,
+                ErrorCode::InvalidJson,
+            ),
         ];
         for (s, p, code) in bad {
             let err = decode(s, p).expect_err(s);
             assert_eq!(err.error.code, code, "{s} {:?}", String::from_utf8_lossy(p));
         }
         let huge = format!(r#"{{"username":"{}"}}"#, "é".repeat(200));
-        assert_eq!(decode(subject::USER_JOINED, huge.as_bytes()).unwrap_err().error.code, ErrorCode::TooLarge);
+        assert_eq!(
+            decode(subject::USER_JOINED, huge.as_bytes())
+                .unwrap_err()
+                .error
+                .code,
+            ErrorCode::TooLarge
+        );
     }
 }

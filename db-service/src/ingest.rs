@@ -102,7 +102,10 @@ async fn publish_dead_letters(
             Some(js) => {
                 let mut headers = HeaderMap::new();
                 // Re-publishing after a crash is deduplicated by the stream.
-                headers.insert("Nats-Msg-Id", format!("rosey-db-dlq-{}", stored.id).as_str());
+                headers.insert(
+                    "Nats-Msg-Id",
+                    format!("rosey-db-dlq-{}", stored.id).as_str(),
+                );
                 match js
                     .publish_with_headers(subject::DLQ, headers, body.into())
                     .await
@@ -235,7 +238,8 @@ pub async fn run_jetstream(
     mut shutdown: watch::Receiver<bool>,
     initial_dead: Vec<StoredDeadLetter>,
 ) -> Result<(), IngestError> {
-    let mut applied_to = resume_position(&mut stream, &mut consumer, &writer, stored_position).await?;
+    let mut applied_to =
+        resume_position(&mut stream, &mut consumer, &writer, stored_position).await?;
     let mut published = publish_dead_letters(Some(&js), &client, &initial_dead, &stats).await;
     let mut pending_dead: Vec<StoredDeadLetter> = Vec::new();
     'outer: loop {

@@ -63,7 +63,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("rosey-db: {e:#}");
             ExitCode::FAILURE
         }
@@ -151,16 +150,15 @@ async fn run(config: Config) -> Result<()> {
         stats: stats.clone(),
         retention,
     });
-    let (service, request_tasks) = requests::start(&client, ctx, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the request service: {e}"))?;
-    tracing::info!(jetstream = jetstream.is_some(), "rosey-db serving");
-
     let (stop_tx, stop_rx) = watch::channel(false);
+    let request_thread = spawn_request_thread(config.nats.clone(), ctx, stop_rx.clone()).await?;
+    tracing::info!(jetstream = jetstream.is_some(), "rosey-db serving");
+    let stop_tx = Arc::new(stop_tx);
+    let signal_stop = stop_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing the current batch");
-        let _ = stop_tx.send(true);
+        let _ = signal_stop.send(true);
     });
     let housekeeping = tokio::spawn(housekeeping(
         request_writer,
@@ -186,19 +184,95 @@ async fn run(config: Config) -> Result<()> {
             )
             .await
         }
-        None => ingest::run_core(client.clone(), writer, settings, stats, stop_rx, undelivered_dead).await,
+        None => {
+            ingest::run_core(
+                client.clone(),
+                writer,
+                settings,
+                stats,
+                stop_rx,
+                undelivered_dead,
+            )
+            .await
+        }
     };
-    if let Err(e) = service.stop().await {
-        tracing::debug!(error = %e, "stopping the service");
-    }
-    drop(request_tasks);
+    // Whatever ended ingestion, the request thread stops too.
+    let _ = stop_tx.send(true);
     housekeeping.abort();
     // Acks are buffered; send them before exiting.
     let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = request_thread.join();
+        writer_thread.join()
+    })
+    .await;
     ingest_result.context("ingestion stopped")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Serves requests on a thread of its own with a single-threaded runtime and its own NATS
+/// connection: a reply never queues behind stream deliveries on the ingestion connection, and
+/// a request is read, answered and sent without hopping between threads, which is what keeps
+/// its latency low while ingestion keeps the other cores busy. Returns once it is serving.
+async fn spawn_request_thread(
+    nats: rosey_config::NatsConfig,
+    ctx: Arc<requests::Context>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let handle = std::thread::Builder::new()
+        .name("rosey-db-requests".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(4)
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start the request runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let client = match rosey_config::connect::connect(&nats).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let (service, tasks) =
+                    match requests::start(&client, ctx, env!("CARGO_PKG_VERSION")).await {
+                        Ok(started) => started,
+                        Err(e) => {
+                            let _ = ready_tx
+                                .send(Err(format!("cannot start the request service: {e}")));
+                            return;
+                        }
+                    };
+                let _ = ready_tx.send(Ok(()));
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+                if let Err(e) = service.stop().await {
+                    tracing::debug!(error = %e, "stopping the service");
+                }
+                drop(tasks);
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+            });
+        })
+        .context("cannot start the request thread")?;
+    match ready_rx.await {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+        Err(_) => Err(anyhow::anyhow!(
+            "the request thread stopped during start-up"
+        )),
+    }
 }
 
 /// Prunes the recent chat and expired keys often, and runs the full maintenance daily.

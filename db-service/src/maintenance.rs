@@ -49,7 +49,11 @@ pub struct PruneReport {
 }
 
 /// The frequent, cheap pass: recent chat past retention and expired plugin keys.
-pub fn prune(conn: &mut Connection, now: i64, retention: Retention) -> rusqlite::Result<PruneReport> {
+pub fn prune(
+    conn: &mut Connection,
+    now: i64,
+    retention: Retention,
+) -> rusqlite::Result<PruneReport> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let report = PruneReport {
         recent_chat: store::prune_recent_chat(&tx, retention.recent_chat_cutoff(now))?,
@@ -61,7 +65,11 @@ pub fn prune(conn: &mut Connection, now: i64, retention: Retention) -> rusqlite:
 
 /// The daily maintenance; the deletions commit together (or not at all), then the file is
 /// compacted and its statistics refreshed.
-pub fn run(conn: &mut Connection, now: i64, retention: Retention) -> rusqlite::Result<MaintenanceReport> {
+pub fn run(
+    conn: &mut Connection,
+    now: i64,
+    retention: Retention,
+) -> rusqlite::Result<MaintenanceReport> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let history_deleted = tx.execute(
         "DELETE FROM user_count_history WHERE timestamp < ?1",
@@ -171,7 +179,9 @@ mod tests {
         }
         let report = prune(&mut conn, now, Retention::default()).unwrap();
         assert_eq!(report.recent_chat, 2);
-        let short = Retention { recent_chat_hours: 2 };
+        let short = Retention {
+            recent_chat_hours: 2,
+        };
         assert_eq!(prune(&mut conn, now, short).unwrap().recent_chat, 1);
     }
 }

@@ -137,7 +137,8 @@ pub async fn start(
                 };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let result = handle(&ctx, ep, &request.message.subject, &request.message.payload).await;
+                    let result =
+                        handle(&ctx, ep, &request.message.subject, &request.message.payload).await;
                     let sent = match result {
                         Ok(body) => request.respond(Ok(body)).await,
                         Err(error) => {
@@ -198,7 +199,7 @@ where
 {
     let value = ctx
         .readers
-        .run(move |c| f(c))
+        .run_inline(move |c| f(c))
         .await
         .map_err(from_pool)?
         .map_err(from_store)?;
@@ -236,12 +237,18 @@ pub async fn handle(
     match ep {
         Endpoint::OutboundGet => {
             let q: wire::OutboundGet = decode(body)?;
-            read(ctx, move |c| Ok(store::unsent_outbound(c, q.limit, q.max_retries, now)?)).await
+            read(ctx, move |c| {
+                Ok(store::unsent_outbound(c, q.limit, q.max_retries, now)?)
+            })
+            .await
         }
         Endpoint::OutboundEnqueue => {
             let q: wire::OutboundEnqueue = decode(body)?;
             if q.message.trim().is_empty() {
-                return Err(ErrorBody::new(ErrorCode::InvalidJson, "message must not be empty"));
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidJson,
+                    "message must not be empty",
+                ));
             }
             if q.message.len() > crate::events::MAX_TEXT_BYTES {
                 return Err(ErrorBody::new(

@@ -159,7 +159,9 @@ pub enum SchemaError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The file was written by a newer Rosey.
-    #[error("the database has Rosey schema version {found}; this build knows up to {SCHEMA_VERSION}")]
+    #[error(
+        "the database has Rosey schema version {found}; this build knows up to {SCHEMA_VERSION}"
+    )]
     TooNew {
         /// The version in the file.
         found: i64,
@@ -225,7 +227,10 @@ pub fn initialize(conn: &mut Connection, now: i64) -> Result<(), SchemaError> {
     for (table, column, decl) in ORIGINAL_MIGRATIONS {
         if !has_column(&tx, table, column)? {
             // Identifiers come from the constant table above, never from input.
-            tx.execute(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"), [])?;
+            tx.execute(
+                &format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"),
+                [],
+            )?;
         }
     }
     let status_rows: i64 = tx.query_row("SELECT COUNT(*) FROM current_status", [], |r| r.get(0))?;
@@ -244,7 +249,11 @@ pub fn initialize(conn: &mut Connection, now: i64) -> Result<(), SchemaError> {
     }
     tx.execute_batch(ROSEY_DDL)?;
     let version: Option<i64> = tx
-        .query_row("SELECT schema_version FROM rosey_meta WHERE id = 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT schema_version FROM rosey_meta WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     match version {
         None => {
@@ -298,14 +307,14 @@ mod tests {
         initialize(&mut conn, 1_700_000_000).unwrap();
         let path = fixture();
         if !path.exists() {
-            eprintln!("fixture {} missing; skipping the comparison", path.display());
+            eprintln!(
+                "fixture {} missing; skipping the comparison",
+                path.display()
+            );
             return;
         }
-        let original = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
+        let original =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         assert_eq!(schema_sql(&conn), schema_sql(&original));
     }
 
@@ -323,9 +332,11 @@ mod tests {
             .unwrap();
         assert_eq!((n, updated), (1, 100));
         let max_users: i64 = conn
-            .query_row("SELECT max_users FROM channel_stats WHERE id = 1", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT max_users FROM channel_stats WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(max_users, 0);
         let version: i64 = conn
@@ -347,7 +358,10 @@ mod tests {
         .unwrap();
         initialize(&mut conn, 5).unwrap();
         for (table, column, _) in ORIGINAL_MIGRATIONS {
-            assert!(has_column(&conn, table, column).unwrap(), "{table}.{column}");
+            assert!(
+                has_column(&conn, table, column).unwrap(),
+                "{table}.{column}"
+            );
         }
     }
 

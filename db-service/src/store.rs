@@ -48,7 +48,9 @@ pub fn is_transient(err: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode as C;
     matches!(
         err.sqlite_error_code(),
-        Some(C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen)
+        Some(
+            C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen
+        )
     )
 }
 
@@ -147,7 +149,12 @@ pub fn log_user_action(
 // ---- channel statistics -----------------------------------------------------------------------
 
 /// Appends a sample to the user-count history.
-pub fn log_user_count(conn: &Connection, chat: u64, connected: u64, ts: i64) -> rusqlite::Result<()> {
+pub fn log_user_count(
+    conn: &Connection,
+    chat: u64,
+    connected: u64,
+    ts: i64,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO user_count_history (timestamp, chat_users, connected_users) VALUES (?1, ?2, ?3)",
     )?
@@ -208,7 +215,10 @@ pub fn update_status(
         sql.push_str(&format!("{column} = ?{}, ", i + 1));
         values.push(value);
     }
-    sql.push_str(&format!("last_updated = ?{} WHERE id = 1", columns.len() + 1));
+    sql.push_str(&format!(
+        "last_updated = ?{} WHERE id = 1",
+        columns.len() + 1
+    ));
     values.push(&ts);
     conn.prepare_cached(&sql)?.execute(values.as_slice())?;
     Ok(())
@@ -317,8 +327,10 @@ pub fn recent_chat(conn: &Connection, query: &RecentChatGet) -> rusqlite::Result
 
 /// Queues a message for the bot to send; returns its id.
 pub fn enqueue_outbound(conn: &Connection, message: &str, now: i64) -> rusqlite::Result<i64> {
-    conn.prepare_cached("INSERT INTO outbound_messages (timestamp, message, sent) VALUES (?1, ?2, 0)")?
-        .execute(params![now, message])?;
+    conn.prepare_cached(
+        "INSERT INTO outbound_messages (timestamp, message, sent) VALUES (?1, ?2, 0)",
+    )?
+    .execute(params![now, message])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -352,8 +364,10 @@ pub fn unsent_outbound(
 
 /// Marks a message sent.
 pub fn mark_outbound_sent(conn: &Connection, id: i64, ts: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE outbound_messages SET sent = 1, sent_timestamp = ?2 WHERE id = ?1")?
-        .execute(params![id, ts])?;
+    conn.prepare_cached(
+        "UPDATE outbound_messages SET sent = 1, sent_timestamp = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, ts])?;
     Ok(())
 }
 
@@ -387,9 +401,11 @@ pub fn mark_outbound_failed(
 /// The last stream sequence whose event is applied (0: none yet).
 pub fn last_sequence(conn: &Connection) -> rusqlite::Result<u64> {
     let seq: Option<i64> = conn
-        .query_row("SELECT last_sequence FROM rosey_stream_state WHERE id = 1", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT last_sequence FROM rosey_stream_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
@@ -460,7 +476,8 @@ pub fn unpublished_dead_letters(conn: &Connection) -> rusqlite::Result<Vec<Store
 
 /// Marks dead letters as published.
 pub fn mark_dead_letters_published(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached("UPDATE rosey_dead_letters SET published = 1 WHERE id = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("UPDATE rosey_dead_letters SET published = 1 WHERE id = ?1")?;
     for id in ids {
         stmt.execute([id])?;
     }
@@ -644,8 +661,10 @@ pub fn kv_incr(
 
 /// Deletes expired keys of every plugin; returns how many.
 pub fn kv_purge_expired(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached("DELETE FROM rosey_plugin_kv WHERE expires_at IS NOT NULL AND expires_at <= ?1")?
-        .execute([now])
+    conn.prepare_cached(
+        "DELETE FROM rosey_plugin_kv WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+    )?
+    .execute([now])
 }
 
 #[cfg(test)]
@@ -728,33 +747,68 @@ mod tests {
             username: None,
             since: None,
         };
-        let got: Vec<String> = recent_chat(&conn, &q).unwrap().into_iter().map(|l| l.message).collect();
+        let got: Vec<String> = recent_chat(&conn, &q)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
         assert_eq!(got, ["m7", "m8", "m9"]);
         let q = RecentChatGet {
             limit: 50,
             username: Some("even".to_owned()),
             since: Timestamp::from_secs(104),
         };
-        let got: Vec<String> = recent_chat(&conn, &q).unwrap().into_iter().map(|l| l.message).collect();
+        let got: Vec<String> = recent_chat(&conn, &q)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
         assert_eq!(got, ["m4", "m6", "m8"]);
         assert_eq!(prune_recent_chat(&conn, 105).unwrap(), 5);
-        assert_eq!(recent_chat(&conn, &RecentChatGet::default()).unwrap().len(), 5);
+        assert_eq!(
+            recent_chat(&conn, &RecentChatGet::default()).unwrap().len(),
+            5
+        );
     }
 
     #[test]
     fn high_water_only_rises_and_ignores_zero_connected() {
         let conn = db();
         let c = update_high_water(&conn, 5, Some(8), 100).unwrap();
-        assert_eq!(c, HighWaterChange { users: true, connected: true });
+        assert_eq!(
+            c,
+            HighWaterChange {
+                users: true,
+                connected: true
+            }
+        );
         let c = update_high_water(&conn, 4, Some(0), 200).unwrap();
         assert_eq!(c, HighWaterChange::default());
         let c = update_high_water(&conn, 5, None, 250).unwrap();
         assert_eq!(c, HighWaterChange::default(), "equal is not a record");
         let c = update_high_water(&conn, 6, Some(7), 300).unwrap();
-        assert_eq!(c, HighWaterChange { users: true, connected: false });
+        assert_eq!(
+            c,
+            HighWaterChange {
+                users: true,
+                connected: false
+            }
+        );
         let stats = channel_stats(&conn).unwrap();
-        assert_eq!(stats.high_water_mark, HighWaterMark { users: 6, timestamp: Some(300) });
-        assert_eq!(stats.high_water_connected, HighWaterMark { users: 8, timestamp: Some(100) });
+        assert_eq!(
+            stats.high_water_mark,
+            HighWaterMark {
+                users: 6,
+                timestamp: Some(300)
+            }
+        );
+        assert_eq!(
+            stats.high_water_connected,
+            HighWaterMark {
+                users: 8,
+                timestamp: Some(100)
+            }
+        );
     }
 
     #[test]
@@ -848,9 +902,20 @@ mod tests {
     #[test]
     fn kv_namespaces_ttl_incr_and_paging() {
         let conn = db();
-        kv_set(&conn, "quotes", "a", &serde_json::json!({"x": 1}), None, 100).unwrap();
+        kv_set(
+            &conn,
+            "quotes",
+            "a",
+            &serde_json::json!({"x": 1}),
+            None,
+            100,
+        )
+        .unwrap();
         assert!(kv_get(&conn, "markov", "a", 100).unwrap().is_none());
-        assert_eq!(kv_get(&conn, "quotes", "a", 100).unwrap(), Some(serde_json::json!({"x": 1})));
+        assert_eq!(
+            kv_get(&conn, "quotes", "a", 100).unwrap(),
+            Some(serde_json::json!({"x": 1}))
+        );
         kv_set(&conn, "quotes", "t", &serde_json::json!(1), Some(10), 100).unwrap();
         assert!(kv_get(&conn, "quotes", "t", 109).unwrap().is_some());
         assert!(kv_get(&conn, "quotes", "t", 110).unwrap().is_none());
@@ -858,15 +923,43 @@ mod tests {
         assert_eq!(kv_incr(&conn, "quotes", "n", 1, 100).unwrap(), 1);
         assert_eq!(kv_incr(&conn, "quotes", "n", 41, 100).unwrap(), 42);
         assert_eq!(kv_incr(&conn, "quotes", "n", -50, 100).unwrap(), -8);
-        assert!(matches!(kv_incr(&conn, "quotes", "a", 1, 100), Err(StoreError::Invalid(_))));
-        kv_set(&conn, "quotes", "max", &serde_json::json!(i64::MAX), None, 100).unwrap();
-        assert!(matches!(kv_incr(&conn, "quotes", "max", 1, 100), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            kv_incr(&conn, "quotes", "a", 1, 100),
+            Err(StoreError::Invalid(_))
+        ));
+        kv_set(
+            &conn,
+            "quotes",
+            "max",
+            &serde_json::json!(i64::MAX),
+            None,
+            100,
+        )
+        .unwrap();
+        assert!(matches!(
+            kv_incr(&conn, "quotes", "max", 1, 100),
+            Err(StoreError::Invalid(_))
+        ));
         let big = serde_json::Value::String("x".repeat(kv::MAX_VALUE_BYTES));
-        assert!(matches!(kv_set(&conn, "quotes", "big", &big, None, 100), Err(StoreError::TooLarge(_))));
-        assert!(matches!(kv_set(&conn, "quotes", "", &big, None, 100), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            kv_set(&conn, "quotes", "big", &big, None, 100),
+            Err(StoreError::TooLarge(_))
+        ));
+        assert!(matches!(
+            kv_set(&conn, "quotes", "", &big, None, 100),
+            Err(StoreError::Invalid(_))
+        ));
 
         for i in 0..7 {
-            kv_set(&conn, "paged", &format!("k{i}"), &serde_json::json!(i), None, 100).unwrap();
+            kv_set(
+                &conn,
+                "paged",
+                &format!("k{i}"),
+                &serde_json::json!(i),
+                None,
+                100,
+            )
+            .unwrap();
         }
         kv_set(&conn, "paged", "other", &serde_json::json!(0), None, 100).unwrap();
         let mut keys = Vec::new();
@@ -875,7 +968,12 @@ mod tests {
             let page = kv_list(
                 &conn,
                 "paged",
-                &kv::List { prefix: Some("k".into()), after: after.clone(), limit: Some(3), values: true },
+                &kv::List {
+                    prefix: Some("k".into()),
+                    after: after.clone(),
+                    limit: Some(3),
+                    values: true,
+                },
                 100,
             )
             .unwrap();

@@ -156,7 +156,10 @@ fn retrying<T>(stats: &Stats, mut op: impl FnMut() -> rusqlite::Result<T>) -> T 
         match op() {
             Ok(v) => {
                 if attempt > 0 {
-                    tracing::info!(attempts = attempt + 1, "database write succeeded after retrying");
+                    tracing::info!(
+                        attempts = attempt + 1,
+                        "database write succeeded after retrying"
+                    );
                 }
                 return v;
             }
@@ -231,7 +234,7 @@ fn apply_batch(
             match events::decode(&item.subject, &item.payload) {
                 Err(body) => Err((body.error.code.as_str().to_owned(), body.to_string())),
                 Ok(event) => {
-                    let sp = tx.unchecked_transaction_savepoint()?;
+                    let sp = tx.event_savepoint()?;
                     match event.apply(&sp, item.received) {
                         Ok(()) => {
                             sp.commit()?;
@@ -280,11 +283,11 @@ fn apply_batch(
 /// Savepoints on a shared transaction reference (rusqlite's `Transaction::savepoint` wants
 /// `&mut`, which the loop above cannot give while it also uses the transaction).
 trait SavepointExt {
-    fn unchecked_transaction_savepoint(&self) -> rusqlite::Result<Savepoint<'_>>;
+    fn event_savepoint(&self) -> rusqlite::Result<Savepoint<'_>>;
 }
 
 impl SavepointExt for rusqlite::Transaction<'_> {
-    fn unchecked_transaction_savepoint(&self) -> rusqlite::Result<Savepoint<'_>> {
+    fn event_savepoint(&self) -> rusqlite::Result<Savepoint<'_>> {
         self.execute_batch("SAVEPOINT rosey_event")?;
         Ok(Savepoint {
             conn: self,
@@ -345,15 +348,25 @@ mod tests {
         c
     }
 
-    const CONFIG: WriterConfig = WriterConfig { max_redeliveries: 5 };
+    const CONFIG: WriterConfig = WriterConfig {
+        max_redeliveries: 5,
+    };
 
     #[test]
     fn applies_in_order_records_position_and_skips_replays() {
         let mut c = conn();
         let stats = Stats::default();
         let batch = vec![
-            item(1, subject::USER_JOINED, r#"{"username":"a","timestamp":100}"#),
-            item(2, subject::MESSAGE_LOG, r#"{"username":"a","message":"hi"}"#),
+            item(
+                1,
+                subject::USER_JOINED,
+                r#"{"username":"a","timestamp":100}"#,
+            ),
+            item(
+                2,
+                subject::MESSAGE_LOG,
+                r#"{"username":"a","message":"hi"}"#,
+            ),
             item(3, subject::USER_LEFT, r#"{"username":"a","timestamp":130}"#),
         ];
         let out = apply_batch(&mut c, &batch, &[], CONFIG, &stats).unwrap();
@@ -369,6 +382,46 @@ mod tests {
             .unwrap();
         // The chat line had no timestamp: it is accounted at the stream's receipt time.
         assert_eq!((lines, time, last_seen), (1, 30, 500));
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_they_pass() {
+        let stats = Stats::default();
+        let mut failures = 2;
+        let value = retrying(&stats, || {
+            if failures > 0 {
+                failures -= 1;
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("database is locked".to_owned()),
+                ))
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(value, 7);
+        assert_eq!(stats.get("ingest.write_retries"), 2);
+    }
+
+    #[test]
+    fn a_locked_database_stalls_the_batch_instead_of_losing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        let mut writer = schema::open(&path, schema::Role::Writer).unwrap();
+        schema::enable_wal(&writer).unwrap();
+        schema::initialize(&mut writer, 1).unwrap();
+        writer.busy_timeout(Duration::from_millis(10)).unwrap();
+        let mut other = Connection::open(&path).unwrap();
+        let lock = other
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let stats = Stats::default();
+        let batch = vec![item(1, subject::USER_JOINED, r#"{"username":"a"}"#)];
+        let err = apply_batch(&mut writer, &batch, &[], CONFIG, &stats).unwrap_err();
+        assert!(store::is_transient(&err), "{err}");
+        lock.rollback().unwrap();
+        let out = apply_batch(&mut writer, &batch, &[], CONFIG, &stats).unwrap();
+        assert_eq!((out.applied, out.last_sequence), (1, 1));
     }
 
     #[test]

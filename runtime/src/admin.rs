@@ -136,8 +136,13 @@ async fn handle(host: &Arc<Host>, kind: Kind, msg: &Message) -> Result<Bytes, Er
             let name = plugin_name(msg)?;
             let slot = host
                 .slot(&name)
-                .filter(|s| s.accepting.load(Ordering::SeqCst) || s.info().state != rosey_plugin_api::admin::PluginState::Disabled)
-                .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("plugin {name:?} is not enabled")))?;
+                .filter(|s| !s.stopped.load(Ordering::SeqCst))
+                .ok_or_else(|| {
+                    ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!("plugin {name:?} is not enabled"),
+                    )
+                })?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             slot.control_tx
                 .send(Control::Load {
@@ -238,10 +243,7 @@ async fn answer_srv(host: &Host, stats: &Stats, id: &str, started: Instant, msg:
         }
         "INFO" => {
             obj.insert("type".into(), "io.nats.micro.v1.info_response".into());
-            obj.insert(
-                "description".into(),
-                "Rosey's plugin runtime".into(),
-            );
+            obj.insert("description".into(), "Rosey's plugin runtime".into());
             let endpoints: Vec<_> = admin
                 .iter()
                 .map(|s| serde_json::json!({"name": s, "subject": s, "queue_group": "", "metadata": {}}))

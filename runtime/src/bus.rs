@@ -48,7 +48,7 @@ impl Bus {
         let allowed = lock(&self.slot.permissions).allows(access, subject)
             || (access == Access::Subscribe
                 && subjects::commands::name_of(subject)
-                    .is_some_and(|c| lock(&self.host.commands).serves(&self.slot.name, c)));
+                    .is_some_and(|c| lock(&self.host.commands).may_subscribe(&self.slot.name, c)));
         if allowed {
             Ok(())
         } else {
@@ -67,9 +67,12 @@ impl Bus {
         let headers = to_headers(&message.headers);
         let reply = message.reply.into_option().map(|r| r.to_string());
         let payload = Bytes::from(message.payload.into_vec());
-        let client = self.host.client.clone();
+        let client = &self.host.client;
+        // Publishing only queues the message for the connection task; it needs no runtime
+        // context, so a plain thread-parking executor is enough (and cheaper than entering
+        // tokio's).
         self.host
-            .block_on(async move {
+            .block_on_light(async move {
                 match (reply, headers) {
                     (Some(reply), Some(h)) => {
                         client
@@ -185,7 +188,10 @@ impl HostHandle for Bus {
 
     fn subscribe(&self, subject: RString, queue_group: ROption<RString>) -> RResult<u64, FfiError> {
         guard("subscribe", || {
-            self.subscribe_inner(subject.as_str(), queue_group.as_ref().map(RString::as_str).into_option())
+            self.subscribe_inner(
+                subject.as_str(),
+                queue_group.as_ref().map(RString::as_str).into_option(),
+            )
         })
     }
 

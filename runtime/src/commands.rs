@@ -94,12 +94,19 @@ impl CommandTable {
 
     /// The rule for `command` when `plugin` serves it.
     pub fn rule_for(&self, plugin: &str, command: &str) -> Option<CommandRule> {
-        self.rules.get(command).filter(|r| r.plugin == plugin).cloned()
+        self.rules
+            .get(command)
+            .filter(|r| r.plugin == plugin)
+            .cloned()
     }
 
-    /// Whether `plugin` serves `command`.
-    pub fn serves(&self, plugin: &str, command: &str) -> bool {
-        self.rule_for(plugin, command).is_some()
+    /// Whether `plugin` may subscribe to `command` itself: it serves it, or no plugin (nor
+    /// the runtime) does.
+    pub fn may_subscribe(&self, plugin: &str, command: &str) -> bool {
+        match self.rules.get(command) {
+            Some(rule) => rule.plugin == plugin,
+            None => command != HELP,
+        }
     }
 
     /// Every command, by name.
@@ -148,7 +155,10 @@ pub fn help_text(rules: &[CommandRule], command: &Command, prefix: &str) -> Stri
             if rules.is_empty() {
                 return "No plugin commands are loaded.".to_owned();
             }
-            let list: Vec<String> = rules.iter().map(|r| format!("{prefix}{}", r.name)).collect();
+            let list: Vec<String> = rules
+                .iter()
+                .map(|r| format!("{prefix}{}", r.name))
+                .collect();
             format!(
                 "Commands: {} (say {prefix}{HELP} <command> for details)",
                 list.join(", ")
@@ -230,16 +240,26 @@ mod tests {
     fn conflicts_and_reserved_names_are_refused() {
         let mut t = CommandTable::default();
         let none = serde_json::json!({});
-        assert_eq!(t.claim("a", &[spec("quote", 0.0, 0)], &none).unwrap(), ["quote"]);
+        assert_eq!(
+            t.claim("a", &[spec("quote", 0.0, 0)], &none).unwrap(),
+            ["quote"]
+        );
         let err = t.claim("b", &[spec("quote", 0.0, 0)], &none).unwrap_err();
         assert!(err.contains("already served by plugin \"a\""), "{err}");
         assert!(t.claim("b", &[spec("help", 0.0, 0)], &none).is_err());
         assert!(t.claim("b", &[spec("a.b", 0.0, 0)], &none).is_err());
         // A reload of the same plugin may change its own set.
-        assert_eq!(t.claim("a", &[spec("quotes", 0.0, 0)], &none).unwrap(), ["quotes"]);
+        assert_eq!(
+            t.claim("a", &[spec("quotes", 0.0, 0)], &none).unwrap(),
+            ["quotes"]
+        );
         assert!(t.claim("b", &[spec("quote", 0.0, 0)], &none).is_ok());
+        assert!(t.may_subscribe("a", "quotes"));
+        assert!(!t.may_subscribe("a", "quote"));
+        assert!(t.may_subscribe("a", "unclaimed"));
+        assert!(!t.may_subscribe("a", HELP));
         t.release("a");
-        assert!(!t.serves("a", "quotes"));
+        assert!(t.rule_for("a", "quotes").is_none());
     }
 
     #[test]
@@ -254,9 +274,21 @@ mod tests {
         let now = Instant::now();
         assert!(!c.admit(&slow, &cmd("slow", "guest", 0.0, &[]), now));
         assert!(c.admit(&slow, &cmd("slow", "ann", 1.0, &[]), now));
-        assert!(!c.admit(&slow, &cmd("slow", "ann", 1.0, &[]), now + Duration::from_secs(1)));
-        assert!(c.admit(&slow, &cmd("slow", "bob", 1.0, &[]), now + Duration::from_secs(1)));
-        assert!(c.admit(&slow, &cmd("slow", "ann", 1.0, &[]), now + Duration::from_secs(61)));
+        assert!(!c.admit(
+            &slow,
+            &cmd("slow", "ann", 1.0, &[]),
+            now + Duration::from_secs(1)
+        ));
+        assert!(c.admit(
+            &slow,
+            &cmd("slow", "bob", 1.0, &[]),
+            now + Duration::from_secs(1)
+        ));
+        assert!(c.admit(
+            &slow,
+            &cmd("slow", "ann", 1.0, &[]),
+            now + Duration::from_secs(61)
+        ));
         // Moderators are exempt from cooldowns.
         assert!(c.admit(&slow, &cmd("slow", "mo", 2.0, &[]), now));
         assert!(c.admit(&slow, &cmd("slow", "mo", 2.0, &[]), now));
@@ -268,11 +300,18 @@ mod tests {
     #[test]
     fn help_lists_and_details() {
         let mut t = CommandTable::default();
-        t.claim("p", &[spec("count", 0.0, 2000), spec("ban", 3.0, 0)], &serde_json::json!({}))
-            .unwrap();
+        t.claim(
+            "p",
+            &[spec("count", 0.0, 2000), spec("ban", 3.0, 0)],
+            &serde_json::json!({}),
+        )
+        .unwrap();
         let rules = t.all();
         let all = help_text(&rules, &cmd("help", "u", 0.0, &[]), "!");
-        assert_eq!(all, "Commands: !ban, !count (say !help <command> for details)");
+        assert_eq!(
+            all,
+            "Commands: !ban, !count (say !help <command> for details)"
+        );
         let one = help_text(&rules, &cmd("help", "u", 0.0, &["!count"]), "!");
         assert_eq!(one, "!count: does count (once every 2s)");
         let one = help_text(&rules, &cmd("help", "u", 0.0, &["ban"]), "!");

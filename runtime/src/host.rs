@@ -161,6 +161,8 @@ pub struct Slot {
     pub accepting: AtomicBool,
     /// Messages dropped because the queue was full.
     pub overflow: AtomicU64,
+    /// Set once the worker has stopped for good (disabled or removed).
+    pub stopped: AtomicBool,
 }
 
 impl Slot {
@@ -194,6 +196,7 @@ impl Slot {
             live_retired: Mutex::new(None),
             accepting: AtomicBool::new(true),
             overflow: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -302,7 +305,7 @@ impl Host {
         }
         let existing = self.slot(name);
         if let Some(slot) = &existing {
-            if slot.info().state != PluginState::Disabled {
+            if !slot.stopped.load(Ordering::SeqCst) {
                 if let Some(ack) = ack {
                     let _ = ack.send(Ok(()));
                 }
@@ -314,6 +317,10 @@ impl Host {
             self.settings_for(name),
             self.settings.queue_capacity,
         ));
+        if let Some(old) = existing {
+            // State survives a disable and enable, as it survives a reload.
+            *lock(&slot.last_state) = lock(&old.last_state).take();
+        }
         lock(&self.slots).insert(name.to_owned(), slot.clone());
         let _ = slot.control_tx.send(Control::Load {
             path: None,
@@ -331,7 +338,10 @@ impl Host {
         };
         slot.accepting.store(false, Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = slot.control_tx.send(Control::Stop { ack: Some(tx) }).is_ok();
+        let sent = slot
+            .control_tx
+            .send(Control::Stop { ack: Some(tx) })
+            .is_ok();
         if sent {
             // A stuck or dead worker cannot answer; clean up from here after a while.
             let waited = tokio::time::timeout(self.settings.watchdog_timeout * 2, rx).await;
@@ -341,6 +351,7 @@ impl Host {
                 lock(&self.commands).release(name);
             }
         }
+        slot.stopped.store(true, Ordering::SeqCst);
         slot.set_state(PluginState::Disabled);
         if forget {
             lock(&self.slots).remove(name);
@@ -467,12 +478,9 @@ impl Host {
     }
 
     fn passes_rules(&self, slot: &Slot, msg: &Message) -> bool {
-        let (filters_channels, serves) = {
+        let filters_channels = {
             let s = lock(&slot.settings);
-            (
-                s.channels.is_some() || !s.exclude_channels.is_empty(),
-                s.clone(),
-            )
+            s.channels.is_some() || !s.exclude_channels.is_empty()
         };
         if filters_channels {
             #[derive(serde::Deserialize)]
@@ -483,7 +491,7 @@ impl Host {
                 channel: Some(channel),
             }) = serde_json::from_slice::<ChannelOnly>(&msg.payload)
             {
-                if !serves.serves_channel(&channel) {
+                if !lock(&slot.settings).serves_channel(&channel) {
                     return false;
                 }
             }
@@ -511,6 +519,15 @@ impl Host {
         Ok(self.rt.block_on(fut))
     }
 
+    /// Runs a future that needs no tokio context (no timers, no I/O of its own) from a
+    /// plugin's worker thread. Refuses when called from inside the async runtime.
+    pub fn block_on_light<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
+        if Handle::try_current().is_ok() {
+            return Err("blocking host call made from an async context".to_owned());
+        }
+        Ok(futures::executor::block_on(fut))
+    }
+
     /// Publishes bytes, from a worker thread or from async code.
     pub fn publish_bytes(&self, subject: &'static str, payload: Vec<u8>) {
         let client = self.client.clone();
@@ -526,21 +543,20 @@ impl Host {
         }
     }
 
+    /// Publishes a lifecycle event from async code, in order with what the caller does next.
+    pub async fn lifecycle_async(&self, subject: &'static str, slot: &Slot, error: Option<String>) {
+        let Some(bytes) = lifecycle_bytes(slot, error) else {
+            return;
+        };
+        if let Err(e) = self.client.publish(subject, Bytes::from(bytes)).await {
+            tracing::warn!(subject, "cannot publish: {e}");
+        }
+    }
+
     /// Publishes a lifecycle event.
     pub fn lifecycle(&self, subject: &'static str, slot: &Slot, error: Option<String>) {
-        let (version, generation) = {
-            let st = lock(&slot.status);
-            (st.version.clone(), st.generation)
-        };
-        let event = PluginLifecycle {
-            name: slot.name.clone(),
-            version,
-            generation,
-            error,
-        };
-        match serde_json::to_vec(&event) {
-            Ok(bytes) => self.publish_bytes(subject, bytes),
-            Err(e) => tracing::error!("cannot encode a lifecycle event: {e}"),
+        if let Some(bytes) = lifecycle_bytes(slot, error) {
+            self.publish_bytes(subject, bytes);
         }
     }
 
@@ -548,4 +564,21 @@ impl Host {
     pub fn library_for(&self, name: &str) -> Result<PathBuf, loader::LoadError> {
         loader::find_library(&self.lib_dirs, name)
     }
+}
+
+/// The payload of a lifecycle event about `slot`.
+fn lifecycle_bytes(slot: &Slot, error: Option<String>) -> Option<Vec<u8>> {
+    let (version, generation) = {
+        let st = lock(&slot.status);
+        (st.version.clone(), st.generation)
+    };
+    let event = PluginLifecycle {
+        name: slot.name.clone(),
+        version,
+        generation,
+        error,
+    };
+    serde_json::to_vec(&event)
+        .map_err(|e| tracing::error!("cannot encode a lifecycle event: {e}"))
+        .ok()
 }

@@ -153,7 +153,8 @@ pub fn find_library(dirs: &[PathBuf], name: &str) -> Result<PathBuf, LoadError> 
 }
 
 /// The folders to look in for libraries: `directory` itself, and when it holds plugin crates
-/// (a source checkout), the workspace's `target/debug` and `target/release`.
+/// (a source checkout), the workspace's `target/debug` and `target/release` (and those of
+/// `CARGO_TARGET_DIR` when it is set).
 pub fn library_dirs(directory: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![directory.to_path_buf()];
     let holds_crates = std::fs::read_dir(directory)
@@ -176,6 +177,11 @@ pub fn library_dirs(directory: &Path) -> Vec<PathBuf> {
                 break;
             }
             at = dir.parent().map(Path::to_path_buf);
+        }
+        if let Some(target) = std::env::var_os("CARGO_TARGET_DIR").filter(|t| !t.is_empty()) {
+            let target = PathBuf::from(target);
+            dirs.push(target.join("debug"));
+            dirs.push(target.join("release"));
         }
     }
     dirs
@@ -208,6 +214,10 @@ pub fn load(
             path: src.to_path_buf(),
         });
     }
+    check_elf(&bytes).map_err(|problem| LoadError::Library {
+        path: src.to_path_buf(),
+        summary: format!("not a Rosey plugin library ({problem})"),
+    })?;
     let seq = copies.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -219,11 +229,62 @@ pub fn load(
     std::fs::rename(&tmp, &dst).map_err(io_err)?;
     let module = lib_header_from_path(&dst)
         .and_then(|header| header.init_root_module::<PluginModRef>())
-        .map_err(|e| LoadError::Library {
-            path: src.to_path_buf(),
-            summary: summarize(&e),
+        .map_err(|e| {
+            tracing::debug!(plugin = name, "full loader report:\n{e}");
+            LoadError::Library {
+                path: src.to_path_buf(),
+                summary: summarize(&e),
+            }
         })?;
     Ok(LoadedModule { module, hash })
+}
+
+/// Checks that `bytes` is a whole 64-bit little-endian ELF shared object: `dlopen` accepts a
+/// truncated file whose headers survived, and reading its missing pages later kills the
+/// process with SIGBUS.
+pub fn check_elf(bytes: &[u8]) -> Result<(), String> {
+    let u16_at = |at: usize| -> Option<u64> {
+        Some(u64::from(u16::from_le_bytes(
+            bytes.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" {
+        return Err("not an ELF file".to_owned());
+    }
+    if bytes[4] != 2 || bytes[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".to_owned());
+    }
+    if u16_at(16) != Some(3) {
+        return Err("not a shared library".to_owned());
+    }
+    let len = bytes.len() as u64;
+    let truncated = || format!("truncated: {len} bytes do not hold every part the headers list");
+    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let (shoff, shentsize, shnum) = (u64_at(0x28), u16_at(0x3A), u16_at(0x3C));
+    let (Some(phoff), Some(phentsize), Some(phnum), Some(shoff), Some(shentsize), Some(shnum)) =
+        (phoff, phentsize, phnum, shoff, shentsize, shnum)
+    else {
+        return Err(truncated());
+    };
+    let end_of = |off: u64, size: u64, n: u64| off.checked_add(size.checked_mul(n)?);
+    if end_of(shoff, shentsize, shnum).is_none_or(|end| end > len)
+        || end_of(phoff, phentsize, phnum).is_none_or(|end| end > len)
+    {
+        return Err(truncated());
+    }
+    for i in 0..phnum {
+        let at = usize::try_from(phoff + i * phentsize).map_err(|_| truncated())?;
+        let (Some(offset), Some(filesz)) = (u64_at(at + 8), u64_at(at + 32)) else {
+            return Err(truncated());
+        };
+        if offset.checked_add(filesz).is_none_or(|end| end > len) {
+            return Err(truncated());
+        }
+    }
+    Ok(())
 }
 
 /// The few lines of a loader error that say what differs, and what to rebuild: the layout
@@ -237,30 +298,63 @@ pub fn summarize(error: &LibraryError) -> String {
             let text = first_lines(&error.to_string(), 3);
             format!("not a Rosey plugin library ({text})")
         }
-        LibraryError::AbiInstability(_) | LibraryError::IncompatibleVersionNumber { .. } => {
+        LibraryError::AbiInstability(_) => {
             let text = error.to_string();
-            let mut keep: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    let l = l.to_ascii_lowercase();
-                    l.contains("expected") || l.contains("found") || l.contains("version")
-                })
-                .take(6)
-                .collect();
-            if keep.is_empty() {
-                keep = text.lines().take(4).collect();
-            }
             let total = text.lines().count();
             format!(
-                "interface mismatch: {} [{} of {total} lines shown]; {hint}",
-                keep.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" | "),
-                keep.len()
+                "interface mismatch: {} [from a {total}-line layout report, shown in full at debug level]; {hint}",
+                layout_differences(&text)
+            )
+        }
+        LibraryError::IncompatibleVersionNumber { .. } => {
+            format!(
+                "interface version mismatch: {}; {hint}",
+                first_lines(&error.to_string(), 3)
             )
         }
         LibraryError::RootModule { .. } => {
-            format!("its root module failed: {}", first_lines(&error.to_string(), 4))
+            format!(
+                "its root module failed: {}",
+                first_lines(&error.to_string(), 4)
+            )
         }
         other => format!("{}; {hint}", first_lines(&other.to_string(), 4)),
+    }
+}
+
+/// The `Error:` entries of a layout report with the type they concern and the expected and
+/// found values: `LogLevel: too many variants (expected 5, found 6)`.
+fn layout_differences(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let value_after = |from: usize, label: &str| -> Option<&str> {
+        let at = lines[from..].iter().position(|l| *l == label)? + from;
+        lines[at + 1..].iter().find(|l| !l.is_empty()).copied()
+    };
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        let ty = lines[..i]
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("type:"))
+            .unwrap_or("?");
+        let mut entry = format!("{ty}: {}", what.trim());
+        if let (Some(e), Some(f)) = (value_after(i, "Expected:"), value_after(i, "Found:")) {
+            entry.push_str(&format!(" (expected {e}, found {f})"));
+        }
+        if !found.contains(&entry) {
+            found.push(entry);
+        }
+        if found.len() == 3 {
+            break;
+        }
+    }
+    if found.is_empty() {
+        first_lines(report, 3)
+    } else {
+        found.join("; ")
     }
 }
 
@@ -283,6 +377,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn layout_reports_shrink_to_their_errors() {
+        let report = "Layout of expected type:\n    type:Other\n    type:LogLevel\n        variants:\"A;B;\"\n\nError:too many variants\nExpected:\n    5\nFound:\n    6\n";
+        assert_eq!(
+            layout_differences(report),
+            "LogLevel: too many variants (expected 5, found 6)"
+        );
+        assert_eq!(layout_differences("odd\nreport"), "odd | report");
+    }
+
+    #[test]
+    fn a_source_checkout_is_searched_in_its_target_folders_newest_first() {
+        let ws = std::env::temp_dir().join(format!("rosey-rt-ws-{}", std::process::id()));
+        let plugins = ws.join("plugins");
+        std::fs::create_dir_all(plugins.join("quotes")).unwrap();
+        std::fs::write(ws.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        std::fs::write(plugins.join("quotes/Cargo.toml"), "[package]\n").unwrap();
+        let dirs = library_dirs(&plugins);
+        let ws = ws.canonicalize().unwrap();
+        assert_eq!(dirs[1], ws.join("target/debug"));
+        assert_eq!(dirs[2], ws.join("target/release"));
+        for d in &dirs[1..] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(dirs[2].join("libquotes.so"), b"old").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dirs[1].join("libquotes.so"), b"new").unwrap();
+        assert_eq!(
+            find_library(&dirs, "quotes").unwrap(),
+            dirs[1].join("libquotes.so")
+        );
+        // A folder of libraries is searched alone.
+        assert_eq!(library_dirs(&dirs[1]), vec![dirs[1].clone()]);
+        std::fs::remove_dir_all(&ws).unwrap();
+    }
+
+    #[test]
     fn garbage_is_not_a_library() {
         let base = std::env::temp_dir().join(format!("rosey-rt-test-{}", std::process::id()));
         std::fs::create_dir_all(&base).unwrap();
@@ -293,16 +423,25 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("not a Rosey plugin library"), "{text}");
         assert!(text.lines().count() == 1, "{text}");
+        // The ELF check sees a truncated copy of a real library (this test binary).
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(check_elf(&me[..me.len() / 2])
+            .unwrap_err()
+            .contains("truncated"));
+        assert_eq!(check_elf(b"\x7fELF"), Err("not an ELF file".to_owned()));
         let hash = content_hash(b"definitely not ELF");
         assert!(matches!(
             load(&src, &copies, "junk", Some(hash), false),
             Err(LoadError::Unchanged { .. })
         ));
         assert!(matches!(
-            find_library(&[base.clone()], "absent"),
+            find_library(std::slice::from_ref(&base), "absent"),
             Err(LoadError::NotFound { .. })
         ));
-        assert_eq!(find_library(&[base.clone()], "junk").unwrap(), src);
+        assert_eq!(
+            find_library(std::slice::from_ref(&base), "junk").unwrap(),
+            src
+        );
         copies.remove();
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -146,11 +146,19 @@ where
     host.client.flush().await.context("NATS flush")?;
     if host.settings.hot_reload {
         let host = host.clone();
-        tasks.spawn(async move { watch::watch_libraries(host).await.context("library watcher") });
+        tasks.spawn(async move {
+            watch::watch_libraries(host)
+                .await
+                .context("library watcher")
+        });
     }
     if let Some((path, reload)) = config_watch {
         let host = host.clone();
-        tasks.spawn(async move { watch::watch_config(host, path, reload).await.context("configuration watcher") });
+        tasks.spawn(async move {
+            watch::watch_config(host, path, reload)
+                .await
+                .context("configuration watcher")
+        });
     }
     {
         let host = host.clone();

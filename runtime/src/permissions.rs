@@ -42,7 +42,8 @@ impl std::fmt::Display for Access {
 impl Permissions {
     /// The grant for `plugin`: the configured lists when there are any, else the default
     /// (events in; chat and PM out; its own key-value storage and the read-only queries).
-    /// Answering on reply inboxes is always allowed; its own commands are checked apart.
+    /// Answering on reply inboxes is always allowed; commands are checked apart (a plugin may
+    /// subscribe to its own commands and to commands no other plugin serves).
     pub fn for_plugin(plugin: &str, configured: Option<&PluginPermissions>) -> Self {
         let mut grant = match configured {
             Some(p) => Permissions {
@@ -103,11 +104,10 @@ pub fn check_subject(subject: &str, wildcards: bool) -> Result<(), String> {
     if subject.is_empty() || subject.len() > 512 {
         return Err("a subject must be 1 to 512 characters".to_owned());
     }
-    if subject
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!("{subject:?} contains whitespace or control characters"));
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{subject:?} contains whitespace or control characters"
+        ));
     }
     let tokens: Vec<&str> = subject.split('.').collect();
     for (i, token) in tokens.iter().enumerate() {

@@ -25,6 +25,15 @@ fn watch_dirs(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
             Ok(event) => {
+                // Reading a library (as the loader does) must not look like a new build.
+                let is_read = matches!(
+                    event.kind,
+                    notify::EventKind::Access(a)
+                        if a != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+                );
+                if is_read {
+                    return;
+                }
                 for path in event.paths {
                     let _ = tx.send(path);
                 }
@@ -150,7 +159,9 @@ pub async fn apply(host: &Arc<Host>, config: Config) {
         if old.settings(name).cloned().unwrap_or_default() == settings {
             continue;
         }
-        let Some(slot) = host.slot(name) else { continue };
+        let Some(slot) = host.slot(name) else {
+            continue;
+        };
         tracing::info!(plugin = %name, "settings changed; restarting it");
         *lock(&slot.permissions) = Permissions::for_plugin(name, settings.permissions.as_ref());
         *lock(&slot.settings) = settings;
@@ -160,7 +171,9 @@ pub async fn apply(host: &Arc<Host>, config: Config) {
         || old.tick_interval != new.tick_interval
         || old.queue_capacity != new.queue_capacity
     {
-        tracing::warn!("plugins.directory, tick_interval and queue_capacity take effect at the next restart");
+        tracing::warn!(
+            "plugins.directory, tick_interval and queue_capacity take effect at the next restart"
+        );
     }
 }
 
@@ -170,7 +183,10 @@ mod tests {
 
     #[test]
     fn library_file_names() {
-        assert_eq!(plugin_of(Path::new("/t/debug/libquotes.so")), Some("quotes".into()));
+        assert_eq!(
+            plugin_of(Path::new("/t/debug/libquotes.so")),
+            Some("quotes".into())
+        );
         assert_eq!(plugin_of(Path::new("/t/debug/libquotes.d")), None);
         assert_eq!(plugin_of(Path::new("/t/debug/quotes.so")), None);
     }

@@ -35,7 +35,8 @@ pub async fn run(host: Arc<Host>) {
             tracing::error!(plugin = %slot.name, "{error}");
             slot.record_error(&error);
             slot.set_state(PluginState::Stuck);
-            host.lifecycle(events::PLUGIN_FAILED, &slot, Some(error));
+            host.lifecycle_async(events::PLUGIN_FAILED, &slot, Some(error))
+                .await;
             crate::worker::spawn(host.clone(), slot, true);
         }
     }

@@ -152,6 +152,10 @@ impl Worker {
 
     /// Runs one call into the plugin with the watchdog informed.
     fn busy<T>(&self, what: &'static str, f: impl FnOnce() -> T) -> T {
+        if self.stale() {
+            // A replaced worker must not make the watchdog blame its successor.
+            return f();
+        }
         *lock(&self.slot.busy_since) = Some((Instant::now(), what));
         let out = f();
         if !self.stale() {
@@ -179,7 +183,7 @@ impl Worker {
             }
             Err(e) if e.kind == FfiErrorKind::Panic => {
                 lock(&self.slot.status).messages += 1;
-                self.fail(format!("on_message: {e}"));
+                self.fail(e.message.to_string());
             }
             Err(e) => {
                 lock(&self.slot.status).messages += 1;
@@ -207,13 +211,13 @@ impl Worker {
         }
         *lock(&self.slot.busy_since) = None;
         match ticked {
-            Err(e) if e.kind == FfiErrorKind::Panic => return self.fail(format!("on_tick: {e}")),
+            Err(e) if e.kind == FfiErrorKind::Panic => return self.fail(e.message.to_string()),
             Err(e) => self.slot.record_error(&format!("on_tick: {e}")),
             Ok(()) => {}
         }
         match saved {
             Ok(bytes) => *lock(&self.slot.last_state) = Some(bytes.into_vec()),
-            Err(e) if e.kind == FfiErrorKind::Panic => self.fail(format!("save_state: {e}")),
+            Err(e) if e.kind == FfiErrorKind::Panic => self.fail(e.message.to_string()),
             Err(e) => self.slot.record_error(&format!("save_state: {e}")),
         }
     }
@@ -221,6 +225,12 @@ impl Worker {
     /// A panic: drop the instance, report, and restart with backoff (or disable after too
     /// many failures in a row).
     fn fail(&mut self, reason: String) {
+        if self.stale() {
+            if let Some(live) = self.live.take() {
+                std::mem::forget(live.instance);
+            }
+            return;
+        }
         if let Some(live) = self.live.take() {
             live.retired.store(true, Ordering::SeqCst);
             // The instance panicked and may be inconsistent; never call into it again.
@@ -234,7 +244,10 @@ impl Worker {
             self.slot.accepting.store(false, Ordering::SeqCst);
             while self.slot.queue_rx.try_recv().is_ok() {}
             self.slot.set_state(PluginState::Disabled);
-            format!("{reason}; disabled after {} failures in a row until its next build", self.failures)
+            format!(
+                "{reason}; disabled after {} failures in a row until its next build",
+                self.failures
+            )
         } else {
             let backoff = FIRST_BACKOFF
                 .saturating_mul(1u32 << (self.failures - 1).min(16))
@@ -245,7 +258,8 @@ impl Worker {
         };
         tracing::error!(plugin = %self.slot.name, "{error}");
         self.slot.record_error(&error);
-        self.host.lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error));
+        self.host
+            .lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error));
     }
 
     fn restart_from_snapshot(&mut self, why: &str) {
@@ -326,6 +340,10 @@ impl Worker {
     }
 
     fn load_failed(&mut self, error: String) -> String {
+        if self.stale() {
+            // Another worker owns the plugin now; its state is not ours to report.
+            return error;
+        }
         let keeps = if self.live.is_some() {
             "; the previous generation keeps serving"
         } else {
@@ -337,7 +355,8 @@ impl Worker {
         if self.live.is_none() && !self.disabled {
             self.slot.set_state(PluginState::Failed);
         }
-        self.host.lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error.clone()));
+        self.host
+            .lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error.clone()));
         error
     }
 
@@ -369,6 +388,10 @@ impl Worker {
             *lock(&self.slot.last_state) = Some(bytes);
         }
         let had_old = self.live.is_some();
+        if new_library {
+            // A new build gets a fresh count of failures.
+            self.failures = 0;
+        }
         if let Err(e) = self.install(live, module, true) {
             return Err(self.load_failed(e));
         }
@@ -415,6 +438,13 @@ impl Worker {
                 return Err(format!("the plugin's constructor failed: {e}"));
             }
         };
+        if self.stale() {
+            // The watchdog replaced this worker while the constructor ran; the successor
+            // builds its own instance.
+            retired.store(true, Ordering::SeqCst);
+            std::mem::forget(instance);
+            return Err("replaced while its constructor ran".to_owned());
+        }
         let metadata = self.busy("metadata", || instance.metadata());
         if metadata.name.as_str() != self.name() {
             retired.store(true, Ordering::SeqCst);
@@ -434,9 +464,15 @@ impl Worker {
 
     /// Claims the new instance's commands and makes it the serving one; the old one (if any)
     /// loses its host access and gets `shutdown`.
-    fn install(&mut self, mut live: Live, module: LoadedModule, shutdown_old: bool) -> Result<(), String> {
+    fn install(
+        &mut self,
+        mut live: Live,
+        module: LoadedModule,
+        shutdown_old: bool,
+    ) -> Result<(), String> {
         let overrides = lock(&self.slot.settings).plugin_json().clone();
-        let claimed = lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
+        let claimed =
+            lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
         let commands = match claimed {
             Ok(c) => c,
             Err(e) => {
@@ -470,7 +506,6 @@ impl Worker {
             st.state = PluginState::Running;
         }
         self.live = Some(live);
-        self.failures = 0;
         self.disabled = false;
         self.restart_at = None;
         self.slot.accepting.store(true, Ordering::SeqCst);
@@ -493,8 +528,10 @@ impl Worker {
         self.host.drop_subscriptions(&self.slot);
         lock(&self.host.commands).release(self.name());
         while self.slot.queue_rx.try_recv().is_ok() {}
+        self.slot.stopped.store(true, Ordering::SeqCst);
         self.slot.set_state(PluginState::Disabled);
-        self.host.lifecycle(events::PLUGIN_UNLOADED, &self.slot, None);
+        self.host
+            .lifecycle(events::PLUGIN_UNLOADED, &self.slot, None);
         // Retire this worker so the loop exits even if a control arrives meanwhile.
         self.slot.epoch.fetch_add(1, Ordering::SeqCst);
     }

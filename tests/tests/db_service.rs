@@ -118,11 +118,18 @@ async fn error_of(client: &async_nats::Client, subject: &str, payload: Vec<u8>) 
         .as_ref()
         .and_then(|h| h.get(HEADER_CODE))
         .map(|v| v.as_str().to_owned())
-        .expect("error header");
+        .unwrap_or_else(|| {
+            panic!(
+                "{subject}: no error header; got {:?}",
+                String::from_utf8_lossy(&msg.payload)
+            )
+        });
     let body: Value = serde_json::from_slice(&msg.payload).expect("JSON error body");
     let code: ErrorCode =
         serde_json::from_value(body["error"]["code"].clone()).expect("error code in body");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
     assert_eq!(status, code.status().to_string());
     code
 }
@@ -157,16 +164,61 @@ async fn every_subject_lands_and_every_request_answers() {
     );
 
     // Every write subject, in an order where each depends on the previous ones.
-    publish(&js, db::USER_JOINED, json!({"username": "alice", "timestamp": t})).await;
-    publish(&js, db::MESSAGE_LOG, json!({"username": "alice", "message": "hi '; DROP TABLE x; --", "timestamp": t + 1})).await;
-    publish(&js, db::MESSAGE_LOG, json!({"username": "server", "message": "notice", "timestamp": t + 2})).await;
-    publish(&js, db::USER_LEFT, json!({"username": "alice", "timestamp": t + 40})).await;
-    publish(&js, db::STATS_USER_COUNT, json!({"chat_count": 3, "connected_count": 5, "timestamp": t})).await;
-    publish(&js, db::STATS_HIGH_WATER, json!({"chat_count": 7, "connected_count": 9, "timestamp": t + 3})).await;
+    publish(
+        &js,
+        db::USER_JOINED,
+        json!({"username": "alice", "timestamp": t}),
+    )
+    .await;
+    publish(
+        &js,
+        db::MESSAGE_LOG,
+        json!({"username": "alice", "message": "hi '; DROP TABLE x; --", "timestamp": t + 1}),
+    )
+    .await;
+    publish(
+        &js,
+        db::MESSAGE_LOG,
+        json!({"username": "server", "message": "notice", "timestamp": t + 2}),
+    )
+    .await;
+    publish(
+        &js,
+        db::USER_LEFT,
+        json!({"username": "alice", "timestamp": t + 40}),
+    )
+    .await;
+    publish(
+        &js,
+        db::STATS_USER_COUNT,
+        json!({"chat_count": 3, "connected_count": 5, "timestamp": t}),
+    )
+    .await;
+    publish(
+        &js,
+        db::STATS_HIGH_WATER,
+        json!({"chat_count": 7, "connected_count": 9, "timestamp": t + 3}),
+    )
+    .await;
     publish(&js, db::STATUS_UPDATE, json!({"status_data": {"bot_name": "Rosey", "bot_rank": 1.5, "bot_connected": true, "not_a_column": 1}, "timestamp": t + 4})).await;
-    publish(&js, db::OUTBOUND_MARK_SENT, json!({"message_id": first.id, "timestamp": t + 5})).await;
-    publish(&js, db::OUTBOUND_MARK_FAILED, json!({"message_id": second.id, "error": "muted", "permanent": false})).await;
-    publish(&js, db::OUTBOUND_MARK_FAILED, json!({"message_id": third.id, "error": "banned", "permanent": true})).await;
+    publish(
+        &js,
+        db::OUTBOUND_MARK_SENT,
+        json!({"message_id": first.id, "timestamp": t + 5}),
+    )
+    .await;
+    publish(
+        &js,
+        db::OUTBOUND_MARK_FAILED,
+        json!({"message_id": second.id, "error": "muted", "permanent": false}),
+    )
+    .await;
+    publish(
+        &js,
+        db::OUTBOUND_MARK_FAILED,
+        json!({"message_id": third.id, "error": "banned", "permanent": true}),
+    )
+    .await;
     publish(&js, db::ACTION_PM_COMMAND, json!({"username": "admin", "command": "stats", "args": "", "result": "success", "timestamp": t + 6})).await;
     assert!(
         wait_until(WAIT, || last_sequence(&path) == 11),
@@ -183,7 +235,13 @@ async fn every_subject_lands_and_every_request_answers() {
         )
         .unwrap();
     assert_eq!(alice, (t, 1, 40, None));
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM user_count_history WHERE chat_users = 3 AND connected_users = 5"), 1);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT COUNT(*) FROM user_count_history WHERE chat_users = 3 AND connected_users = 5"
+        ),
+        1
+    );
     let status: (String, f64, i64) = c
         .query_row(
             "SELECT bot_name, bot_rank, bot_connected FROM current_status WHERE id = 1",
@@ -218,16 +276,27 @@ async fn every_subject_lands_and_every_request_answers() {
 
     // Requests answer from what was written.
     let due: Vec<OutboundMessage> = req(&client, db::OUTBOUND_GET, json!({"limit": 10})).await;
-    assert!(due.is_empty(), "retry 1 is due only 120 s after enqueue: {due:?}");
+    assert!(
+        due.is_empty(),
+        "retry 1 is due only 120 s after enqueue: {due:?}"
+    );
     let chat: Vec<ChatLine> = req(&client, db::RECENT_CHAT_GET, json!({})).await;
     assert_eq!(chat.len(), 1, "the server user is not kept: {chat:?}");
     assert_eq!(chat[0].message, "hi '; DROP TABLE x; --");
-    let chat: Vec<ChatLine> = req(&client, db::RECENT_CHAT_GET, json!({"username": "ALICE", "since": t + 1})).await;
+    let chat: Vec<ChatLine> = req(
+        &client,
+        db::RECENT_CHAT_GET,
+        json!({"username": "ALICE", "since": t + 1}),
+    )
+    .await;
     assert_eq!(chat.len(), 1);
     let chat: Vec<ChatLine> = req(&client, db::RECENT_CHAT_GET, json!({"since": t + 2})).await;
     assert!(chat.is_empty());
     let stats: ChannelStats = req(&client, db::QUERY_CHANNEL_STATS, json!({})).await;
-    assert_eq!((stats.high_water_mark.users, stats.high_water_mark.timestamp), (7, Some(t + 3)));
+    assert_eq!(
+        (stats.high_water_mark.users, stats.high_water_mark.timestamp),
+        (7, Some(t + 3))
+    );
     assert_eq!(stats.high_water_connected.users, 9);
     assert_eq!(stats.total_users_seen, 1);
     assert_eq!(stats.top_chatters[0].username, "alice");
@@ -237,7 +306,10 @@ async fn every_subject_lands_and_every_request_answers() {
     let nobody: UserStats = req(&client, db::QUERY_USER_STATS, json!({"username": "nobody"})).await;
     assert!(!nobody.found);
     let report: MaintenanceReport = req(&client, db::MAINTENANCE_RUN, json!({})).await;
-    assert_eq!(report.log.last().map(String::as_str), Some("Database analyzed"));
+    assert_eq!(
+        report.log.last().map(String::as_str),
+        Some("Database analyzed")
+    );
 
     // Plugin storage: namespaces, TTL, incr, paging.
     let set = kv_subject::subject("quotes", kv_subject::Op::Set).unwrap();
@@ -246,13 +318,23 @@ async fn every_subject_lands_and_every_request_answers() {
     let list = kv_subject::subject("quotes", kv_subject::Op::List).unwrap();
     let incr = kv_subject::subject("quotes", kv_subject::Op::Incr).unwrap();
     let other_get = kv_subject::subject("markov", kv_subject::Op::Get).unwrap();
-    let ok: actions::Ok = req(&client, &set, json!({"key": "q1", "value": {"text": "\u{0}ünï"}})).await;
+    let ok: actions::Ok = req(
+        &client,
+        &set,
+        json!({"key": "q1", "value": {"text": "\u{0}ünï"}}),
+    )
+    .await;
     assert!(ok.ok);
     let got: kv::GetReply = req(&client, &get, json!({"key": "q1"})).await;
     assert_eq!(got.value, Some(json!({"text": "\u{0}ünï"})));
     let other: kv::GetReply = req(&client, &other_get, json!({"key": "q1"})).await;
     assert!(!other.found, "plugins do not see each other's keys");
-    let _: actions::Ok = req(&client, &set, json!({"key": "short", "value": 1, "ttl_seconds": 1})).await;
+    let _: actions::Ok = req(
+        &client,
+        &set,
+        json!({"key": "short", "value": 1, "ttl_seconds": 1}),
+    )
+    .await;
     assert!(
         wait_until_async(WAIT, || async {
             let r: kv::GetReply = req(&client, &get, json!({"key": "short"})).await;
@@ -269,11 +351,27 @@ async fn every_subject_lands_and_every_request_answers() {
     for i in 0..5 {
         let _: actions::Ok = req(&client, &set, json!({"key": format!("p/{i}"), "value": i})).await;
     }
-    let page: kv::ListReply = req(&client, &list, json!({"prefix": "p/", "limit": 3, "values": true})).await;
+    let page: kv::ListReply = req(
+        &client,
+        &list,
+        json!({"prefix": "p/", "limit": 3, "values": true}),
+    )
+    .await;
     assert_eq!(page.items.len(), 3);
     assert_eq!(page.items[0].value, Some(json!(0)));
-    let rest: kv::ListReply = req(&client, &list, json!({"prefix": "p/", "after": page.next.unwrap()})).await;
-    assert_eq!(rest.items.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["p/3", "p/4"]);
+    let rest: kv::ListReply = req(
+        &client,
+        &list,
+        json!({"prefix": "p/", "after": page.next.unwrap()}),
+    )
+    .await;
+    assert_eq!(
+        rest.items
+            .iter()
+            .map(|i| i.key.as_str())
+            .collect::<Vec<_>>(),
+        ["p/3", "p/4"]
+    );
     assert!(rest.next.is_none());
     let deleted: kv::DeleteReply = req(&client, &del, json!({"key": "q1"})).await;
     assert!(deleted.deleted);
@@ -281,28 +379,65 @@ async fn every_subject_lands_and_every_request_answers() {
     assert!(!deleted.deleted);
 
     // Every kind of error reply, with headers and body.
-    assert_eq!(error_of(&client, db::QUERY_USER_STATS, b"{nope".to_vec()).await, ErrorCode::InvalidJson);
-    assert_eq!(error_of(&client, db::QUERY_USER_STATS, b"[1,2]".to_vec()).await, ErrorCode::InvalidJson);
-    assert_eq!(error_of(&client, db::OUTBOUND_GET, br#"{"limit":"ten"}"#.to_vec()).await, ErrorCode::InvalidJson);
-    assert_eq!(error_of(&client, db::QUERY_USER_STATS, b"{}".to_vec()).await, ErrorCode::MissingField);
-    assert_eq!(error_of(&client, db::OUTBOUND_ENQUEUE, b"{}".to_vec()).await, ErrorCode::MissingField);
-    let big = json!({"key": "big", "value": "x".repeat(kv::MAX_VALUE_BYTES + 1)}).to_string();
-    assert_eq!(error_of(&client, &set, big.into_bytes()).await, ErrorCode::TooLarge);
-    let long_key = json!({"key": "k".repeat(kv::MAX_KEY_BYTES + 1)}).to_string();
-    assert_eq!(error_of(&client, &get, long_key.into_bytes()).await, ErrorCode::TooLarge);
-    let not_kv = format!("{}quotes.drop", kv_subject::PREFIX);
-    assert_eq!(error_of(&client, &not_kv, b"{}".to_vec()).await, ErrorCode::NotFound);
-    let bad_plugin = format!("{}Bad$Name.get", kv_subject::PREFIX);
-    assert_eq!(error_of(&client, &bad_plugin, b"{}".to_vec()).await, ErrorCode::NotFound);
     assert_eq!(
-        error_of(&client, &incr, br#"{"key":"p/0","by":9223372036854775807}"#.to_vec()).await,
+        error_of(&client, db::QUERY_USER_STATS, b"{nope".to_vec()).await,
+        ErrorCode::InvalidJson
+    );
+    assert_eq!(
+        error_of(&client, db::QUERY_USER_STATS, b"[1,2]".to_vec()).await,
+        ErrorCode::InvalidJson
+    );
+    assert_eq!(
+        error_of(&client, db::OUTBOUND_GET, br#"{"limit":"ten"}"#.to_vec()).await,
+        ErrorCode::InvalidJson
+    );
+    assert_eq!(
+        error_of(&client, db::QUERY_USER_STATS, b"{}".to_vec()).await,
+        ErrorCode::MissingField
+    );
+    assert_eq!(
+        error_of(&client, db::OUTBOUND_ENQUEUE, b"{}".to_vec()).await,
+        ErrorCode::MissingField
+    );
+    let big = json!({"key": "big", "value": "x".repeat(kv::MAX_VALUE_BYTES + 1)}).to_string();
+    assert_eq!(
+        error_of(&client, &set, big.into_bytes()).await,
+        ErrorCode::TooLarge
+    );
+    let long_key = json!({"key": "k".repeat(kv::MAX_KEY_BYTES + 1)}).to_string();
+    assert_eq!(
+        error_of(&client, &get, long_key.into_bytes()).await,
+        ErrorCode::TooLarge
+    );
+    let not_kv = format!("{}quotes.drop", kv_subject::PREFIX);
+    assert_eq!(
+        error_of(&client, &not_kv, b"{}".to_vec()).await,
+        ErrorCode::NotFound
+    );
+    let bad_plugin = format!("{}Bad$Name.get", kv_subject::PREFIX);
+    assert_eq!(
+        error_of(&client, &bad_plugin, b"{}".to_vec()).await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        error_of(
+            &client,
+            &incr,
+            br#"{"key":"n","by":9223372036854775807}"#.to_vec()
+        )
+        .await,
         ErrorCode::InvalidJson
     );
     let typed = request_json::<_, kv::GetReply>(&client, &get, &json!({"nokey": 1}), REQ).await;
-    assert!(matches!(typed, Err(RequestError::Service(b, _)) if b.error.code == ErrorCode::MissingField));
+    assert!(
+        matches!(typed, Err(RequestError::Service(b, _)) if b.error.code == ErrorCode::MissingField)
+    );
 
     // The service API discovers and measures it, error replies counted.
-    let info = client.request("$SRV.INFO.rosey-db", "".into()).await.unwrap();
+    let info = client
+        .request("$SRV.INFO.rosey-db", "".into())
+        .await
+        .unwrap();
     let info: Value = serde_json::from_slice(&info.payload).unwrap();
     let subjects: Vec<&str> = info["endpoints"]
         .as_array()
@@ -313,7 +448,10 @@ async fn every_subject_lands_and_every_request_answers() {
     for s in db::REQUEST_SUBJECTS.iter().chain([&kv_subject::ALL]) {
         assert!(subjects.contains(s), "{s} not served: {subjects:?}");
     }
-    let stats = client.request("$SRV.STATS.rosey-db", "".into()).await.unwrap();
+    let stats = client
+        .request("$SRV.STATS.rosey-db", "".into())
+        .await
+        .unwrap();
     let stats: Value = serde_json::from_slice(&stats.payload).unwrap();
     let user_stats = stats["endpoints"]
         .as_array()
@@ -323,6 +461,19 @@ async fn every_subject_lands_and_every_request_answers() {
         .unwrap();
     assert_eq!(user_stats["data"]["errors"]["invalid_json"], 2);
     assert_eq!(user_stats["data"]["errors"]["missing_field"], 1);
+
+    // No exclusive lock: another process can write the file and rosey-db sees its rows.
+    open(&path)
+        .execute(
+            "INSERT INTO outbound_messages (timestamp, message, sent) VALUES (?1, 'from the operator', 0)",
+            [now()],
+        )
+        .unwrap();
+    let due: Vec<OutboundMessage> = req(&client, db::OUTBOUND_GET, json!({})).await;
+    assert_eq!(
+        due.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(),
+        ["from the operator"]
+    );
 
     // SIGTERM: a clean exit.
     let status = service.guard.terminate(WAIT).expect("exit status");
@@ -350,7 +501,10 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
     let (_dir, path) = temp_db();
     std::fs::copy(&fixture, &path).expect("copy the fixture");
     let before = original_schema(&path);
-    assert_eq!(before.iter().filter(|(n, _)| !n.starts_with("idx")).count(), 8);
+    assert_eq!(
+        before.iter().filter(|(n, _)| !n.starts_with("idx")).count(),
+        8
+    );
     let c = open(&path);
     let users_before = count(&path, "SELECT COUNT(*) FROM user_stats");
     let (hw, hw_ts, hwc): (i64, i64, i64) = c
@@ -396,10 +550,18 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
     let mut service = RoseyDb::start(&client, &nats.url(), &path).await;
 
     let stats: ChannelStats = req(&client, db::QUERY_CHANNEL_STATS, json!({})).await;
-    assert_eq!((stats.high_water_mark.users, stats.high_water_mark.timestamp), (hw, Some(hw_ts)));
+    assert_eq!(
+        (stats.high_water_mark.users, stats.high_water_mark.timestamp),
+        (hw, Some(hw_ts))
+    );
     assert_eq!(stats.high_water_connected.users, hwc);
     assert_eq!(stats.total_users_seen, users_before);
-    let user: UserStats = req(&client, db::QUERY_USER_STATS, json!({"username": some_user.0})).await;
+    let user: UserStats = req(
+        &client,
+        db::QUERY_USER_STATS,
+        json!({"username": some_user.0}),
+    )
+    .await;
     assert_eq!(
         (user.total_chat_lines, user.total_time_connected),
         (Some(some_user.1), Some(some_user.2))
@@ -415,19 +577,43 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
     );
     let due: Vec<OutboundMessage> = req(&client, db::OUTBOUND_GET, json!({"limit": 1000})).await;
     let due: Vec<i64> = due.into_iter().map(|m| m.id).collect();
-    assert!(never_tried.iter().all(|id| due.contains(id)), "{due:?} misses some of {never_tried:?}");
-    assert!(due.iter().all(|id| may_be_due.contains(id)), "{due:?} not within {may_be_due:?}");
+    assert!(
+        never_tried.iter().all(|id| due.contains(id)),
+        "{due:?} misses some of {never_tried:?}"
+    );
+    assert!(
+        due.iter().all(|id| may_be_due.contains(id)),
+        "{due:?} not within {may_be_due:?}"
+    );
 
     // Extended in place: new events land next to the old rows.
     let t = now();
-    publish(&js, db::USER_JOINED, json!({"username": "newcomer", "timestamp": t})).await;
-    publish(&js, db::MESSAGE_LOG, json!({"username": "newcomer", "message": "first!", "timestamp": t})).await;
-    publish(&js, db::MESSAGE_LOG, json!({"username": some_user.0, "message": "still here", "timestamp": t})).await;
+    publish(
+        &js,
+        db::USER_JOINED,
+        json!({"username": "newcomer", "timestamp": t}),
+    )
+    .await;
+    publish(
+        &js,
+        db::MESSAGE_LOG,
+        json!({"username": "newcomer", "message": "first!", "timestamp": t}),
+    )
+    .await;
+    publish(
+        &js,
+        db::MESSAGE_LOG,
+        json!({"username": some_user.0, "message": "still here", "timestamp": t}),
+    )
+    .await;
     assert!(wait_until(WAIT, || last_sequence(&path) == 3));
     let status = service.guard.terminate(WAIT).expect("exit status");
     assert!(status.success());
 
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM user_stats"), users_before + 1);
+    assert_eq!(
+        count(&path, "SELECT COUNT(*) FROM user_stats"),
+        users_before + 1
+    );
     let lines: i64 = open(&path)
         .query_row(
             "SELECT total_chat_lines FROM user_stats WHERE username = ?1",
@@ -436,7 +622,11 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
         )
         .unwrap();
     assert_eq!(lines, some_user.1 + 1);
-    assert_eq!(original_schema(&path), before, "the original tables were altered");
+    assert_eq!(
+        original_schema(&path),
+        before,
+        "the original tables were altered"
+    );
     assert_eq!(count(&path, "SELECT schema_version FROM rosey_meta"), 1);
 }
 
@@ -450,7 +640,10 @@ fn session_events(users: usize, lines: usize, base: i64) -> Vec<(&'static str, V
             out.push(match step {
                 0 => (db::USER_JOINED, json!({"username": name, "timestamp": ts})),
                 s if s == lines + 1 => (db::USER_LEFT, json!({"username": name, "timestamp": ts})),
-                s => (db::MESSAGE_LOG, json!({"username": name, "message": format!("line {s}"), "timestamp": ts})),
+                s => (
+                    db::MESSAGE_LOG,
+                    json!({"username": name, "message": format!("line {s}"), "timestamp": ts}),
+                ),
             });
         }
     }
@@ -473,7 +666,10 @@ fn assert_sessions_exact(path: &Path, users: usize, lines: usize) {
     assert_eq!(total_lines, users * lines, "chat lines lost or doubled");
     assert_eq!(total_time, users * (lines + 1), "session time wrong");
     assert_eq!(open_sessions, 0);
-    assert_eq!(count(path, "SELECT COUNT(*) FROM recent_chat"), users * lines);
+    assert_eq!(
+        count(path, "SELECT COUNT(*) FROM recent_chat"),
+        users * lines
+    );
 }
 
 /// Publishes every event with a message id, retrying until the stream acknowledges it, so a
@@ -500,7 +696,7 @@ async fn publish_reliably(js: &jetstream::Context, events: &[(&'static str, Valu
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_20000_events_then_restart_is_exact() {
     let nats = NatsServer::start();
     let client = nats.connect().await;
@@ -539,12 +735,27 @@ async fn a_nats_restart_during_ingestion_loses_nothing() {
     let js = jetstream::new(client.clone());
     let (_dir, path) = temp_db();
     let _service = RoseyDb::start(&client, &nats.url(), &path).await;
-    let (users, lines) = (200, 13);
+    let (users, lines) = (400, 13);
     let events = session_events(users, lines, now() - 1000);
     let (head, tail) = events.split_at(events.len() / 2);
-    publish_reliably(&js, head, "head").await;
-    // Restart while rosey-db is still applying the first half.
+    // The first half goes out pipelined (no outage yet), so rosey-db is still applying it
+    // when the server is killed and restarted.
+    let mut acks = Vec::with_capacity(head.len());
+    for (i, (subject, payload)) in head.iter().enumerate() {
+        let publish = PublishMessage::build()
+            .payload(payload.to_string().into())
+            .message_id(format!("head-{i}"));
+        acks.push(js.send_publish(subject.to_string(), publish).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.expect("stored before the restart");
+    }
+    let applied_before_restart = last_sequence(&path);
     nats.restart();
+    eprintln!(
+        "NATS restarted with {applied_before_restart} of {} events applied",
+        head.len()
+    );
     let tail = tail.to_vec();
     publish_reliably(&js, &tail, "tail").await;
     let total = events.len() as i64;
@@ -598,17 +809,41 @@ async fn a_flood_of_malformed_events_is_dead_lettered_and_valid_ones_apply_once(
     let hostile = "'); DELETE FROM user_stats; --\u{0}\u{202e}𝕳";
     let t = now() - 50;
     let valid = vec![
-        (db::USER_JOINED, json!({"username": hostile, "timestamp": t, "unknown_key": true})),
-        (db::MESSAGE_LOG, json!({"username": hostile, "message": hostile, "timestamp": t + 1})),
+        (
+            db::USER_JOINED,
+            json!({"username": hostile, "timestamp": t, "unknown_key": true}),
+        ),
+        (
+            db::MESSAGE_LOG,
+            json!({"username": hostile, "message": hostile, "timestamp": t + 1}),
+        ),
         (db::USER_JOINED, json!({"username": "bob", "timestamp": t})),
-        (db::MESSAGE_LOG, json!({"username": "bob", "message": "x", "timestamp": t + 2})),
-        (db::USER_LEFT, json!({"username": "bob", "timestamp": t + 10})),
-        (db::STATS_USER_COUNT, json!({"chat_count": 2, "connected_count": 3})),
+        (
+            db::MESSAGE_LOG,
+            json!({"username": "bob", "message": "x", "timestamp": t + 2}),
+        ),
+        (
+            db::USER_LEFT,
+            json!({"username": "bob", "timestamp": t + 10}),
+        ),
+        (
+            db::STATS_USER_COUNT,
+            json!({"chat_count": 2, "connected_count": 3}),
+        ),
         (db::STATS_HIGH_WATER, json!({"chat_count": 2})),
-        (db::STATUS_UPDATE, json!({"status_data": {"channel_name": hostile}})),
+        (
+            db::STATUS_UPDATE,
+            json!({"status_data": {"channel_name": hostile}}),
+        ),
         (db::OUTBOUND_MARK_SENT, json!({"message_id": 12345})),
-        (db::OUTBOUND_MARK_FAILED, json!({"message_id": 12345, "error": hostile})),
-        (db::ACTION_PM_COMMAND, json!({"username": hostile, "command": "x", "result": "pending"})),
+        (
+            db::OUTBOUND_MARK_FAILED,
+            json!({"message_id": 12345, "error": hostile}),
+        ),
+        (
+            db::ACTION_PM_COMMAND,
+            json!({"username": hostile, "command": "x", "result": "pending"}),
+        ),
     ];
     for (s, p) in &valid {
         publish(&js, s, p.clone()).await;
@@ -629,7 +864,13 @@ async fn a_flood_of_malformed_events_is_dead_lettered_and_valid_ones_apply_once(
         .unwrap();
     assert_eq!((lines, sessions), (1, t));
     assert_eq!(count(&path, "SELECT COUNT(*) FROM user_stats"), 2);
-    assert_eq!(count(&path, "SELECT total_time_connected FROM user_stats WHERE username = 'bob'"), 10);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT total_time_connected FROM user_stats WHERE username = 'bob'"
+        ),
+        10
+    );
     assert_eq!(count(&path, "SELECT COUNT(*) FROM recent_chat"), 2);
     assert_eq!(count(&path, "SELECT COUNT(*) FROM user_count_history"), 1);
     assert_eq!(count(&path, "SELECT COUNT(*) FROM user_actions"), 1);
@@ -660,11 +901,50 @@ async fn without_jetstream_it_falls_back_to_plain_subscriptions() {
     let (_dir, path) = temp_db();
     let _service = RoseyDb::start(&client, &nats.url(), &path).await;
     client
-        .publish(db::USER_JOINED, json!({"username": "solo"}).to_string().into())
+        .publish(
+            db::USER_JOINED,
+            json!({"username": "solo"}).to_string().into(),
+        )
         .await
         .unwrap();
     client.flush().await.unwrap();
-    assert!(wait_until(WAIT, || count(&path, "SELECT COUNT(*) FROM user_stats WHERE username = 'solo'") == 1));
+    assert!(wait_until(WAIT, || count(
+        &path,
+        "SELECT COUNT(*) FROM user_stats WHERE username = 'solo'"
+    ) == 1));
     let user: UserStats = req(&client, db::QUERY_USER_STATS, json!({"username": "solo"})).await;
     assert!(user.found);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_ingestion_exits_cleanly_and_resumes_exactly() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    let (_dir, path) = temp_db();
+    let mut service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let (users, lines) = (250, 18);
+    let events = session_events(users, lines, now() - 1000);
+    let publisher = {
+        let js = js.clone();
+        let events = events.clone();
+        tokio::spawn(async move { publish_reliably(&js, &events, "term").await })
+    };
+    assert!(
+        wait_until(WAIT, || last_sequence(&path) >= 500),
+        "ingestion did not start"
+    );
+    let status = service.guard.terminate(WAIT).expect("exit status");
+    assert!(status.success(), "rosey-db exited with {status} on SIGTERM");
+    let stopped_at = last_sequence(&path);
+    publisher.await.unwrap();
+    let total = events.len() as i64;
+    assert!(stopped_at < total, "stopped too late to test anything");
+    let _service = RoseyDb::start(&client, &nats.url(), &path).await;
+    assert!(
+        wait_until(Duration::from_secs(60), || last_sequence(&path) == total),
+        "not every event applied after the restart (at {})",
+        last_sequence(&path)
+    );
+    assert_sessions_exact(&path, users, lines);
 }

@@ -2,8 +2,8 @@
 //! the contract (replying to a command, key-value storage, subscribing to a command).
 
 use super::error::{Error, ErrorKind, Result};
-use super::message::Message;
 use super::glue::{from_ffi_message, to_ffi_message};
+use super::message::Message;
 use crate::actions::{SendChat, SendPm};
 use crate::commands::Command;
 use crate::error::{ErrorBody, HEADER_CODE};
@@ -88,7 +88,10 @@ impl Context {
     /// Answers a request message (one with a reply subject) with JSON.
     pub fn respond_json<T: Serialize>(&self, request: &Message, value: &T) -> Result<()> {
         let reply = request.reply.as_deref().ok_or_else(|| {
-            Error::new(ErrorKind::Invalid, format!("{} has no reply subject", request.subject))
+            Error::new(
+                ErrorKind::Invalid,
+                format!("{} has no reply subject", request.subject),
+            )
         })?;
         self.publish_json(reply, value)
     }
@@ -239,7 +242,12 @@ impl Kv<'_> {
 
     /// Reads a key; `None` when it does not exist.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let reply: kv::GetReply = self.call(Op::Get, &kv::Get { key: key.to_owned() })?;
+        let reply: kv::GetReply = self.call(
+            Op::Get,
+            &kv::Get {
+                key: key.to_owned(),
+            },
+        )?;
         match reply.value {
             Some(value) if reply.found => Ok(Some(serde_json::from_value(value)?)),
             _ => Ok(None),
@@ -259,8 +267,12 @@ impl Kv<'_> {
 
     /// Deletes a key; whether it existed.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        let reply: kv::DeleteReply =
-            self.call(Op::Delete, &kv::Delete { key: key.to_owned() })?;
+        let reply: kv::DeleteReply = self.call(
+            Op::Delete,
+            &kv::Delete {
+                key: key.to_owned(),
+            },
+        )?;
         Ok(reply.deleted)
     }
 

@@ -131,12 +131,20 @@ mod tests {
 
     #[test]
     fn kinds_survive_the_boundary() {
-        for kind in [ErrorKind::Denied, ErrorKind::Timeout, ErrorKind::Panic, ErrorKind::Plugin] {
+        for kind in [
+            ErrorKind::Denied,
+            ErrorKind::Timeout,
+            ErrorKind::Panic,
+            ErrorKind::Plugin,
+        ] {
             let back = Error::from(Error::new(kind, "x").into_ffi());
             assert_eq!(back.kind(), kind);
             assert_eq!(back.message(), "x");
         }
-        assert_eq!(Error::new(ErrorKind::Denied, "publish a.b").to_string(), "denied: publish a.b");
+        assert_eq!(
+            Error::new(ErrorKind::Denied, "publish a.b").to_string(),
+            "denied: publish a.b"
+        );
         assert_eq!(Error::msg("plain").to_string(), "plain");
     }
 }

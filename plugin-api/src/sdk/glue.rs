@@ -64,15 +64,16 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> RResult<T, Ff
 }
 
 /// The root module's constructor for plugin `P`.
-extern "C" fn new_instance<P: Plugin + Package>(init: PluginInit) -> RResult<PluginBox, FfiError> {
+pub(crate) extern "C" fn new_instance<P: Plugin + Package>(
+    init: PluginInit,
+) -> RResult<PluginBox, FfiError> {
     guarded("init", move || {
         let ctx = Context::new(init.host, &init.name, &init.bot_name, &init.channel);
         let config: serde_json::Value = if init.config_json.is_empty() {
             serde_json::Value::Object(serde_json::Map::new())
         } else {
-            serde_json::from_str(&init.config_json).map_err(|e| {
-                Error::new(ErrorKind::Invalid, format!("plugin configuration: {e}"))
-            })?
+            serde_json::from_str(&init.config_json)
+                .map_err(|e| Error::new(ErrorKind::Invalid, format!("plugin configuration: {e}")))?
         };
         let saved_state = match init.saved_state.into_option() {
             None => None,

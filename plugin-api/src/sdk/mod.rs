@@ -1,6 +1,6 @@
 //! The plugin author's SDK: a plain struct, one trait impl, one macro line.
 //!
-//! ```ignore
+//! ```
 //! use rosey_plugin_api::sdk::prelude::*;
 //!
 //! #[derive(Default)]
@@ -190,3 +190,6 @@ macro_rules! rosey_plugin {
         };
     };
 }
+
+#[cfg(test)]
+mod tests;

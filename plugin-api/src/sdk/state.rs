@@ -69,7 +69,10 @@ mod tests {
         let s = SavedState::json(3, &vec![1, 2, 3]).unwrap();
         let back = SavedState::decode(&s.encode()).unwrap().unwrap();
         assert_eq!(back, s);
-        assert_eq!(back.decode_json::<Vec<i32>>(3).unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(
+            back.decode_json::<Vec<i32>>(3).unwrap(),
+            Some(vec![1, 2, 3])
+        );
         assert_eq!(back.decode_json::<Vec<i32>>(4).unwrap(), None);
         assert!(SavedState::decode(b"").unwrap().is_none());
         assert!(SavedState::decode(b"junk").is_err());

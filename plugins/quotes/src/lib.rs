@@ -1,1 +1,659 @@
-//! placeholder
+//! The quotes plugin: a per-channel quote book behind `!quote`.
+//!
+//! Quotes live in the database service's key-value storage ([`store`]) and are mirrored in
+//! memory per channel, loaded on the channel's first `!quote` (after a restart or a reload
+//! too: only the lines heard are handed to the next generation). The plugin also remembers each
+//! recent speaker's last line ([`recent`]) so `!quote grab <user>` can quote it, asking the
+//! database's recent chat for anyone it has not heard.
+//!
+//! # Layout
+//! - [`commands`]: parsing `!quote ...`; [`settings`]: the configuration.
+//! - [`store`]: quotes and their storage; [`recent`]: last lines heard.
+//! - [`Quotes`]: the plugin, whose [`Quotes::answer`] turns a command into its reply.
+#![deny(missing_docs)]
+
+pub mod commands;
+pub mod recent;
+pub mod settings;
+pub mod store;
+
+use commands::{shorten, QuoteCommand, HELP};
+use recent::RecentLines;
+use rosey_plugin_api::db::{ChatLine, RecentChatGet};
+use rosey_plugin_api::events::{self, Event};
+use rosey_plugin_api::kv::{List, ListReply};
+use rosey_plugin_api::sdk::prelude::*;
+use rosey_plugin_api::sdk::{Kv, DEFAULT_REQUEST_TIMEOUT};
+use rosey_plugin_api::subjects;
+use rosey_plugin_api::user::MODERATOR_RANK;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use settings::Config;
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+use store::{QuoteBook, Storage};
+
+/// The command this plugin serves.
+const COMMAND: &str = "quote";
+/// The format version of the state handed to the next generation.
+const STATE_VERSION: u32 = 1;
+/// Lines of a user's recent chat asked from the database for `!quote grab`.
+const GRAB_LOOKBACK: u32 = 50;
+/// Characters of a user-supplied name or search echoed back in a reply.
+const ECHO_CHARS: usize = 40;
+/// Longest author name.
+const MAX_AUTHOR_CHARS: usize = 64;
+
+/// The plugin: configuration, the quote books loaded so far, and recent lines heard.
+#[derive(Default)]
+pub struct Quotes {
+    config: Config,
+    bot_name: String,
+    /// The configured channel: the database's recent chat is this channel's.
+    home_channel: String,
+    books: BTreeMap<String, QuoteBook>,
+    recent: RecentLines,
+    rng: fastrand::Rng,
+}
+
+/// What a generation hands to the next: the lines heard, which exist nowhere else. The
+/// quote books are not included; the next generation reads them back from the storage.
+#[derive(Serialize, Deserialize)]
+struct State {
+    recent: RecentLines,
+}
+
+impl Plugin for Quotes {
+    fn init(&mut self, ctx: &Context, setup: Setup) -> Result<()> {
+        let config: Config = setup.config()?;
+        config
+            .validate()
+            .map_err(|e| Error::new(ErrorKind::Invalid, format!("quotes configuration: {e}")))?;
+        self.recent = RecentLines::new(config.remembered_speakers);
+        self.config = config;
+        self.bot_name = setup.bot_name.clone();
+        self.home_channel = setup.channel.clone();
+        if let Some(saved) = &setup.saved_state {
+            match saved.decode_json::<State>(STATE_VERSION) {
+                Ok(Some(state)) => {
+                    self.recent = state.recent.with_capacity(self.config.remembered_speakers);
+                }
+                Ok(None) => ctx.warn(format!("ignoring saved state of version {}", saved.version)),
+                Err(e) => ctx.warn(format!("ignoring damaged saved state: {e}")),
+            }
+        }
+        ctx.subscribe(subjects::events::MESSAGE)?;
+        Ok(())
+    }
+
+    fn commands(&self) -> Vec<CommandSpec> {
+        vec![CommandSpec::new(
+            COMMAND,
+            "the channel's quote book: !quote [id], !quote add <text>; !quote help for more",
+        )]
+    }
+
+    fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
+        if msg.subject == subjects::events::MESSAGE {
+            let event: Event<events::Message> = decode(&msg)?;
+            self.hear(&event);
+            return Ok(());
+        }
+        if subjects::commands::name_of(&msg.subject) != Some(COMMAND) {
+            return Ok(());
+        }
+        let cmd: Command = decode(&msg)?;
+        let storage = KvStorage(ctx.kv());
+        let (home, prefix) = (
+            self.home_channel.clone(),
+            self.config.command_prefix.clone(),
+        );
+        let history = |user: &str| history_line(ctx, &home, &prefix, &cmd.channel, user);
+        let reply = match self.answer(&storage, &cmd, &history) {
+            Ok(reply) => reply,
+            Err(e) => {
+                ctx.warn(format!("!quote failed: {e}"));
+                "Sorry, the quote book is not reachable right now; try again later.".to_owned()
+            }
+        };
+        ctx.reply(&cmd, reply)
+    }
+
+    fn save_state(&mut self) -> Result<Option<SavedState>> {
+        #[derive(Serialize)]
+        struct StateRef<'a> {
+            recent: &'a RecentLines,
+        }
+        let state = StateRef {
+            recent: &self.recent,
+        };
+        SavedState::json(STATE_VERSION, &state).map(Some)
+    }
+}
+
+rosey_plugin!(Quotes);
+
+/// A user's last line from somewhere else than the plugin's memory: `(user, line)`.
+pub type History<'a> = dyn Fn(&str) -> Result<Option<(String, String)>> + 'a;
+
+impl Quotes {
+    /// A plugin with this configuration and bot identity, as `init` would set it up.
+    pub fn new(config: Config, bot_name: &str, home_channel: &str) -> Quotes {
+        Quotes {
+            recent: RecentLines::new(config.remembered_speakers),
+            config,
+            bot_name: bot_name.to_owned(),
+            home_channel: home_channel.to_owned(),
+            ..Quotes::default()
+        }
+    }
+
+    /// Remembers a chat line for `!quote grab` (commands and the bot's own lines excluded).
+    pub fn hear(&mut self, event: &Event<events::Message>) {
+        let line = &event.body;
+        if line.is_command || line.user.eq_ignore_ascii_case(&self.bot_name) {
+            return;
+        }
+        self.recent
+            .remember(&event.channel, &line.user, &line.content);
+    }
+
+    /// The reply to a `!quote` command. Storage failures are errors (the caller apologizes);
+    /// every misuse is a reply saying what was wrong.
+    pub fn answer(
+        &mut self,
+        storage: &dyn Storage,
+        cmd: &Command,
+        history: &History<'_>,
+    ) -> Result<String> {
+        let parsed = match commands::parse(&cmd.text) {
+            Ok(parsed) => parsed,
+            Err(usage) => return Ok(usage),
+        };
+        let channel = cmd.channel.as_str();
+        let Quotes {
+            config,
+            books,
+            recent,
+            rng,
+            ..
+        } = self;
+        let book = match books.entry(channel.to_owned()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(QuoteBook::load(storage, channel)?),
+        };
+        let reply = match parsed {
+            QuoteCommand::Help => HELP.to_owned(),
+            QuoteCommand::Count => match book.len() {
+                0 => no_quotes(),
+                1 => "1 quote.".to_owned(),
+                n => format!("{n} quotes."),
+            },
+            QuoteCommand::Random => book.random(rng).map_or_else(no_quotes, |q| q.display()),
+            QuoteCommand::Get(id) => book
+                .get(id)
+                .map_or_else(|| format!("No quote #{id}."), |q| q.display()),
+            QuoteCommand::By(author) => by_author(book, rng, &author),
+            QuoteCommand::Search(needle) => search(book, config, &needle),
+            QuoteCommand::Add { text, author } => {
+                if let Some(problem) = check_new(book, config, &text, author.as_deref()) {
+                    return Ok(problem);
+                }
+                let when = cmd.timestamp.secs();
+                let quote =
+                    book.add(storage, channel, &text, author.as_deref(), &cmd.user, when)?;
+                format!("Added quote #{}.", quote.id)
+            }
+            QuoteCommand::Grab(user) => {
+                let heard = recent.last(channel, &user);
+                grab(book, config, storage, cmd, &user, heard, history)?
+            }
+            QuoteCommand::Delete(id) => delete(book, storage, cmd, id)?,
+        };
+        Ok(reply)
+    }
+}
+
+/// A random quote by `author`.
+fn by_author(book: &QuoteBook, rng: &mut fastrand::Rng, author: &str) -> String {
+    let theirs = book.by_author(author);
+    match theirs.len() {
+        0 => format!("No quotes by {}.", shorten(author, ECHO_CHARS)),
+        1 => theirs[0].display(),
+        n => format!("{} (one of {n})", theirs[rng.usize(0..n)].display()),
+    }
+}
+
+/// Quotes `user`'s last line: the one the plugin `heard`, else the one `history` finds.
+fn grab(
+    book: &mut QuoteBook,
+    config: &Config,
+    storage: &dyn Storage,
+    cmd: &Command,
+    user: &str,
+    heard: Option<&recent::Line>,
+    history: &History<'_>,
+) -> Result<String> {
+    if user.eq_ignore_ascii_case(&cmd.user) {
+        return Ok("You can't quote yourself.".to_owned());
+    }
+    let found = match heard {
+        Some(line) => Some((line.user.clone(), line.text.clone())),
+        None => history(user)?,
+    };
+    let Some((speaker, text)) = found else {
+        return Ok(format!(
+            "I haven't heard {} say anything here.",
+            shorten(user, ECHO_CHARS)
+        ));
+    };
+    if let Some(problem) = check_new(book, config, &text, Some(&speaker)) {
+        return Ok(problem);
+    }
+    let when = cmd.timestamp.secs();
+    let quote = book.add(
+        storage,
+        &cmd.channel,
+        &text,
+        Some(&speaker),
+        &cmd.user,
+        when,
+    )?;
+    Ok(format!("Added quote {}", quote.display()))
+}
+
+/// Deletes a quote for whoever added it, or a moderator.
+fn delete(book: &mut QuoteBook, storage: &dyn Storage, cmd: &Command, id: u64) -> Result<String> {
+    let Some(quote) = book.get(id) else {
+        return Ok(format!("No quote #{id}."));
+    };
+    if !quote.added_by.eq_ignore_ascii_case(&cmd.user) && !is_moderator(cmd) {
+        return Ok(format!(
+            "Only {} (who added it) or a moderator can delete quote #{id}.",
+            quote.added_by
+        ));
+    }
+    book.delete(storage, &cmd.channel, id)?;
+    Ok(format!("Deleted quote #{id}."))
+}
+
+/// A user's last non-command line from the database's recent chat, which is the home
+/// channel's; other channels have only the plugin's own memory.
+fn history_line(
+    ctx: &Context,
+    home_channel: &str,
+    command_prefix: &str,
+    channel: &str,
+    user: &str,
+) -> Result<Option<(String, String)>> {
+    if !home_channel.is_empty() && channel != home_channel {
+        return Ok(None);
+    }
+    let request = RecentChatGet {
+        limit: GRAB_LOOKBACK,
+        username: Some(user.to_owned()),
+        since: None,
+    };
+    let lines: Vec<ChatLine> = ctx.request_json(
+        subjects::db::RECENT_CHAT_GET,
+        &request,
+        DEFAULT_REQUEST_TIMEOUT,
+    )?;
+    Ok(lines
+        .into_iter()
+        .rev()
+        .find(|l| command_prefix.is_empty() || !l.message.starts_with(command_prefix))
+        .map(|l| (l.username, l.message)))
+}
+
+/// Why a new quote cannot be added, if it cannot.
+fn check_new(
+    book: &QuoteBook,
+    config: &Config,
+    text: &str,
+    author: Option<&str>,
+) -> Option<String> {
+    let length = text.chars().count();
+    if length > config.max_length {
+        return Some(format!(
+            "That quote is {length} characters; the limit is {}.",
+            config.max_length
+        ));
+    }
+    if author.is_some_and(|a| a.chars().count() > MAX_AUTHOR_CHARS) {
+        return Some(format!(
+            "An author's name is at most {MAX_AUTHOR_CHARS} characters."
+        ));
+    }
+    if config.reject_duplicates {
+        if let Some(existing) = book.duplicate_of(text) {
+            return Some(format!("That is already quote #{}.", existing.id));
+        }
+    }
+    None
+}
+
+fn search(book: &QuoteBook, config: &Config, needle: &str) -> String {
+    if needle.chars().count() < config.min_search_length {
+        return format!(
+            "Search for at least {} characters.",
+            config.min_search_length
+        );
+    }
+    let found = book.search(needle);
+    if found.is_empty() {
+        return format!("No quote contains \"{}\".", shorten(needle, ECHO_CHARS));
+    }
+    let shown: Vec<String> = found
+        .iter()
+        .take(config.search_results)
+        .map(|q| q.preview(config.preview_length))
+        .collect();
+    if found.len() > shown.len() {
+        format!(
+            "{} found, first {}: {}",
+            found.len(),
+            shown.len(),
+            shown.join(", ")
+        )
+    } else {
+        format!("{} found: {}", found.len(), shown.join(", "))
+    }
+}
+
+fn no_quotes() -> String {
+    "No quotes yet; add one with !quote add <text>.".to_owned()
+}
+
+fn is_moderator(cmd: &Command) -> bool {
+    cmd.user_data.is_moderator || cmd.user_data.rank >= MODERATOR_RANK
+}
+
+/// The plugin's key-value storage seen through [`Storage`].
+struct KvStorage<'a>(Kv<'a>);
+
+impl Storage for KvStorage<'_> {
+    fn set(&self, key: &str, value: &Value) -> Result<()> {
+        self.0.set(key, value, None)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.0.delete(key).map(|_| ())
+    }
+
+    fn increment(&self, key: &str) -> Result<i64> {
+        self.0.incr(key, 1)
+    }
+
+    fn list(&self, request: &List) -> Result<ListReply> {
+        self.0.list(request)
+    }
+}
+
+/// Decodes a contract payload, refusing anything but a JSON object.
+fn decode<T: serde::de::DeserializeOwned>(msg: &Message) -> Result<T> {
+    rosey_plugin_api::payload::decode(&msg.payload).map_err(|body| {
+        Error::new(
+            ErrorKind::Json,
+            format!("{}: {}", msg.subject, body.error.message),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosey_plugin_api::{Timestamp, UserData};
+    use store::tests::MemoryStorage;
+
+    fn cmd(user: &str, rank: f64, text: &str) -> Command {
+        Command {
+            command: COMMAND.into(),
+            args: text.split_whitespace().map(str::to_owned).collect(),
+            text: text.trim().into(),
+            raw: format!("!quote {text}"),
+            user: user.into(),
+            user_data: UserData::new(user, rank),
+            is_pm: false,
+            platform: "console".into(),
+            channel: "lobby".into(),
+            timestamp: Timestamp::from_secs(1_700_000_000).unwrap(),
+        }
+    }
+
+    fn chat(user: &str, content: &str, is_command: bool) -> Event<events::Message> {
+        Event {
+            platform: "console".into(),
+            channel: "lobby".into(),
+            timestamp: Timestamp::now(),
+            platform_data: Value::Null,
+            body: events::Message {
+                user: user.into(),
+                user_data: None,
+                content: content.into(),
+                is_command,
+            },
+        }
+    }
+
+    fn no_history(_: &str) -> Result<Option<(String, String)>> {
+        Ok(None)
+    }
+
+    struct Fixture {
+        quotes: Quotes,
+        storage: MemoryStorage,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                quotes: Quotes::new(Config::default(), "rosey", "lobby"),
+                storage: MemoryStorage::default(),
+            }
+        }
+
+        fn say(&mut self, user: &str, rank: f64, text: &str) -> String {
+            self.quotes
+                .answer(&self.storage, &cmd(user, rank, text), &no_history)
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn add_get_random_count() {
+        let mut f = Fixture::new();
+        assert_eq!(f.say("ann", 0.0, "count"), no_quotes());
+        assert_eq!(f.say("ann", 0.0, ""), no_quotes());
+        assert_eq!(
+            f.say("ann", 0.0, "add to be or not -- Hamlet"),
+            "Added quote #1."
+        );
+        assert_eq!(f.say("ann", 0.0, "add just words"), "Added quote #2.");
+        assert_eq!(f.say("ann", 0.0, "1"), "#1: to be or not — Hamlet");
+        assert_eq!(f.say("ann", 0.0, "#2"), "#2: just words");
+        assert_eq!(f.say("ann", 0.0, "9"), "No quote #9.");
+        assert_eq!(f.say("ann", 0.0, "count"), "2 quotes.");
+        let random = f.say("ann", 0.0, "");
+        assert!(
+            random.starts_with("#1") || random.starts_with("#2"),
+            "{random}"
+        );
+        assert_eq!(f.say("ann", 0.0, "help"), HELP);
+        // The stored quote records who added it and when.
+        let stored = QuoteBook::load(&f.storage, "lobby").unwrap();
+        let q = stored.get(1).unwrap();
+        assert_eq!((q.added_by.as_str(), q.added_at), ("ann", 1_700_000_000));
+    }
+
+    #[test]
+    fn limits_and_duplicates() {
+        let mut f = Fixture::new();
+        let long = "x".repeat(501);
+        assert_eq!(
+            f.say("ann", 0.0, &format!("add {long}")),
+            "That quote is 501 characters; the limit is 500."
+        );
+        let exact = "é".repeat(500);
+        assert_eq!(
+            f.say("ann", 0.0, &format!("add {exact}")),
+            "Added quote #1."
+        );
+        f.say("ann", 0.0, "add Hello World");
+        assert_eq!(
+            f.say("bob", 0.0, "add hello   world"),
+            "That is already quote #2."
+        );
+        let author = "a".repeat(65);
+        assert!(f
+            .say("ann", 0.0, &format!("add hi -- {author}"))
+            .contains("at most 64"));
+        assert!(f.say("ann", 0.0, "add").contains("empty"));
+    }
+
+    #[test]
+    fn limits_come_from_the_configuration() {
+        let config = Config {
+            max_length: 10,
+            search_results: 2,
+            preview_length: 10,
+            reject_duplicates: false,
+            ..Config::default()
+        };
+        let mut f = Fixture::new();
+        f.quotes = Quotes::new(config, "rosey", "lobby");
+        assert_eq!(
+            f.say("ann", 0.0, "add eleven chars"),
+            "That quote is 12 characters; the limit is 10."
+        );
+        for _ in 0..3 {
+            f.say("ann", 0.0, "add same cake");
+        }
+        assert_eq!(
+            f.say("ann", 0.0, "search cake"),
+            "3 found, first 2: #1 \"same cake\", #2 \"same cake\""
+        );
+    }
+
+    #[test]
+    fn by_and_search() {
+        let mut f = Fixture::new();
+        f.say("u", 0.0, "add The cake is a lie -- GLaDOS");
+        f.say(
+            "u",
+            0.0,
+            "add I love CAKE so much that I would write a very long sentence about it -- bob",
+        );
+        f.say("u", 0.0, "add nothing -- glados");
+        let by = f.say("u", 0.0, "by glados");
+        assert!(by.contains("(one of 2)"), "{by}");
+        assert_eq!(
+            f.say("u", 0.0, "by bob"),
+            "#2: I love CAKE so much that I would write a very long sentence about it — bob"
+        );
+        assert_eq!(f.say("u", 0.0, "by nobody"), "No quotes by nobody.");
+        assert_eq!(
+            f.say("u", 0.0, "search cake"),
+            "2 found: #1 \"The cake is a lie\", #2 \"I love CAKE so much that I would write a very long…\""
+        );
+        assert_eq!(
+            f.say("u", 0.0, "search ca"),
+            "Search for at least 3 characters."
+        );
+        assert_eq!(
+            f.say("u", 0.0, "search zebra"),
+            "No quote contains \"zebra\"."
+        );
+        for i in 0..8 {
+            f.say("u", 0.0, &format!("add cake number {i}"));
+        }
+        let many = f.say("u", 0.0, "search CAKE");
+        assert!(many.starts_with("10 found, first 5: "), "{many}");
+        assert_eq!(many.matches('#').count(), 5);
+    }
+
+    #[test]
+    fn grab_from_memory_history_and_never_yourself() {
+        let mut f = Fixture::new();
+        f.quotes
+            .hear(&chat("Bob", "something <b>memorable</b>", false));
+        f.quotes.hear(&chat("bob", "!quote grab ann", true));
+        f.quotes.hear(&chat("rosey", "I am the bot", false));
+        assert_eq!(
+            f.say("ann", 0.0, "grab bob"),
+            "Added quote #1: something <b>memorable</b> — Bob"
+        );
+        assert_eq!(f.say("bob", 0.0, "grab BOB"), "You can't quote yourself.");
+        assert_eq!(
+            f.say("ann", 0.0, "grab rosey"),
+            "I haven't heard rosey say anything here."
+        );
+        // Someone the plugin never heard: the database's recent chat answers.
+        let history = |user: &str| -> Result<Option<(String, String)>> {
+            Ok((user == "cy").then(|| ("Cy".to_owned(), "from the database".to_owned())))
+        };
+        let reply = f
+            .quotes
+            .answer(&f.storage, &cmd("ann", 0.0, "grab cy"), &history)
+            .unwrap();
+        assert_eq!(reply, "Added quote #2: from the database — Cy");
+        let failing = |_: &str| -> Result<Option<(String, String)>> { Err(Error::msg("db down")) };
+        assert!(f
+            .quotes
+            .answer(&f.storage, &cmd("ann", 0.0, "grab dee"), &failing)
+            .is_err());
+    }
+
+    #[test]
+    fn deleting_needs_the_adder_or_a_moderator() {
+        let mut f = Fixture::new();
+        f.say("ann", 0.0, "add one");
+        f.say("ann", 0.0, "add two");
+        assert_eq!(
+            f.say("bob", 1.0, "del 1"),
+            "Only ann (who added it) or a moderator can delete quote #1."
+        );
+        assert_eq!(f.say("ANN", 0.0, "del 1"), "Deleted quote #1.");
+        assert_eq!(f.say("mod", 2.0, "del 2"), "Deleted quote #2.");
+        assert_eq!(f.say("mod", 2.0, "del 2"), "No quote #2.");
+        assert_eq!(f.say("ann", 0.0, "add three"), "Added quote #3.");
+    }
+
+    #[test]
+    fn storage_outage_is_an_error_and_loses_nothing() {
+        let mut f = Fixture::new();
+        f.say("ann", 0.0, "add kept");
+        *f.storage.fail.borrow_mut() = true;
+        assert!(f
+            .quotes
+            .answer(&f.storage, &cmd("ann", 0.0, "add lost"), &no_history)
+            .is_err());
+        *f.storage.fail.borrow_mut() = false;
+        assert_eq!(f.say("ann", 0.0, "count"), "1 quote.");
+        // A fresh plugin (a restart) reads the same book back.
+        let mut restarted = Quotes::new(Config::default(), "rosey", "lobby");
+        let reply = restarted
+            .answer(&f.storage, &cmd("x", 0.0, "1"), &no_history)
+            .unwrap();
+        assert_eq!(reply, "#1: kept");
+    }
+
+    #[test]
+    fn hostile_text_is_stored_as_typed() {
+        let mut f = Fixture::new();
+        for text in [
+            "'; DROP TABLE quotes; --",
+            "<script>alert(1)</script>",
+            "🎉 ünïcödé 中文",
+            "%00 \\ \" {}",
+        ] {
+            let added = f.say("ann", 0.0, &format!("add {text}"));
+            let id: u64 = added
+                .trim_start_matches("Added quote #")
+                .trim_end_matches('.')
+                .parse()
+                .unwrap();
+            assert_eq!(f.say("ann", 0.0, &id.to_string()), format!("#{id}: {text}"));
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! rosey-runtime benchmarks with real processes: a release runtime, a release fixture plugin
+//! and a private nats-server. Run `cargo build --release -p rosey-runtime` first, then
+//! `cargo bench -p rosey-tests --bench runtime`. Results go to BENCHMARKS.md by hand.
+//!
+//! - reload latency: from a new library being renamed into the plugin folder to the
+//!   `rosey.runtime.plugin.reloaded` event (debounce included, reported separately);
+//! - added latency: command -> runtime -> plugin -> chat reply, against the same hop count
+//!   through a bare NATS echo client;
+//! - throughput: commands per second through one plugin;
+//! - memory: resident memory added per reload (libraries are never unloaded).
+
+#[path = "../tests/runtime_support/mod.rs"]
+mod runtime_support;
+
+use futures::StreamExt;
+use rosey_plugin_api::subjects;
+use rosey_tests::NatsServer;
+use runtime_support::*;
+use std::time::{Duration, Instant};
+
+const RELOADS: usize = 20;
+const ROUND_TRIPS: usize = 2000;
+const BLAST: usize = 20_000;
+const DEBOUNCE_S: f64 = 0.01;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // Two builds with different answers, so each reload loads new content.
+    let fixture = Fixture::new("counter", "counter_bench");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut builds = Vec::new();
+    for answer in ["a", "b"] {
+        fixture.set_answer(answer);
+        fixture.build_release();
+        let copy = scratch.path().join(format!("build-{answer}.so"));
+        std::fs::copy(fixture.built_release_library(), &copy).unwrap();
+        builds.push(copy);
+    }
+    let libs = tempfile::tempdir().unwrap();
+    let install = |from: &std::path::Path| {
+        let tmp = libs.path().join(".incoming");
+        std::fs::copy(from, &tmp).unwrap();
+        let start = Instant::now();
+        std::fs::rename(&tmp, libs.path().join(format!("lib{}.so", fixture.name))).unwrap();
+        start
+    };
+    install(&builds[0]);
+
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({
+            "enabled": [fixture.name],
+            "queue_capacity": BLAST * 2,
+            "reload_debounce": DEBOUNCE_S,
+            "tick_interval": 1.0,
+        }),
+    ));
+    obs.event(subjects::runtime::PLUGIN_LOADED, &fixture.name)
+        .await;
+    assert_eq!(obs.ask("count", "").await, "a count=1 ");
+    let pid = rt.child.id();
+
+    // Reload latency and memory per reload.
+    let rss_before = rss_kib(pid);
+    let mut reloads = Vec::new();
+    for i in 0..RELOADS {
+        let start = install(&builds[(i + 1) % 2]);
+        obs.event(subjects::runtime::PLUGIN_RELOADED, &fixture.name)
+            .await;
+        reloads.push(start.elapsed());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_after = rss_kib(pid);
+    reloads.sort();
+
+    // Added latency: command -> plugin -> chat, against a bare echo with the same hops,
+    // interleaved so that load from other processes affects both alike.
+    let echo_client = nats.connect().await;
+    let mut echo_in = echo_client.subscribe("bench.echo.in").await.unwrap();
+    echo_client.flush().await.unwrap();
+    let echo = tokio::spawn(async move {
+        while let Some(msg) = echo_in.next().await {
+            echo_client
+                .publish("bench.echo.out", msg.payload)
+                .await
+                .unwrap();
+        }
+    });
+    let mut out = obs.client.subscribe("bench.echo.out").await.unwrap();
+    obs.client.flush().await.unwrap();
+    let payload = serde_json::to_vec(&command_payload("count", "", "alice", 1.0)).unwrap();
+    let mut through_plugin = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..ROUND_TRIPS {
+        let start = Instant::now();
+        obs.ask("count", "").await;
+        through_plugin.push(start.elapsed());
+        let start = Instant::now();
+        obs.client
+            .publish("bench.echo.in", payload.clone().into())
+            .await
+            .unwrap();
+        obs.client.flush().await.unwrap();
+        out.next().await.unwrap();
+        bare.push(start.elapsed());
+    }
+    echo.abort();
+    through_plugin.sort();
+    bare.sort();
+
+    // Throughput: a burst of commands, timed to the last reply.
+    let start = Instant::now();
+    let subject = subjects::commands::command("count").unwrap();
+    for _ in 0..BLAST {
+        obs.client
+            .publish(subject.clone(), payload.clone().into())
+            .await
+            .unwrap();
+    }
+    obs.client.flush().await.unwrap();
+    for _ in 0..BLAST {
+        obs.next_chat().await;
+    }
+    let blast = start.elapsed();
+
+    let p50_plugin = percentile(&through_plugin, 0.5);
+    let p50_bare = percentile(&bare, 0.5);
+    println!(
+        "rosey-runtime benchmarks ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "reload latency over {RELOADS} reloads (debounce {DEBOUNCE_S}s included): p50 {:?}, p90 {:?}, max {:?}",
+        percentile(&reloads, 0.5),
+        percentile(&reloads, 0.9),
+        reloads[reloads.len() - 1]
+    );
+    println!(
+        "round trip over {ROUND_TRIPS}: through the plugin p50 {:?} p99 {:?}; bare NATS echo p50 {:?} p99 {:?}; added p50 {:?}",
+        p50_plugin,
+        percentile(&through_plugin, 0.99),
+        p50_bare,
+        percentile(&bare, 0.99),
+        p50_plugin.saturating_sub(p50_bare)
+    );
+    println!(
+        "throughput: {BLAST} commands in {:?} = {:.0} msgs/s through one plugin",
+        blast,
+        BLAST as f64 / blast.as_secs_f64()
+    );
+    println!(
+        "memory: RSS {} KiB before, {} KiB after {RELOADS} reloads = {:.0} KiB per reload",
+        rss_before,
+        rss_after,
+        (rss_after as f64 - rss_before as f64) / RELOADS as f64
+    );
+}

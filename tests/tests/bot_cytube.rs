@@ -1,0 +1,920 @@
+//! `rosey-bot` against a mock CyTube server, end to end: the bot, nats-server and the mock run
+//! separately; we drive the mock and watch NATS and what the bot sends back.
+
+mod mock_cytube;
+
+use futures::StreamExt;
+use mock_cytube::{user, MockCytube, MockOptions};
+use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::error::{ErrorBody, ErrorCode};
+use rosey_plugin_api::events::{BotStatus, Event, Message, Pm, UserJoin, UserLeave};
+use rosey_plugin_api::stream::DB_STREAM;
+use rosey_plugin_api::subjects;
+use rosey_tests::{command, wait_until_async, ChildGuard, NatsServer};
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Bot {
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+fn start_bot(nats: &NatsServer, mock: &MockCytube, extra: Value) -> Bot {
+    let dir = tempfile::tempdir().unwrap();
+    let mut platform = json!({
+        "type": "cytube",
+        "domain": mock.domain(),
+        "channel": "test",
+        "credentials": {"username": "rosey"},
+        "status_interval": 0.2,
+        "outbound_poll_interval": 0.2,
+        "outbound_request_timeout": 0.5,
+        "reconnect_min_delay": 0.05,
+        "reconnect_max_delay": 0.5,
+        "ping_timeout": 1,
+        "flood": {"commands_per_minute": 3, "block_seconds": 300}
+    });
+    if let (Some(p), Some(e)) = (platform.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    let config = dir.path().join("rosey.json");
+    std::fs::write(&config, json!({"platform": platform}).to_string()).unwrap();
+    let mut cmd = command("rosey-bot");
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--nats")
+        .arg(nats.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Bot {
+        _child: ChildGuard::spawn("rosey-bot", cmd),
+        _dir: dir,
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let ok = wait_until_async(WAIT, || {
+        let r = check();
+        async move { r }
+    })
+    .await;
+    assert!(ok, "timed out waiting for {what}");
+}
+
+async fn next_json<T: serde::de::DeserializeOwned>(sub: &mut async_nats::Subscriber) -> T {
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no message in time")
+        .expect("subscription open");
+    serde_json::from_slice(&msg.payload)
+        .unwrap_or_else(|e| panic!("{}: {e}: {:?}", msg.subject, msg.payload))
+}
+
+/// Waits until the bot says it is connected (joined) on `rosey.events.bot.status`.
+async fn wait_connected(status: &mut async_nats::Subscriber) {
+    loop {
+        let s: Event<BotStatus> = next_json(status).await;
+        if s.body.connected {
+            return;
+        }
+    }
+}
+
+/// Every payload stored in the database stream on `subject`.
+async fn db_writes(client: &async_nats::Client, subject: &str) -> Vec<Value> {
+    let js = async_nats::jetstream::new(client.clone());
+    let Ok(mut stream) = js.get_stream(DB_STREAM).await else {
+        return Vec::new();
+    };
+    let Ok(info) = stream.info().await else {
+        return Vec::new();
+    };
+    let last = info.state.last_sequence;
+    let first = info.state.first_sequence;
+    let mut out = Vec::new();
+    for seq in first..=last {
+        if let Ok(msg) = stream.get_raw_message(seq).await {
+            if msg.subject.as_str() == subject {
+                out.push(serde_json::from_slice(&msg.payload).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until the stream holds at least `min` writes on `subject`, and returns them all.
+async fn wait_db_writes(client: &async_nats::Client, subject: &str, min: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let writes = db_writes(client, subject).await;
+        if writes.len() >= min {
+            return writes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} {subject} writes: {writes:?}",
+            writes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn mock_options() -> MockOptions {
+    MockOptions {
+        history: vec![("alice".into(), "old &amp; replayed".into())],
+        users: vec![user("alice", 1.0), user("modbob", 2.0)],
+        ping_interval_ms: 200,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_chat_is_normalized_history_is_not_and_db_gets_each_line_once() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
+    let mut raw_chat = client
+        .subscribe("rosey.platform.cytube.chatMsg")
+        .await
+        .unwrap();
+    let mut joins = client.subscribe(subjects::events::USER_JOIN).await.unwrap();
+    let mut leaves = client
+        .subscribe(subjects::events::USER_LEAVE)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+
+    // The replay reached the raw subject only.
+    let replayed: Value = next_json(&mut raw_chat).await;
+    assert_eq!(replayed["msg"], "old &amp; replayed");
+
+    assert!(mock.chat_from("[server]", "guesty joined (aliases: guesty)"));
+    assert!(mock.send_event(
+        "chatMsg",
+        json!({"username": "modbob", "msg": "shadow", "meta": {"shadow": true}, "time": 1_795_727_587_322u64})
+    ));
+    assert!(mock.chat_from(
+        "alice",
+        r#"hello &amp; <strong>bold</strong> <a href="https://example.com/a?b=1" target="_blank">https://example.com/a?b=1</a>"#
+    ));
+    let event: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(event.platform, "cytube");
+    assert_eq!(event.channel, "test");
+    assert_eq!(event.body.user, "alice");
+    assert_eq!(event.body.content, "hello & bold https://example.com/a?b=1");
+    assert!(!event.body.is_command);
+    let alice = event.body.user_data.unwrap();
+    assert_eq!((alice.rank, alice.is_moderator), (1.0, false));
+    assert!(event.platform_data["msg"]
+        .as_str()
+        .unwrap()
+        .contains("<strong>"));
+    assert!(event.timestamp.secs() > 1_700_000_000);
+
+    // Joins and leaves: events and durable writes.
+    assert!(mock.send_event("addUser", user("carol", 0.0)));
+    let join: Event<UserJoin> = next_json(&mut joins).await;
+    assert_eq!(
+        (join.body.user.as_str(), join.body.user_data.rank),
+        ("carol", 0.0)
+    );
+    assert!(mock.send_event("userLeave", json!({"name": "carol"})));
+    let leave: Event<UserLeave> = next_json(&mut leaves).await;
+    assert_eq!(leave.body.user_data.unwrap().username, "carol");
+
+    // The bot's own line is logged but is no message event.
+    let chat = subjects::platform::send("cytube", subjects::platform::action::CHAT).unwrap();
+    client
+        .request(
+            chat,
+            json!({"channel": "test", "content": "I am <b>here</b>"})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    wait_for("the bot's line at the server", || {
+        mock.received("chatMsg")
+            .iter()
+            .any(|d| d["msg"] == "I am <b>here</b>")
+    })
+    .await;
+    assert!(mock.chat_from("alice", "after"));
+    let event: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(
+        event.body.content, "after",
+        "no event for the bot's own echo, shadow or [server]"
+    );
+
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 3).await;
+    let lines: Vec<(String, String)> = logs
+        .iter()
+        .map(|v| {
+            (
+                v["username"].as_str().unwrap().to_owned(),
+                v["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                "alice".to_owned(),
+                "hello & bold https://example.com/a?b=1".to_owned()
+            ),
+            ("rosey".to_owned(), "I am <b>here</b>".to_owned()),
+            ("alice".to_owned(), "after".to_owned()),
+        ],
+        "each live line once, no history, shadow or [server] lines"
+    );
+    let joined = db_writes(&client, subjects::db::USER_JOINED).await;
+    let joined: Vec<&str> = joined
+        .iter()
+        .map(|v| v["username"].as_str().unwrap())
+        .collect();
+    // Everyone present at start-up opens a session, then carol once.
+    assert_eq!(joined, ["alice", "modbob", "rosey", "carol"]);
+    let left = db_writes(&client, subjects::db::USER_LEFT).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["username"], "carol");
+    assert_eq!(left[0]["user_data"]["rank"], 0.0);
+    let hw = db_writes(&client, subjects::db::STATS_HIGH_WATER).await;
+    assert!(
+        hw.iter().any(|v| v["connected_count"] == 4),
+        "real connected count: {hw:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_published_and_floods_are_stopped_once() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let mut commands = client.subscribe(subjects::commands::ALL).await.unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+
+    for i in 0..5 {
+        assert!(mock.chat_from("alice", &format!("!Dice {i} &lt;x&gt;")));
+    }
+    let msg = tokio::time::timeout(WAIT, commands.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.subject.as_str(), "rosey.commands.dice");
+    let cmd: Command = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(cmd.args, ["0", "<x>"]);
+    assert_eq!(cmd.raw, "!Dice 0 <x>");
+    assert_eq!(
+        (cmd.platform.as_str(), cmd.channel.as_str(), cmd.is_pm),
+        ("cytube", "test", false)
+    );
+    for i in 1..3 {
+        let cmd: Command = next_json(&mut commands).await;
+        assert_eq!(cmd.args[0], i.to_string());
+    }
+    // The fourth is refused with one warning in chat, the fifth silently.
+    wait_for("the flood warning", || {
+        mock.received("chatMsg").iter().any(|d| {
+            d["msg"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("too many commands")
+        })
+    })
+    .await;
+    // Moderators are exempt: modbob's command still goes through.
+    assert!(mock.chat_from("modbob", "!skip"));
+    let cmd: Command = next_json(&mut commands).await;
+    assert_eq!(
+        (cmd.command.as_str(), cmd.user.as_str()),
+        ("skip", "modbob")
+    );
+    let warnings = mock
+        .received("chatMsg")
+        .iter()
+        .filter(|d| {
+            d["msg"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("too many commands")
+        })
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pm_shell_answers_moderators_and_audits() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let mut pms = client.subscribe(subjects::events::PM).await.unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+
+    assert!(mock.pm_from("alice", "rosey", "status"));
+    let pm: Event<Pm> = next_json(&mut pms).await;
+    assert_eq!(
+        (
+            pm.body.user.as_str(),
+            pm.body.recipient.as_str(),
+            pm.body.content.as_str()
+        ),
+        ("alice", "rosey", "status")
+    );
+    assert!(mock.pm_from("modbob", "rosey", "status"));
+    wait_for("the shell reply", || {
+        mock.received("pm").iter().any(|d| {
+            d["to"] == "modbob"
+                && d["msg"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Connected: yes")
+        })
+    })
+    .await;
+    assert!(mock.pm_from("modbob", "rosey", "users"));
+    wait_for("the users reply", || {
+        mock.received("pm").iter().any(|d| {
+            let m = d["msg"].as_str().unwrap_or_default();
+            m.contains("[2] modbob") && m.contains("[1] alice")
+        })
+    })
+    .await;
+    assert!(
+        mock.received("pm").iter().all(|d| d["to"] == "modbob"),
+        "a non-moderator got a shell answer"
+    );
+    let audits = wait_db_writes(&client, subjects::db::ACTION_PM_COMMAND, 2).await;
+    assert_eq!(audits[0]["username"], "modbob");
+    assert_eq!(audits[0]["command"], "status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_is_followed_by_a_rejoin_and_pings_are_answered() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    wait_for("pongs", || mock.pongs() >= 2).await;
+    assert!(mock.kick("bye"));
+    loop {
+        let s: Event<BotStatus> = next_json(&mut status).await;
+        if !s.body.connected {
+            break;
+        }
+    }
+    wait_connected(&mut status).await;
+    assert_eq!(mock.joins(), 2);
+    assert_eq!(mock.received("joinChannel").len(), 2);
+    assert_eq!(mock.received("joinChannel")[1], json!({"name": "test"}));
+    assert_eq!(
+        mock.received("login")[0],
+        json!({"name": "rosey"}),
+        "guest login without pw"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_trips_the_watchdog_and_refusals_are_retried() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(MockOptions {
+        send_pings: false,
+        refuse_first: 2,
+        ping_interval_ms: 200,
+        ..Default::default()
+    })
+    .await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    assert!(mock.connections() >= 3, "two refusals come before the join");
+    // No pings: the watchdog (1 s) drops the connection and the bot joins again.
+    wait_for("a second join after the watchdog", || mock.joins() >= 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_password_and_registered_login() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(MockOptions {
+        channel_password: Some("sesame".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(
+        &nats,
+        &mock,
+        json!({"channel_password": "sesame", "credentials": {"username": "rosey", "password": "pw"}}),
+    );
+    wait_connected(&mut status).await;
+    assert_eq!(
+        mock.received("joinChannel")[0],
+        json!({"name": "test", "pw": "sesame"})
+    );
+    assert_eq!(
+        mock.received("login")[0],
+        json!({"name": "rosey", "pw": "pw"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_login_is_reported_and_retried_slowly() {
+    let nats = NatsServer::start();
+    let mock = MockCytube::start(MockOptions {
+        login_error: Some("Invalid username/password combination".into()),
+        ..Default::default()
+    })
+    .await;
+    let _bot = start_bot(&nats, &mock, json!({"reconnect_max_delay": 1}));
+    wait_for("a login retry", || mock.received("login").len() >= 2).await;
+    assert_eq!(mock.joins(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_messages_are_sent_and_marked() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    // Stand in for rosey-db's outbound queue: one message, then nothing.
+    let mut requests = client.subscribe(subjects::db::OUTBOUND_GET).await.unwrap();
+    let responder = client.clone();
+    tokio::spawn(async move {
+        let mut served = false;
+        while let Some(req) = requests.next().await {
+            let body: Value = serde_json::from_slice(&req.payload).unwrap();
+            assert_eq!(body, json!({"limit": 20, "max_retries": 3}));
+            let reply = if served {
+                json!([])
+            } else {
+                served = true;
+                json!([{"id": 7, "timestamp": 1_700_000_000, "message": "queued hello", "retry_count": 0, "last_error": null}])
+            };
+            if let Some(to) = req.reply {
+                responder
+                    .publish(to, reply.to_string().into())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    wait_for("the outbound message at the server", || {
+        mock.received("chatMsg")
+            .iter()
+            .any(|d| d["msg"] == "queued hello")
+    })
+    .await;
+    let marks = wait_db_writes(&client, subjects::db::OUTBOUND_MARK_SENT, 1).await;
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0]["message_id"], 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_bot_refuses_chat_and_reports_it() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let mut errors = client
+        .subscribe("rosey.platform.cytube.error")
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    assert!(mock.send_event(
+        "setUserMeta",
+        json!({"name": "rosey", "meta": {"afk": false, "muted": true}})
+    ));
+    let chat = subjects::platform::send("cytube", subjects::platform::action::CHAT).unwrap();
+    let ok = wait_until_async(WAIT, || {
+        let client = client.clone();
+        let chat = chat.clone();
+        async move {
+            let reply = client
+                .request(
+                    chat,
+                    json!({"channel": "test", "content": "hi"})
+                        .to_string()
+                        .into(),
+                )
+                .await
+                .unwrap();
+            serde_json::from_slice::<ErrorBody>(&reply.payload).is_ok_and(|b| {
+                b.error.code == ErrorCode::Denied && b.error.message.contains("muted")
+            })
+        }
+    })
+    .await;
+    assert!(ok, "a muted bot accepted chat");
+    let report: Value = next_json(&mut errors).await;
+    assert_eq!(report["action"], "send.chat");
+    assert!(mock.send_event(
+        "noflood",
+        json!({"action": "chat", "msg": "You have been muted on this channel."})
+    ));
+    loop {
+        let report: Value = next_json(&mut errors).await;
+        if report["error"] == "You have been muted on this channel." {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_loses_no_database_write() {
+    let mut nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    assert!(mock.chat_from("alice", "before"));
+    let ok = wait_until_async(WAIT, || {
+        let client = client.clone();
+        async move { db_writes(&client, subjects::db::MESSAGE_LOG).await.len() == 1 }
+    })
+    .await;
+    assert!(ok);
+    nats.stop();
+    for i in 0..5 {
+        assert!(mock.chat_from("alice", &format!("during {i}")));
+    }
+    nats.restart();
+    let client = nats.connect().await;
+    wait_db_writes(&client, subjects::db::MESSAGE_LOG, 6).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = db_writes(&client, subjects::db::MESSAGE_LOG).await;
+    let messages: Vec<&str> = logs
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["before", "during 0", "during 1", "during 2", "during 3", "during 4"]
+    );
+}
+
+fn item(uid: u64, id: &str, title: &str, by: &str) -> Value {
+    json!({"media": {"id": id, "title": title, "seconds": 61, "duration": "01:01", "type": "yt", "meta": {}},
+           "uid": uid, "temp": true, "queueby": by})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_type_is_normalized_and_published() {
+    use rosey_plugin_api::events as ev;
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mut options = mock_options();
+    options.playlist = vec![
+        item(1, "m1", "First &amp; best", "alice"),
+        item(2, "m2", "Second", "modbob"),
+    ];
+    let mock = MockCytube::start(options).await;
+    let sub = |s: &'static str| {
+        let client = client.clone();
+        async move { client.subscribe(s).await.unwrap() }
+    };
+    let mut status = sub(subjects::events::BOT_STATUS).await;
+    let mut list = sub(subjects::events::USER_LIST).await;
+    let mut update = sub(subjects::events::USER_UPDATE).await;
+    let mut count = sub(subjects::events::USER_COUNT).await;
+    let mut media = sub(subjects::events::MEDIA_CHANGE).await;
+    let mut add = sub(subjects::events::PLAYLIST_ADD).await;
+    let mut moved = sub(subjects::events::PLAYLIST_MOVE).await;
+    let mut removed = sub(subjects::events::PLAYLIST_REMOVE).await;
+    let mut poll_open = sub(subjects::events::POLL_OPEN).await;
+    let mut poll_update = sub(subjects::events::POLL_UPDATE).await;
+    let mut poll_close = sub(subjects::events::POLL_CLOSE).await;
+    let mut raw_rank = sub("rosey.platform.cytube.setUserRank").await;
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+
+    let users: Event<ev::UserList> = next_json(&mut list).await;
+    assert_eq!(users.body.count, 3);
+    let names: Vec<&str> = users
+        .body
+        .users
+        .iter()
+        .map(|u| u.username.as_str())
+        .collect();
+    assert_eq!(names, ["alice", "modbob", "rosey"]);
+    assert!(users.body.users[1].is_moderator && !users.body.users[0].is_moderator);
+    let counted: Event<ev::UserCount> = next_json(&mut count).await;
+    assert_eq!(
+        (counted.body.chat_count, counted.body.connected_count),
+        (3, 4)
+    );
+
+    mock.send_event("setAFK", json!({"name": "alice", "afk": true}));
+    mock.send_event(
+        "setUserMeta",
+        json!({"name": "alice", "meta": {"afk": true, "muted": false}}),
+    );
+    mock.send_event("setUserRank", json!({"name": "alice", "rank": 1.5}));
+    let u: Event<ev::UserUpdate> = next_json(&mut update).await;
+    assert_eq!(u.body.user, "alice");
+    assert_eq!(u.body.changed, [ev::UserChange::Afk]);
+    assert!(u.body.user_data.is_afk);
+    let u: Event<ev::UserUpdate> = next_json(&mut update).await;
+    assert_eq!(
+        u.body.changed,
+        [ev::UserChange::Rank],
+        "the repeated afk is no change"
+    );
+    assert_eq!(u.body.user_data.rank, 1.5);
+    let raw: Value = next_json(&mut raw_rank).await;
+    assert_eq!(raw, json!({"name": "alice", "rank": 1.5}));
+
+    mock.send_event("setCurrent", json!(1));
+    mock.send_event(
+        "changeMedia",
+        json!({"id": "m1", "title": "First &amp; best", "seconds": 61, "duration": "01:01", "type": "yt",
+               "meta": {}, "currentTime": -3, "paused": true}),
+    );
+    let m: Event<ev::MediaChange> = next_json(&mut media).await;
+    assert_eq!(m.body.media.id, "m1");
+    assert_eq!(m.body.media.kind, "yt");
+    assert_eq!(m.body.media.title, "First & best");
+    assert_eq!(m.body.media.duration_s, 61.0);
+    assert_eq!(m.body.queued_by.as_deref(), Some("alice"));
+    assert_eq!(m.platform_data["currentTime"], -3);
+
+    mock.send_event(
+        "queue",
+        json!({"item": item(3, "m3", "Third", "carol"), "after": 2}),
+    );
+    let a: Event<ev::PlaylistAdd> = next_json(&mut add).await;
+    assert_eq!(a.body.item.uid, 3);
+    assert_eq!(a.body.item.queued_by.as_deref(), Some("carol"));
+    assert!(a.body.item.temporary);
+    assert_eq!(a.body.after, ev::PlaylistAfter::Uid(2));
+    mock.send_event("moveVideo", json!({"from": 3, "after": "prepend"}));
+    let mv: Event<ev::PlaylistMove> = next_json(&mut moved).await;
+    assert_eq!(mv.body.uid, 3);
+    assert_eq!(
+        mv.body.after,
+        ev::PlaylistAfter::Start(ev::Prepend::Prepend)
+    );
+    mock.send_event("delete", json!({"uid": 3}));
+    let r: Event<ev::PlaylistRemove> = next_json(&mut removed).await;
+    assert_eq!(r.body.uid, 3);
+
+    mock.send_frame(format!(
+        "42{}",
+        json!(["newPoll", {"title": "Next?", "options": ["a", "b &amp; c"], "counts": [0, 0], "initiator": "modbob", "timestamp": 1_795_727_587_322u64}])
+    ));
+    let p: Event<ev::Poll> = next_json(&mut poll_open).await;
+    assert_eq!(p.body.title, "Next?");
+    assert_eq!(p.body.options, ["a", "b & c"]);
+    assert_eq!(p.body.counts, [Some(0), Some(0)]);
+    assert_eq!(p.body.initiator.as_deref(), Some("modbob"));
+    assert_eq!(p.timestamp.secs(), 1_795_727_587);
+    mock.send_event(
+        "updatePoll",
+        json!({"title": "Next?", "options": ["a", "b"], "counts": [1, "?"], "initiator": "modbob"}),
+    );
+    let p: Event<ev::Poll> = next_json(&mut poll_update).await;
+    assert_eq!(p.body.counts, [Some(1), None]);
+    mock.send_frame(r#"42["closePoll",null]"#.into());
+    let c: Event<ev::PollClose> = next_json(&mut poll_close).await;
+    assert_eq!(c.platform, "cytube");
+
+    // The shell sees the state the events built.
+    mock.pm_from("modbob", "rosey", "playlist");
+    wait_for("the playlist reply", || {
+        mock.received("pm").iter().any(|d| {
+            let m = d["msg"].as_str().unwrap_or_default();
+            m.contains("► 1. First & best (1:01)") && m.contains("2. Second (1:01)")
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_and_names_do_not_break_the_bot() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
+    let mut commands = client.subscribe(subjects::commands::ALL).await.unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    for frame in [
+        "42[not json",
+        "4",
+        "9zzz",
+        r#"42[5,{}]"#,
+        r#"42["chatMsg","just a string"]"#,
+        r#"42["chatMsg",{"username":7,"msg":[]}]"#,
+        r#"42["rosey.>",{}]"#,
+        r#"42["addUser",{"name":{"x":1}}]"#,
+        r#"42["usercount",-5]"#,
+        r#"42["cooldown","soon"]"#,
+    ] {
+        assert!(mock.send_frame(frame.into()));
+    }
+    mock.send_frame(format!(
+        "42{}",
+        json!(["chatMsg", {"username": "alice", "msg": "x".repeat(600_000), "meta": {}, "time": 1}])
+    ));
+    mock.chat_from("alice", "!rosey.> wildcard");
+    mock.chat_from("alice", "!a*b star");
+    mock.chat_from("evil.user", "!ok from a dotted name");
+    let mut contents = Vec::new();
+    for _ in 0..4 {
+        let m: Event<Message> = next_json(&mut messages).await;
+        contents.push(m.body.content.chars().take(20).collect::<String>());
+    }
+    assert_eq!(contents[0], "x".repeat(20));
+    assert_eq!(
+        &contents[1..],
+        ["!rosey.> wildcard", "!a*b star", "!ok from a dotted na"]
+    );
+    let cmd: Command = next_json(&mut commands).await;
+    assert_eq!(
+        (cmd.command.as_str(), cmd.user.as_str()),
+        ("ok", "evil.user")
+    );
+    assert_eq!(mock.connections(), 1, "the bot kept its connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_server_connection_is_recovered_without_losing_writes() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(mock_options()).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    assert!(mock.chat_from("alice", "one"));
+    wait_db_writes(&client, subjects::db::MESSAGE_LOG, 1).await;
+    assert!(mock.drop_connection());
+    loop {
+        let s: Event<BotStatus> = next_json(&mut status).await;
+        if !s.body.connected {
+            break;
+        }
+    }
+    wait_connected(&mut status).await;
+    assert_eq!(mock.joins(), 2);
+    assert!(mock.chat_from("alice", "two"));
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 2).await;
+    let lines: Vec<&str> = logs
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    // The replayed history of the second join is not logged again.
+    assert_eq!(lines, ["one", "two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_become_cytube_frames_after_permission_checks() {
+    use subjects::platform::action;
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mut options = mock_options();
+    options.playlist = vec![item(1, "m1", "First", "alice")];
+    let mock = MockCytube::start(options).await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, json!({}));
+    wait_connected(&mut status).await;
+    let ask = |act: &'static str, body: Value| {
+        let client = client.clone();
+        async move {
+            let subject = subjects::platform::send("cytube", act).unwrap();
+            let reply = client
+                .request(subject, body.to_string().into())
+                .await
+                .unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    let ok = json!({"ok": true});
+    assert_eq!(
+        ask(action::PLAYLIST_ADD, json!({"channel": "test", "url": "https://youtu.be/abc", "position": "next", "temporary": true})).await,
+        ok
+    );
+    assert_eq!(
+        ask(
+            action::KICK,
+            json!({"channel": "test", "user": "alice", "reason": "spam"})
+        )
+        .await,
+        ok
+    );
+    assert_eq!(
+        ask(action::PLAYLIST_JUMP, json!({"channel": "test", "uid": 1})).await,
+        ok
+    );
+    assert_eq!(
+        ask(action::PLAYLIST_NEXT, json!({"channel": "test"})).await,
+        ok
+    );
+    assert_eq!(ask(action::CLEAR, json!({"channel": "test"})).await, ok);
+    assert_eq!(
+        ask(action::AFK, json!({"channel": "test", "afk": true})).await,
+        ok
+    );
+    // Refusals: an equal rank, an unknown item, a link CyTube cannot play.
+    let denied = ask(action::KICK, json!({"channel": "test", "user": "modbob"})).await;
+    assert_eq!(denied["error"]["code"], "denied");
+    let missing = ask(
+        action::PLAYLIST_REMOVE,
+        json!({"channel": "test", "uid": 99}),
+    )
+    .await;
+    assert_eq!(missing["error"]["code"], "not_found");
+    let bad_link = ask(
+        action::PLAYLIST_ADD,
+        json!({"channel": "test", "url": "https://example.com/page", "temporary": true}),
+    )
+    .await;
+    assert_eq!(bad_link["error"]["code"], "invalid_json");
+    // Permanent items need `addnontemp` (rank 2 by default): the bot has rank 2.
+    assert_eq!(
+        ask(
+            action::PLAYLIST_ADD,
+            json!({"channel": "test", "url": "yt:def"})
+        )
+        .await,
+        ok
+    );
+
+    wait_for("the frames at the server", || {
+        mock.received("queue").len() == 2 && mock.received("playNext").len() == 1
+    })
+    .await;
+    assert_eq!(
+        mock.received("queue"),
+        [
+            json!({"id": "abc", "type": "yt", "pos": "next", "temp": true}),
+            json!({"id": "def", "type": "yt", "pos": "end", "temp": false})
+        ]
+    );
+    assert_eq!(mock.received("jumpTo"), [json!(1)]);
+    let chat: Vec<Value> = mock
+        .received("chatMsg")
+        .iter()
+        .map(|d| d["msg"].clone())
+        .collect();
+    assert_eq!(
+        chat,
+        [json!("/kick alice spam"), json!("/clear"), json!("/afk")]
+    );
+}

@@ -1,0 +1,270 @@
+//! `rosey-bot`, `rosey-db`, `nats-server` and the mock CyTube server as separate processes
+//! (the mock in-process): chat lines and joins reach SQLite exactly once, replayed history
+//! never, across a database-service restart; queued outbound messages are sent and marked.
+
+mod mock_cytube;
+
+use futures::StreamExt;
+use mock_cytube::{user, MockCytube, MockOptions};
+use rosey_plugin_api::events::{BotStatus, Event};
+use rosey_plugin_api::subjects;
+use rosey_tests::{command, ChildGuard, NatsServer};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start_db(nats: &NatsServer, db: &Path) -> ChildGuard {
+    let mut cmd = command("rosey-db");
+    cmd.arg("--db")
+        .arg(db)
+        .arg("--nats")
+        .arg(nats.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ChildGuard::spawn("rosey-db", cmd)
+}
+
+fn start_bot(nats: &NatsServer, mock: &MockCytube, dir: &Path) -> ChildGuard {
+    let config = dir.join("bot.json");
+    std::fs::write(
+        &config,
+        json!({"platform": {
+            "type": "cytube", "domain": mock.domain(), "channel": "test",
+            "credentials": {"username": "rosey"},
+            "status_interval": 0.2, "outbound_poll_interval": 0.2,
+            "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.5
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = command("rosey-bot");
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--nats")
+        .arg(nats.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ChildGuard::spawn("rosey-bot", cmd)
+}
+
+/// Rows of `sql` once there are at least `min` of them (read-only, while rosey-db writes).
+fn wait_rows(db: &PathBuf, sql: &str, min: usize) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|conn| {
+                    let mut stmt = conn.prepare(sql)?;
+                    let n = stmt.column_count();
+                    let rows = stmt
+                        .query_map([], |row| {
+                            (0..n)
+                                .map(|i| {
+                                    row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                                        rusqlite::types::Value::Text(t) => t,
+                                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                                        other => format!("{other:?}"),
+                                    })
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(rows)
+                })
+                .unwrap_or_default();
+        if rows.len() >= min {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} rows for {sql}: {rows:?}",
+            rows.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn wait_connected(status: &mut async_nats::Subscriber) {
+    loop {
+        let msg = tokio::time::timeout(WAIT, status.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let s: Event<BotStatus> = serde_json::from_slice(&msg.payload).unwrap();
+        if s.body.connected {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_and_joins_reach_sqlite_once_across_a_db_restart() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bot_data.db");
+    let mut db_service = start_db(&nats, &db);
+    let mock = MockCytube::start(MockOptions {
+        history: vec![("alice".into(), "replayed &amp; old".into())],
+        users: vec![user("alice", 1.0), user("modbob", 2.0)],
+        ping_interval_ms: 200,
+        ..Default::default()
+    })
+    .await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, dir.path());
+    wait_connected(&mut status).await;
+
+    assert!(mock.chat_from("alice", "one &amp; only"));
+    assert!(mock.send_event("addUser", user("carol", 0.0)));
+    wait_rows(
+        &db,
+        "SELECT message FROM recent_chat WHERE username = 'alice'",
+        1,
+    );
+
+    // The database service goes away; the bot keeps serving and loses nothing.
+    db_service.kill();
+    assert!(mock.chat_from("alice", "two"));
+    assert!(mock.chat_from("carol", "three"));
+    db_service = start_db(&nats, &db);
+    assert!(mock.chat_from("alice", "four"));
+
+    let rows = wait_rows(
+        &db,
+        "SELECT username, message FROM recent_chat ORDER BY id",
+        4,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let rows_again = wait_rows(
+        &db,
+        "SELECT username, message FROM recent_chat ORDER BY id",
+        4,
+    );
+    assert_eq!(rows, rows_again, "no late duplicates");
+    let lines: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("alice".to_owned(), "one & only".to_owned()),
+            ("alice".to_owned(), "two".to_owned()),
+            ("carol".to_owned(), "three".to_owned()),
+            ("alice".to_owned(), "four".to_owned()),
+        ]
+    );
+    let stats = wait_rows(
+        &db,
+        "SELECT username, total_chat_lines FROM user_stats ORDER BY username",
+        2,
+    );
+    assert!(
+        stats.contains(&vec!["alice".to_owned(), "3".to_owned()]),
+        "{stats:?}"
+    );
+    assert!(
+        stats.contains(&vec!["carol".to_owned(), "1".to_owned()]),
+        "{stats:?}"
+    );
+
+    // The PM shell's `stats` and `user` are served from the database.
+    assert!(mock.pm_from("modbob", "rosey", "stats"));
+    assert!(mock.pm_from("modbob", "rosey", "user alice"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let replies: Vec<String> = mock
+            .received("pm")
+            .iter()
+            .map(|d| d["msg"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let stats_ok = replies
+            .iter()
+            .any(|m| m.contains("Total users seen: 4") && m.contains("alice (3 lines)"));
+        let user_ok = replies
+            .iter()
+            .any(|m| m.contains("User: alice") && m.contains("Chat messages: 3"));
+        if stats_ok && user_ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shell replies: {replies:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(db_service);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_outbound_messages_are_sent_and_marked_in_sqlite() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bot_data.db");
+    let _db_service = start_db(&nats, &db);
+    let mock = MockCytube::start(MockOptions {
+        users: vec![user("alice", 1.0)],
+        ..Default::default()
+    })
+    .await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let _bot = start_bot(&nats, &mock, dir.path());
+    wait_connected(&mut status).await;
+
+    let enqueue = |text: &'static str| {
+        let client = client.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let req = async_nats::Request::new()
+                    .payload(json!({"message": text}).to_string().into())
+                    .timeout(Some(Duration::from_secs(2)));
+                if let Ok(reply) = client
+                    .send_request(subjects::db::OUTBOUND_ENQUEUE, req)
+                    .await
+                {
+                    let v: Value = serde_json::from_slice(&reply.payload).unwrap();
+                    return v["id"].as_i64().expect("enqueue returns an id");
+                }
+                assert!(Instant::now() < deadline, "rosey-db never answered enqueue");
+            }
+        }
+    };
+    let id = enqueue("from the queue").await;
+    let deadline = Instant::now() + WAIT;
+    while !mock
+        .received("chatMsg")
+        .iter()
+        .any(|d| d["msg"] == "from the queue")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the queued message never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = wait_rows(
+        &db,
+        &format!("SELECT id FROM outbound_messages WHERE id = {id} AND sent = 1"),
+        1,
+    );
+    assert_eq!(rows, [[id.to_string()]]);
+    assert_eq!(
+        mock.received("chatMsg")
+            .iter()
+            .filter(|d| d["msg"] == "from the queue")
+            .count(),
+        1,
+        "sent once"
+    );
+}

@@ -1,0 +1,320 @@
+//! Administration over NATS (`rosey.runtime.plugins.*`, `$SRV`) and configuration file edits:
+//! enabling, disabling and reconfiguring plugins without disturbing the runtime.
+
+mod runtime_support;
+
+use rosey_plugin_api::admin::PluginState;
+use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
+use rosey_plugin_api::subjects::runtime as subjects;
+use rosey_tests::NatsServer;
+use runtime_support::*;
+
+async fn admin(obs: &Observer, subject: &str, body: &[u8]) -> async_nats::Message {
+    obs.client
+        .request(subject.to_owned(), body.to_vec().into())
+        .await
+        .unwrap()
+}
+
+fn error_of(msg: &async_nats::Message) -> ErrorBody {
+    assert!(msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HEADER_CODE))
+        .is_some());
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_subjects_list_disable_enable_and_reload() {
+    let fixture = Fixture::new("counter", "counter_admin");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let _rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name]}),
+    ));
+    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
+
+    let list = obs.list().await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, fixture.name);
+    assert_eq!(list[0].state, PluginState::Running);
+    assert!(list[0].loaded_at > 1_600_000_000);
+
+    // Disable: unloaded, and a command sent meanwhile is not delivered.
+    let reply = admin(
+        &obs,
+        subjects::PLUGINS_DISABLE,
+        format!(r#"{{"name":"{}"}}"#, fixture.name).as_bytes(),
+    )
+    .await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
+    assert_eq!(obs.info(&fixture.name).await.state, PluginState::Disabled);
+    obs.send("count", "", "alice", 1.0).await;
+
+    // Enable: loaded again, its state kept; the command sent while disabled was never seen.
+    let reply = admin(
+        &obs,
+        subjects::PLUGINS_ENABLE,
+        format!(r#"{{"name":"{}"}}"#, fixture.name).as_bytes(),
+    )
+    .await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
+
+    // Reload: a new generation from the same file.
+    let reply = admin(
+        &obs,
+        subjects::PLUGINS_RELOAD,
+        format!(r#"{{"name":"{}"}}"#, fixture.name).as_bytes(),
+    )
+    .await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
+
+    // Bad requests get error replies with the contract's codes.
+    let err = error_of(&admin(&obs, subjects::PLUGINS_RELOAD, b"not json").await);
+    assert_eq!(err.error.code, ErrorCode::InvalidJson);
+    let err = error_of(&admin(&obs, subjects::PLUGINS_RELOAD, b"{}").await);
+    assert_eq!(err.error.code, ErrorCode::MissingField);
+    let err = error_of(&admin(&obs, subjects::PLUGINS_ENABLE, br#"{"name":"../../etc"}"#).await);
+    assert_eq!(err.error.code, ErrorCode::InvalidJson);
+    let err = error_of(&admin(&obs, subjects::PLUGINS_DISABLE, br#"{"name":"nobody"}"#).await);
+    assert_eq!(err.error.code, ErrorCode::NotFound);
+    let err = error_of(&admin(&obs, subjects::PLUGINS_ENABLE, br#"{"name":"missing_lib"}"#).await);
+    assert!(
+        err.error.message.contains("no library libmissing_lib.so"),
+        "{}",
+        err.error.message
+    );
+    let huge = vec![b'x'; 512 * 1024];
+    let err = error_of(&admin(&obs, subjects::PLUGINS_RELOAD, &huge).await);
+    assert_eq!(err.error.code, ErrorCode::InvalidJson);
+
+    // The runtime answers NATS service discovery.
+    let ping = admin(&obs, "$SRV.PING.rosey-runtime", b"").await;
+    let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
+    assert_eq!(ping["name"], "rosey-runtime");
+    assert_eq!(ping["type"], "io.nats.micro.v1.ping_response");
+    let info = admin(&obs, "$SRV.INFO", b"").await;
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(info["endpoints"][0]["subject"], subjects::PLUGINS_LIST);
+    let stats = admin(&obs, "$SRV.STATS.rosey-runtime", b"").await;
+    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
+    // Five good admin requests and six refused ones so far (the list calls included).
+    assert!(stats["endpoints"][0]["num_requests"].as_u64().unwrap() >= 11);
+    assert!(stats["endpoints"][0]["num_errors"].as_u64().unwrap() >= 6);
+    assert_eq!(stats["plugins"][0]["name"], fixture.name.as_str());
+    // And it still serves.
+    assert_eq!(obs.ask("count", "").await, "v1 count=5 ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_edits_enable_disable_and_restart_plugins() {
+    let fixture = Fixture::new("counter", "counter_config");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": []}),
+    ));
+    // Nothing enabled yet: the runtime is up when it answers the list.
+    assert!(
+        rosey_tests::wait_until_async(PATIENCE, || async {
+            obs.client
+                .request(subjects::PLUGINS_LIST, "{}".into())
+                .await
+                .is_ok()
+        })
+        .await
+    );
+    assert!(obs.list().await.is_empty());
+
+    // Adding the name to plugins.enabled loads it.
+    rt.write_config(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name]}),
+    ));
+    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+
+    // A configuration whose constructor panics is reported; the old instance keeps serving.
+    rt.write_config(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"panic_in_init": true}}}),
+    ));
+    let failed = obs.event(subjects::PLUGIN_FAILED, &fixture.name).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("told to panic in init"), "{error}");
+    assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
+
+    // A good change restarts it with the new configuration (here: one more subscription),
+    // keeping its state.
+    rt.write_config(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::events::USER_JOIN}}}),
+    ));
+    obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
+    obs.client
+        .publish(
+            rosey_plugin_api::subjects::events::USER_JOIN,
+            br#"{"channel":"lobby"}"#.to_vec().into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        obs.next_chat().await,
+        format!("v1 saw {}", rosey_plugin_api::subjects::events::USER_JOIN)
+    );
+    assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
+
+    // A subscription outside its grant is refused at construction.
+    rt.write_config(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::kv::ALL}}}),
+    ));
+    let failed = obs.event(subjects::PLUGIN_FAILED, &fixture.name).await;
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains(&format!(
+            "may not subscribe to {}",
+            rosey_plugin_api::subjects::kv::ALL
+        )),
+        "{error}"
+    );
+
+    // A broken file changes nothing.
+    std::fs::write(rt.config_path(), b"{ not json").unwrap();
+    assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
+
+    // Removing the name unloads it.
+    rt.write_config(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": []}),
+    ));
+    obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
+    assert!(obs.list().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_lists_limit_where_a_plugin_acts() {
+    let fixture = Fixture::new("counter", "counter_channels");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let only_elsewhere = serde_json::json!({
+        "enabled": [fixture.name],
+        "config": {fixture.name.clone(): {"exclude_channels": ["lobby"]}},
+    });
+    let rt = start_runtime(&config(&nats, libs.path(), only_elsewhere));
+    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    // Excluded channel: never delivered (the count would show it later).
+    obs.send("count", "", "alice", 1.0).await;
+    obs.send("count", "", "alice", 1.0).await;
+    // !help is the runtime's own and answers in any channel.
+    assert!(obs.ask("help", "").await.starts_with("Commands:"));
+
+    rt.write_config(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"channels": ["lobby"]}}}),
+    ));
+    obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_command_payloads_and_a_nats_restart_lose_nothing_else() {
+    let fixture = Fixture::new("counter", "counter_weather");
+    fixture.build();
+    let mut nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name]}),
+    ));
+    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+
+    // Garbage on a command subject is dropped by the runtime (and logged); the plugin never
+    // sees it, so its count does not move.
+    let count = rosey_plugin_api::subjects::commands::command("count").unwrap();
+    for junk in [
+        &b"not json"[..],
+        br#"{"command":"count"}"#,
+        br#"{"command":"count","args":"x","text":1}"#,
+        &vec![b'['; 100_000],
+    ] {
+        obs.client
+            .publish(count.clone(), junk.to_vec().into())
+            .await
+            .unwrap();
+    }
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    assert!(rt.log().contains("dropping a malformed command payload"));
+
+    // The server goes away and comes back: the runtime reconnects and serves again.
+    nats.stop();
+    nats.restart();
+    let mut answer = None;
+    for _ in 0..30 {
+        let cmd = serde_json::to_vec(&command_payload("count", "", "alice", 1.0)).unwrap();
+        // While the client reconnects a publish or flush may fail; the loop tries again.
+        let _ = obs.client.publish(count.clone(), cmd.into()).await;
+        let _ = obs.client.flush().await;
+        if let Some(line) = obs.try_next_chat(std::time::Duration::from_secs(1)).await {
+            answer = Some(line);
+            break;
+        }
+    }
+    let answer = answer.expect("the runtime serves again after a NATS restart");
+    assert!(answer.starts_with("v1 count="), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_unloads_plugins_and_removes_the_library_copies() {
+    let fixture = Fixture::new("counter", "counter_sigterm");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let mut rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name]}),
+    ));
+    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    let copies = std::env::temp_dir().join(format!("rosey-runtime-{}", rt.child.id()));
+    assert!(copies.is_dir(), "{} missing", copies.display());
+    let status = rt
+        .child
+        .terminate(std::time::Duration::from_secs(20))
+        .expect("the runtime was running");
+    assert!(status.success(), "{status:?}\n{}", rt.log());
+    obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
+    assert!(!copies.exists(), "{} left behind", copies.display());
+}

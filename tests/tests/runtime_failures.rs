@@ -1,0 +1,303 @@
+//! A broken build, a panicking handler, a stuck handler, a failing constructor, a denied
+//! subject: each is reported and the runtime (and the plugin's previous generation) keeps
+//! serving.
+
+mod runtime_support;
+
+use rosey_plugin_api::admin::PluginState;
+use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::NatsServer;
+use runtime_support::*;
+
+/// Writes `bytes` as the plugin's library the way deploy tools do (temporary file + rename).
+fn replace_library(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".lib{name}.so.partial"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("lib{name}.so"))).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_libraries_are_reported_and_the_old_generation_keeps_serving() {
+    let fixture = Fixture::new("counter", "counter_broken");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name]}),
+    ));
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+
+    // Not a library at all.
+    replace_library(libs.path(), &fixture.name, b"this is not an ELF file\n");
+    let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("not a Rosey plugin library"), "{error}");
+    assert!(
+        error.contains("previous generation keeps serving"),
+        "{error}"
+    );
+    assert!(error.len() < 1000, "the error should be short: {error}");
+    assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
+
+    // A truncated build.
+    let real = std::fs::read(fixture.built_library()).unwrap();
+    replace_library(libs.path(), &fixture.name, &real[..real.len() / 3]);
+    let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    assert!(failed.error.is_some());
+    assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
+
+    let info = obs.info(&fixture.name).await;
+    assert_eq!(info.state, PluginState::Running);
+    assert_eq!(info.generation, 1);
+    assert!(info.last_error.is_some());
+
+    // A good build afterwards is served.
+    replace_library(libs.path(), &fixture.name, &real);
+    // Same content as the serving generation: skipped, so force it with an admin reload.
+    let reply = obs
+        .client
+        .request(
+            rosey_plugin_api::subjects::runtime::PLUGINS_RELOAD,
+            serde_json::to_vec(&serde_json::json!({"name": fixture.name}))
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#, "{}", rt.log());
+    assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
+    assert_eq!(obs.info(&fixture.name).await.generation, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_and_stuck_handlers_are_caught_and_the_plugin_restarts() {
+    let fixture = Fixture::new("counter", "counter_crash");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name]}),
+    ));
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+
+    // A panic in a handler becomes a failure report, then a restart from the saved state.
+    obs.send("boom", "", "mallory", 1.0).await;
+    let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("boom requested by mallory"), "{error}");
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    let answer = obs.ask("count", "").await;
+    assert!(answer.starts_with("v1 count="), "{answer}");
+
+    // A handler stuck in a sleep loop is replaced after the watchdog limit.
+    obs.send("hang", "", "mallory", 1.0).await;
+    let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("stuck in on_message"), "{error}");
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    let answer = obs.ask("count", "").await;
+    assert!(answer.starts_with("v1 count="), "{answer}");
+    let info = obs.info(&fixture.name).await;
+    assert_eq!(info.state, PluginState::Running, "{}", rt.log());
+    assert!(info.errors >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_rank_cooldown_help_and_conflicts() {
+    let first = Fixture::new("counter", "counter_rules");
+    first.build();
+    let second = Fixture::new("counter", "counter_rival");
+    second.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    first.install_into(libs.path());
+    second.install_into(libs.path());
+    let _rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({
+            "enabled": [first.name],
+            "config": {first.name.clone(): {"subscribe_command": "extra"}},
+        }),
+    ));
+    obs.event(events::PLUGIN_LOADED, &first.name).await;
+
+    // Publishing outside the grant is an error the plugin sees.
+    assert_eq!(obs.ask("kick", "").await, "v1 denied");
+    // A command nobody declared may be subscribed to with the SDK's helper.
+    assert_eq!(obs.ask("extra", "").await, "v1 extra");
+
+    // Rank: a refused command gets no reply; the next command's reply comes first.
+    obs.send("modonly", "", "alice", 1.0).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    obs.send("modonly", "", "mod", 2.0).await;
+    assert_eq!(obs.next_chat().await, "v1 modonly");
+
+    // Cooldown: per user, moderators exempt.
+    assert_eq!(obs.ask("slow", "").await, "v1 slow");
+    obs.send("slow", "", "alice", 1.0).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
+    obs.send("slow", "", "bob", 1.0).await;
+    assert_eq!(obs.next_chat().await, "v1 slow");
+    for _ in 0..2 {
+        obs.send("slow", "", "mod", 2.0).await;
+        assert_eq!(obs.next_chat().await, "v1 slow");
+    }
+
+    // !help is the runtime's own.
+    let help = obs.ask("help", "").await;
+    assert!(help.starts_with("Commands: !boom, !count, !hang"), "{help}");
+    assert_eq!(
+        obs.ask("help", "slow").await,
+        "!slow: has a cooldown (once every 3600s)"
+    );
+
+    // A second plugin claiming the same commands is refused with a clear error.
+    let reply = obs
+        .client
+        .request(
+            rosey_plugin_api::subjects::runtime::PLUGINS_ENABLE,
+            serde_json::to_vec(&serde_json::json!({"name": second.name}))
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("command !count is already served by plugin \"counter_rules\""),
+        "{message}"
+    );
+    let failed = obs.event(events::PLUGIN_FAILED, &second.name).await;
+    assert!(failed.error.unwrap().contains("already served"));
+    assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_another_interface_is_refused_with_a_short_reason() {
+    let api = changed_plugin_api();
+    let stale = Fixture::with_api("counter", "counter_stale", &api);
+    stale.build();
+    let good = Fixture::new("counter", "counter_fresh");
+    good.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    stale.install_into(libs.path());
+    good.install_into(libs.path());
+    let _rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [stale.name, good.name]}),
+    ));
+    let failed = obs.event(events::PLUGIN_FAILED, &stale.name).await;
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains("interface mismatch: LogLevel: too many variants (expected 5, found 6)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("rebuild the plugin against rosey-plugin-api"),
+        "{error}"
+    );
+    assert!(error.len() < 2000, "{} characters: {error}", error.len());
+    // The other plugin loads and serves.
+    obs.event(events::PLUGIN_LOADED, &good.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    assert_eq!(obs.info(&stale.name).await.state, PluginState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_disable_a_plugin_until_its_next_build() {
+    let fixture = Fixture::new("counter", "counter_flaky");
+    fixture.set_answer("v1");
+    fixture.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let _rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name], "max_failures": 2}),
+    ));
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    obs.send("boom", "", "mallory", 1.0).await;
+    obs.send("boom", "", "mallory", 1.0).await;
+    let first = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    assert!(first.error.unwrap().contains("restarting"));
+    let second = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    let error = second.error.unwrap();
+    assert!(
+        error.contains("disabled after 2 failures in a row"),
+        "{error}"
+    );
+    assert_eq!(obs.info(&fixture.name).await.state, PluginState::Disabled);
+    // The restart between the two failures announced itself; only a later load counts.
+    obs.clear_backlog();
+
+    // The next build brings it back.
+    fixture.set_answer("v2");
+    fixture.build();
+    fixture.install_into(libs.path());
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    let answer = obs.ask("count", "").await;
+    assert!(answer.starts_with("v2 count="), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_plugin_does_not_delay_others_and_its_overflow_is_counted() {
+    let slow = Fixture::new("counter", "counter_slowpoke");
+    slow.build();
+    let quick = Fixture::new("counter", "counter_quick");
+    quick.build();
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    slow.install_into(libs.path());
+    quick.install_into(libs.path());
+    let _rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({
+            "enabled": [slow.name, quick.name],
+            "queue_capacity": 2,
+            "watchdog_timeout": 600,
+            "config": {quick.name.clone(): {"command_prefix": "q"}},
+        }),
+    ));
+    obs.event(events::PLUGIN_LOADED, &slow.name).await;
+    obs.event(events::PLUGIN_LOADED, &quick.name).await;
+
+    // The slow plugin is stuck in a handler; its queue of two fills up and the rest is dropped.
+    obs.send("hang", "", "mallory", 1.0).await;
+    for _ in 0..10 {
+        obs.send("count", "", "alice", 1.0).await;
+    }
+    // The other plugin answers meanwhile, from its own thread.
+    assert_eq!(obs.ask("qcount", "").await, "v1 count=1 ");
+    assert!(
+        rosey_tests::wait_until_async(PATIENCE, || async {
+            obs.info(&slow.name)
+                .await
+                .last_error
+                .is_some_and(|e| e.contains("queue full"))
+        })
+        .await
+    );
+    let info = obs.info(&slow.name).await;
+    assert!(info.errors >= 7, "{info:?}");
+    assert_eq!(obs.info(&quick.name).await.errors, 0);
+}
