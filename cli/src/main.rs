@@ -3,6 +3,7 @@
 
 mod admin;
 mod migrate;
+mod scaffold;
 mod up;
 
 use anyhow::{bail, Context, Result};
@@ -67,6 +68,17 @@ enum ConfigCommand {
 /// `rosey plugin ...`.
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
+    /// Create plugins/NAME: a working plugin crate with a test, added to the workspace.
+    New {
+        /// The plugin's name (a-z, 0-9, '_' or '-').
+        name: String,
+        /// The workspace to add it to (default: the one around the current folder).
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// The plugin-api crate to build against (default: WORKSPACE/plugin-api).
+        #[arg(long, value_name = "PATH")]
+        api: Option<PathBuf>,
+    },
     /// List the plugins with their state and counters.
     List(CommonArgs),
     /// Load a plugin's library again now.
@@ -129,6 +141,11 @@ fn main() -> ExitCode {
                 |config| async move { admin::status(&config).await },
             )
         }
+        Command::Plugin(PluginCommand::New {
+            name,
+            workspace,
+            api,
+        }) => plugin_new(&name, workspace, api.as_deref()),
         Command::Plugin(PluginCommand::List(common)) => {
             with_runtime(&common, |config| async move {
                 admin::plugin_list(&config).await
@@ -174,6 +191,33 @@ where
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(f(config))
+}
+
+fn plugin_new(name: &str, workspace: Option<PathBuf>, api: Option<&Path>) -> Result<()> {
+    let workspace = match workspace {
+        Some(dir) => dir,
+        None => {
+            let here = std::env::current_dir().context("cannot read the current folder")?;
+            scaffold::find_workspace(&here).with_context(|| {
+                format!(
+                    "{} is not inside a Cargo workspace (pass --workspace DIR)",
+                    here.display()
+                )
+            })?
+        }
+    };
+    let made = scaffold::new_plugin(&workspace, name, api)?;
+    println!("created {}", made.dir.display());
+    if made.registered {
+        println!("added plugins/{name} to the workspace members");
+    } else {
+        println!("add \"plugins/{name}\" to the workspace members in Cargo.toml");
+    }
+    println!(
+        "next: add \"{name}\" to plugins.enabled, run `cargo build` in {}, and type !{name}",
+        made.dir.display()
+    );
+    Ok(())
 }
 
 fn plugin_action(p: NamedPlugin, action: admin::PluginAction) -> Result<()> {

@@ -12,32 +12,64 @@ use bytes::Bytes;
 use rosey_plugin_api::ffi::{FfiError, FfiErrorKind, FfiMessage, HostHandle, LogLevel};
 use rosey_plugin_api::subjects;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest request timeout a plugin may ask for.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How far one generation may still use the host.
+///
+/// A generation inside `shutdown` is closing: it may still publish and request (to save its
+/// data to storage, say) but not subscribe, since host-owned subscriptions outlive it. Once
+/// `shutdown` returns, or when it is replaced without one (stuck, panicked), it is retired and
+/// every host call is refused.
+#[derive(Debug, Default)]
+pub struct Gate(AtomicU8);
+
+const LIVE: u8 = 0;
+const CLOSING: u8 = 1;
+const RETIRED: u8 = 2;
+
+impl Gate {
+    /// Enters `shutdown`: publishing and requesting only.
+    pub fn close(&self) {
+        let _ = self
+            .0
+            .compare_exchange(LIVE, CLOSING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Refuses every further host call.
+    pub fn retire(&self) {
+        self.0.store(RETIRED, Ordering::SeqCst);
+    }
+
+    /// Whether `access` is still allowed.
+    fn allows(&self, access: Access) -> bool {
+        match self.0.load(Ordering::SeqCst) {
+            LIVE => true,
+            CLOSING => access != Access::Subscribe,
+            _ => false,
+        }
+    }
+}
+
 /// One generation's handle on the host.
 pub struct Bus {
     host: Arc<Host>,
     slot: Arc<Slot>,
-    retired: Arc<AtomicBool>,
+    gate: Arc<Gate>,
 }
 
 impl Bus {
-    /// A handle for the generation whose retirement `retired` signals.
-    pub fn new(host: Arc<Host>, slot: Arc<Slot>, retired: Arc<AtomicBool>) -> Bus {
-        Bus {
-            host,
-            slot,
-            retired,
-        }
+    /// A handle for the generation whose access `gate` controls.
+    pub fn new(host: Arc<Host>, slot: Arc<Slot>, gate: Arc<Gate>) -> Bus {
+        Bus { host, slot, gate }
     }
 
     fn check(&self, access: Access, subject: &str) -> Result<(), FfiError> {
-        if self.retired.load(Ordering::SeqCst) {
+        if !self.gate.allows(access) {
             return Err(FfiError::new(
                 FfiErrorKind::Denied,
                 "this plugin generation was replaced or unloaded",
@@ -197,7 +229,7 @@ impl HostHandle for Bus {
 
     fn unsubscribe(&self, id: u64) -> RResult<(), FfiError> {
         guard("unsubscribe", || {
-            if self.retired.load(Ordering::SeqCst) {
+            if !self.gate.allows(Access::Subscribe) {
                 return Err(FfiError::new(
                     FfiErrorKind::Denied,
                     "this plugin generation was replaced or unloaded",

@@ -155,8 +155,8 @@ pub struct Slot {
     pub last_state: Mutex<Option<Vec<u8>>>,
     /// The serving library.
     pub module: Mutex<Option<LoadedModule>>,
-    /// The serving generation's "retired" flag, so a replaced instance loses its host access.
-    pub live_retired: Mutex<Option<Arc<AtomicBool>>>,
+    /// The serving generation's gate, so a replaced instance loses its host access.
+    pub live_retired: Mutex<Option<Arc<crate::bus::Gate>>>,
     /// Whether messages are accepted into the queue.
     pub accepting: AtomicBool,
     /// Messages dropped because the queue was full.

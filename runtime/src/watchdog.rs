@@ -27,7 +27,7 @@ pub async fn run(host: Arc<Host>) {
             *lock(&slot.busy_since) = None;
             slot.epoch.fetch_add(1, Ordering::SeqCst);
             if let Some(retired) = lock(&slot.live_retired).take() {
-                retired.store(true, Ordering::SeqCst);
+                retired.retire();
             }
             let error = format!(
                 "stuck in {what} for more than {limit:?}; replaced by a fresh instance from its last saved state (the stuck thread cannot be stopped and leaks)"

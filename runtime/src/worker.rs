@@ -5,7 +5,7 @@
 //! Plugin code is synchronous and runs only here (the plugin's copy of tokio sees no runtime;
 //! the host's NATS calls block this thread, not the async runtime).
 
-use crate::bus::{self, Bus};
+use crate::bus::{self, Bus, Gate};
 use crate::host::{lock, Control, Host, Slot};
 use crate::loader::{self, LoadError, LoadedModule};
 use abi_stable::sabi_trait::TD_Opaque;
@@ -17,7 +17,7 @@ use rosey_plugin_api::ffi::{
 };
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_plugin_api::Timestamp;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
 /// The serving generation.
 struct Live {
     instance: PluginBox,
-    retired: Arc<AtomicBool>,
+    retired: Arc<Gate>,
     metadata: FfiMetadata,
 }
 
@@ -143,7 +143,7 @@ impl Worker {
     /// Leaves without calling into the instance again (it may be stuck or broken).
     fn abandon(&mut self) {
         if let Some(live) = self.live.take() {
-            live.retired.store(true, Ordering::SeqCst);
+            live.retired.retire();
             // Dropping runs plugin code (the instance's destructor) which might panic across
             // the boundary; a stuck or stopped worker's instance is leaked instead.
             std::mem::forget(live.instance);
@@ -232,7 +232,7 @@ impl Worker {
             return;
         }
         if let Some(live) = self.live.take() {
-            live.retired.store(true, Ordering::SeqCst);
+            live.retired.retire();
             // The instance panicked and may be inconsistent; never call into it again.
             std::mem::forget(live.instance);
         }
@@ -417,7 +417,7 @@ impl Worker {
         saved: Option<Vec<u8>>,
         generation: u64,
     ) -> Result<Live, String> {
-        let retired = Arc::new(AtomicBool::new(false));
+        let retired = Arc::new(Gate::default());
         let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
         let config_json = lock(&self.slot.settings).plugin_json().to_string();
         let init = PluginInit {
@@ -434,21 +434,22 @@ impl Worker {
         let mut instance = match built {
             Ok(instance) => instance,
             Err(e) => {
-                retired.store(true, Ordering::SeqCst);
+                retired.retire();
                 return Err(format!("the plugin's constructor failed: {e}"));
             }
         };
         if self.stale() {
             // The watchdog replaced this worker while the constructor ran; the successor
             // builds its own instance.
-            retired.store(true, Ordering::SeqCst);
+            retired.retire();
             std::mem::forget(instance);
             return Err("replaced while its constructor ran".to_owned());
         }
         let metadata = self.busy("metadata", || instance.metadata());
         if metadata.name.as_str() != self.name() {
-            retired.store(true, Ordering::SeqCst);
+            retired.close();
             let _ = self.busy("shutdown", || instance.shutdown());
+            retired.retire();
             return Err(format!(
                 "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
                 metadata.name.as_str(),
@@ -476,19 +477,21 @@ impl Worker {
         let commands = match claimed {
             Ok(c) => c,
             Err(e) => {
-                live.retired.store(true, Ordering::SeqCst);
+                live.retired.close();
                 let _ = self.busy("shutdown", || live.instance.shutdown());
+                live.retired.retire();
                 return Err(e);
             }
         };
         if let Some(mut old) = self.live.take() {
-            old.retired.store(true, Ordering::SeqCst);
             if shutdown_old {
+                old.retired.close();
                 let done = self.busy("shutdown", || old.instance.shutdown().into_result());
                 if let Err(e) = done {
                     tracing::warn!(plugin = %self.slot.name, "the old generation's shutdown failed: {e}");
                 }
             }
+            old.retired.retire();
             if self.stale() {
                 std::mem::forget(old.instance);
             }
@@ -519,8 +522,9 @@ impl Worker {
             if let Ok(bytes) = saved {
                 *lock(&self.slot.last_state) = Some(bytes.into_vec());
             }
-            live.retired.store(true, Ordering::SeqCst);
+            live.retired.close();
             let done = self.busy("shutdown", || live.instance.shutdown().into_result());
+            live.retired.retire();
             if let Err(e) = done {
                 tracing::warn!(plugin = %self.slot.name, "shutdown failed: {e}");
             }

@@ -350,9 +350,7 @@ async fn chain_survives_a_hot_reload() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
-    // Nothing is saved to the key-value storage during this test, so the chain can cross the
-    // reload only in the state handed from one generation to the next.
+    let mut db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
     let _rt = start_markov(
         &mut obs,
         &nats,
@@ -365,6 +363,13 @@ async fn chain_survives_a_hot_reload() {
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
     let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
+    assert!(
+        saved_index(&obs.client).await.is_none(),
+        "nothing was saved to the storage yet"
+    );
+    // With the database gone, the chain can cross the reload only in the state handed from
+    // one generation to the next (the old generation's save on shutdown fails).
+    db.kill();
 
     let reply = obs
         .client
@@ -383,10 +388,6 @@ async fn chain_survives_a_hot_reload() {
         "the chain crossed the reload"
     );
     assert!(obs.ask("markov", "settings").await.starts_with("order 1,"));
-    assert!(
-        saved_index(&obs.client).await.is_none(),
-        "nothing came from the storage"
-    );
     let words = corpus_words();
     let said = obs.ask("markov", "").await;
     assert!(said.split(' ').all(|w| words.contains(w)), "{said:?}");
@@ -432,6 +433,34 @@ async fn chain_and_settings_survive_a_restart() {
     let words = corpus_words();
     let said = obs.ask("markov", "").await;
     assert!(said.split(' ').all(|w| words.contains(w)), "{said:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_is_saved_on_shutdown() {
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let db_dir = tempfile::tempdir().unwrap();
+    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    // No periodic save happens during the test: only the save in `shutdown` can keep the chain.
+    let settings = markov_config(json!({"save_interval": 3600}));
+    let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
+    for line in CORPUS {
+        chat(&obs.client, "alice", line, false).await;
+    }
+    let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
+    assert!(saved_index(&obs.client).await.is_none());
+
+    let status = rt.child.terminate(PATIENCE);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let saved = wait_until_async(PATIENCE, || async {
+        saved_index(&obs.client)
+            .await
+            .is_some_and(|index| saved_lines(&index) == CORPUS.len() as u64)
+    })
+    .await;
+    assert!(saved, "the chain was saved when the runtime stopped");
+    let _rt = start_markov(&mut obs, &nats, settings).await;
+    assert_eq!(wait_for_lines(&mut obs, CORPUS.len()).await, stats);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
