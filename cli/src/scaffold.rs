@@ -279,7 +279,10 @@ mod tests {
         std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
         assert!(register_member(dir.path(), "plugins/y").unwrap());
         let text = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
-        assert!(text.contains("members = [\n    \"plugins/y\",\n]"), "{text}");
+        assert!(
+            text.contains("members = [\n    \"plugins/y\",\n]"),
+            "{text}"
+        );
     }
 
     #[test]
