@@ -192,7 +192,6 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     }
     status("logs", logs.display());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (input_tx, input_rx) = mpsc::channel::<String>(256);
     let input_rx = Arc::new(Mutex::new(input_rx));
     if console {
@@ -207,11 +206,9 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     for spec in specs {
         let is_nats = spec.name == "nats-server";
         let endpoint = loopback_endpoint(&server);
-        tasks.push(tokio::spawn(supervise(
-            spec,
-            stop_rx.clone(),
-            input_rx.clone(),
-        )));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(supervise(spec, stop_rx, input_rx.clone()));
+        tasks.push((stop_tx, task));
         if is_nats {
             // The others retry their first connection briefly; give the server a head start.
             if let Some((host, port)) = endpoint {
@@ -225,9 +222,10 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
 
     wait_for_stop_signal().await;
     status("rosey", "stopping");
-    let _ = stop_tx.send(true);
-    // Stop in reverse start order: the bot first, NATS last.
-    for task in tasks.into_iter().rev() {
+    // Stop in reverse start order, each after the one before has exited: the bot first (so
+    // its last writes reach the database), NATS last.
+    for (stop_tx, task) in tasks.into_iter().rev() {
+        let _ = stop_tx.send(true);
         let _ = task.await;
     }
     status("rosey", "stopped");

@@ -36,7 +36,7 @@ impl Message {
     /// The command, when this is a `rosey.commands.<name>` message with a valid payload.
     pub fn command(&self) -> Option<Command> {
         subjects::commands::name_of(&self.subject)?;
-        serde_json::from_slice(&self.payload).ok()
+        crate::payload::decode(&self.payload).ok()
     }
 
     /// The payload as text (lossy), for logs.
