@@ -16,29 +16,6 @@ struct Args {
     common: CommonArgs,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.common.load_config()?;
     rosey_config::logging::init(&config, "info")?;
@@ -61,7 +38,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 settings,
                 &bot_name,
                 "console",
-                shutdown_signal(),
+                rosey_config::signal::shutdown_signal(),
             )
             .await
         }
@@ -74,7 +51,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 settings,
                 &bot_name,
                 &server,
-                shutdown_signal(),
+                rosey_config::signal::shutdown_signal(),
             )
             .await
         }

@@ -220,7 +220,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         }
     }
 
-    wait_for_stop_signal().await;
+    rosey_config::signal::shutdown_signal().await;
     status("rosey", "stopping");
     // Stop in reverse start order, each after the one before has exited: the bot first (so
     // its last writes reach the database), NATS last.
@@ -230,28 +230,6 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     }
     status("rosey", "stopped");
     Ok(())
-}
-
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 async fn forward_stdin(tx: mpsc::Sender<String>) {

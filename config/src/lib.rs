@@ -55,6 +55,8 @@ mod cli;
 pub mod connect;
 #[cfg(feature = "cli")]
 pub mod logging;
+#[cfg(feature = "cli")]
+pub mod signal;
 
 pub use crate::config::{Config, CURRENT_VERSION};
 pub use crate::error::ConfigError;

@@ -86,7 +86,7 @@ fn run_main(args: Args) -> anyhow::Result<()> {
             client,
             config,
             config_path.map(|p| (p, move || reload_args.load_config())),
-            shutdown_signal(),
+            rosey_config::signal::shutdown_signal(),
         )
         .await
     });
@@ -192,25 +192,3 @@ where
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
