@@ -84,27 +84,6 @@ pub enum Control {
 /// Where a worker reports the outcome of a control request.
 pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
-/// Counters and state shown by `plugins.list`.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// Version the serving generation reports.
-    pub version: String,
-    /// Libraries loaded so far.
-    pub generation: u64,
-    /// What the plugin is doing.
-    pub state: PluginState,
-    /// When the serving generation was loaded (Unix seconds).
-    pub loaded_at: i64,
-    /// Reloads so far.
-    pub reloads: u64,
-    /// Messages handled.
-    pub messages: u64,
-    /// Errors returned or caught.
-    pub errors: u64,
-    /// The last error.
-    pub last_error: Option<String>,
-}
-
 /// What kind of subscription an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubKind {
@@ -140,7 +119,7 @@ pub struct Slot {
     /// The worker's end of the control channel.
     pub control_rx: Receiver<Control>,
     /// Counters and state.
-    pub status: Mutex<Status>,
+    pub status: Mutex<PluginInfo>,
     /// Bumped to retire a worker (stuck or stopped); a worker with an older epoch exits.
     pub epoch: AtomicU64,
     /// When the current call into the plugin started, and which call.
@@ -176,7 +155,8 @@ impl Slot {
             queue_rx,
             control_tx,
             control_rx,
-            status: Mutex::new(Status {
+            status: Mutex::new(PluginInfo {
+                name: name.to_owned(),
                 version: String::new(),
                 generation: 0,
                 state: PluginState::Loading,
@@ -214,18 +194,7 @@ impl Slot {
 
     /// The `plugins.list` row.
     pub fn info(&self) -> PluginInfo {
-        let st = lock(&self.status).clone();
-        PluginInfo {
-            name: self.name.clone(),
-            version: st.version,
-            generation: st.generation,
-            state: st.state,
-            loaded_at: st.loaded_at,
-            reloads: st.reloads,
-            messages: st.messages,
-            errors: st.errors,
-            last_error: st.last_error,
-        }
+        lock(&self.status).clone()
     }
 }
 
