@@ -10,7 +10,7 @@ use rosey_plugin_api::admin::{PluginName, PluginsList, PluginsListRequest};
 use rosey_plugin_api::db::DeadLetter;
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::stream::{DB_CONSUMER, DB_STREAM, DLQ_STREAM};
-use rosey_plugin_api::subjects::runtime;
+use rosey_plugin_api::subjects::{self, runtime};
 use std::time::Duration;
 
 /// What `rosey plugin` does to one plugin.
@@ -120,7 +120,7 @@ pub async fn status(config: &Config) -> Result<()> {
         "nats         connected to {} (server {} {}, jetstream {})",
         config.nats.server, info.server_name, info.version, info.jetstream
     );
-    let stats = gather(&client, "$SRV.STATS", Duration::from_millis(750)).await?;
+    let stats = gather(&client, subjects::service::STATS, Duration::from_millis(750)).await?;
     if stats.is_empty() {
         println!("services     none answered $SRV.STATS (is anything running?)");
     }

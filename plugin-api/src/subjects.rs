@@ -361,6 +361,19 @@ pub mod runtime {
     pub const PLUGIN_ALL: &str = "rosey.runtime.plugin.>";
 }
 
+/// The NATS service-discovery subjects (`$SRV.*`) that `rosey-db` and `rosey-runtime` answer
+/// through async-nats's service API; `rosey status` asks them.
+pub mod service {
+    /// Every service answers with its identity.
+    pub const PING: &str = "$SRV.PING";
+    /// Every service answers with its endpoints and metadata.
+    pub const INFO: &str = "$SRV.INFO";
+    /// Every service answers with its request and error counts.
+    pub const STATS: &str = "$SRV.STATS";
+    /// Every discovery request, for a service that answers them itself.
+    pub const ALL: &str = "$SRV.>";
+}
+
 /// Subject matching with NATS semantics (`*` one token, `>` one or more trailing tokens), for
 /// permission checks that must agree with the server.
 pub fn matches(pattern: &str, subject: &str) -> bool {

@@ -21,9 +21,6 @@ use std::time::{Duration, Instant};
 /// How long an admin request waits for a worker to finish a load or a stop.
 const ADMIN_WAIT: Duration = Duration::from_secs(30);
 
-/// NATS service discovery requests (a NATS protocol subject, not part of Rosey's contract).
-const SRV_ALL: &str = "$SRV.>";
-
 /// The service name the runtime answers `$SRV` discovery with.
 const SERVICE_NAME: &str = "rosey-runtime";
 
@@ -44,7 +41,7 @@ pub async fn serve(host: Arc<Host>) -> anyhow::Result<()> {
     let mut disable = client.subscribe(subjects::runtime::PLUGINS_DISABLE).await?;
     let help_subject = subjects::commands::command(HELP)?;
     let mut help = client.subscribe(help_subject).await?;
-    let mut srv = client.subscribe(SRV_ALL).await?;
+    let mut srv = client.subscribe(subjects::service::ALL).await?;
     client.flush().await?;
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
