@@ -2,18 +2,28 @@
 //!
 //! Each process is a separate child (NATS is the only path between them), supervised by its own
 //! task: a child that dies is restarted with backoff, each change is shown as one status line,
-//! and Ctrl-C or SIGTERM stops everything in reverse start order. With the console platform the
-//! terminal's input goes to the bot, and survives the bot's restarts.
+//! and Ctrl-C or SIGTERM stops everything in reverse start order. The children run in their own
+//! process groups, so the terminal's Ctrl-C reaches `rosey up` alone and the order holds.
+//!
+//! With the console platform the terminal's input goes to the bot, and survives the bot's
+//! restarts. Chat travels on plain NATS subjects, so a line sent while a process that answers it
+//! is starting would be lost: input is held until every process answers its readiness probe,
+//! again after any of them restarts and after NATS itself comes back.
 
 use anyhow::{Context, Result};
 use rosey_config::{Config, PlatformKind};
+use rosey_plugin_api::admin::{PluginState, PluginsList, PluginsListRequest};
+use rosey_plugin_api::reply::request_json;
+use rosey_plugin_api::subjects::runtime;
+use std::future::Future;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch, Mutex};
 
 /// Restart delays start here and double up to [`MAX_BACKOFF`].
@@ -24,6 +34,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// How long a child may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a child may take to answer its readiness probe before input is let through anyway.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause between readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+/// How long one readiness probe waits for its answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How `rosey up` tells that a started child is ready to serve.
+#[derive(Debug, Clone)]
+enum Probe {
+    /// Something accepts TCP connections on this host and port (nats-server).
+    Listening(String, u16),
+    /// The NATS service of this name answers `$SRV.PING` (rosey-db).
+    Service(&'static str),
+    /// The runtime lists every one of these plugins, none of them still loading.
+    Plugins(Vec<String>),
+    /// Ready once started: the bot reads its input only after it has joined.
+    Started,
+}
 
 /// One supervised process: what to run and with which arguments.
 #[derive(Debug, Clone)]
@@ -33,6 +62,26 @@ struct Spec {
     args: Vec<String>,
     takes_input: bool,
     log_file: PathBuf,
+    probe: Probe,
+}
+
+/// Which children are ready; the bot gets input only while all of them are.
+#[derive(Debug, Clone, Default)]
+struct Readiness {
+    /// One flag per supervised child, in start order.
+    ready: Vec<bool>,
+    /// How many times nats-server came back after dying: the others must reconnect and be
+    /// probed again.
+    nats_returns: u64,
+}
+
+/// What every supervisor shares.
+struct Shared {
+    /// The terminal's lines, for the bot.
+    input: Mutex<mpsc::Receiver<String>>,
+    readiness: watch::Sender<Readiness>,
+    /// `rosey up`'s own NATS connection, for the probes; set once NATS is up.
+    client: OnceLock<async_nats::Client>,
 }
 
 /// Options of `rosey up`.
@@ -108,6 +157,9 @@ fn status(name: &str, text: impl std::fmt::Display) {
 
 /// Runs everything until Ctrl-C or SIGTERM.
 pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
+    // Registered first: from here on a signal stops the children instead of orphaning them.
+    let stop_signal = stop_signals();
+    tokio::pin!(stop_signal);
     if let Some(url) = &options.nats {
         config.set_nats_server(url.clone());
     }
@@ -132,17 +184,18 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
             );
         } else if let Some(nats) = which("nats-server") {
             let store = state.join("nats");
+            let address = if host == "localhost" {
+                "127.0.0.1".to_owned()
+            } else {
+                host.clone()
+            };
             specs.push(Spec {
                 name: "nats-server",
                 program: nats,
                 args: vec![
                     "-js".into(),
                     "-a".into(),
-                    if host == "localhost" {
-                        "127.0.0.1".into()
-                    } else {
-                        host.clone()
-                    },
+                    address.clone(),
                     "-p".into(),
                     port.to_string(),
                     "-sd".into(),
@@ -150,6 +203,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
                 ],
                 takes_input: false,
                 log_file: logs.join("nats-server.log"),
+                probe: Probe::Listening(address, port),
             });
         } else {
             status(
@@ -160,28 +214,29 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     } else {
         status("nats-server", format!("using the remote server {server}"));
     }
-    let ours = |name: &'static str, extra: &[&str], takes_input: bool| Spec {
+    let ours = |name: &'static str, takes_input: bool, probe: Probe| Spec {
         name,
         program: bins.join(name),
-        args: common
-            .iter()
-            .cloned()
-            .chain(extra.iter().map(|s| s.to_string()))
-            .collect(),
+        args: common.clone(),
         takes_input,
         log_file: logs.join(format!("{name}.log")),
+        probe,
     };
     if config.database.service_enabled {
-        specs.push(ours("rosey-db", &[], false));
+        specs.push(ours("rosey-db", false, Probe::Service("rosey-db")));
     } else {
         status(
             "rosey-db",
             "not started (database.service_enabled is false)",
         );
     }
-    specs.push(ours("rosey-runtime", &[], false));
+    specs.push(ours(
+        "rosey-runtime",
+        false,
+        Probe::Plugins(config.plugins.enabled.clone()),
+    ));
     let console = config.platform.kind == PlatformKind::Console;
-    specs.push(ours("rosey-bot", &[], console));
+    specs.push(ours("rosey-bot", console, Probe::Started));
     for spec in &specs {
         if !spec.program.exists() {
             anyhow::bail!(
@@ -193,7 +248,15 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     status("logs", logs.display());
 
     let (input_tx, input_rx) = mpsc::channel::<String>(256);
-    let input_rx = Arc::new(Mutex::new(input_rx));
+    let shared = Arc::new(Shared {
+        input: Mutex::new(input_rx),
+        readiness: watch::channel(Readiness {
+            ready: vec![false; specs.len()],
+            nats_returns: 0,
+        })
+        .0,
+        client: OnceLock::new(),
+    });
     if console {
         tokio::spawn(forward_stdin(input_tx));
         status(
@@ -203,24 +266,13 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     }
 
     let mut tasks = vec![];
-    for spec in specs {
-        let is_nats = spec.name == "nats-server";
-        let endpoint = loopback_endpoint(&server);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(spec, stop_rx, input_rx.clone()));
-        tasks.push((stop_tx, task));
-        if is_nats {
-            // The others retry their first connection briefly; give the server a head start.
-            if let Some((host, port)) = endpoint {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while !listening(&host, port) && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+    let started = tokio::select! {
+        result = start_all(specs, &config, &shared, &mut tasks) => Some(result),
+        _ = &mut stop_signal => None,
+    };
+    if let Some(Ok(())) = started {
+        (&mut stop_signal).await;
     }
-
-    rosey_config::signal::shutdown_signal().await;
     status("rosey", "stopping");
     // Stop in reverse start order, each after the one before has exited: the bot first (so
     // its last writes reach the database), NATS last.
@@ -229,7 +281,67 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         let _ = task.await;
     }
     status("rosey", "stopped");
+    started.unwrap_or(Ok(()))
+}
+
+/// A supervisor's stop switch and its task.
+type Supervisor = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
+
+/// Starts the supervisors in order, each once the one before is ready (or has had
+/// [`READY_TIMEOUT`] to become so); fails when NATS cannot be reached.
+async fn start_all(
+    specs: Vec<Spec>,
+    config: &Config,
+    shared: &Arc<Shared>,
+    tasks: &mut Vec<Supervisor>,
+) -> Result<()> {
+    for (index, spec) in specs.into_iter().enumerate() {
+        if spec.name != "nats-server" && shared.client.get().is_none() {
+            let client = rosey_config::connect::connect(&config.nats)
+                .await
+                .context("rosey up cannot reach NATS, so nothing else was started")?;
+            let _ = shared.client.set(client);
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(supervise(index, spec, stop_rx, shared.clone()));
+        tasks.push((stop_tx, task));
+        let mut readiness = shared.readiness.subscribe();
+        let _ = tokio::time::timeout(
+            READY_TIMEOUT + PROBE_TIMEOUT,
+            readiness.wait_for(|r| r.ready[index]),
+        )
+        .await;
+    }
     Ok(())
+}
+
+/// Resolves on the first Ctrl-C, SIGTERM or SIGHUP (the terminal went away). The handlers are
+/// installed when this is called, not when it is first awaited.
+fn stop_signals() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ];
+        let mut streams: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+        async move {
+            if streams.is_empty() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            let any = streams.iter_mut().map(|s| Box::pin(s.recv()));
+            futures::future::select_all(any).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn forward_stdin(tx: mpsc::Sender<String>) {
@@ -261,17 +373,112 @@ fn spawn(spec: &Spec) -> Result<Child> {
         })
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
+    // Its own process group: the terminal's Ctrl-C must reach `rosey up` alone, which then
+    // stops the children in order.
+    #[cfg(unix)]
+    cmd.process_group(0);
     cmd.spawn()
         .with_context(|| format!("cannot start {}", spec.program.display()))
 }
 
+/// Whether `probe` holds now.
+async fn probe_once(probe: &Probe, client: Option<&async_nats::Client>) -> bool {
+    match (probe, client) {
+        (Probe::Started, _) => true,
+        (Probe::Listening(host, port), _) => matches!(
+            tokio::time::timeout(
+                PROBE_TIMEOUT,
+                tokio::net::TcpStream::connect((host.as_str(), *port))
+            )
+            .await,
+            Ok(Ok(_))
+        ),
+        (Probe::Service(name), Some(client)) => matches!(
+            tokio::time::timeout(
+                PROBE_TIMEOUT,
+                // The NATS service protocol's subject, not one of Rosey's.
+                client.request(format!("$SRV.PING.{name}"), "".into())
+            )
+            .await,
+            Ok(Ok(_))
+        ),
+        (Probe::Plugins(names), Some(client)) => {
+            let list: Result<PluginsList, _> = request_json(
+                client,
+                runtime::PLUGINS_LIST,
+                &PluginsListRequest {},
+                PROBE_TIMEOUT,
+            )
+            .await;
+            list.is_ok_and(|list| {
+                names.iter().all(|name| {
+                    list.plugins
+                        .iter()
+                        .any(|p| &p.name == name && p.state != PluginState::Loading)
+                })
+            })
+        }
+        (Probe::Service(_) | Probe::Plugins(_), None) => false,
+    }
+}
+
+/// Probes until `probe` holds (true) or [`READY_TIMEOUT`] passes (false).
+async fn wait_ready(probe: Probe, shared: Arc<Shared>) -> bool {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if probe_once(&probe, shared.client.get()).await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+/// The next line for the bot: one a failed write kept back, else the next one typed.
+async fn next_line(
+    pending: &mut Option<String>,
+    rx: &mut Option<tokio::sync::MutexGuard<'_, mpsc::Receiver<String>>>,
+) -> Option<String> {
+    if let Some(line) = pending.take() {
+        return Some(line);
+    }
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The outcome of the probe in progress; never resolves when none is.
+async fn next_probe(probing: &mut Option<Pin<Box<dyn Future<Output = bool> + Send>>>) -> bool {
+    match probing {
+        Some(probe) => probe.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes one line to the bot; false when the bot is gone.
+async fn write_line(stdin: &mut ChildStdin, line: &str) -> bool {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    stdin.write_all(&bytes).await.is_ok()
+}
+
 /// Keeps one child running until stop is signalled, restarting it with backoff.
 async fn supervise(
+    index: usize,
     spec: Spec,
     mut stop: watch::Receiver<bool>,
-    input: Arc<Mutex<mpsc::Receiver<String>>>,
+    shared: Arc<Shared>,
 ) {
+    let is_nats = spec.name == "nats-server";
+    let set_ready = |ready: bool| shared.readiness.send_modify(|r| r.ready[index] = ready);
     let mut backoff = MIN_BACKOFF;
+    let mut starts = 0_u32;
+    // A line whose write failed because the bot was going away: the next bot gets it.
+    let mut pending: Option<String> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -288,40 +495,76 @@ async fn supervise(
                 continue;
             }
         };
-        status(
-            spec.name,
-            format!("running (pid {})", child.id().unwrap_or(0)),
-        );
-        let stdin = child.stdin.take();
-        let exit = if let Some(mut stdin) = stdin {
-            let input = input.clone();
-            let mut rx = input.lock().await;
-            loop {
-                tokio::select! {
-                    status = child.wait() => break Some(status),
-                    _ = stop.changed() => break None,
-                    line = rx.recv() => match line {
-                        Some(line) => {
-                            let mut bytes = line.into_bytes();
-                            bytes.push(b'\n');
-                            if stdin.write_all(&bytes).await.is_err() {
-                                // The child is going away; its exit is picked up next turn.
-                            }
-                        }
-                        // End of input: the bot keeps running until stopped.
-                        None => break tokio::select! {
-                            status = child.wait() => Some(status),
-                            _ = stop.changed() => None,
-                        },
-                    },
-                }
-            }
-        } else {
+        starts += 1;
+        let pid = child.id().unwrap_or(0);
+        status(spec.name, format!("started (pid {pid})"));
+        let mut stdin = child.stdin.take();
+        let mut input = match stdin {
+            Some(_) => Some(shared.input.lock().await),
+            None => None,
+        };
+        let mut updates = shared.readiness.subscribe();
+        let mut nats_returns = updates.borrow_and_update().nats_returns;
+        let mut probing: Option<Pin<Box<dyn Future<Output = bool> + Send>>> =
+            Some(Box::pin(wait_ready(spec.probe.clone(), shared.clone())));
+        let mut announced = false;
+        let mut input_open = true;
+        let exit = loop {
+            let all_ready = updates.borrow().ready.iter().all(|r| *r);
             tokio::select! {
-                status = child.wait() => Some(status),
-                _ = stop.changed() => None,
+                status = child.wait() => break Some(status),
+                _ = stop.changed() => break None,
+                ready = next_probe(&mut probing), if probing.is_some() => {
+                    probing = None;
+                    if !announced {
+                        announced = true;
+                        if ready {
+                            status(spec.name, format!("running (pid {pid})"));
+                        } else {
+                            status(spec.name, format!(
+                                "running (pid {pid}) but not ready after {}s; letting input through (log: {})",
+                                READY_TIMEOUT.as_secs(),
+                                spec.log_file.display()
+                            ));
+                        }
+                    }
+                    shared.readiness.send_modify(|r| {
+                        r.ready[index] = true;
+                        if is_nats && starts > 1 {
+                            // The others reconnect by themselves; hold input until they have.
+                            for (other, flag) in r.ready.iter_mut().enumerate() {
+                                if other != index {
+                                    *flag = false;
+                                }
+                            }
+                            r.nats_returns += 1;
+                        }
+                    });
+                }
+                changed = updates.changed() => {
+                    if changed.is_ok() {
+                        let returns = updates.borrow_and_update().nats_returns;
+                        if returns != nats_returns && !is_nats {
+                            nats_returns = returns;
+                            probing = Some(Box::pin(wait_ready(spec.probe.clone(), shared.clone())));
+                        }
+                    }
+                }
+                line = next_line(&mut pending, &mut input), if all_ready && input_open && stdin.is_some() => match (line, stdin.as_mut()) {
+                    (Some(line), Some(writer)) => {
+                        if !write_line(writer, &line).await {
+                            // The bot is going away; its exit is picked up next turn.
+                            pending = Some(line);
+                            stdin = None;
+                        }
+                    }
+                    // End of input: the bot keeps running until stopped.
+                    _ => input_open = false,
+                },
             }
         };
+        set_ready(false);
+        drop(input);
         match exit {
             None => {
                 terminate(&spec, &mut child).await;

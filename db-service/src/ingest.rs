@@ -24,18 +24,20 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How long the server waits for an acknowledgement before redelivering.
-pub const ACK_WAIT: Duration = Duration::from_secs(60);
-/// The pull stream's idle heartbeat, so a dead connection is noticed.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// Batching settings, from the `database` configuration.
+/// Batching and consumer settings, from the `database` configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Most events in one transaction.
     pub batch_size: usize,
     /// How long a batch waits for more events before committing.
     pub batch_wait: Duration,
+    /// How long the server waits for an acknowledgement before redelivering.
+    pub ack_wait: Duration,
+    /// The pull stream's idle heartbeat, so a dead connection is noticed; at most half of
+    /// `pull_expiry`, or the server refuses the pull request.
+    pub pull_heartbeat: Duration,
+    /// How long one pull request stays open before the client renews it.
+    pub pull_expiry: Duration,
 }
 
 /// Why ingestion stopped other than by shutdown.
@@ -58,7 +60,7 @@ pub async fn ensure_consumer(
     settings: Settings,
 ) -> Result<PullConsumer, IngestError> {
     let pending = i64::try_from(settings.batch_size.saturating_mul(4)).unwrap_or(i64::MAX);
-    stream
+    let consumer: PullConsumer = stream
         .get_or_create_consumer(
             DB_CONSUMER,
             pull::Config {
@@ -66,7 +68,7 @@ pub async fn ensure_consumer(
                 description: Some("rosey-db applies durable writes".to_owned()),
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::All,
-                ack_wait: ACK_WAIT,
+                ack_wait: settings.ack_wait,
                 // The service counts deliveries itself and dead-letters; the server must keep
                 // delivering so it can.
                 max_deliver: -1,
@@ -75,7 +77,19 @@ pub async fn ensure_consumer(
             },
         )
         .await
-        .map_err(|e| IngestError::Consumer(e.to_string()))
+        .map_err(|e| IngestError::Consumer(e.to_string()))?;
+    // An existing durable consumer keeps the settings it was created with.
+    let current = consumer.cached_info().config.ack_wait;
+    if current != settings.ack_wait {
+        tracing::warn!(
+            configured = ?settings.ack_wait,
+            current = ?current,
+            consumer = DB_CONSUMER,
+            "the existing durable consumer keeps its ack wait; delete the consumer to apply \
+             database.ack_wait"
+        );
+    }
+    Ok(consumer)
 }
 
 fn unix_secs(t: async_nats::jetstream::message::Info<'_>) -> i64 {
@@ -249,7 +263,8 @@ pub async fn run_jetstream(
         let mut messages = match consumer
             .stream()
             .max_messages_per_batch(settings.batch_size)
-            .heartbeat(HEARTBEAT)
+            .expires(settings.pull_expiry)
+            .heartbeat(settings.pull_heartbeat)
             .messages()
             .await
         {

@@ -92,7 +92,8 @@ async fn run(config: Config) -> Result<()> {
     let db = &config.database;
     let path = db.path.clone();
     let now = Timestamp::now().secs();
-    let mut conn = schema::open(&path, Role::Writer)
+    let busy_timeout = db.busy_timeout.as_duration();
+    let mut conn = schema::open(&path, Role::Writer, busy_timeout)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
     schema::enable_wal(&conn).context("cannot switch the database to WAL")?;
     schema::initialize(&mut conn, now)
@@ -114,8 +115,14 @@ async fn run(config: Config) -> Result<()> {
     let retention = Retention {
         recent_chat_hours: db.recent_chat_retention_hours,
     };
-    let readers = Pool::new(path.clone(), Role::Reader, 2);
-    let request_writer = Pool::new(path.clone(), Role::Writer, 1);
+    let readers = Pool::new(
+        path.clone(),
+        Role::Reader,
+        db.read_connections,
+        busy_timeout,
+    );
+    // SQLite has one writer at a time; a second request connection would only wait for it.
+    let request_writer = Pool::new(path.clone(), Role::Writer, 1, busy_timeout);
 
     let client = rosey_config::connect::connect(&config.nats).await?;
     let js = async_nats::jetstream::new(client.clone());
@@ -127,7 +134,11 @@ async fn run(config: Config) -> Result<()> {
     let settings = ingest::Settings {
         batch_size: db.batch_size,
         batch_wait: db.batch_wait.as_duration(),
+        ack_wait: db.ack_wait.as_duration(),
+        pull_heartbeat: db.pull_heartbeat.as_duration(),
+        pull_expiry: db.pull_expiry.as_duration(),
     };
+    let flush_timeout = db.shutdown_flush_timeout.as_duration();
     // The stream and the durable consumer exist before the first request is answered, so
     // nothing published after that answer can be missed.
     let jetstream = match stream::ensure_streams(&js, &limits).await {
@@ -151,7 +162,16 @@ async fn run(config: Config) -> Result<()> {
         retention,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let request_thread = spawn_request_thread(config.nats.clone(), ctx, stop_rx.clone()).await?;
+    let request_thread = spawn_request_thread(
+        config.nats.clone(),
+        ctx,
+        RequestLimits {
+            max_in_flight: db.request_concurrency,
+            flush_timeout,
+        },
+        stop_rx.clone(),
+    )
+    .await?;
     tracing::info!(jetstream = jetstream.is_some(), "rosey-db serving");
     let stop_tx = Arc::new(stop_tx);
     let signal_stop = stop_tx.clone();
@@ -200,7 +220,7 @@ async fn run(config: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     housekeeping.abort();
     // Acks are buffered; send them before exiting.
-    let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+    let _ = tokio::time::timeout(flush_timeout, client.flush()).await;
     let _ = tokio::task::spawn_blocking(move || {
         let _ = request_thread.join();
         writer_thread.join()
@@ -211,6 +231,15 @@ async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// How the request thread is bounded, from the `database` configuration.
+#[derive(Debug, Clone, Copy)]
+struct RequestLimits {
+    /// Requests handled at once.
+    max_in_flight: usize,
+    /// How long stopping waits to send buffered replies.
+    flush_timeout: Duration,
+}
+
 /// Serves requests on a thread of its own with a single-threaded runtime and its own NATS
 /// connection: a reply never queues behind stream deliveries on the ingestion connection, and
 /// a request is read, answered and sent without hopping between threads, which is what keeps
@@ -218,6 +247,7 @@ async fn run(config: Config) -> Result<()> {
 async fn spawn_request_thread(
     nats: rosey_config::NatsConfig,
     ctx: Arc<requests::Context>,
+    limits: RequestLimits,
     mut stop: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
@@ -243,15 +273,21 @@ async fn spawn_request_thread(
                         return;
                     }
                 };
-                let (service, tasks) =
-                    match requests::start(&client, ctx, env!("CARGO_PKG_VERSION")).await {
-                        Ok(started) => started,
-                        Err(e) => {
-                            let _ = ready_tx
-                                .send(Err(format!("cannot start the request service: {e}")));
-                            return;
-                        }
-                    };
+                let (service, tasks) = match requests::start(
+                    &client,
+                    ctx,
+                    env!("CARGO_PKG_VERSION"),
+                    limits.max_in_flight,
+                )
+                .await
+                {
+                    Ok(started) => started,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(format!("cannot start the request service: {e}")));
+                        return;
+                    }
+                };
                 let _ = ready_tx.send(Ok(()));
                 while !*stop.borrow() {
                     if stop.changed().await.is_err() {
@@ -262,7 +298,7 @@ async fn spawn_request_thread(
                     tracing::debug!(error = %e, "stopping the service");
                 }
                 drop(tasks);
-                let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+                let _ = tokio::time::timeout(limits.flush_timeout, client.flush()).await;
             });
         })
         .context("cannot start the request thread")?;

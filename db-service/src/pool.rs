@@ -6,6 +6,7 @@ use crate::schema::{self, Role};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Why a pooled call could not run its closure.
@@ -26,16 +27,19 @@ pub enum PoolError {
 pub struct Pool {
     path: PathBuf,
     role: Role,
+    busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
 
 impl Pool {
-    /// A pool of up to `size` connections to `path`, opened lazily.
-    pub fn new(path: PathBuf, role: Role, size: usize) -> Arc<Pool> {
+    /// A pool of up to `size` connections to `path`, opened lazily, each waiting up to
+    /// `busy_timeout` for another writer.
+    pub fn new(path: PathBuf, role: Role, size: usize, busy_timeout: Duration) -> Arc<Pool> {
         Arc::new(Pool {
             path,
             role,
+            busy_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size.max(1)),
         })
@@ -56,8 +60,8 @@ impl Pool {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let (path, role) = (self.path.clone(), self.role);
-                tokio::task::spawn_blocking(move || schema::open(&path, role))
+                let (path, role, busy) = (self.path.clone(), self.role, self.busy_timeout);
+                tokio::task::spawn_blocking(move || schema::open(&path, role, busy))
                     .await
                     .map_err(|e| PoolError::Task(e.to_string()))??
             }
@@ -89,7 +93,7 @@ impl Pool {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut conn = match pooled {
             Some(c) => c,
-            None => schema::open(&self.path, self.role)?,
+            None => schema::open(&self.path, self.role, self.busy_timeout)?,
         };
         let out = f(&mut conn);
         if let Ok(mut idle) = self.idle.lock() {

@@ -28,8 +28,6 @@ use tokio::task::JoinSet;
 pub const SERVICE_NAME: &str = "rosey-db";
 /// The queue group every instance joins, so one instance answers each request.
 pub const QUEUE_GROUP: &str = "rosey-db";
-/// Requests handled at once; more wait in their subscription.
-pub const MAX_IN_FLIGHT: usize = 64;
 
 /// What request handlers share.
 pub struct Context {
@@ -101,11 +99,13 @@ impl Endpoint {
     }
 }
 
-/// Starts the service and one task per endpoint; the tasks end when the service stops.
+/// Starts the service and one task per endpoint, handling at most `max_in_flight` requests at
+/// once (more wait in their subscription); the tasks end when the service stops.
 pub async fn start(
     client: &async_nats::Client,
     ctx: Arc<Context>,
     version: &str,
+    max_in_flight: usize,
 ) -> Result<(Service, JoinSet<()>), async_nats::Error> {
     let stats = ctx.stats.clone();
     let service = client
@@ -120,7 +120,7 @@ pub async fn start(
         })
         .start(SERVICE_NAME, version)
         .await?;
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
     let mut tasks = JoinSet::new();
     for ep in Endpoint::ALL {
         let mut endpoint = service

@@ -9,9 +9,6 @@ use thiserror::Error;
 /// The version of Rosey's own bookkeeping tables (`rosey_*`); the original's tables never change.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// How long a connection waits for another writer before reporting the database busy.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The original's eight tables and four indexes, statement by statement.
 ///
 /// The text (whitespace included) is the original's, so `sqlite_master` of a database created
@@ -177,18 +174,19 @@ pub enum Role {
     Reader,
 }
 
-/// Opens a connection to the database file with the pragmas every connection needs.
+/// Opens a connection to the database file with the pragmas every connection needs;
+/// `busy_timeout` is how long it waits for another writer before reporting the file busy.
 ///
 /// No exclusive locking: other processes may read the file and insert rows.
-pub fn open(path: &Path, role: Role) -> Result<Connection, SchemaError> {
+pub fn open(path: &Path, role: Role, busy_timeout: Duration) -> Result<Connection, SchemaError> {
     let conn = Connection::open(path)?;
-    configure(&conn, role)?;
+    configure(&conn, role, busy_timeout)?;
     Ok(conn)
 }
 
 /// Applies the per-connection pragmas.
-pub fn configure(conn: &Connection, role: Role) -> Result<(), SchemaError> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+pub fn configure(conn: &Connection, role: Role, busy_timeout: Duration) -> Result<(), SchemaError> {
+    conn.busy_timeout(busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(64);
     match role {
         Role::Writer => {

@@ -407,10 +407,11 @@ mod tests {
     fn a_locked_database_stalls_the_batch_instead_of_losing_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("locked.db");
-        let mut writer = schema::open(&path, schema::Role::Writer).unwrap();
+        // A short busy timeout, so the locked attempt fails fast.
+        let mut writer =
+            schema::open(&path, schema::Role::Writer, Duration::from_millis(10)).unwrap();
         schema::enable_wal(&writer).unwrap();
         schema::initialize(&mut writer, 1).unwrap();
-        writer.busy_timeout(Duration::from_millis(10)).unwrap();
         let mut other = Connection::open(&path).unwrap();
         let lock = other
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -3,6 +3,9 @@
 //! sleeping for luck.
 #![deny(missing_docs)]
 
+use rosey_plugin_api::db::ChannelStats;
+use rosey_plugin_api::reply::request_json;
+use rosey_plugin_api::subjects;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -190,6 +193,42 @@ pub fn binary(name: &str) -> PathBuf {
 /// A `Command` for one of Rosey's binaries.
 pub fn command(name: &str) -> Command {
     Command::new(binary(name))
+}
+
+/// A `Command` for `rosey-db` serving the SQLite file `db` over `nats`, for tests that set its
+/// output and environment themselves.
+pub fn rosey_db_command(nats: &NatsServer, db: &Path) -> Command {
+    let mut cmd = command("rosey-db");
+    cmd.arg("--nats").arg(nats.url()).arg("--db").arg(db);
+    cmd
+}
+
+/// Starts `rosey-db` on `db` (warnings on stderr) and waits up to `patience` until it answers a
+/// channel-stats request through `client`, so a test's first request is not lost to start-up.
+pub async fn start_rosey_db(
+    nats: &NatsServer,
+    client: &async_nats::Client,
+    db: &Path,
+    patience: Duration,
+) -> ChildGuard {
+    let mut cmd = rosey_db_command(nats, db);
+    cmd.env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let guard = ChildGuard::spawn("rosey-db", cmd);
+    let up = wait_until_async(patience, || async {
+        request_json::<_, ChannelStats>(
+            client,
+            subjects::db::QUERY_CHANNEL_STATS,
+            &serde_json::json!({}),
+            Duration::from_millis(500),
+        )
+        .await
+        .is_ok()
+    })
+    .await;
+    assert!(up, "rosey-db did not answer within {patience:?}");
+    guard
 }
 
 /// A child process killed on drop, so a failing test leaves nothing running.

@@ -948,3 +948,125 @@ async fn sigterm_during_ingestion_exits_cleanly_and_resumes_exactly() {
     );
     assert_sessions_exact(&path, users, lines);
 }
+
+/// Writes a configuration file whose `database` section is `database`.
+fn config_file(dir: &Path, database: Value) -> PathBuf {
+    let path = dir.join("rosey.json");
+    std::fs::write(&path, json!({ "database": database }).to_string()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_database_timing_keys_reach_the_service() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let (dir, path) = temp_db();
+    let config = config_file(
+        dir.path(),
+        json!({
+            "ack_wait": 0.75,
+            // Pull requests expire (and are renewed) several times while the test runs.
+            "pull_heartbeat": 0.05,
+            "pull_expiry": 0.1,
+            "busy_timeout": 0.2,
+            "read_connections": 1,
+            "request_concurrency": 1,
+            "shutdown_flush_timeout": 0.5,
+        }),
+    );
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--nats")
+        .arg(nats.url())
+        .arg("--db")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut service = ChildGuard::spawn("rosey-db", cmd);
+    let up = wait_until_async(WAIT, || async {
+        request_json::<_, ChannelStats>(
+            &client,
+            db::QUERY_CHANNEL_STATS,
+            &json!({}),
+            Duration::from_millis(500),
+        )
+        .await
+        .is_ok()
+    })
+    .await;
+    assert!(up, "rosey-db did not answer within {WAIT:?}");
+
+    let stream = js.get_stream(DB_STREAM).await.unwrap();
+    let consumer = stream
+        .consumer_info(rosey_plugin_api::stream::DB_CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(consumer.config.ack_wait, Duration::from_millis(750));
+
+    // Events published after several pull expiries still arrive: the short heartbeat and
+    // expiry pair is accepted by the server and renewed by the service.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = now();
+    for i in 0..20 {
+        publish(
+            &js,
+            db::USER_JOINED,
+            json!({"username": format!("timing{i}"), "timestamp": t}),
+        )
+        .await;
+    }
+    let applied = wait_until(WAIT, || {
+        count(
+            &path,
+            "SELECT COUNT(*) FROM user_stats WHERE username LIKE 'timing%'",
+        ) == 20
+    });
+    assert!(applied, "events were not applied with short pull timings");
+
+    // One request at a time still answers every one of many concurrent requests.
+    let empty = json!({});
+    let requests = (0..16)
+        .map(|_| request_json::<_, ChannelStats>(&client, db::QUERY_CHANNEL_STATS, &empty, REQ));
+    for answer in futures::future::join_all(requests).await {
+        answer.unwrap();
+    }
+
+    let status = service.terminate(WAIT).expect("rosey-db did not stop");
+    assert!(status.success(), "rosey-db exited with {status}");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn an_invalid_database_timing_key_stops_the_service_with_its_key_path() {
+    let nats = NatsServer::start();
+    let (dir, path) = temp_db();
+    // The server refuses a pull request whose heartbeat exceeds half its expiry.
+    let config = config_file(dir.path(), json!({"pull_heartbeat": 10, "pull_expiry": 15}));
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--nats")
+        .arg(nats.url())
+        .arg("--db")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut service = ChildGuard::spawn("rosey-db", cmd);
+    let status = service
+        .wait_exit(WAIT)
+        .expect("rosey-db kept running with an invalid configuration");
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        stderr.contains("database.pull_heartbeat") && stderr.contains("at most half"),
+        "{stderr}"
+    );
+    assert!(
+        !path.exists(),
+        "the database was created despite the bad configuration"
+    );
+}

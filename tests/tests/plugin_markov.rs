@@ -10,61 +10,23 @@
 mod runtime_support;
 
 use async_nats::jetstream;
-use rosey_plugin_api::db::{ChannelStats, MessageLog};
-use rosey_plugin_api::events::{Event, Message};
+use rosey_plugin_api::db::MessageLog;
 use rosey_plugin_api::kv;
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
 use rosey_plugin_api::Timestamp;
-use rosey_tests::{command, target_dir, wait_until_async, ChildGuard, NatsServer};
-use runtime_support::{config, start_runtime, Observer, Runtime, PATIENCE};
+use rosey_tests::{start_rosey_db, wait_until_async, NatsServer};
+use runtime_support::{
+    config, publish_chat, shipped_plugin_dir, start_runtime, Observer, Runtime, PATIENCE,
+};
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-
-/// A running `rosey-db` on a temporary database, answering requests.
-async fn start_db(nats: &NatsServer, client: &async_nats::Client, db: &Path) -> ChildGuard {
-    let mut cmd = command("rosey-db");
-    cmd.arg("--nats")
-        .arg(nats.url())
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let guard = ChildGuard::spawn("rosey-db", cmd);
-    let up = wait_until_async(PATIENCE, || async {
-        request_json::<_, ChannelStats>(
-            client,
-            subjects::db::QUERY_CHANNEL_STATS,
-            &json!({}),
-            Duration::from_millis(500),
-        )
-        .await
-        .is_ok()
-    })
-    .await;
-    assert!(up, "rosey-db did not answer within {PATIENCE:?}");
-    guard
-}
-
-/// The folder holding the workspace's `libmarkov.so`.
-fn plugin_dir() -> std::path::PathBuf {
-    let dir = target_dir();
-    assert!(
-        dir.join("libmarkov.so").exists(),
-        "{} has no libmarkov.so: run cargo build --workspace first",
-        dir.display()
-    );
-    dir
-}
 
 /// A runtime serving only markov, with `markov` as its plugin configuration.
 async fn start_markov(obs: &mut Observer, nats: &NatsServer, markov: Value) -> Runtime {
     let rt = start_runtime(&config(
         nats,
-        &plugin_dir(),
+        &shipped_plugin_dir("markov"),
         json!({"enabled": ["markov"], "hot_reload": false, "config": {"markov": markov}}),
     ));
     obs.event(lifecycle::PLUGIN_LOADED, "markov").await;
@@ -83,30 +45,6 @@ fn markov_config(extra: Value) -> Value {
         }
     }
     c
-}
-
-/// Publishes a chat line as the bot would.
-async fn chat(client: &async_nats::Client, user: &str, content: &str, is_command: bool) {
-    let event = Event {
-        platform: "console".to_owned(),
-        channel: "lobby".to_owned(),
-        timestamp: Timestamp::now(),
-        platform_data: Value::Null,
-        body: Message {
-            user: user.to_owned(),
-            user_data: None,
-            content: content.to_owned(),
-            is_command,
-        },
-    };
-    client
-        .publish(
-            subjects::events::MESSAGE,
-            serde_json::to_vec(&event).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
 }
 
 /// Asks `!markov stats` until it reports `lines` lines learned (events and commands travel
@@ -144,7 +82,7 @@ async fn commands_speaking_and_hostile_input() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     let _rt = start_markov(&mut obs, &nats, markov_config(json!({}))).await;
 
     // Nothing learned yet: the answer says so rather than staying silent.
@@ -154,11 +92,11 @@ async fn commands_speaking_and_hostile_input() {
     );
 
     for line in CORPUS {
-        chat(&obs.client, "alice", line, false).await;
+        publish_chat(&obs.client, "alice", line, false).await;
     }
     // Commands and the bot's own lines are not learned.
-    chat(&obs.client, "alice", "!markov stats", true).await;
-    chat(&obs.client, "rosey", "i am the bot talking", false).await;
+    publish_chat(&obs.client, "alice", "!markov stats", true).await;
+    publish_chat(&obs.client, "rosey", "i am the bot talking", false).await;
     let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
     assert!(stats.contains("distinct states"), "{stats}");
 
@@ -178,7 +116,7 @@ async fn commands_speaking_and_hostile_input() {
     assert!(unknown.split(' ').all(|w| words.contains(w)), "{unknown:?}");
 
     // Addressed by name: the answer names the asker.
-    chat(&obs.client, "bob", "hey Rosey, what about the cat?", false).await;
+    publish_chat(&obs.client, "bob", "hey Rosey, what about the cat?", false).await;
     let answer = obs.next_chat().await;
     assert!(answer.starts_with("bob: "), "{answer:?}");
 
@@ -220,7 +158,7 @@ async fn commands_speaking_and_hostile_input() {
     obs.next_chat().await;
     obs.send("markov", "probability 1", "mod", 2.0).await;
     obs.next_chat().await;
-    chat(
+    publish_chat(
         &obs.client,
         "carol",
         "the fox eats honey every morning",
@@ -247,7 +185,7 @@ async fn commands_speaking_and_hostile_input() {
     obs.send("markov", "learn off", "mod", 2.0).await;
     assert_eq!(obs.next_chat().await, "Learning is off.");
     let handled = obs.info("markov").await.messages;
-    chat(&obs.client, "dave", "never learned words", false).await;
+    publish_chat(&obs.client, "dave", "never learned words", false).await;
     let seen = wait_until_async(PATIENCE, || async {
         obs.info("markov").await.messages > handled
     })
@@ -266,7 +204,7 @@ async fn commands_speaking_and_hostile_input() {
         "'; DROP TABLE rosey_plugin_kv; -- \" \\ %00",
     ];
     for line in hostile {
-        chat(&obs.client, "mallory", line, false).await;
+        publish_chat(&obs.client, "mallory", line, false).await;
     }
     let after = wait_for_lines(&mut obs, CORPUS.len() + 2 + hostile.len()).await;
     assert_ne!(before, after);
@@ -350,7 +288,7 @@ async fn chain_survives_a_hot_reload() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let mut db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let mut db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     let _rt = start_markov(
         &mut obs,
         &nats,
@@ -358,7 +296,7 @@ async fn chain_survives_a_hot_reload() {
     )
     .await;
     for line in CORPUS {
-        chat(&obs.client, "alice", line, false).await;
+        publish_chat(&obs.client, "alice", line, false).await;
     }
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
@@ -398,11 +336,11 @@ async fn chain_and_settings_survive_a_restart() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     let settings = markov_config(json!({"save_interval": 1}));
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
     for line in CORPUS {
-        chat(&obs.client, "alice", line, false).await;
+        publish_chat(&obs.client, "alice", line, false).await;
     }
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
@@ -420,7 +358,7 @@ async fn chain_and_settings_survive_a_restart() {
     );
 
     rt.child.terminate(PATIENCE);
-    chat(
+    publish_chat(
         &obs.client,
         "alice",
         "said while the runtime was down",
@@ -440,12 +378,12 @@ async fn chain_is_saved_on_shutdown() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     // No periodic save happens during the test: only the save in `shutdown` can keep the chain.
     let settings = markov_config(json!({"save_interval": 3600}));
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
     for line in CORPUS {
-        chat(&obs.client, "alice", line, false).await;
+        publish_chat(&obs.client, "alice", line, false).await;
     }
     let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
     assert!(saved_index(&obs.client).await.is_none());
@@ -468,7 +406,7 @@ async fn periodic_saves_and_bootstrap_from_recent_chat() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     // The database has heard some chat before the plugin ever ran.
     let js = jetstream::new(obs.client.clone());
     let history = [
@@ -516,7 +454,7 @@ async fn periodic_saves_and_bootstrap_from_recent_chat() {
     wait_for_lines(&mut obs, 2).await;
     let said = obs.ask("markov", "").await;
     assert!(said.starts_with("history line"), "{said:?}");
-    chat(&obs.client, "alice", "a fresh line heard live", false).await;
+    publish_chat(&obs.client, "alice", "a fresh line heard live", false).await;
     wait_for_lines(&mut obs, 3).await;
 
     // Saved periodically, without a shutdown.
@@ -549,10 +487,10 @@ async fn database_outage_loses_nothing() {
     let settings = markov_config(json!({"save_interval": 1}));
 
     // A first run saves two lines.
-    let mut db = start_db(&nats, &obs.client, &db_path).await;
+    let mut db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
-    chat(&obs.client, "alice", "saved line one", false).await;
-    chat(&obs.client, "alice", "saved line two", false).await;
+    publish_chat(&obs.client, "alice", "saved line one", false).await;
+    publish_chat(&obs.client, "alice", "saved line two", false).await;
     wait_for_lines(&mut obs, 2).await;
     let saved = wait_until_async(PATIENCE, || async {
         saved_index(&obs.client)
@@ -567,7 +505,7 @@ async fn database_outage_loses_nothing() {
     // The runtime starts while the database is down: the plugin loads, learns and talks.
     let _rt = start_markov(&mut obs, &nats, settings).await;
     for line in ["new line one", "new line two", "new line three"] {
-        chat(&obs.client, "bob", line, false).await;
+        publish_chat(&obs.client, "bob", line, false).await;
     }
     wait_for_lines(&mut obs, 3).await;
     let said = obs.ask("markov", "").await;
@@ -575,7 +513,7 @@ async fn database_outage_loses_nothing() {
 
     // The database comes back: the saved lines are restored under the new ones, and the
     // next save keeps all five.
-    let _db = start_db(&nats, &obs.client, &db_path).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
     wait_for_lines(&mut obs, 5).await;
     let merged = wait_until_async(PATIENCE, || async {
         saved_index(&obs.client)

@@ -10,83 +10,27 @@ mod runtime_support;
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use rosey_plugin_api::db::{ChannelStats, ChatLine, MessageLog};
-use rosey_plugin_api::events::{Event, Message};
+use rosey_plugin_api::db::{ChatLine, MessageLog};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
 use rosey_plugin_api::Timestamp;
-use rosey_tests::{command, target_dir, wait_until_async, ChildGuard, NatsServer};
-use runtime_support::{command_payload, config, start_runtime, Observer, Runtime, PATIENCE};
+use rosey_tests::{start_rosey_db, wait_until_async, NatsServer};
+use runtime_support::{
+    command_payload, config, publish_chat, shipped_plugin_dir, start_runtime, Observer, Runtime,
+    PATIENCE,
+};
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-
-/// A running `rosey-db` on a temporary database, answering requests.
-async fn start_db(nats: &NatsServer, client: &async_nats::Client, db: &Path) -> ChildGuard {
-    let mut cmd = command("rosey-db");
-    cmd.arg("--nats")
-        .arg(nats.url())
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let guard = ChildGuard::spawn("rosey-db", cmd);
-    let up = wait_until_async(PATIENCE, || async {
-        request_json::<_, ChannelStats>(
-            client,
-            subjects::db::QUERY_CHANNEL_STATS,
-            &json!({}),
-            Duration::from_millis(500),
-        )
-        .await
-        .is_ok()
-    })
-    .await;
-    assert!(up, "rosey-db did not answer within {PATIENCE:?}");
-    guard
-}
 
 /// A runtime serving only quotes.
 async fn start_quotes(obs: &mut Observer, nats: &NatsServer) -> Runtime {
-    let dir = target_dir();
-    assert!(
-        dir.join("libquotes.so").exists(),
-        "{} has no libquotes.so: run cargo build --workspace first",
-        dir.display()
-    );
     let rt = start_runtime(&config(
         nats,
-        &dir,
+        &shipped_plugin_dir("quotes"),
         json!({"enabled": ["quotes"], "hot_reload": false}),
     ));
     obs.event(lifecycle::PLUGIN_LOADED, "quotes").await;
     rt
-}
-
-/// Publishes a chat line as the bot would.
-async fn chat(client: &async_nats::Client, user: &str, content: &str) {
-    let event = Event {
-        platform: "console".to_owned(),
-        channel: "lobby".to_owned(),
-        timestamp: Timestamp::now(),
-        platform_data: Value::Null,
-        body: Message {
-            user: user.to_owned(),
-            user_data: None,
-            content: content.to_owned(),
-            is_command: false,
-        },
-    };
-    client
-        .publish(
-            subjects::events::MESSAGE,
-            serde_json::to_vec(&event).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
 }
 
 /// `!quote <text>` from `user` at `rank`, and the answer.
@@ -114,7 +58,7 @@ async fn every_command_and_its_misuse() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     let _rt = start_quotes(&mut obs, &nats).await;
 
     let empty = "No quotes yet; add one with !quote add <text>.";
@@ -232,7 +176,7 @@ async fn every_command_and_its_misuse() {
     );
 
     // grab: from what the plugin heard, commands and the bot's own lines excluded.
-    chat(&obs.client, "Carol", "carol's <i>finest</i> line").await;
+    publish_chat(&obs.client, "Carol", "carol's <i>finest</i> line", false).await;
     assert_eq!(
         grab(&mut obs, "ann", "carol").await,
         "Added quote #9: carol's <i>finest</i> line — Carol"
@@ -349,7 +293,7 @@ async fn quotes_survive_a_restart_and_memory_a_reload() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_db(&nats, &obs.client, &db_dir.path().join("rosey.db")).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
     let mut rt = start_quotes(&mut obs, &nats).await;
 
     assert_eq!(
@@ -365,7 +309,7 @@ async fn quotes_survive_a_restart_and_memory_a_reload() {
         "Deleted quote #2."
     );
     // Heard only by the plugin (the database never saw this line).
-    chat(&obs.client, "frank", "remember me").await;
+    publish_chat(&obs.client, "frank", "remember me", false).await;
     // Handled: the three commands and the chat line.
     let heard = wait_until_async(PATIENCE, || async {
         obs.info("quotes").await.messages >= 4
@@ -412,7 +356,7 @@ async fn database_outage_gets_an_apology_and_loses_nothing() {
     let mut obs = Observer::new(&nats).await;
     let db_dir = tempfile::tempdir().unwrap();
     let db_path = db_dir.path().join("rosey.db");
-    let mut db = start_db(&nats, &obs.client, &db_path).await;
+    let mut db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
     let _rt = start_quotes(&mut obs, &nats).await;
     assert_eq!(
         quote(&mut obs, "ann", 1.0, "add kept").await,
@@ -425,7 +369,7 @@ async fn database_outage_gets_an_apology_and_loses_nothing() {
     // Reads are served from memory meanwhile.
     assert_eq!(quote(&mut obs, "ann", 1.0, "1").await, "#1: kept");
 
-    let _db = start_db(&nats, &obs.client, &db_path).await;
+    let _db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
     assert_eq!(quote(&mut obs, "ann", 1.0, "count").await, "1 quote.");
     assert_eq!(
         quote(&mut obs, "ann", 1.0, "add again").await,

@@ -29,15 +29,7 @@ fn error_of(msg: &async_nats::Message) -> ErrorBody {
 async fn admin_subjects_list_disable_enable_and_reload() {
     let fixture = Fixture::new("counter", "counter_admin");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let _rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name]}),
-    ));
+    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
     assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
@@ -123,15 +115,7 @@ async fn admin_subjects_list_disable_enable_and_reload() {
 async fn configuration_edits_enable_disable_and_restart_plugins() {
     let fixture = Fixture::new("counter", "counter_config");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": []}),
-    ));
+    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": []})).await;
     // Nothing enabled yet: the runtime is up when it answers the list.
     assert!(
         rosey_tests::wait_until_async(PATIENCE, || async {
@@ -145,20 +129,12 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
     assert!(obs.list().await.is_empty());
 
     // Adding the name to plugins.enabled loads it.
-    rt.write_config(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name]}),
-    ));
+    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name]}));
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 
     // A configuration whose constructor panics is reported; the old instance keeps serving.
-    rt.write_config(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"panic_in_init": true}}}),
-    ));
+    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"panic_in_init": true}}}));
     let failed = obs.event(subjects::PLUGIN_FAILED, &fixture.name).await;
     let error = failed.error.unwrap();
     assert!(error.contains("told to panic in init"), "{error}");
@@ -166,11 +142,7 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
 
     // A good change restarts it with the new configuration (here: one more subscription),
     // keeping its state.
-    rt.write_config(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::events::USER_JOIN}}}),
-    ));
+    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::events::USER_JOIN}}}));
     obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
     obs.client
         .publish(
@@ -186,11 +158,7 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
     assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
 
     // A subscription outside its grant is refused at construction.
-    rt.write_config(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::kv::ALL}}}),
-    ));
+    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::kv::ALL}}}));
     let failed = obs.event(subjects::PLUGIN_FAILED, &fixture.name).await;
     let error = failed.error.unwrap();
     assert!(
@@ -206,11 +174,7 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
     assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
 
     // Removing the name unloads it.
-    rt.write_config(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": []}),
-    ));
+    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": []}));
     obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
     assert!(obs.list().await.is_empty());
 }
@@ -219,15 +183,11 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
 async fn channel_lists_limit_where_a_plugin_acts() {
     let fixture = Fixture::new("counter", "counter_channels");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
     let only_elsewhere = serde_json::json!({
         "enabled": [fixture.name],
         "config": {fixture.name.clone(): {"exclude_channels": ["lobby"]}},
     });
-    let rt = start_runtime(&config(&nats, libs.path(), only_elsewhere));
+    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], only_elsewhere).await;
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     // Excluded channel: never delivered (the count would show it later).
     obs.send("count", "", "alice", 1.0).await;
@@ -235,11 +195,7 @@ async fn channel_lists_limit_where_a_plugin_acts() {
     // !help is the runtime's own and answers in any channel.
     assert!(obs.ask("help", "").await.starts_with("Commands:"));
 
-    rt.write_config(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"channels": ["lobby"]}}}),
-    ));
+    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"channels": ["lobby"]}}}));
     obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 }
@@ -248,15 +204,7 @@ async fn channel_lists_limit_where_a_plugin_acts() {
 async fn bad_command_payloads_and_a_nats_restart_lose_nothing_else() {
     let fixture = Fixture::new("counter", "counter_weather");
     fixture.build();
-    let mut nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name]}),
-    ));
+    let Served { rt, libs, mut obs, mut nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
 
     // Garbage on a command subject is dropped by the runtime (and logged); the plugin never
@@ -298,15 +246,7 @@ async fn bad_command_payloads_and_a_nats_restart_lose_nothing_else() {
 async fn sigterm_unloads_plugins_and_removes_the_library_copies() {
     let fixture = Fixture::new("counter", "counter_sigterm");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let mut rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name]}),
-    ));
+    let Served { mut rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     let copies = std::env::temp_dir().join(format!("rosey-runtime-{}", rt.child.id()));
     assert!(copies.is_dir(), "{} missing", copies.display());

@@ -20,15 +20,7 @@ fn replace_library(dir: &std::path::Path, name: &str, bytes: &[u8]) {
 async fn broken_libraries_are_reported_and_the_old_generation_keeps_serving() {
     let fixture = Fixture::new("counter", "counter_broken");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name]}),
-    ));
+    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 
@@ -78,15 +70,7 @@ async fn broken_libraries_are_reported_and_the_old_generation_keeps_serving() {
 async fn panicking_and_stuck_handlers_are_caught_and_the_plugin_restarts() {
     let fixture = Fixture::new("counter", "counter_crash");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name]}),
-    ));
+    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 
@@ -118,19 +102,10 @@ async fn permissions_rank_cooldown_help_and_conflicts() {
     first.build();
     let second = Fixture::new("counter", "counter_rival");
     second.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    first.install_into(libs.path());
-    second.install_into(libs.path());
-    let _rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({
+    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&first, &second], serde_json::json!({
             "enabled": [first.name],
             "config": {first.name.clone(): {"subscribe_command": "extra"}},
-        }),
-    ));
+        })).await;
     obs.event(events::PLUGIN_LOADED, &first.name).await;
 
     // Publishing outside the grant is an error the plugin sees.
@@ -192,16 +167,7 @@ async fn a_plugin_built_against_another_interface_is_refused_with_a_short_reason
     stale.build();
     let good = Fixture::new("counter", "counter_fresh");
     good.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    stale.install_into(libs.path());
-    good.install_into(libs.path());
-    let _rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [stale.name, good.name]}),
-    ));
+    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&stale, &good], serde_json::json!({"enabled": [stale.name, good.name]})).await;
     let failed = obs.event(events::PLUGIN_FAILED, &stale.name).await;
     let error = failed.error.unwrap();
     assert!(
@@ -224,15 +190,7 @@ async fn repeated_failures_disable_a_plugin_until_its_next_build() {
     let fixture = Fixture::new("counter", "counter_flaky");
     fixture.set_answer("v1");
     fixture.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    fixture.install_into(libs.path());
-    let _rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({"enabled": [fixture.name], "max_failures": 2}),
-    ));
+    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name], "max_failures": 2})).await;
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
     obs.send("boom", "", "mallory", 1.0).await;
     obs.send("boom", "", "mallory", 1.0).await;
@@ -263,21 +221,12 @@ async fn a_slow_plugin_does_not_delay_others_and_its_overflow_is_counted() {
     slow.build();
     let quick = Fixture::new("counter", "counter_quick");
     quick.build();
-    let nats = NatsServer::start();
-    let mut obs = Observer::new(&nats).await;
-    let libs = tempfile::tempdir().unwrap();
-    slow.install_into(libs.path());
-    quick.install_into(libs.path());
-    let _rt = start_runtime(&config(
-        &nats,
-        libs.path(),
-        serde_json::json!({
+    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&slow, &quick], serde_json::json!({
             "enabled": [slow.name, quick.name],
             "queue_capacity": 2,
             "watchdog_timeout": 600,
             "config": {quick.name.clone(): {"command_prefix": "q"}},
-        }),
-    ));
+        })).await;
     obs.event(events::PLUGIN_LOADED, &slow.name).await;
     obs.event(events::PLUGIN_LOADED, &quick.name).await;
 

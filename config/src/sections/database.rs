@@ -60,6 +60,20 @@ pub struct DatabaseConfig {
     pub maintenance_interval: Seconds,
     /// How long recent chat is kept.
     pub recent_chat_retention_hours: u32,
+    /// How long JetStream waits for a batch's acknowledgement before redelivering it.
+    pub ack_wait: Seconds,
+    /// The pull stream's idle heartbeat, so a dead connection is noticed.
+    pub pull_heartbeat: Seconds,
+    /// How long one pull request stays open on the server before it is renewed.
+    pub pull_expiry: Seconds,
+    /// How long a SQLite connection waits for another writer before reporting the file busy.
+    pub busy_timeout: Seconds,
+    /// Read-only SQLite connections that serve queries at once.
+    pub read_connections: usize,
+    /// Requests handled at once; more wait in their subscription.
+    pub request_concurrency: usize,
+    /// How long shutdown waits to send buffered acknowledgements and replies.
+    pub shutdown_flush_timeout: Seconds,
 }
 
 impl Default for DatabaseConfig {
@@ -75,6 +89,13 @@ impl Default for DatabaseConfig {
             recent_chat_prune_interval: Seconds::from_secs(600),
             maintenance_interval: Seconds::from_secs(86_400),
             recent_chat_retention_hours: 150,
+            ack_wait: Seconds::from_secs(60),
+            pull_heartbeat: Seconds::from_secs(5),
+            pull_expiry: Seconds::from_secs(30),
+            busy_timeout: Seconds::from_secs(5),
+            read_connections: 2,
+            request_concurrency: 64,
+            shutdown_flush_timeout: Seconds::from_secs(5),
         }
     }
 }
@@ -132,6 +153,37 @@ impl DatabaseConfig {
             self.recent_chat_prune_interval,
         )?;
         positive("database.maintenance_interval", self.maintenance_interval)?;
+        positive("database.ack_wait", self.ack_wait)?;
+        positive("database.pull_heartbeat", self.pull_heartbeat)?;
+        positive("database.pull_expiry", self.pull_expiry)?;
+        // The server refuses a pull request whose heartbeat exceeds half its expiry.
+        if self.pull_heartbeat.as_duration() * 2 > self.pull_expiry.as_duration() {
+            return Err(Problem::new(
+                "database.pull_heartbeat",
+                format!(
+                    "must be at most half of database.pull_expiry ({})",
+                    self.pull_expiry
+                ),
+            ));
+        }
+        // Zero turns SQLite's busy handler off: every overlap with another writer would fail.
+        positive("database.busy_timeout", self.busy_timeout)?;
+        if self.read_connections == 0 {
+            return Err(Problem::new(
+                "database.read_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.request_concurrency == 0 {
+            return Err(Problem::new(
+                "database.request_concurrency",
+                "must be at least 1",
+            ));
+        }
+        positive(
+            "database.shutdown_flush_timeout",
+            self.shutdown_flush_timeout,
+        )?;
         Ok(())
     }
 

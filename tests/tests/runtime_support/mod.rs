@@ -6,6 +6,7 @@
 use futures::StreamExt;
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginsList};
 use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::{Timestamp, UserData};
 use rosey_tests::{command, target_dir, workspace_dir, ChildGuard, NatsServer};
@@ -86,29 +87,20 @@ impl Fixture {
 
     /// Builds the crate with cargo (debug) into the shared test-plugins folder.
     pub fn build(&self) {
-        let status =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .arg("build")
-                .arg("--quiet")
-                .arg("--manifest-path")
-                .arg(self.dir.join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", plugins_target())
-                .env_remove("RUSTFLAGS")
-                .status()
-                .expect("run cargo");
-        assert!(
-            status.success(),
-            "cargo build of fixture {} failed",
-            self.name
-        );
+        self.cargo_build(&[]);
     }
 
     /// Builds the crate with cargo in release mode.
     pub fn build_release(&self) {
+        self.cargo_build(&["--release"]);
+    }
+
+    /// Runs `cargo build <profile_args> --quiet` on the crate into the test-plugins folder.
+    fn cargo_build(&self, profile_args: &[&str]) {
         let status =
             std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .arg("build")
-                .arg("--release")
+                .args(profile_args)
                 .arg("--quiet")
                 .arg("--manifest-path")
                 .arg(self.dir.join("Cargo.toml"))
@@ -116,9 +108,13 @@ impl Fixture {
                 .env_remove("RUSTFLAGS")
                 .status()
                 .expect("run cargo");
+        let build = std::iter::once("cargo build")
+            .chain(profile_args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(
             status.success(),
-            "cargo build --release of fixture {} failed",
+            "{build} of fixture {} failed",
             self.name
         );
     }
@@ -222,6 +218,11 @@ impl Runtime {
         write_config(self.dir.path(), config);
     }
 
+    /// Rewrites the configuration as [`config`] builds it, with `plugins` as the plugins section.
+    pub fn reconfigure(&self, nats: &NatsServer, plugins_dir: &Path, plugins: serde_json::Value) {
+        self.write_config(&config(nats, plugins_dir, plugins));
+    }
+
     /// The runtime's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("runtime.log")).unwrap_or_default()
@@ -293,6 +294,38 @@ pub fn start_runtime(config: &serde_json::Value) -> Runtime {
     }
 }
 
+/// A nats-server, an observer subscribed before the runtime starts, a fresh library folder
+/// with fixtures installed, and the runtime serving it (fields in drop order: the runtime
+/// goes first).
+pub struct Served {
+    /// The running runtime.
+    pub rt: Runtime,
+    /// The runtime's plugin folder.
+    pub libs: tempfile::TempDir,
+    /// The test's client, subscribed before the runtime started.
+    pub obs: Observer,
+    /// The server everything talks over.
+    pub nats: NatsServer,
+}
+
+/// Starts a nats-server and an observer, installs the already-built `fixtures` into a fresh
+/// folder, and starts a runtime on it with `plugins` merged into its plugins section.
+pub async fn serve(fixtures: &[&Fixture], plugins: serde_json::Value) -> Served {
+    let nats = NatsServer::start();
+    let obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    for fixture in fixtures {
+        fixture.install_into(libs.path());
+    }
+    let rt = start_runtime(&config(&nats, libs.path(), plugins));
+    Served {
+        rt,
+        libs,
+        obs,
+        nats,
+    }
+}
+
 /// A command as the bot would publish it.
 pub fn command_payload(name: &str, text: &str, user: &str, rank: f64) -> Command {
     Command {
@@ -307,6 +340,41 @@ pub fn command_payload(name: &str, text: &str, user: &str, rank: f64) -> Command
         channel: "lobby".to_owned(),
         timestamp: Timestamp::now(),
     }
+}
+
+/// Publishes a chat line on `rosey.events.message` as the console bot would.
+pub async fn publish_chat(client: &async_nats::Client, user: &str, content: &str, is_command: bool) {
+    let event = Event {
+        platform: "console".to_owned(),
+        channel: "lobby".to_owned(),
+        timestamp: Timestamp::now(),
+        platform_data: serde_json::Value::Null,
+        body: Message {
+            user: user.to_owned(),
+            user_data: None,
+            content: content.to_owned(),
+            is_command,
+        },
+    };
+    client
+        .publish(
+            subjects::events::MESSAGE,
+            serde_json::to_vec(&event).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+}
+
+/// The workspace's target folder, once it holds the shipped plugin `lib<name>.so`.
+pub fn shipped_plugin_dir(name: &str) -> PathBuf {
+    let dir = target_dir();
+    assert!(
+        dir.join(format!("lib{name}.so")).exists(),
+        "{} has no lib{name}.so: run cargo build --workspace first",
+        dir.display()
+    );
+    dir
 }
 
 /// A client with subscriptions to the chat replies and the lifecycle events.
