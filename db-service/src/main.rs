@@ -69,25 +69,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-}
-
 async fn run(config: Config) -> Result<()> {
     let db = &config.database;
     let path = db.path.clone();
@@ -176,7 +157,7 @@ async fn run(config: Config) -> Result<()> {
     let stop_tx = Arc::new(stop_tx);
     let signal_stop = stop_tx.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        rosey_config::signal::shutdown_signal().await;
         tracing::info!("shutting down: finishing the current batch");
         let _ = signal_stop.send(true);
     });

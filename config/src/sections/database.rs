@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rosey_plugin_api::subjects::db;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{join_key, Problem};
@@ -14,17 +15,17 @@ use crate::sections::positive;
 /// The PRD's example lists these under `database.nats_subjects`; Rosey does not let them be
 /// renamed, so a listed subject must equal its built-in value.
 pub const DB_SUBJECTS: [(&str, &str); 11] = [
-    ("user_joined", "rosey.db.user.joined"),
-    ("user_left", "rosey.db.user.left"),
-    ("message_log", "rosey.db.message.log"),
-    ("user_count", "rosey.db.stats.user_count"),
-    ("high_water", "rosey.db.stats.high_water"),
-    ("status_update", "rosey.db.status.update"),
-    ("mark_sent", "rosey.db.messages.outbound.mark_sent"),
-    ("mark_failed", "rosey.db.messages.outbound.mark_failed"),
-    ("pm_command", "rosey.db.action.pm_command"),
-    ("outbound_get", "rosey.db.messages.outbound.get"),
-    ("recent_chat", "rosey.db.stats.recent_chat.get"),
+    ("user_joined", db::USER_JOINED),
+    ("user_left", db::USER_LEFT),
+    ("message_log", db::MESSAGE_LOG),
+    ("user_count", db::STATS_USER_COUNT),
+    ("high_water", db::STATS_HIGH_WATER),
+    ("status_update", db::STATUS_UPDATE),
+    ("mark_sent", db::OUTBOUND_MARK_SENT),
+    ("mark_failed", db::OUTBOUND_MARK_FAILED),
+    ("pm_command", db::ACTION_PM_COMMAND),
+    ("outbound_get", db::OUTBOUND_GET),
+    ("recent_chat", db::RECENT_CHAT_GET),
 ];
 
 /// The built-in subject for a `database.nats_subjects` name.
