@@ -231,6 +231,47 @@ pub async fn start_rosey_db(
     guard
 }
 
+/// A `rosey-db` on `rosey.db` in a temporary folder of its own, answering requests; it can be
+/// killed and started again on the same file, to test database outages.
+pub struct RoseyDb {
+    process: ChildGuard,
+    dir: tempfile::TempDir,
+}
+
+impl RoseyDb {
+    /// Starts it on a fresh database and waits up to `patience` until it answers.
+    pub async fn start(
+        nats: &NatsServer,
+        client: &async_nats::Client,
+        patience: Duration,
+    ) -> RoseyDb {
+        let dir = tempfile::tempdir().expect("create a temporary database folder");
+        let process = start_rosey_db(nats, client, &dir.path().join("rosey.db"), patience).await;
+        RoseyDb { process, dir }
+    }
+
+    /// The SQLite file it serves.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("rosey.db")
+    }
+
+    /// Kills the service (SIGKILL); the database file stays.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the service again on the same file and waits up to `patience` until it answers.
+    pub async fn restart(
+        &mut self,
+        nats: &NatsServer,
+        client: &async_nats::Client,
+        patience: Duration,
+    ) {
+        self.process.kill();
+        self.process = start_rosey_db(nats, client, &self.path(), patience).await;
+    }
+}
+
 /// A child process killed on drop, so a failing test leaves nothing running.
 pub struct ChildGuard {
     child: Option<Child>,

@@ -5,16 +5,16 @@
 //! Run it on a release build:
 //! `cargo build --release -p rosey-bot && cargo test --release -p rosey-tests --test bot_bench -- --ignored --nocapture`
 
+mod bot_support;
 mod mock_cytube;
 
+use bot_support::{spawn_quiet_bot, wait_connected, write_config};
 use futures::StreamExt;
 use mock_cytube::{user, MockCytube, MockOptions};
-use rosey_plugin_api::events::{BotStatus, Event};
 use rosey_plugin_api::stream::DB_STREAM;
 use rosey_plugin_api::subjects;
-use rosey_tests::{command, ChildGuard, NatsServer};
+use rosey_tests::NatsServer;
 use serde_json::json;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -48,40 +48,20 @@ async fn frames_to_nats_throughput_and_memory() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("rosey.json");
-    std::fs::write(
-        &config,
-        json!({
+    let config = write_config(
+        dir.path(),
+        &json!({
             "platform": {"type": "cytube", "domain": mock.domain(), "channel": "test",
                          "credentials": {"username": "rosey"}},
             "logging": {"level": "warn"}
-        })
-        .to_string(),
-    )
-    .unwrap();
+        }),
+    );
     let mut status = client
         .subscribe(subjects::events::BOT_STATUS)
         .await
         .unwrap();
-    let mut cmd = command("rosey-bot");
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--nats")
-        .arg(nats.url())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let bot = ChildGuard::spawn("rosey-bot", cmd);
-    loop {
-        let msg = tokio::time::timeout(WAIT, status.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let s: Event<BotStatus> = serde_json::from_slice(&msg.payload).unwrap();
-        if s.body.connected {
-            break;
-        }
-    }
+    let bot = spawn_quiet_bot(&config, &nats);
+    wait_connected(&mut status, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = memory_kib(bot.id());
 

@@ -1,7 +1,9 @@
 //! `rosey-bot` on the console platform, end to end: the bot runs as its own process against a
 //! private nats-server; we type on its stdin, read its stdout, and watch NATS.
 
-use futures::StreamExt;
+mod bot_support;
+
+use bot_support::{bot_command, next_json, next_message, request, write_config, WAIT};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
 use rosey_plugin_api::events::{BotStatus, Event, Message};
@@ -14,8 +16,6 @@ use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(30);
-
 /// A running console bot: its stdin, and its stdout lines as they come.
 struct ConsoleBot {
     child: ChildGuard,
@@ -27,10 +27,9 @@ struct ConsoleBot {
 impl ConsoleBot {
     fn start(nats: &NatsServer) -> ConsoleBot {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("rosey.json");
-        std::fs::write(
-            &config,
-            json!({
+        let config = write_config(
+            dir.path(),
+            &json!({
                 "platform": {
                     "type": "console",
                     "console_user": "tester",
@@ -40,16 +39,10 @@ impl ConsoleBot {
                     "flood": {"commands_per_minute": 3, "block_seconds": 300}
                 },
                 "logging": {"level": "info", "chat_log_file": "chat.log"}
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let mut cmd = command("rosey-bot");
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("--nats")
-            .arg(nats.url())
-            .stdin(Stdio::piped())
+            }),
+        );
+        let mut cmd = bot_command(&config, nats);
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = ChildGuard::spawn("rosey-bot", cmd);
@@ -89,6 +82,14 @@ impl ConsoleBot {
     }
 }
 
+/// Asserts that an action was accepted: `{"ok": true}`.
+fn assert_ok(reply: &async_nats::Message) {
+    assert_eq!(
+        serde_json::from_slice::<Value>(&reply.payload).unwrap(),
+        json!({"ok": true})
+    );
+}
+
 /// Waits until the bot answers its action subject (it is joined and serving).
 async fn wait_serving(client: &async_nats::Client) {
     let subject = subjects::platform::send("console", subjects::platform::action::AFK).unwrap();
@@ -106,19 +107,6 @@ async fn wait_serving(client: &async_nats::Client) {
     })
     .await;
     assert!(ok, "rosey-bot never answered its action subject");
-}
-
-async fn next_json<T: serde::de::DeserializeOwned>(sub: &mut async_nats::Subscriber) -> T {
-    let msg = tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("no message in time")
-        .expect("subscription open");
-    serde_json::from_slice(&msg.payload).unwrap_or_else(|e| {
-        panic!(
-            "{} is not the contract's payload: {e}: {:?}",
-            msg.subject, msg.payload
-        )
-    })
 }
 
 /// The last payload stored in the database stream for `subject`, once one matches `want`,
@@ -188,10 +176,7 @@ async fn typed_lines_become_events_commands_and_db_writes() {
     let event: Event<Message> = next_json(&mut messages).await;
     assert!(event.body.is_command);
     assert_eq!(event.body.content, "!Roll 2d6  fast");
-    let cmd_msg = tokio::time::timeout(WAIT, commands.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let cmd_msg = next_message(&mut commands).await;
     assert_eq!(cmd_msg.subject.as_str(), "rosey.commands.roll");
     let cmd: Command = serde_json::from_slice(&cmd_msg.payload).unwrap();
     assert_eq!(cmd.command, "roll");
@@ -208,10 +193,7 @@ async fn typed_lines_become_events_commands_and_db_writes() {
 
     // A PM with the prefix is a command with is_pm.
     bot.type_line("/pm !quote 5");
-    let cmd_msg = tokio::time::timeout(WAIT, commands.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let cmd_msg = next_message(&mut commands).await;
     let cmd: Command = serde_json::from_slice(&cmd_msg.payload).unwrap();
     assert_eq!((cmd.command.as_str(), cmd.is_pm), ("quote", true));
     assert_eq!(cmd.args, ["5"]);
@@ -256,32 +238,23 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
     wait_serving(&client).await;
 
     let chat = subjects::platform::send("console", subjects::platform::action::CHAT).unwrap();
-    let reply = client
-        .request(
-            chat.clone(),
-            json!({"channel": "console", "content": "hi there"})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&reply.payload).unwrap(),
-        json!({"ok": true})
-    );
+    let reply = request(
+        &client,
+        &chat,
+        json!({"channel": "console", "content": "hi there"}),
+    )
+    .await;
+    assert_ok(&reply);
     assert_eq!(bot.next_stdout(), "<rosey> hi there");
 
     // Long text is split on word boundaries at 320 characters.
     let long = "word ".repeat(100);
-    client
-        .request(
-            chat.clone(),
-            json!({"channel": "console", "content": long})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
+    request(
+        &client,
+        &chat,
+        json!({"channel": "console", "content": long}),
+    )
+    .await;
     let first = bot.next_stdout();
     let second = bot.next_stdout();
     assert!(first.starts_with("<rosey> word") && second.starts_with("<rosey> word"));
@@ -296,15 +269,12 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
     );
 
     let pm = subjects::platform::send("console", subjects::platform::action::PM).unwrap();
-    client
-        .request(
-            pm,
-            json!({"channel": "console", "to": "tester", "content": "psst"})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
+    request(
+        &client,
+        &pm,
+        json!({"channel": "console", "to": "tester", "content": "psst"}),
+    )
+    .await;
     assert_eq!(bot.next_stdout(), "[pm] psst");
 
     // Malformed JSON: an error reply with the contract's headers and body, and a report.
@@ -320,13 +290,7 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
     assert_eq!(report["action"], "send.chat");
     assert_eq!(report["channel"], "console");
 
-    let missing = client
-        .request(
-            chat.clone(),
-            json!({"channel": "console"}).to_string().into(),
-        )
-        .await
-        .unwrap();
+    let missing = request(&client, &chat, json!({"channel": "console"})).await;
     let body: ErrorBody = serde_json::from_slice(&missing.payload).unwrap();
     assert_eq!(body.error.code, ErrorCode::MissingField);
 
@@ -336,41 +300,24 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
             .error
             .code
     };
-    let wrong_type = client
-        .request(
-            chat.clone(),
-            json!({"channel": "console", "content": 5})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
+    let wrong_type = request(&client, &chat, json!({"channel": "console", "content": 5})).await;
     assert_eq!(code_of(wrong_type), ErrorCode::InvalidJson);
-    let too_long = client
-        .request(
-            chat.clone(),
-            json!({"channel": "console", "content": "y".repeat(5000)})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
+    let too_long = request(
+        &client,
+        &chat,
+        json!({"channel": "console", "content": "y".repeat(5000)}),
+    )
+    .await;
     assert_eq!(code_of(too_long), ErrorCode::TooLarge);
-    let huge = client
-        .request(
-            chat.clone(),
-            json!({"channel": "console", "content": "z".repeat(200_000)})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
+    let huge = request(
+        &client,
+        &chat,
+        json!({"channel": "console", "content": "z".repeat(200_000)}),
+    )
+    .await;
     assert_eq!(code_of(huge), ErrorCode::TooLarge);
     let unknown = subjects::platform::send("console", "send.dance").unwrap();
-    let reply = client
-        .request(unknown, json!({"channel": "console"}).to_string().into())
-        .await
-        .unwrap();
+    let reply = request(&client, &unknown, json!({"channel": "console"})).await;
     assert_eq!(code_of(reply), ErrorCode::NotFound);
 
     // Another channel's action is not ours to answer.
@@ -425,19 +372,13 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
 
     // End of input leaves the bot running and serving.
     drop(bot.stdin.take());
-    let reply = client
-        .request(
-            chat,
-            json!({"channel": "console", "content": "still here"})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&reply.payload).unwrap(),
-        json!({"ok": true})
-    );
+    let reply = request(
+        &client,
+        &chat,
+        json!({"channel": "console", "content": "still here"}),
+    )
+    .await;
+    assert_ok(&reply);
     assert_eq!(bot.next_stdout(), "<rosey> still here");
 
     let status = bot.child.terminate(WAIT).expect("exit status");

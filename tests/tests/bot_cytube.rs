@@ -1,21 +1,23 @@
 //! `rosey-bot` against a mock CyTube server, end to end: the bot, nats-server and the mock run
 //! separately; we drive the mock and watch NATS and what the bot sends back.
 
+mod bot_support;
 mod mock_cytube;
 
+use bot_support::{
+    next_json, next_message, request, spawn_quiet_bot, wait_connected, wait_disconnected,
+    write_config, WAIT,
+};
 use futures::StreamExt;
 use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode};
-use rosey_plugin_api::events::{BotStatus, Event, Message, Pm, UserJoin, UserLeave};
+use rosey_plugin_api::events::{Event, Message, Pm, UserJoin, UserLeave};
 use rosey_plugin_api::stream::DB_STREAM;
 use rosey_plugin_api::subjects;
-use rosey_tests::{command, wait_until_async, ChildGuard, NatsServer};
+use rosey_tests::{wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
-use std::process::Stdio;
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 struct Bot {
     _child: ChildGuard,
@@ -42,20 +44,36 @@ fn start_bot(nats: &NatsServer, mock: &MockCytube, extra: Value) -> Bot {
             p.insert(k.clone(), v.clone());
         }
     }
-    let config = dir.path().join("rosey.json");
-    std::fs::write(&config, json!({"platform": platform}).to_string()).unwrap();
-    let mut cmd = command("rosey-bot");
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--nats")
-        .arg(nats.url())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let config = write_config(dir.path(), &json!({"platform": platform}));
     Bot {
-        _child: ChildGuard::spawn("rosey-bot", cmd),
+        _child: spawn_quiet_bot(&config, nats),
         _dir: dir,
     }
+}
+
+/// A nats-server, a client on it, and the mock server started with `options`.
+async fn start_servers(options: MockOptions) -> (NatsServer, async_nats::Client, MockCytube) {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mock = MockCytube::start(options).await;
+    (nats, client, mock)
+}
+
+/// Starts the bot with `extra` platform settings and waits until it has joined; returns it and
+/// its status subscription (subscribe to anything else the test watches before calling this).
+async fn start_joined_bot(
+    nats: &NatsServer,
+    client: &async_nats::Client,
+    mock: &MockCytube,
+    extra: Value,
+) -> (Bot, async_nats::Subscriber) {
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let bot = start_bot(nats, mock, extra);
+    wait_connected(&mut status, WAIT).await;
+    (bot, status)
 }
 
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
@@ -65,25 +83,6 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     })
     .await;
     assert!(ok, "timed out waiting for {what}");
-}
-
-async fn next_json<T: serde::de::DeserializeOwned>(sub: &mut async_nats::Subscriber) -> T {
-    let msg = tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("no message in time")
-        .expect("subscription open");
-    serde_json::from_slice(&msg.payload)
-        .unwrap_or_else(|e| panic!("{}: {e}: {:?}", msg.subject, msg.payload))
-}
-
-/// Waits until the bot says it is connected (joined) on `rosey.events.bot.status`.
-async fn wait_connected(status: &mut async_nats::Subscriber) {
-    loop {
-        let s: Event<BotStatus> = next_json(status).await;
-        if s.body.connected {
-            return;
-        }
-    }
 }
 
 /// Every payload stored in the database stream on `subject`.
@@ -136,13 +135,7 @@ fn mock_options() -> MockOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_chat_is_normalized_history_is_not_and_db_gets_each_line_once() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
+    let (nats, client, mock) = start_servers(mock_options()).await;
     let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
     let mut raw_chat = client
         .subscribe("rosey.platform.cytube.chatMsg")
@@ -153,8 +146,7 @@ async fn live_chat_is_normalized_history_is_not_and_db_gets_each_line_once() {
         .subscribe(subjects::events::USER_LEAVE)
         .await
         .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
 
     // The replay reached the raw subject only.
     let replayed: Value = next_json(&mut raw_chat).await;
@@ -196,15 +188,12 @@ async fn live_chat_is_normalized_history_is_not_and_db_gets_each_line_once() {
 
     // The bot's own line is logged but is no message event.
     let chat = subjects::platform::send("cytube", subjects::platform::action::CHAT).unwrap();
-    client
-        .request(
-            chat,
-            json!({"channel": "test", "content": "I am <b>here</b>"})
-                .to_string()
-                .into(),
-        )
-        .await
-        .unwrap();
+    request(
+        &client,
+        &chat,
+        json!({"channel": "test", "content": "I am <b>here</b>"}),
+    )
+    .await;
     wait_for("the bot's line at the server", || {
         mock.received("chatMsg")
             .iter()
@@ -260,24 +249,14 @@ async fn live_chat_is_normalized_history_is_not_and_db_gets_each_line_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_published_and_floods_are_stopped_once() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
+    let (nats, client, mock) = start_servers(mock_options()).await;
     let mut commands = client.subscribe(subjects::commands::ALL).await.unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
 
     for i in 0..5 {
         assert!(mock.chat_from("alice", &format!("!Dice {i} &lt;x&gt;")));
     }
-    let msg = tokio::time::timeout(WAIT, commands.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let msg = next_message(&mut commands).await;
     assert_eq!(msg.subject.as_str(), "rosey.commands.dice");
     let cmd: Command = serde_json::from_slice(&msg.payload).unwrap();
     assert_eq!(cmd.args, ["0", "<x>"]);
@@ -322,16 +301,9 @@ async fn commands_are_published_and_floods_are_stopped_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pm_shell_answers_moderators_and_audits() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
+    let (nats, client, mock) = start_servers(mock_options()).await;
     let mut pms = client.subscribe(subjects::events::PM).await.unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
 
     assert!(mock.pm_from("alice", "rosey", "status"));
     let pm: Event<Pm> = next_json(&mut pms).await;
@@ -373,24 +345,12 @@ async fn pm_shell_answers_moderators_and_audits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kick_is_followed_by_a_rejoin_and_pings_are_answered() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let (_bot, mut status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     wait_for("pongs", || mock.pongs() >= 2).await;
     assert!(mock.kick("bye"));
-    loop {
-        let s: Event<BotStatus> = next_json(&mut status).await;
-        if !s.body.connected {
-            break;
-        }
-    }
-    wait_connected(&mut status).await;
+    wait_disconnected(&mut status, WAIT).await;
+    wait_connected(&mut status, WAIT).await;
     assert_eq!(mock.joins(), 2);
     assert_eq!(mock.received("joinChannel").len(), 2);
     assert_eq!(mock.received("joinChannel")[1], json!({"name": "test"}));
@@ -403,21 +363,14 @@ async fn kick_is_followed_by_a_rejoin_and_pings_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_server_trips_the_watchdog_and_refusals_are_retried() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(MockOptions {
+    let (nats, client, mock) = start_servers(MockOptions {
         send_pings: false,
         refuse_first: 2,
         ping_interval_ms: 200,
         ..Default::default()
     })
     .await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     assert!(mock.connections() >= 3, "two refusals come before the join");
     // No pings: the watchdog (1 s) drops the connection and the bot joins again.
     wait_for("a second join after the watchdog", || mock.joins() >= 2).await;
@@ -425,23 +378,12 @@ async fn a_silent_server_trips_the_watchdog_and_refusals_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_password_and_registered_login() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(MockOptions {
+    let (nats, client, mock) = start_servers(MockOptions {
         channel_password: Some("sesame".into()),
         ..Default::default()
     })
     .await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(
-        &nats,
-        &mock,
-        json!({"channel_password": "sesame", "credentials": {"username": "rosey", "password": "pw"}}),
-    );
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({"channel_password": "sesame", "credentials": {"username": "rosey", "password": "pw"}})).await;
     assert_eq!(
         mock.received("joinChannel")[0],
         json!({"name": "test", "pw": "sesame"})
@@ -467,9 +409,7 @@ async fn failed_login_is_reported_and_retried_slowly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_messages_are_sent_and_marked() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
+    let (nats, client, mock) = start_servers(mock_options()).await;
     // Stand in for rosey-db's outbound queue: one message, then nothing.
     let mut requests = client.subscribe(subjects::db::OUTBOUND_GET).await.unwrap();
     let responder = client.clone();
@@ -492,12 +432,7 @@ async fn outbound_messages_are_sent_and_marked() {
             }
         }
     });
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     wait_for("the outbound message at the server", || {
         mock.received("chatMsg")
             .iter()
@@ -511,19 +446,12 @@ async fn outbound_messages_are_sent_and_marked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_muted_bot_refuses_chat_and_reports_it() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
+    let (nats, client, mock) = start_servers(mock_options()).await;
     let mut errors = client
         .subscribe("rosey.platform.cytube.error")
         .await
         .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     assert!(mock.send_event(
         "setUserMeta",
         json!({"name": "rosey", "meta": {"afk": false, "muted": true}})
@@ -533,15 +461,7 @@ async fn a_muted_bot_refuses_chat_and_reports_it() {
         let client = client.clone();
         let chat = chat.clone();
         async move {
-            let reply = client
-                .request(
-                    chat,
-                    json!({"channel": "test", "content": "hi"})
-                        .to_string()
-                        .into(),
-                )
-                .await
-                .unwrap();
+            let reply = request(&client, &chat, json!({"channel": "test", "content": "hi"})).await;
             serde_json::from_slice::<ErrorBody>(&reply.payload).is_ok_and(|b| {
                 b.error.code == ErrorCode::Denied && b.error.message.contains("muted")
             })
@@ -565,15 +485,8 @@ async fn a_muted_bot_refuses_chat_and_reports_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_restart_loses_no_database_write() {
-    let mut nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (mut nats, client, mock) = start_servers(mock_options()).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     assert!(mock.chat_from("alice", "before"));
     let ok = wait_until_async(WAIT, || {
         let client = client.clone();
@@ -633,7 +546,7 @@ async fn every_event_type_is_normalized_and_published() {
     let mut poll_close = sub(subjects::events::POLL_CLOSE).await;
     let mut raw_rank = sub("rosey.platform.cytube.setUserRank").await;
     let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    wait_connected(&mut status, WAIT).await;
 
     let users: Event<ev::UserList> = next_json(&mut list).await;
     assert_eq!(users.body.count, 3);
@@ -738,17 +651,10 @@ async fn every_event_type_is_normalized_and_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_and_names_do_not_break_the_bot() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
+    let (nats, client, mock) = start_servers(mock_options()).await;
     let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
     let mut commands = client.subscribe(subjects::commands::ALL).await.unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     for frame in [
         "42[not json",
         "4",
@@ -790,25 +696,13 @@ async fn hostile_frames_and_names_do_not_break_the_bot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_server_connection_is_recovered_without_losing_writes() {
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
-    let mock = MockCytube::start(mock_options()).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let (_bot, mut status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     assert!(mock.chat_from("alice", "one"));
     wait_db_writes(&client, subjects::db::MESSAGE_LOG, 1).await;
     assert!(mock.drop_connection());
-    loop {
-        let s: Event<BotStatus> = next_json(&mut status).await;
-        if !s.body.connected {
-            break;
-        }
-    }
-    wait_connected(&mut status).await;
+    wait_disconnected(&mut status, WAIT).await;
+    wait_connected(&mut status, WAIT).await;
     assert_eq!(mock.joins(), 2);
     assert!(mock.chat_from("alice", "two"));
     let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 2).await;
@@ -823,25 +717,15 @@ async fn a_dropped_server_connection_is_recovered_without_losing_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_become_cytube_frames_after_permission_checks() {
     use subjects::platform::action;
-    let nats = NatsServer::start();
-    let client = nats.connect().await;
     let mut options = mock_options();
     options.playlist = vec![item(1, "m1", "First", "alice")];
-    let mock = MockCytube::start(options).await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, json!({}));
-    wait_connected(&mut status).await;
+    let (nats, client, mock) = start_servers(options).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     let ask = |act: &'static str, body: Value| {
         let client = client.clone();
         async move {
             let subject = subjects::platform::send("cytube", act).unwrap();
-            let reply = client
-                .request(subject, body.to_string().into())
-                .await
-                .unwrap();
+            let reply = request(&client, &subject, body).await;
             serde_json::from_slice::<Value>(&reply.payload).unwrap()
         }
     };

@@ -2,54 +2,50 @@
 //! (the mock in-process): chat lines and joins reach SQLite exactly once, replayed history
 //! never, across a database-service restart; queued outbound messages are sent and marked.
 
+mod bot_support;
 mod mock_cytube;
 
-use futures::StreamExt;
+use bot_support::{spawn_quiet_bot, wait_connected, write_config, WAIT};
 use mock_cytube::{user, MockCytube, MockOptions};
-use rosey_plugin_api::events::{BotStatus, Event};
 use rosey_plugin_api::subjects;
-use rosey_tests::{command, ChildGuard, NatsServer};
+use rosey_tests::{rosey_db_command, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(30);
-
 fn start_db(nats: &NatsServer, db: &Path) -> ChildGuard {
-    let mut cmd = command("rosey-db");
-    cmd.arg("--db")
-        .arg(db)
-        .arg("--nats")
-        .arg(nats.url())
-        .stdin(Stdio::null())
+    let mut cmd = rosey_db_command(nats, db);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     ChildGuard::spawn("rosey-db", cmd)
 }
 
-fn start_bot(nats: &NatsServer, mock: &MockCytube, dir: &Path) -> ChildGuard {
-    let config = dir.join("bot.json");
-    std::fs::write(
-        &config,
-        json!({"platform": {
+/// Starts the bot against the mock server (its configuration in `dir`) and waits until it has
+/// joined.
+async fn start_joined_bot(
+    nats: &NatsServer,
+    client: &async_nats::Client,
+    mock: &MockCytube,
+    dir: &Path,
+) -> ChildGuard {
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let config = write_config(
+        dir,
+        &json!({"platform": {
             "type": "cytube", "domain": mock.domain(), "channel": "test",
             "credentials": {"username": "rosey"},
             "status_interval": 0.2, "outbound_poll_interval": 0.2,
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.5
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    let mut cmd = command("rosey-bot");
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--nats")
-        .arg(nats.url())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    ChildGuard::spawn("rosey-bot", cmd)
+        }}),
+    );
+    let bot = spawn_quiet_bot(&config, nats);
+    wait_connected(&mut status, WAIT).await;
+    bot
 }
 
 /// Rows of `sql` once there are at least `min` of them (read-only, while rosey-db writes).
@@ -89,19 +85,6 @@ fn wait_rows(db: &PathBuf, sql: &str, min: usize) -> Vec<Vec<String>> {
     }
 }
 
-async fn wait_connected(status: &mut async_nats::Subscriber) {
-    loop {
-        let msg = tokio::time::timeout(WAIT, status.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let s: Event<BotStatus> = serde_json::from_slice(&msg.payload).unwrap();
-        if s.body.connected {
-            return;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_and_joins_reach_sqlite_once_across_a_db_restart() {
     let nats = NatsServer::start();
@@ -116,12 +99,7 @@ async fn chat_and_joins_reach_sqlite_once_across_a_db_restart() {
         ..Default::default()
     })
     .await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, dir.path());
-    wait_connected(&mut status).await;
+    let _bot = start_joined_bot(&nats, &client, &mock, dir.path()).await;
 
     assert!(mock.chat_from("alice", "one &amp; only"));
     assert!(mock.send_event("addUser", user("carol", 0.0)));
@@ -214,12 +192,7 @@ async fn queued_outbound_messages_are_sent_and_marked_in_sqlite() {
         ..Default::default()
     })
     .await;
-    let mut status = client
-        .subscribe(subjects::events::BOT_STATUS)
-        .await
-        .unwrap();
-    let _bot = start_bot(&nats, &mock, dir.path());
-    wait_connected(&mut status).await;
+    let _bot = start_joined_bot(&nats, &client, &mock, dir.path()).await;
 
     let enqueue = |text: &'static str| {
         let client = client.clone();

@@ -16,6 +16,26 @@ fn rosey(args: &[&str]) -> Output {
     command("rosey").args(args).output().expect("run rosey")
 }
 
+/// Runs `rosey` with `args` and asserts that it succeeded, showing its stderr otherwise.
+fn rosey_ok(args: &[&str]) -> Output {
+    let out = rosey(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Asserts that migrating the already converted `file` again reports so and changes nothing.
+fn assert_second_run_changes_nothing(file: &Path) {
+    let before = std::fs::read(file).unwrap();
+    let again = rosey(&["migrate-config", file.to_str().unwrap(), "--backup"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already"));
+    assert_eq!(std::fs::read(file).unwrap(), before);
+}
+
 fn copy_fixture(dir: &Path, name: &str) -> PathBuf {
     let to = dir.join(name);
     std::fs::copy(fixture(name), &to).expect("copy fixture");
@@ -31,17 +51,12 @@ fn v1_file_converts_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let old = copy_fixture(dir.path(), "original-v1.json");
     let new = dir.path().join("new.json");
-    let out = rosey(&[
+    rosey_ok(&[
         "migrate-config",
         old.to_str().unwrap(),
         "--output",
         new.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v = read_json(&new);
     let p = &v["platform"];
     assert_eq!(p["type"], "cytube");
@@ -76,12 +91,7 @@ fn v1_file_converts_every_key() {
 fn original_v2_file_converts_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let old = copy_fixture(dir.path(), "original-v2.json");
-    let out = rosey(&["migrate-config", old.to_str().unwrap(), "--backup"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = rosey_ok(&["migrate-config", old.to_str().unwrap(), "--backup"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("plugins.enabled"),
@@ -107,11 +117,7 @@ fn original_v2_file_converts_every_key() {
     assert_eq!(v["_comment"], "written by the original");
     Config::load(&old).expect("converted file loads");
     // Running it again leaves the file (now ours) untouched.
-    let before = std::fs::read(&old).unwrap();
-    let again = rosey(&["migrate-config", old.to_str().unwrap(), "--backup"]);
-    assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already"));
-    assert_eq!(std::fs::read(&old).unwrap(), before);
+    assert_second_run_changes_nothing(&old);
 }
 
 #[test]
@@ -124,17 +130,12 @@ fn null_shell_which_crashed_the_original_disables_the_shell() {
     )
     .unwrap();
     let new = dir.path().join("new.json");
-    let out = rosey(&[
+    let out = rosey_ok(&[
         "migrate-config",
         old.to_str().unwrap(),
         "-o",
         new.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v = read_json(&new);
     assert_eq!(v["shell"]["enabled"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("user: null"));
@@ -182,12 +183,7 @@ fn config_check_hides_secrets_and_names_mistakes() {
             "credentials": {"username": "bot", "password": "hunter2-secret"}}}"#,
     )
     .unwrap();
-    let out = rosey(&["config", "check", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = rosey_ok(&["config", "check", file.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("hunter2-secret"), "{stdout}");
     let shown: Value = serde_json::from_str(&stdout).expect("prints JSON");

@@ -6,6 +6,19 @@ mod runtime_support;
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_tests::{command, workspace_dir, NatsServer};
 use runtime_support::{config, plugins_target, start_runtime, Observer};
+use std::path::Path;
+use std::process::Output;
+
+/// Runs `rosey plugin new greeter` in the workspace `ws`, against the plugin-api crate `api`.
+fn plugin_new_greeter(ws: &Path, api: &Path) -> Output {
+    command("rosey")
+        .args(["plugin", "new", "greeter", "--workspace"])
+        .arg(ws)
+        .arg("--api")
+        .arg(api)
+        .output()
+        .unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaffolded_plugin_builds_loads_and_answers() {
@@ -23,13 +36,7 @@ async fn scaffolded_plugin_builds_loads_and_answers() {
     )
     .unwrap();
     let api = workspace_dir().join("plugin-api");
-    let out = command("rosey")
-        .args(["plugin", "new", "greeter", "--workspace"])
-        .arg(ws.path())
-        .arg("--api")
-        .arg(&api)
-        .output()
-        .unwrap();
+    let out = plugin_new_greeter(ws.path(), &api);
     assert!(
         out.status.success(),
         "{}",
@@ -38,13 +45,7 @@ async fn scaffolded_plugin_builds_loads_and_answers() {
     let manifest = std::fs::read_to_string(ws.path().join("Cargo.toml")).unwrap();
     assert!(manifest.contains("\"plugins/greeter\""), "{manifest}");
     // Creating it twice is refused, and nothing is overwritten.
-    let again = command("rosey")
-        .args(["plugin", "new", "greeter", "--workspace"])
-        .arg(ws.path())
-        .arg("--api")
-        .arg(&api)
-        .output()
-        .unwrap();
+    let again = plugin_new_greeter(ws.path(), &api);
     assert!(!again.status.success());
 
     let status =

@@ -9,15 +9,13 @@
 
 mod runtime_support;
 
-use async_nats::jetstream;
-use rosey_plugin_api::db::MessageLog;
 use rosey_plugin_api::kv;
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
-use rosey_plugin_api::Timestamp;
-use rosey_tests::{start_rosey_db, wait_until_async, NatsServer};
+use rosey_tests::{wait_until_async, NatsServer, RoseyDb};
 use runtime_support::{
-    config, publish_chat, shipped_plugin_dir, start_runtime, Observer, Runtime, PATIENCE,
+    config, publish_chat, shipped_plugin_dir, start_runtime, store_chat_lines, Observer, Runtime,
+    PATIENCE,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -77,12 +75,25 @@ fn corpus_words() -> std::collections::HashSet<&'static str> {
     CORPUS.iter().flat_map(|l| l.split(' ')).collect()
 }
 
+/// Publishes every line of the corpus as alice's chat.
+async fn teach_corpus(client: &async_nats::Client) {
+    for line in CORPUS {
+        publish_chat(client, "alice", line, false).await;
+    }
+}
+
+/// Asserts that an unprompted `!markov` says only words of the corpus.
+async fn assert_speaks_from_corpus(obs: &mut Observer) {
+    let words = corpus_words();
+    let said = obs.ask("markov", "").await;
+    assert!(said.split(' ').all(|w| words.contains(w)), "{said:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_speaking_and_hostile_input() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let _rt = start_markov(&mut obs, &nats, markov_config(json!({}))).await;
 
     // Nothing learned yet: the answer says so rather than staying silent.
@@ -91,9 +102,7 @@ async fn commands_speaking_and_hostile_input() {
         "I have not learned anything in this channel yet; chat a little first."
     );
 
-    for line in CORPUS {
-        publish_chat(&obs.client, "alice", line, false).await;
-    }
+    teach_corpus(&obs.client).await;
     // Commands and the bot's own lines are not learned.
     publish_chat(&obs.client, "alice", "!markov stats", true).await;
     publish_chat(&obs.client, "rosey", "i am the bot talking", false).await;
@@ -218,13 +227,7 @@ async fn commands_speaking_and_hostile_input() {
     // Chains are per channel: another channel has learned nothing.
     let mut elsewhere = runtime_support::command_payload("markov", "stats", "mod", 2.0);
     elsewhere.channel = "other".to_owned();
-    obs.client
-        .publish(
-            subjects::commands::command("markov").unwrap(),
-            serde_json::to_vec(&elsewhere).unwrap().into(),
-        )
-        .await
-        .unwrap();
+    obs.publish_command(&elsewhere).await;
     assert_eq!(
         obs.next_chat().await,
         "0 lines learned, 0 distinct states, 0 words (order 2)."
@@ -287,17 +290,14 @@ async fn saved_index(client: &async_nats::Client) -> Option<Value> {
 async fn chain_survives_a_hot_reload() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let mut db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let mut db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let _rt = start_markov(
         &mut obs,
         &nats,
         markov_config(json!({"save_interval": 3600})),
     )
     .await;
-    for line in CORPUS {
-        publish_chat(&obs.client, "alice", line, false).await;
-    }
+    teach_corpus(&obs.client).await;
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
     let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
@@ -326,22 +326,17 @@ async fn chain_survives_a_hot_reload() {
         "the chain crossed the reload"
     );
     assert!(obs.ask("markov", "settings").await.starts_with("order 1,"));
-    let words = corpus_words();
-    let said = obs.ask("markov", "").await;
-    assert!(said.split(' ').all(|w| words.contains(w)), "{said:?}");
+    assert_speaks_from_corpus(&mut obs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_and_settings_survive_a_restart() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let settings = markov_config(json!({"save_interval": 1}));
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
-    for line in CORPUS {
-        publish_chat(&obs.client, "alice", line, false).await;
-    }
+    teach_corpus(&obs.client).await;
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
     let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
@@ -368,23 +363,18 @@ async fn chain_and_settings_survive_a_restart() {
     let _rt = start_markov(&mut obs, &nats, settings).await;
     assert_eq!(wait_for_lines(&mut obs, CORPUS.len()).await, stats);
     assert!(obs.ask("markov", "settings").await.starts_with("order 1,"));
-    let words = corpus_words();
-    let said = obs.ask("markov", "").await;
-    assert!(said.split(' ').all(|w| words.contains(w)), "{said:?}");
+    assert_speaks_from_corpus(&mut obs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_is_saved_on_shutdown() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     // No periodic save happens during the test: only the save in `shutdown` can keep the chain.
     let settings = markov_config(json!({"save_interval": 3600}));
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
-    for line in CORPUS {
-        publish_chat(&obs.client, "alice", line, false).await;
-    }
+    teach_corpus(&obs.client).await;
     let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
     assert!(saved_index(&obs.client).await.is_none());
 
@@ -405,32 +395,15 @@ async fn chain_is_saved_on_shutdown() {
 async fn periodic_saves_and_bootstrap_from_recent_chat() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     // The database has heard some chat before the plugin ever ran.
-    let js = jetstream::new(obs.client.clone());
     let history = [
         ("alice", "history line one about cats"),
         ("bob", "!markov stats"),
         ("rosey", "the bot's own words"),
         ("carol", "history line two about dogs"),
     ];
-    for (user, message) in history {
-        let log = MessageLog {
-            username: user.to_owned(),
-            message: message.to_owned(),
-            timestamp: Some(Timestamp::now()),
-            user_data: None,
-        };
-        js.publish(
-            subjects::db::MESSAGE_LOG,
-            serde_json::to_vec(&log).unwrap().into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
+    store_chat_lines(&obs.client, &history).await;
     let stored = wait_until_async(PATIENCE, || async {
         let lines: Result<Vec<rosey_plugin_api::db::ChatLine>, _> = request_json(
             &obs.client,
@@ -482,12 +455,10 @@ async fn periodic_saves_and_bootstrap_from_recent_chat() {
 async fn database_outage_loses_nothing() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let db_path = db_dir.path().join("rosey.db");
     let settings = markov_config(json!({"save_interval": 1}));
 
     // A first run saves two lines.
-    let mut db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
+    let mut db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
     publish_chat(&obs.client, "alice", "saved line one", false).await;
     publish_chat(&obs.client, "alice", "saved line two", false).await;
@@ -513,7 +484,7 @@ async fn database_outage_loses_nothing() {
 
     // The database comes back: the saved lines are restored under the new ones, and the
     // next save keeps all five.
-    let _db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
+    db.restart(&nats, &obs.client, PATIENCE).await;
     wait_for_lines(&mut obs, 5).await;
     let merged = wait_until_async(PATIENCE, || async {
         saved_index(&obs.client)

@@ -8,16 +8,14 @@
 
 mod runtime_support;
 
-use async_nats::jetstream;
 use futures::StreamExt;
-use rosey_plugin_api::db::{ChatLine, MessageLog};
+use rosey_plugin_api::db::ChatLine;
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
-use rosey_plugin_api::Timestamp;
-use rosey_tests::{start_rosey_db, wait_until_async, NatsServer};
+use rosey_tests::{wait_until_async, NatsServer, RoseyDb};
 use runtime_support::{
-    command_payload, config, publish_chat, shipped_plugin_dir, start_runtime, Observer, Runtime,
-    PATIENCE,
+    command_payload, config, publish_chat, shipped_plugin_dir, start_runtime, store_chat_lines,
+    Observer, Runtime, PATIENCE,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -57,8 +55,7 @@ async fn grab(obs: &mut Observer, by: &str, user: &str) -> String {
 async fn every_command_and_its_misuse() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let _rt = start_quotes(&mut obs, &nats).await;
 
     let empty = "No quotes yet; add one with !quote add <text>.";
@@ -182,23 +179,11 @@ async fn every_command_and_its_misuse() {
         "Added quote #9: carol's <i>finest</i> line — Carol"
     );
     // grab: from the database's recent chat for someone the plugin never heard.
-    let js = jetstream::new(obs.client.clone());
-    for message in ["dave's wise words", "!quote count"] {
-        let log = MessageLog {
-            username: "dave".to_owned(),
-            message: message.to_owned(),
-            timestamp: Some(Timestamp::now()),
-            user_data: None,
-        };
-        js.publish(
-            subjects::db::MESSAGE_LOG,
-            serde_json::to_vec(&log).unwrap().into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
+    store_chat_lines(
+        &obs.client,
+        &[("dave", "dave's wise words"), ("dave", "!quote count")],
+    )
+    .await;
     let stored = wait_until_async(PATIENCE, || async {
         request_json::<_, Vec<ChatLine>>(
             &obs.client,
@@ -250,13 +235,7 @@ async fn every_command_and_its_misuse() {
     obs.client.flush().await.unwrap();
     let mut pm = command_payload("quote", "10", "erin", 0.0);
     pm.is_pm = true;
-    obs.client
-        .publish(
-            subjects::commands::command("quote").unwrap(),
-            serde_json::to_vec(&pm).unwrap().into(),
-        )
-        .await
-        .unwrap();
+    obs.publish_command(&pm).await;
     let answer = tokio::time::timeout(PATIENCE, pms.next())
         .await
         .expect("a PM answer")
@@ -292,8 +271,7 @@ async fn every_command_and_its_misuse() {
 async fn quotes_survive_a_restart_and_memory_a_reload() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let _db = start_rosey_db(&nats, &obs.client, &db_dir.path().join("rosey.db"), PATIENCE).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let mut rt = start_quotes(&mut obs, &nats).await;
 
     assert_eq!(
@@ -354,9 +332,7 @@ async fn quotes_survive_a_restart_and_memory_a_reload() {
 async fn database_outage_gets_an_apology_and_loses_nothing() {
     let nats = NatsServer::start();
     let mut obs = Observer::new(&nats).await;
-    let db_dir = tempfile::tempdir().unwrap();
-    let db_path = db_dir.path().join("rosey.db");
-    let mut db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
+    let mut db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
     let _rt = start_quotes(&mut obs, &nats).await;
     assert_eq!(
         quote(&mut obs, "ann", 1.0, "add kept").await,
@@ -369,7 +345,7 @@ async fn database_outage_gets_an_apology_and_loses_nothing() {
     // Reads are served from memory meanwhile.
     assert_eq!(quote(&mut obs, "ann", 1.0, "1").await, "#1: kept");
 
-    let _db = start_rosey_db(&nats, &obs.client, &db_path, PATIENCE).await;
+    db.restart(&nats, &obs.client, PATIENCE).await;
     assert_eq!(quote(&mut obs, "ann", 1.0, "count").await, "1 quote.");
     assert_eq!(
         quote(&mut obs, "ann", 1.0, "add again").await,
@@ -378,13 +354,7 @@ async fn database_outage_gets_an_apology_and_loses_nothing() {
     // A channel never loaded before the outage is read from the storage.
     let mut other = runtime_support::command_payload("quote", "count", "ann", 1.0);
     other.channel = "other".to_owned();
-    obs.client
-        .publish(
-            subjects::commands::command("quote").unwrap(),
-            serde_json::to_vec(&other).unwrap().into(),
-        )
-        .await
-        .unwrap();
+    obs.publish_command(&other).await;
     assert_eq!(
         obs.next_chat().await,
         "No quotes yet; add one with !quote add <text>."

@@ -6,7 +6,6 @@ mod runtime_support;
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
 use rosey_plugin_api::subjects::runtime as subjects;
-use rosey_tests::NatsServer;
 use runtime_support::*;
 
 async fn admin(obs: &Observer, subject: &str, body: &[u8]) -> async_nats::Message {
@@ -27,10 +26,8 @@ fn error_of(msg: &async_nats::Message) -> ErrorBody {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_subjects_list_disable_enable_and_reload() {
-    let fixture = Fixture::new("counter", "counter_admin");
-    fixture.build();
-    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
-    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    let fixture = Fixture::built("counter", "counter_admin");
+    let (mut obs, _served) = serve_loaded(&fixture).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
     assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
 
@@ -41,35 +38,20 @@ async fn admin_subjects_list_disable_enable_and_reload() {
     assert!(list[0].loaded_at > 1_600_000_000);
 
     // Disable: unloaded, and a command sent meanwhile is not delivered.
-    let reply = admin(
-        &obs,
-        subjects::PLUGINS_DISABLE,
-        format!(r#"{{"name":"{}"}}"#, fixture.name).as_bytes(),
-    )
-    .await;
+    let reply = obs.admin(subjects::PLUGINS_DISABLE, &fixture.name).await;
     assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
     obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
     assert_eq!(obs.info(&fixture.name).await.state, PluginState::Disabled);
     obs.send("count", "", "alice", 1.0).await;
 
     // Enable: loaded again, its state kept; the command sent while disabled was never seen.
-    let reply = admin(
-        &obs,
-        subjects::PLUGINS_ENABLE,
-        format!(r#"{{"name":"{}"}}"#, fixture.name).as_bytes(),
-    )
-    .await;
+    let reply = obs.admin(subjects::PLUGINS_ENABLE, &fixture.name).await;
     assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
 
     // Reload: a new generation from the same file.
-    let reply = admin(
-        &obs,
-        subjects::PLUGINS_RELOAD,
-        format!(r#"{{"name":"{}"}}"#, fixture.name).as_bytes(),
-    )
-    .await;
+    let reply = obs.admin(subjects::PLUGINS_RELOAD, &fixture.name).await;
     assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
     obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
@@ -113,9 +95,8 @@ async fn admin_subjects_list_disable_enable_and_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_edits_enable_disable_and_restart_plugins() {
-    let fixture = Fixture::new("counter", "counter_config");
-    fixture.build();
-    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": []})).await;
+    let fixture = Fixture::built("counter", "counter_config");
+    let (mut obs, served) = serve(&[&fixture], serde_json::json!({"enabled": []})).await;
     // Nothing enabled yet: the runtime is up when it answers the list.
     assert!(
         rosey_tests::wait_until_async(PATIENCE, || async {
@@ -129,12 +110,12 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
     assert!(obs.list().await.is_empty());
 
     // Adding the name to plugins.enabled loads it.
-    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name]}));
+    served.reconfigure(serde_json::json!({"enabled": [fixture.name]}));
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 
     // A configuration whose constructor panics is reported; the old instance keeps serving.
-    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"panic_in_init": true}}}));
+    served.reconfigure(serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"panic_in_init": true}}}));
     let failed = obs.event(subjects::PLUGIN_FAILED, &fixture.name).await;
     let error = failed.error.unwrap();
     assert!(error.contains("told to panic in init"), "{error}");
@@ -142,7 +123,7 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
 
     // A good change restarts it with the new configuration (here: one more subscription),
     // keeping its state.
-    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::events::USER_JOIN}}}));
+    served.reconfigure(serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::events::USER_JOIN}}}));
     obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
     obs.client
         .publish(
@@ -158,7 +139,7 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
     assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
 
     // A subscription outside its grant is refused at construction.
-    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::kv::ALL}}}));
+    served.reconfigure(serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"subscribe": rosey_plugin_api::subjects::kv::ALL}}}));
     let failed = obs.event(subjects::PLUGIN_FAILED, &fixture.name).await;
     let error = failed.error.unwrap();
     assert!(
@@ -170,24 +151,23 @@ async fn configuration_edits_enable_disable_and_restart_plugins() {
     );
 
     // A broken file changes nothing.
-    std::fs::write(rt.config_path(), b"{ not json").unwrap();
+    std::fs::write(served.rt.config_path(), b"{ not json").unwrap();
     assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
 
     // Removing the name unloads it.
-    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": []}));
+    served.reconfigure(serde_json::json!({"enabled": []}));
     obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
     assert!(obs.list().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_lists_limit_where_a_plugin_acts() {
-    let fixture = Fixture::new("counter", "counter_channels");
-    fixture.build();
+    let fixture = Fixture::built("counter", "counter_channels");
     let only_elsewhere = serde_json::json!({
         "enabled": [fixture.name],
         "config": {fixture.name.clone(): {"exclude_channels": ["lobby"]}},
     });
-    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], only_elsewhere).await;
+    let (mut obs, served) = serve(&[&fixture], only_elsewhere).await;
     obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
     // Excluded channel: never delivered (the count would show it later).
     obs.send("count", "", "alice", 1.0).await;
@@ -195,17 +175,15 @@ async fn channel_lists_limit_where_a_plugin_acts() {
     // !help is the runtime's own and answers in any channel.
     assert!(obs.ask("help", "").await.starts_with("Commands:"));
 
-    rt.reconfigure(&nats, libs.path(), serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"channels": ["lobby"]}}}));
+    served.reconfigure(serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"channels": ["lobby"]}}}));
     obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_command_payloads_and_a_nats_restart_lose_nothing_else() {
-    let fixture = Fixture::new("counter", "counter_weather");
-    fixture.build();
-    let Served { rt, libs, mut obs, mut nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
-    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
+    let fixture = Fixture::built("counter", "counter_weather");
+    let (mut obs, mut served) = serve_loaded(&fixture).await;
 
     // Garbage on a command subject is dropped by the runtime (and logged); the plugin never
     // sees it, so its count does not move.
@@ -222,11 +200,14 @@ async fn bad_command_payloads_and_a_nats_restart_lose_nothing_else() {
             .unwrap();
     }
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
-    assert!(rt.log().contains("dropping a malformed command payload"));
+    assert!(served
+        .rt
+        .log()
+        .contains("dropping a malformed command payload"));
 
     // The server goes away and comes back: the runtime reconnects and serves again.
-    nats.stop();
-    nats.restart();
+    served.nats.stop();
+    served.nats.restart();
     let mut answer = None;
     for _ in 0..30 {
         let cmd = serde_json::to_vec(&command_payload("count", "", "alice", 1.0)).unwrap();
@@ -244,17 +225,16 @@ async fn bad_command_payloads_and_a_nats_restart_lose_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_unloads_plugins_and_removes_the_library_copies() {
-    let fixture = Fixture::new("counter", "counter_sigterm");
-    fixture.build();
-    let Served { mut rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
-    obs.event(subjects::PLUGIN_LOADED, &fixture.name).await;
-    let copies = std::env::temp_dir().join(format!("rosey-runtime-{}", rt.child.id()));
+    let fixture = Fixture::built("counter", "counter_sigterm");
+    let (mut obs, mut served) = serve_loaded(&fixture).await;
+    let copies = std::env::temp_dir().join(format!("rosey-runtime-{}", served.rt.child.id()));
     assert!(copies.is_dir(), "{} missing", copies.display());
-    let status = rt
+    let status = served
+        .rt
         .child
         .terminate(std::time::Duration::from_secs(20))
         .expect("the runtime was running");
-    assert!(status.success(), "{status:?}\n{}", rt.log());
+    assert!(status.success(), "{status:?}\n{}", served.rt.log());
     obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
     assert!(!copies.exists(), "{} left behind", copies.display());
 }

@@ -6,7 +6,6 @@ mod runtime_support;
 
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::subjects::runtime as events;
-use rosey_tests::NatsServer;
 use runtime_support::*;
 
 /// Writes `bytes` as the plugin's library the way deploy tools do (temporary file + rename).
@@ -18,14 +17,16 @@ fn replace_library(dir: &std::path::Path, name: &str, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_libraries_are_reported_and_the_old_generation_keeps_serving() {
-    let fixture = Fixture::new("counter", "counter_broken");
-    fixture.build();
-    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
-    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    let fixture = Fixture::built("counter", "counter_broken");
+    let (mut obs, served) = serve_loaded(&fixture).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 
     // Not a library at all.
-    replace_library(libs.path(), &fixture.name, b"this is not an ELF file\n");
+    replace_library(
+        served.libs.path(),
+        &fixture.name,
+        b"this is not an ELF file\n",
+    );
     let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
     let error = failed.error.unwrap();
     assert!(error.contains("not a Rosey plugin library"), "{error}");
@@ -38,7 +39,7 @@ async fn broken_libraries_are_reported_and_the_old_generation_keeps_serving() {
 
     // A truncated build.
     let real = std::fs::read(fixture.built_library()).unwrap();
-    replace_library(libs.path(), &fixture.name, &real[..real.len() / 3]);
+    replace_library(served.libs.path(), &fixture.name, &real[..real.len() / 3]);
     let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
     assert!(failed.error.is_some());
     assert_eq!(obs.ask("count", "").await, "v1 count=3 ");
@@ -49,29 +50,18 @@ async fn broken_libraries_are_reported_and_the_old_generation_keeps_serving() {
     assert!(info.last_error.is_some());
 
     // A good build afterwards is served.
-    replace_library(libs.path(), &fixture.name, &real);
+    replace_library(served.libs.path(), &fixture.name, &real);
     // Same content as the serving generation: skipped, so force it with an admin reload.
-    let reply = obs
-        .client
-        .request(
-            rosey_plugin_api::subjects::runtime::PLUGINS_RELOAD,
-            serde_json::to_vec(&serde_json::json!({"name": fixture.name}))
-                .unwrap()
-                .into(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(&reply.payload[..], br#"{"ok":true}"#, "{}", rt.log());
+    let reply = obs.admin(events::PLUGINS_RELOAD, &fixture.name).await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#, "{}", served.rt.log());
     assert_eq!(obs.ask("count", "").await, "v1 count=4 ");
     assert_eq!(obs.info(&fixture.name).await.generation, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_and_stuck_handlers_are_caught_and_the_plugin_restarts() {
-    let fixture = Fixture::new("counter", "counter_crash");
-    fixture.build();
-    let Served { rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name]})).await;
-    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    let fixture = Fixture::built("counter", "counter_crash");
+    let (mut obs, served) = serve_loaded(&fixture).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
 
     // A panic in a handler becomes a failure report, then a restart from the saved state.
@@ -92,20 +82,22 @@ async fn panicking_and_stuck_handlers_are_caught_and_the_plugin_restarts() {
     let answer = obs.ask("count", "").await;
     assert!(answer.starts_with("v1 count="), "{answer}");
     let info = obs.info(&fixture.name).await;
-    assert_eq!(info.state, PluginState::Running, "{}", rt.log());
+    assert_eq!(info.state, PluginState::Running, "{}", served.rt.log());
     assert!(info.errors >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_rank_cooldown_help_and_conflicts() {
-    let first = Fixture::new("counter", "counter_rules");
-    first.build();
-    let second = Fixture::new("counter", "counter_rival");
-    second.build();
-    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&first, &second], serde_json::json!({
+    let first = Fixture::built("counter", "counter_rules");
+    let second = Fixture::built("counter", "counter_rival");
+    let (mut obs, _served) = serve(
+        &[&first, &second],
+        serde_json::json!({
             "enabled": [first.name],
             "config": {first.name.clone(): {"subscribe_command": "extra"}},
-        })).await;
+        }),
+    )
+    .await;
     obs.event(events::PLUGIN_LOADED, &first.name).await;
 
     // Publishing outside the grant is an error the plugin sees.
@@ -139,16 +131,7 @@ async fn permissions_rank_cooldown_help_and_conflicts() {
     );
 
     // A second plugin claiming the same commands is refused with a clear error.
-    let reply = obs
-        .client
-        .request(
-            rosey_plugin_api::subjects::runtime::PLUGINS_ENABLE,
-            serde_json::to_vec(&serde_json::json!({"name": second.name}))
-                .unwrap()
-                .into(),
-        )
-        .await
-        .unwrap();
+    let reply = obs.admin(events::PLUGINS_ENABLE, &second.name).await;
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
@@ -165,9 +148,12 @@ async fn a_plugin_built_against_another_interface_is_refused_with_a_short_reason
     let api = changed_plugin_api();
     let stale = Fixture::with_api("counter", "counter_stale", &api);
     stale.build();
-    let good = Fixture::new("counter", "counter_fresh");
-    good.build();
-    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&stale, &good], serde_json::json!({"enabled": [stale.name, good.name]})).await;
+    let good = Fixture::built("counter", "counter_fresh");
+    let (mut obs, _served) = serve(
+        &[&stale, &good],
+        serde_json::json!({"enabled": [stale.name, good.name]}),
+    )
+    .await;
     let failed = obs.event(events::PLUGIN_FAILED, &stale.name).await;
     let error = failed.error.unwrap();
     assert!(
@@ -190,7 +176,11 @@ async fn repeated_failures_disable_a_plugin_until_its_next_build() {
     let fixture = Fixture::new("counter", "counter_flaky");
     fixture.set_answer("v1");
     fixture.build();
-    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&fixture], serde_json::json!({"enabled": [fixture.name], "max_failures": 2})).await;
+    let (mut obs, served) = serve(
+        &[&fixture],
+        serde_json::json!({"enabled": [fixture.name], "max_failures": 2}),
+    )
+    .await;
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
     obs.send("boom", "", "mallory", 1.0).await;
     obs.send("boom", "", "mallory", 1.0).await;
@@ -209,7 +199,7 @@ async fn repeated_failures_disable_a_plugin_until_its_next_build() {
     // The next build brings it back.
     fixture.set_answer("v2");
     fixture.build();
-    fixture.install_into(libs.path());
+    fixture.install_into(served.libs.path());
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
     let answer = obs.ask("count", "").await;
     assert!(answer.starts_with("v2 count="), "{answer}");
@@ -217,16 +207,18 @@ async fn repeated_failures_disable_a_plugin_until_its_next_build() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_plugin_does_not_delay_others_and_its_overflow_is_counted() {
-    let slow = Fixture::new("counter", "counter_slowpoke");
-    slow.build();
-    let quick = Fixture::new("counter", "counter_quick");
-    quick.build();
-    let Served { rt: _rt, libs, mut obs, nats } = serve(&[&slow, &quick], serde_json::json!({
+    let slow = Fixture::built("counter", "counter_slowpoke");
+    let quick = Fixture::built("counter", "counter_quick");
+    let (mut obs, _served) = serve(
+        &[&slow, &quick],
+        serde_json::json!({
             "enabled": [slow.name, quick.name],
             "queue_capacity": 2,
             "watchdog_timeout": 600,
             "config": {quick.name.clone(): {"command_prefix": "q"}},
-        })).await;
+        }),
+    )
+    .await;
     obs.event(events::PLUGIN_LOADED, &slow.name).await;
     obs.event(events::PLUGIN_LOADED, &quick.name).await;
 

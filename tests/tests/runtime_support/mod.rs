@@ -6,6 +6,7 @@
 use futures::StreamExt;
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginsList};
 use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::db::MessageLog;
 use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::{Timestamp, UserData};
@@ -40,6 +41,13 @@ impl Fixture {
     /// to `name`.
     pub fn new(fixture: &str, name: &str) -> Fixture {
         Fixture::with_api(fixture, name, &workspace_dir().join("plugin-api"))
+    }
+
+    /// Like [`Fixture::new`], and built (debug).
+    pub fn built(fixture: &str, name: &str) -> Fixture {
+        let built = Fixture::new(fixture, name);
+        built.build();
+        built
     }
 
     /// Like [`Fixture::new`], built against the plugin-api crate in `api`.
@@ -112,11 +120,7 @@ impl Fixture {
             .chain(profile_args.iter().copied())
             .collect::<Vec<_>>()
             .join(" ");
-        assert!(
-            status.success(),
-            "{build} of fixture {} failed",
-            self.name
-        );
+        assert!(status.success(), "{build} of fixture {} failed", self.name);
     }
 
     /// Where cargo puts the release library.
@@ -218,11 +222,6 @@ impl Runtime {
         write_config(self.dir.path(), config);
     }
 
-    /// Rewrites the configuration as [`config`] builds it, with `plugins` as the plugins section.
-    pub fn reconfigure(&self, nats: &NatsServer, plugins_dir: &Path, plugins: serde_json::Value) {
-        self.write_config(&config(nats, plugins_dir, plugins));
-    }
-
     /// The runtime's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("runtime.log")).unwrap_or_default()
@@ -294,23 +293,20 @@ pub fn start_runtime(config: &serde_json::Value) -> Runtime {
     }
 }
 
-/// A nats-server, an observer subscribed before the runtime starts, a fresh library folder
-/// with fixtures installed, and the runtime serving it (fields in drop order: the runtime
-/// goes first).
+/// What [`serve`] starts besides the observer: a runtime, its fresh plugin folder and the
+/// nats-server (fields in drop order: the runtime goes first).
 pub struct Served {
     /// The running runtime.
     pub rt: Runtime,
-    /// The runtime's plugin folder.
+    /// The runtime's plugin folder, holding the installed fixtures.
     pub libs: tempfile::TempDir,
-    /// The test's client, subscribed before the runtime started.
-    pub obs: Observer,
     /// The server everything talks over.
     pub nats: NatsServer,
 }
 
 /// Starts a nats-server and an observer, installs the already-built `fixtures` into a fresh
 /// folder, and starts a runtime on it with `plugins` merged into its plugins section.
-pub async fn serve(fixtures: &[&Fixture], plugins: serde_json::Value) -> Served {
+pub async fn serve(fixtures: &[&Fixture], plugins: serde_json::Value) -> (Observer, Served) {
     let nats = NatsServer::start();
     let obs = Observer::new(&nats).await;
     let libs = tempfile::tempdir().unwrap();
@@ -318,12 +314,23 @@ pub async fn serve(fixtures: &[&Fixture], plugins: serde_json::Value) -> Served 
         fixture.install_into(libs.path());
     }
     let rt = start_runtime(&config(&nats, libs.path(), plugins));
-    Served {
-        rt,
-        libs,
-        obs,
-        nats,
+    (obs, Served { rt, libs, nats })
+}
+
+impl Served {
+    /// Rewrites the runtime's configuration file with `plugins` as its plugins section.
+    pub fn reconfigure(&self, plugins: serde_json::Value) {
+        self.rt
+            .write_config(&config(&self.nats, self.libs.path(), plugins));
     }
+}
+
+/// [`serve`] with only `fixture` enabled, once it has loaded.
+pub async fn serve_loaded(fixture: &Fixture) -> (Observer, Served) {
+    let (mut obs, served) = serve(&[fixture], serde_json::json!({"enabled": [fixture.name]})).await;
+    obs.event(subjects::runtime::PLUGIN_LOADED, &fixture.name)
+        .await;
+    (obs, served)
 }
 
 /// A command as the bot would publish it.
@@ -343,7 +350,12 @@ pub fn command_payload(name: &str, text: &str, user: &str, rank: f64) -> Command
 }
 
 /// Publishes a chat line on `rosey.events.message` as the console bot would.
-pub async fn publish_chat(client: &async_nats::Client, user: &str, content: &str, is_command: bool) {
+pub async fn publish_chat(
+    client: &async_nats::Client,
+    user: &str,
+    content: &str,
+    is_command: bool,
+) {
     let event = Event {
         platform: "console".to_owned(),
         channel: "lobby".to_owned(),
@@ -364,6 +376,28 @@ pub async fn publish_chat(client: &async_nats::Client, user: &str, content: &str
         .await
         .unwrap();
     client.flush().await.unwrap();
+}
+
+/// Stores `(user, message)` chat lines through the database stream as the bot would, waiting
+/// for each to be acknowledged.
+pub async fn store_chat_lines(client: &async_nats::Client, lines: &[(&str, &str)]) {
+    let js = async_nats::jetstream::new(client.clone());
+    for (user, message) in lines {
+        let log = MessageLog {
+            username: (*user).to_owned(),
+            message: (*message).to_owned(),
+            timestamp: Some(Timestamp::now()),
+            user_data: None,
+        };
+        js.publish(
+            subjects::db::MESSAGE_LOG,
+            serde_json::to_vec(&log).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
 }
 
 /// The workspace's target folder, once it holds the shipped plugin `lib<name>.so`.
@@ -409,14 +443,22 @@ impl Observer {
         }
     }
 
-    /// Publishes a command.
+    /// Publishes a command and flushes.
     pub async fn send(&self, name: &str, text: &str, user: &str, rank: f64) {
-        let payload = serde_json::to_vec(&command_payload(name, text, user, rank)).unwrap();
+        self.publish_command(&command_payload(name, text, user, rank))
+            .await;
+        self.client.flush().await.unwrap();
+    }
+
+    /// Publishes a prepared command (one for another channel, or a PM) on its subject.
+    pub async fn publish_command(&self, command: &Command) {
         self.client
-            .publish(subjects::commands::command(name).unwrap(), payload.into())
+            .publish(
+                subjects::commands::command(&command.command).unwrap(),
+                serde_json::to_vec(command).unwrap().into(),
+            )
             .await
             .unwrap();
-        self.client.flush().await.unwrap();
     }
 
     /// The next chat line the bot was asked to say.
@@ -470,6 +512,20 @@ impl Observer {
     /// Forgets the events received but not yet waited for.
     pub fn clear_backlog(&mut self) {
         self.backlog.clear();
+    }
+
+    /// Sends `{"name": plugin}` to the admin subject `subject` (enable, disable, reload) and
+    /// returns the reply.
+    pub async fn admin(&self, subject: &str, plugin: &str) -> async_nats::Message {
+        self.client
+            .request(
+                subject.to_owned(),
+                serde_json::to_vec(&serde_json::json!({"name": plugin}))
+                    .unwrap()
+                    .into(),
+            )
+            .await
+            .unwrap()
     }
 
     /// `rosey.runtime.plugins.list`.
