@@ -120,7 +120,12 @@ pub async fn status(config: &Config) -> Result<()> {
         "nats         connected to {} (server {} {}, jetstream {})",
         config.nats.server, info.server_name, info.version, info.jetstream
     );
-    let stats = gather(&client, subjects::service::STATS, Duration::from_millis(750)).await?;
+    let stats = gather(
+        &client,
+        subjects::service::STATS,
+        Duration::from_millis(750),
+    )
+    .await?;
     if stats.is_empty() {
         println!("services     none answered $SRV.STATS (is anything running?)");
     }

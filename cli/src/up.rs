@@ -16,13 +16,14 @@ use rosey_plugin_api::admin::{PluginState, PluginsList, PluginsListRequest};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::runtime;
 use std::future::Future;
+use std::io::BufRead;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch, Mutex};
 
@@ -258,7 +259,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         client: OnceLock::new(),
     });
     if console {
-        tokio::spawn(forward_stdin(input_tx));
+        forward_stdin(input_tx);
         status(
             "console",
             "type chat lines; /pm text sends a PM to the bot; Ctrl-C stops",
@@ -344,12 +345,21 @@ fn stop_signals() -> impl Future<Output = ()> {
     }
 }
 
-async fn forward_stdin(tx: mpsc::Sender<String>) {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if tx.send(line).await.is_err() {
-            return;
-        }
+/// Reads the terminal's lines for the bot on a plain thread: tokio's stdin reads on its blocking
+/// pool, whose pending read would keep `rosey up` from exiting until the next Enter.
+fn forward_stdin(tx: mpsc::Sender<String>) {
+    let spawned = std::thread::Builder::new()
+        .name("rosey-up-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { return };
+                if tx.blocking_send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        status("console", format!("cannot read the terminal: {e}"));
     }
 }
 
@@ -467,12 +477,7 @@ async fn write_line(stdin: &mut ChildStdin, line: &str) -> bool {
 }
 
 /// Keeps one child running until stop is signalled, restarting it with backoff.
-async fn supervise(
-    index: usize,
-    spec: Spec,
-    mut stop: watch::Receiver<bool>,
-    shared: Arc<Shared>,
-) {
+async fn supervise(index: usize, spec: Spec, mut stop: watch::Receiver<bool>, shared: Arc<Shared>) {
     let is_nats = spec.name == "nats-server";
     let set_ready = |ready: bool| shared.readiness.send_modify(|r| r.ready[index] = ready);
     let mut backoff = MIN_BACKOFF;
@@ -521,11 +526,15 @@ async fn supervise(
                         if ready {
                             status(spec.name, format!("running (pid {pid})"));
                         } else {
-                            status(spec.name, format!(
-                                "running (pid {pid}) but not ready after {}s; letting input through (log: {})",
-                                READY_TIMEOUT.as_secs(),
-                                spec.log_file.display()
-                            ));
+                            status(
+                                spec.name,
+                                format!(
+                                    "running (pid {pid}) but not ready after {}s; \
+                                     letting input through (log: {})",
+                                    READY_TIMEOUT.as_secs(),
+                                    spec.log_file.display()
+                                ),
+                            );
                         }
                     }
                     shared.readiness.send_modify(|r| {
@@ -546,11 +555,14 @@ async fn supervise(
                         let returns = updates.borrow_and_update().nats_returns;
                         if returns != nats_returns && !is_nats {
                             nats_returns = returns;
-                            probing = Some(Box::pin(wait_ready(spec.probe.clone(), shared.clone())));
+                            let probe = wait_ready(spec.probe.clone(), shared.clone());
+                            probing = Some(Box::pin(probe));
                         }
                     }
                 }
-                line = next_line(&mut pending, &mut input), if all_ready && input_open && stdin.is_some() => match (line, stdin.as_mut()) {
+                line = next_line(&mut pending, &mut input),
+                    if all_ready && input_open && stdin.is_some() =>
+                match (line, stdin.as_mut()) {
                     (Some(line), Some(writer)) => {
                         if !write_line(writer, &line).await {
                             // The bot is going away; its exit is picked up next turn.
@@ -565,6 +577,8 @@ async fn supervise(
         };
         set_ready(false);
         drop(input);
+        // End of input first: the bot's blocking stdin read would otherwise hold up its exit.
+        drop(stdin);
         match exit {
             None => {
                 terminate(&spec, &mut child).await;

@@ -1,0 +1,436 @@
+//! `rosey up` end to end: it starts its own nats-server, rosey-db, rosey-runtime and a console
+//! rosey-bot; we type on its stdin and read the bot's answers on its stdout, kill each child in
+//! turn and see it come back and serve again, then stop everything with SIGTERM.
+
+use rosey_tests::{command, free_port, wait_until, workspace_dir};
+use serde_json::json;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The children `rosey up` supervises, in start order.
+const CHILDREN: [&str; 4] = ["nats-server", "rosey-db", "rosey-runtime", "rosey-bot"];
+
+/// The pid in a status line `rosey: <name> started|running (pid N)`.
+fn status_pid(line: &str, name: &str, state: &str) -> Option<u32> {
+    let mut words = line.strip_prefix("rosey:")?.split_whitespace();
+    if words.next()? != name || words.next()? != state || words.next()? != "(pid" {
+        return None;
+    }
+    words.next()?.strip_suffix(')')?.parse().ok()
+}
+
+/// Every pid a status line names, for the clean-up guard.
+fn any_pid(line: &str) -> Option<u32> {
+    let (_, rest) = line.split_once("(pid ")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether a process is gone (reaped, or a zombie nobody will run again).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A running `rosey up`: its stdin, the bot's chat on its stdout (read by a thread into a
+/// channel) and its status lines (read by a thread into a log). Dropping it SIGKILLs `rosey up` and every child it named.
+struct RoseyUp {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    /// Every status line so far, for failure messages.
+    status_log: Arc<Mutex<Vec<String>>>,
+    /// Every pid the status lines named.
+    pids: Arc<Mutex<HashSet<u32>>>,
+}
+
+impl RoseyUp {
+    fn start(config: &Path) -> RoseyUp {
+        let mut cmd = command("rosey");
+        cmd.arg("up")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, as a terminal's foreground job: Ctrl-C goes to the whole group.
+            .process_group(0);
+        let mut child = cmd.spawn().expect("start rosey up");
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let (out_tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if out_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let status_log = Arc::new(Mutex::new(vec![]));
+        let pids = Arc::new(Mutex::new(HashSet::new()));
+        {
+            let (status_log, pids) = (status_log.clone(), pids.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { return };
+                    if let Some(pid) = any_pid(&line) {
+                        pids.lock().unwrap().insert(pid);
+                    }
+                    status_log.lock().unwrap().push(line);
+                }
+            });
+        }
+        RoseyUp {
+            child: Some(child),
+            stdin,
+            stdout,
+            status_log,
+            pids,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.status_log.lock().unwrap().join("\n")
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the bot to say exactly `expected`, skipping other chat.
+    fn expect_chat(&self, expected: &str) {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = vec![];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line == expected => return,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no {expected:?} from the bot within {WAIT:?}; chat: {seen:?}\nstatus:\n{}",
+            self.log()
+        );
+    }
+
+    /// Types `line` and waits for the bot's `answer`.
+    fn ask(&mut self, line: &str, answer: &str) {
+        self.type_line(line);
+        self.expect_chat(answer);
+    }
+
+    /// Waits for `name`'s latest status to be `running (pid N)` with a pid other than `old`;
+    /// returns N. The status log is searched whole: the children's lines may come in any order.
+    fn wait_running(&self, name: &str, old: Option<u32>) -> u32 {
+        let latest = || {
+            let log = self.status_log.lock().unwrap();
+            log.iter()
+                .rev()
+                .find_map(|l| status_pid(l, name, "running"))
+                .filter(|pid| Some(*pid) != old)
+        };
+        if wait_until(WAIT, || latest().is_some()) {
+            if let Some(pid) = latest() {
+                return pid;
+            }
+        }
+        panic!(
+            "{name} did not report running (other than {old:?}) within {WAIT:?}; status:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for a status line for which `matches` holds.
+    fn wait_status(&self, what: &str, matches: impl Fn(&str) -> bool) {
+        let seen = wait_until(WAIT, || {
+            self.status_log.lock().unwrap().iter().any(|l| matches(l))
+        });
+        assert!(
+            seen,
+            "no status line {what} within {WAIT:?}; status:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for RoseyUp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in self.pids.lock().map(|p| p.clone()).unwrap_or_default() {
+            signal(pid, "KILL");
+        }
+    }
+}
+
+/// A temporary folder holding a console configuration whose NATS is on a free loopback port
+/// nobody listens on, so `rosey up` starts its own server.
+fn console_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("rosey.json");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        json!({
+            "platform": {
+                "type": "console",
+                "console_user": "tester",
+                "credentials": {"username": "rosey"},
+                "flood": {"commands_per_minute": 1000, "block_seconds": 1}
+            },
+            "nats": {"server": format!("nats://127.0.0.1:{port}")},
+            "database": {"path": dir.join("rosey.db")},
+            "plugins": {"directory": workspace_dir().join("plugins")}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn up_answers_on_the_console_survives_each_child_being_killed_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let mut up = RoseyUp::start(&config);
+    // Typed at once, as a user would: `rosey up` holds it until every process can answer.
+    up.type_line("!quote add the sky is blue -- alice");
+
+    let mut pids: Vec<u32> = CHILDREN
+        .iter()
+        .map(|name| up.wait_running(name, None))
+        .collect();
+    assert!(
+        dir.path().join(".rosey").join("nats").is_dir(),
+        "the JetStream store is beside the configuration"
+    );
+    up.expect_chat("<rosey> Added quote #1.");
+    up.ask("!quote 1", "<rosey> #1: the sky is blue — alice");
+
+    let proofs = [
+        // A new bot still gets the terminal's input.
+        ("rosey-bot", "!quote count", "<rosey> 1 quote."),
+        // A new runtime reads the quotes back from the database.
+        (
+            "rosey-runtime",
+            "!quote 1",
+            "<rosey> #1: the sky is blue — alice",
+        ),
+        // A new database service stores and serves.
+        (
+            "rosey-db",
+            "!quote add water is wet -- bob",
+            "<rosey> Added quote #2.",
+        ),
+        // A new nats-server, with the same store; everyone reconnects.
+        (
+            "nats-server",
+            "!quote add fire is hot -- carol",
+            "<rosey> Added quote #3.",
+        ),
+    ];
+    for (name, line, answer) in proofs {
+        let index = CHILDREN.iter().position(|c| *c == name).unwrap();
+        let old = pids[index];
+        signal(old, "KILL");
+        pids[index] = up.wait_running(name, Some(old));
+        assert!(
+            wait_until(WAIT, || gone(old)),
+            "{name} (pid {old}) is still there"
+        );
+        up.ask(line, answer);
+    }
+    up.ask("!quote count", "<rosey> 3 quotes.");
+    up.ask("!quote 2", "<rosey> #2: water is wet — bob");
+
+    stop_and_check(up, "TERM", false, &pids);
+}
+
+#[test]
+fn ctrl_c_reaches_rosey_up_alone_and_it_stops_the_children_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let mut up = RoseyUp::start(&config);
+    let pids: Vec<u32> = CHILDREN
+        .iter()
+        .map(|name| up.wait_running(name, None))
+        .collect();
+    up.ask(
+        "!quote count",
+        "<rosey> No quotes yet; add one with !quote add <text>.",
+    );
+    // The children are not interrupted with it: each is stopped by `rosey up`, none dies first.
+    stop_and_check(up, "INT", true, &pids);
+}
+
+/// Signals `rosey up` (its whole process group when `group`, as the terminal's Ctrl-C does) and
+/// checks that it exits with status 0 after stopping every child, and that none is left.
+fn stop_and_check(mut up: RoseyUp, signal_name: &str, group: bool, pids: &[u32]) {
+    let mut child = up.child.take().unwrap();
+    let target = if group {
+        format!("-{}", child.id())
+    } else {
+        child.id().to_string()
+    };
+    let _ = Command::new("kill")
+        .arg(format!("-{signal_name}"))
+        .arg("--")
+        .arg(target)
+        .status();
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(exited, "rosey up did not stop; status:\n{}", up.log());
+    assert!(
+        status.success(),
+        "rosey up exited with {status}:\n{}",
+        up.log()
+    );
+    up.wait_status("rosey stopped", |l| {
+        l.starts_with("rosey:") && l.ends_with("stopped") && l.contains(" rosey ")
+    });
+    for (name, pid) in CHILDREN.iter().zip(pids) {
+        assert!(
+            wait_until(WAIT, || gone(*pid)),
+            "{name} (pid {pid}) outlived rosey up"
+        );
+    }
+    let log = up.log();
+    let stopping = log
+        .lines()
+        .position(|l| l.ends_with("stopping"))
+        .expect("a stopping line");
+    let after: Vec<&str> = log.lines().skip(stopping).collect();
+    for name in CHILDREN {
+        assert!(
+            after
+                .iter()
+                .any(|l| l.contains(name) && l.contains("stopped (")),
+            "{name} was not stopped cleanly:\n{log}"
+        );
+    }
+    assert!(
+        !after.iter().any(|l| l.contains("exited (")),
+        "a child died on its own while stopping:\n{log}"
+    );
+    // Reverse start order: the bot first, NATS last.
+    let order: Vec<usize> = CHILDREN
+        .iter()
+        .map(|name| {
+            after
+                .iter()
+                .position(|l| l.contains(name) && l.contains("stopped ("))
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] > w[1]),
+        "not stopped in reverse start order:\n{log}"
+    );
+}
+
+/// Runs `rosey up` to completion with stdin closed; its exit status and stderr.
+fn run_to_end(mut cmd: Command) -> (std::process::ExitStatus, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start rosey up");
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let text = reader.join().unwrap();
+    assert!(exited, "rosey up did not give up:\n{text}");
+    (status, text)
+}
+
+#[test]
+fn up_without_the_other_binaries_says_to_build_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let lone = dir.path().join("bin");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::copy(rosey_tests::binary("rosey"), lone.join("rosey")).unwrap();
+    let mut cmd = Command::new(lone.join("rosey"));
+    cmd.arg("up").arg("--config").arg(&config);
+    let (status, err) = run_to_end(cmd);
+    assert!(!status.success(), "{err}");
+    let missing = lone.join("rosey-db").display().to_string();
+    assert!(
+        err.contains(&format!("{missing} is missing")) && err.contains("cargo build --workspace"),
+        "{err}"
+    );
+    assert!(!err.contains("started (pid"), "nothing may start: {err}");
+}
+
+#[test]
+fn up_with_a_server_that_is_not_nats_gives_up_with_the_reason() {
+    // Something already listens on the configured loopback port but never speaks NATS, so
+    // `rosey up` must neither start its own server nor retry forever. (Tests send traffic only
+    // to loopback addresses.)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rosey.json");
+    std::fs::write(
+        &config,
+        json!({
+            "nats": {
+                "server": url,
+                "connect_timeout": 0.5,
+                "startup_retry": 1
+            },
+            "database": {"path": dir.path().join("rosey.db")},
+            "plugins": {"directory": workspace_dir().join("plugins")}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = command("rosey");
+    cmd.arg("up").arg("--config").arg(&config);
+    let (status, err) = run_to_end(cmd);
+    drop(listener);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("using the server already on {url}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("cannot connect to NATS at {url}")),
+        "{err}"
+    );
+    assert!(!err.contains("started (pid"), "nothing may start: {err}");
+}
