@@ -17,7 +17,8 @@ use tokio::time::Instant;
 pub const PER_SOURCE_CAPACITY: usize = 256;
 /// The longest text accepted for one chat or PM request (it is split before sending).
 pub const MAX_TEXT_CHARS: usize = 4096;
-/// How long a `noflood` refusal pauses chat (CyTube's antiflood cooldown).
+/// How long a `noflood` refusal pauses chat: models CyTube's `chat_antiflood` cooldown
+/// (4 s by default), the server's rule rather than a setting of ours.
 pub const REFUSAL_PAUSE: Duration = Duration::from_secs(4);
 
 /// Why a message was not sent.

@@ -3,7 +3,7 @@
 //! processes send to the platform.
 
 use crate::chat_queue::{ChatError, ChatQueue, Destination, TokenBucket, REFUSAL_PAUSE};
-use crate::db_writer::DbWriter;
+use crate::db_writer::{DbTiming, DbWriter};
 use crate::flood::{FloodGuard, FloodVerdict};
 use crate::logfiles::LogFiles;
 use crate::normalize::required_rank;
@@ -69,6 +69,16 @@ pub struct Settings {
     pub user_count_interval: Duration,
     /// The database stream's limits.
     pub stream_limits: StreamLimits,
+    /// Timing of the durable database writes.
+    pub db_timing: DbTiming,
+    /// How long a live publish may wait for room in the NATS client's buffer.
+    pub live_publish_timeout: Duration,
+    /// How long a sent (or given-up) outbound message id is remembered.
+    pub outbound_duplicate_window: Duration,
+    /// Pause before an outbound message that failed for a passing reason is tried again.
+    pub outbound_retry_pause: Duration,
+    /// How long shutdown waits for queued database writes and publishes to reach NATS.
+    pub shutdown_flush_timeout: Duration,
     /// Chat log file.
     pub chat_log_file: Option<PathBuf>,
     /// Media log file.
@@ -98,17 +108,20 @@ impl Settings {
                 max_bytes: i64::try_from(stream.max_bytes).unwrap_or(i64::MAX),
                 duplicate_window: stream.duplicate_window.as_duration(),
             },
+            db_timing: DbTiming {
+                setup_timeout: p.stream_setup_timeout.as_duration(),
+                setup_max_delay: p.stream_setup_max_delay.as_duration(),
+                retry_max_delay: p.db_write_retry_max_delay.as_duration(),
+            },
+            live_publish_timeout: p.live_publish_timeout.as_duration(),
+            outbound_duplicate_window: p.outbound_duplicate_window.as_duration(),
+            outbound_retry_pause: p.outbound_retry_pause(),
+            shutdown_flush_timeout: p.shutdown_flush_timeout.as_duration(),
             chat_log_file: config.logging.chat_log_file.clone(),
             media_log_file: config.logging.media_log_file.clone(),
         }
     }
 }
-
-/// How long shutdown waits for queued database writes to be stored.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
-
-/// How long a live publish may wait for room in the NATS client's buffer.
-const LIVE_PUBLISH_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything the core's tasks share.
 pub struct Ctx {
@@ -190,7 +203,7 @@ impl Ctx {
     /// [`DbWriter`], which keeps them).
     async fn publish_bytes(&self, subject: String, bytes: Bytes) {
         let publish = self.nats.publish(subject.clone(), bytes);
-        match tokio::time::timeout(LIVE_PUBLISH_WAIT, publish).await {
+        match tokio::time::timeout(self.settings.live_publish_timeout, publish).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(subject, error = %e, "publish failed"),
             Err(_) => tracing::warn!(subject, "NATS is not taking publishes; live event dropped"),
@@ -305,7 +318,7 @@ pub async fn run<P: Platform>(
     let channel = platform.channel().to_owned();
     let (events_tx, mut events_rx) = mpsc::channel::<PlatformEvent>(1024);
     let (actions_tx, actions_rx) = mpsc::channel::<ActionRequest>(64);
-    let db = DbWriter::start(nats.clone(), settings.stream_limits);
+    let db = DbWriter::start(nats.clone(), settings.stream_limits, settings.db_timing);
     let chat = ChatQueue::new(settings.max_message_len);
     let ctx = Arc::new(Ctx {
         nats: nats.clone(),
@@ -366,14 +379,21 @@ pub async fn run<P: Platform>(
     ctx.state().joined = false;
     ctx.publish_status().await;
     ctx.write_status();
-    // Queued durable writes are stored before we go (bounded: NATS may be down).
-    if tokio::time::timeout(SHUTDOWN_FLUSH, ctx.db.flush())
+    // Queued durable writes are stored, and the last publishes sent, before we go; one
+    // deadline bounds both, since NATS may be down.
+    let deadline = tokio::time::Instant::now() + ctx.settings.shutdown_flush_timeout;
+    if tokio::time::timeout_at(deadline, ctx.db.flush())
         .await
         .is_err()
     {
         tracing::warn!("NATS did not store every database write before shutdown");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
+    if !matches!(
+        tokio::time::timeout_at(deadline, nats.flush()).await,
+        Ok(Ok(()))
+    ) {
+        tracing::warn!("the last publishes may not have reached NATS before shutdown");
+    }
     result
 }
 
@@ -1070,9 +1090,6 @@ async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), 
     }
 }
 
-/// How long a sent (or given-up) outbound message id is remembered.
-const OUTBOUND_MEMORY: Duration = Duration::from_secs(600);
-
 /// Sends the database's queued outbound messages and marks each sent or failed.
 async fn poll_outbound(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(ctx.settings.outbound_poll_interval);
@@ -1080,7 +1097,7 @@ async fn poll_outbound(ctx: Arc<Ctx>) {
     // Marks travel through the stream, so the database may list a message again before it
     // applied our mark: remember what we just handled, so nothing is sent twice.
     let mut handled: HashMap<i64, tokio::time::Instant> = HashMap::new();
-    let retry_pause = (ctx.settings.outbound_poll_interval * 5).max(Duration::from_secs(5));
+    let retry_pause = ctx.settings.outbound_retry_pause;
     loop {
         tick.tick().await;
         let now = tokio::time::Instant::now();
@@ -1119,7 +1136,7 @@ async fn poll_outbound(ctx: Arc<Ctx>) {
             let result = ctx.say("outbound", Destination::Chat, &m.message).await;
             let pause = match &result {
                 Err(e) if !e.is_permanent() => retry_pause,
-                _ => OUTBOUND_MEMORY,
+                _ => ctx.settings.outbound_duplicate_window,
             };
             handled.insert(m.id, tokio::time::Instant::now() + pause);
             let now = Some(Timestamp::now());

@@ -32,6 +32,18 @@ enum Job {
     Flush(oneshot::Sender<()>),
 }
 
+/// How long stream set-up and write retries wait (`platform.stream_setup_timeout`,
+/// `platform.stream_setup_max_delay`, `platform.db_write_retry_max_delay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbTiming {
+    /// How long one attempt to set up the database stream may take.
+    pub setup_timeout: Duration,
+    /// Largest pause between stream set-up attempts.
+    pub setup_max_delay: Duration,
+    /// Largest pause between attempts to publish one write.
+    pub retry_max_delay: Duration,
+}
+
 /// The handle the core queues writes through; cheap to clone.
 #[derive(Clone)]
 pub struct DbWriter {
@@ -42,9 +54,9 @@ pub struct DbWriter {
 
 impl DbWriter {
     /// Starts the publishing task on `client`.
-    pub fn start(client: async_nats::Client, limits: StreamLimits) -> DbWriter {
+    pub fn start(client: async_nats::Client, limits: StreamLimits, timing: DbTiming) -> DbWriter {
         let (tx, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(run(client, limits, rx));
+        tokio::spawn(run(client, limits, timing, rx));
         // Ids unique to this process's life: a random prefix and a counter.
         let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
         DbWriter {
@@ -94,10 +106,11 @@ async fn set_up(
     client: &async_nats::Client,
     js: &jetstream::Context,
     limits: &StreamLimits,
+    timing: &DbTiming,
 ) -> Mode {
-    let mut delay = Duration::from_millis(100);
+    let mut delay = Duration::from_millis(100).min(timing.setup_max_delay);
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), ensure_streams(js, limits)).await {
+        match tokio::time::timeout(timing.setup_timeout, ensure_streams(js, limits)).await {
             Ok(Ok(_)) => return Mode::JetStream,
             Ok(Err(e)) => {
                 if !client.server_info().jetstream
@@ -115,13 +128,18 @@ async fn set_up(
             Err(_) => tracing::warn!("setting up the database stream timed out; retrying"),
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = (delay * 2).min(timing.setup_max_delay);
     }
 }
 
-async fn run(client: async_nats::Client, limits: StreamLimits, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    client: async_nats::Client,
+    limits: StreamLimits,
+    timing: DbTiming,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let js = jetstream::new(client.clone());
-    let mut mode = set_up(&client, &js, &limits).await;
+    let mut mode = set_up(&client, &js, &limits, &timing).await;
     while let Some(job) = rx.recv().await {
         let write = match job {
             Job::Write(write) => write,
@@ -136,7 +154,7 @@ async fn run(client: async_nats::Client, limits: StreamLimits, mut rx: mpsc::Rec
             }
             continue;
         }
-        let mut delay = Duration::from_millis(50);
+        let mut delay = Duration::from_millis(50).min(timing.retry_max_delay);
         let mut attempt = 0u32;
         loop {
             let mut headers = HeaderMap::new();
@@ -161,10 +179,10 @@ async fn run(client: async_nats::Client, limits: StreamLimits, mut rx: mpsc::Rec
                         );
                     }
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    delay = (delay * 2).min(timing.retry_max_delay);
                     // The server may have lost its store (or the stream was deleted).
                     if attempt % 5 == 0 {
-                        mode = set_up(&client, &js, &limits).await;
+                        mode = set_up(&client, &js, &limits, &timing).await;
                         if mode == Mode::Plain {
                             let _ = client.publish(write.subject, write.payload.clone()).await;
                             break;

@@ -5,7 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The window the per-minute limit counts over.
+/// The window the per-minute limit counts over: a minute by the meaning of
+/// `platform.flood.commands_per_minute` (Rosey's own per-user limit, not a CyTube rule), so
+/// it is not a setting of its own.
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// What the guard decided about one command.

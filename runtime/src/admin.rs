@@ -16,10 +16,7 @@ use rosey_plugin_api::reply::{error_reply, ok_reply};
 use rosey_plugin_api::subjects;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How long an admin request waits for a worker to finish a load or a stop.
-const ADMIN_WAIT: Duration = Duration::from_secs(30);
+use std::time::Instant;
 
 /// The service name the runtime answers `$SRV` discovery with.
 const SERVICE_NAME: &str = "rosey-runtime";
@@ -108,8 +105,13 @@ fn plugin_name(msg: &Message) -> Result<String, ErrorBody> {
     Ok(req.name)
 }
 
-async fn wait(rx: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Result<(), ErrorBody> {
-    match tokio::time::timeout(ADMIN_WAIT, rx).await {
+/// Waits up to `plugins.admin_timeout` for a worker to finish a load.
+async fn wait(
+    host: &Host,
+    rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+) -> Result<(), ErrorBody> {
+    let limit = host.settings.admin_timeout;
+    match tokio::time::timeout(limit, rx).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(ErrorBody::new(ErrorCode::Internal, e)),
         Ok(Err(_)) => Err(ErrorBody::new(
@@ -118,7 +120,7 @@ async fn wait(rx: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Result<
         )),
         Err(_) => Err(ErrorBody::new(
             ErrorCode::Internal,
-            format!("no answer from the plugin's worker within {ADMIN_WAIT:?}"),
+            format!("no answer from the plugin's worker within {limit:?} (plugins.admin_timeout)"),
         )),
     }
 }
@@ -148,14 +150,14 @@ async fn handle(host: &Arc<Host>, kind: Kind, msg: &Message) -> Result<Bytes, Er
                     ack: Some(tx),
                 })
                 .map_err(|_| ErrorBody::new(ErrorCode::Internal, "the plugin's worker is gone"))?;
-            wait(rx).await?;
+            wait(host, rx).await?;
             ok_reply(&rosey_plugin_api::actions::Ok::YES)
         }
         Kind::Enable => {
             let name = plugin_name(msg)?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             host.enable(&name, Some(tx));
-            wait(rx).await?;
+            wait(host, rx).await?;
             ok_reply(&rosey_plugin_api::actions::Ok::YES)
         }
         Kind::Disable => {

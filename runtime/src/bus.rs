@@ -16,9 +16,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The longest request timeout a plugin may ask for.
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// How far one generation may still use the host.
 ///
 /// A generation inside `shutdown` is closing: it may still publish and request (to save its
@@ -123,7 +120,8 @@ impl Bus {
     fn request_inner(&self, message: FfiMessage, timeout_ms: u64) -> Result<FfiMessage, FfiError> {
         let subject = message.subject.to_string();
         self.check(Access::Request, &subject)?;
-        let timeout = Duration::from_millis(timeout_ms.max(1)).min(MAX_REQUEST_TIMEOUT);
+        let timeout =
+            Duration::from_millis(timeout_ms.max(1)).min(self.host.settings.max_request_timeout);
         let mut request = async_nats::Request::new()
             .payload(Bytes::from(message.payload.into_vec()))
             .timeout(Some(timeout));

@@ -115,10 +115,13 @@ impl CommandTable {
     }
 }
 
-/// When each user last used each command.
+/// Past this many remembered uses, entries whose cooldown has passed are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+/// When each user last used each command, with the cooldown that use started.
 #[derive(Debug, Default)]
 pub struct Cooldowns {
-    last: HashMap<(String, String), Instant>,
+    last: HashMap<(String, String), (Instant, Duration)>,
 }
 
 impl Cooldowns {
@@ -132,18 +135,19 @@ impl Cooldowns {
         if command.user_data.is_moderator || rank >= MODERATOR_RANK || rule.cooldown.is_zero() {
             return true;
         }
-        if self.last.len() > 10_000 {
+        if self.last.len() > PRUNE_ABOVE {
+            // Each entry is kept exactly as long as its own cooldown, however long that is.
             self.last
-                .retain(|_, at| now.duration_since(*at) < Duration::from_secs(3600));
+                .retain(|_, (at, cooldown)| now.duration_since(*at) < *cooldown);
         }
         let key = (rule.name.clone(), command.user.clone());
-        if let Some(at) = self.last.get(&key) {
+        if let Some((at, _)) = self.last.get(&key) {
             if now.duration_since(*at) < rule.cooldown {
                 tracing::debug!(command = %rule.name, user = %command.user, "refused: cooldown");
                 return false;
             }
         }
-        self.last.insert(key, now);
+        self.last.insert(key, (now, rule.cooldown));
         true
     }
 }
@@ -295,6 +299,35 @@ mod tests {
         let m = t.rule_for("p", "mod").unwrap();
         assert!(!c.admit(&m, &cmd("mod", "ann", 1.5, &[]), now));
         assert!(c.admit(&m, &cmd("mod", "mo", 2.0, &[]), now));
+    }
+
+    #[test]
+    fn pruning_keeps_cooldowns_longer_than_an_hour_and_drops_expired_ones() {
+        let mut t = CommandTable::default();
+        t.claim(
+            "p",
+            &[spec("daily", 0.0, 2 * 3_600_000), spec("quick", 0.0, 1000)],
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        let daily = t.rule_for("p", "daily").unwrap();
+        let quick = t.rule_for("p", "quick").unwrap();
+        let mut c = Cooldowns::default();
+        let start = Instant::now();
+        assert!(c.admit(&daily, &cmd("daily", "ann", 1.0, &[]), start));
+        for n in 0..PRUNE_ABOVE {
+            assert!(c.admit(&quick, &cmd("quick", &format!("u{n}"), 1.0, &[]), start));
+        }
+        let later = start + Duration::from_secs(5400);
+        // This use crosses the threshold: the expired `quick` entries go, ann's stays.
+        assert!(c.admit(&quick, &cmd("quick", "bob", 1.0, &[]), later));
+        assert_eq!(c.last.len(), 2);
+        assert!(!c.admit(&daily, &cmd("daily", "ann", 1.0, &[]), later));
+        assert!(c.admit(
+            &daily,
+            &cmd("daily", "ann", 1.0, &[]),
+            start + Duration::from_secs(7200)
+        ));
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Settings {
     pub max_failures: u32,
     /// Loaded copies after which reloading logs a suggestion to restart.
     pub reload_copies_warn: u32,
+    /// How long an admin reload or enable waits for the plugin's worker.
+    pub admin_timeout: Duration,
+    /// Cap on the timeout a plugin may give its own requests.
+    pub max_request_timeout: Duration,
     /// Whether library changes are watched.
     pub hot_reload: bool,
     /// The bot's user name.

@@ -77,6 +77,7 @@ fn run_main(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let shutdown_timeout = config.plugins.shutdown_timeout.as_duration();
     let outcome = rt.block_on(async {
         let client = rosey_config::connect::connect(&config.nats).await?;
         let args = Arc::new(args);
@@ -91,7 +92,7 @@ fn run_main(args: Args) -> anyhow::Result<()> {
         .await
     });
     // Plugin worker threads may be stuck in plugin code; do not wait for them.
-    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    rt.shutdown_timeout(shutdown_timeout);
     outcome
 }
 
@@ -115,6 +116,8 @@ where
         restart_backoff_max: plugins.restart_backoff_max.as_duration(),
         max_failures: plugins.max_failures,
         reload_copies_warn: plugins.reload_copies_warn,
+        admin_timeout: plugins.admin_timeout.as_duration(),
+        max_request_timeout: plugins.max_request_timeout.as_duration(),
         hot_reload: plugins.hot_reload,
         bot_name: config.platform.credentials.username.clone(),
         channel: config.platform.channel.clone().unwrap_or_default(),
@@ -191,4 +194,3 @@ where
     host.copies.remove();
     Ok(())
 }
-

@@ -63,6 +63,26 @@ pub struct PlatformConfig {
     pub reconnect_min_delay: Seconds,
     /// Largest reconnect back-off step.
     pub reconnect_max_delay: Seconds,
+    /// How long one connection attempt (discovery, websocket, handshake) may take.
+    pub connect_timeout: Seconds,
+    /// How long a live event's publish waits for room in the NATS client's buffer before the
+    /// event is dropped, so a NATS outage never stalls the event loop.
+    pub live_publish_timeout: Seconds,
+    /// How long a sent (or given-up) outbound message is remembered, so a database listing
+    /// that predates its mark does not send it twice.
+    pub outbound_duplicate_window: Seconds,
+    /// Pause before an outbound message that failed for a passing reason is tried again;
+    /// absent means five outbound poll intervals, at least 5 s (see [`Self::outbound_retry_pause`]).
+    #[serde(rename = "outbound_retry_pause")]
+    pub outbound_retry_pause_override: Option<Seconds>,
+    /// How long one attempt to set up the database stream may take.
+    pub stream_setup_timeout: Seconds,
+    /// Largest pause between attempts to set up the database stream.
+    pub stream_setup_max_delay: Seconds,
+    /// Largest pause between attempts to publish one database write.
+    pub db_write_retry_max_delay: Seconds,
+    /// How long shutdown waits for queued database writes and publishes to reach NATS.
+    pub shutdown_flush_timeout: Seconds,
     /// Per-user command flood protection.
     pub flood: FloodConfig,
     /// Longest chat message the bot sends in one piece (longer ones are split).
@@ -92,6 +112,14 @@ impl Default for PlatformConfig {
             ping_timeout: Seconds::from_secs(60),
             reconnect_min_delay: Seconds::from_secs(1),
             reconnect_max_delay: Seconds::from_secs(60),
+            connect_timeout: Seconds::from_secs(20),
+            live_publish_timeout: Seconds::from_secs(1),
+            outbound_duplicate_window: Seconds::from_secs(600),
+            outbound_retry_pause_override: None,
+            stream_setup_timeout: Seconds::from_secs(5),
+            stream_setup_max_delay: Seconds::from_secs(5),
+            db_write_retry_max_delay: Seconds::from_secs(2),
+            shutdown_flush_timeout: Seconds::from_secs(5),
             flood: FloodConfig::default(),
             max_message_len: 320,
         }
@@ -99,6 +127,16 @@ impl Default for PlatformConfig {
 }
 
 impl PlatformConfig {
+    /// The pause before retrying an outbound message that failed for a passing reason:
+    /// `outbound_retry_pause` when given, else five poll intervals and at least 5 s.
+    pub fn outbound_retry_pause(&self) -> std::time::Duration {
+        match self.outbound_retry_pause_override {
+            Some(pause) => pause.as_duration(),
+            None => (self.outbound_poll_interval.as_duration() * 5)
+                .max(std::time::Duration::from_secs(5)),
+        }
+    }
+
     /// Checks the rules serde cannot express.
     pub(crate) fn validate(&self) -> Result<(), Problem> {
         if let Some(domain) = &self.domain {
@@ -161,6 +199,28 @@ impl PlatformConfig {
                 ),
             ));
         }
+        positive("platform.connect_timeout", self.connect_timeout)?;
+        positive("platform.live_publish_timeout", self.live_publish_timeout)?;
+        positive(
+            "platform.outbound_duplicate_window",
+            self.outbound_duplicate_window,
+        )?;
+        if let Some(pause) = self.outbound_retry_pause_override {
+            positive("platform.outbound_retry_pause", pause)?;
+        }
+        positive("platform.stream_setup_timeout", self.stream_setup_timeout)?;
+        positive(
+            "platform.stream_setup_max_delay",
+            self.stream_setup_max_delay,
+        )?;
+        positive(
+            "platform.db_write_retry_max_delay",
+            self.db_write_retry_max_delay,
+        )?;
+        positive(
+            "platform.shutdown_flush_timeout",
+            self.shutdown_flush_timeout,
+        )?;
         if self.max_message_len == 0 {
             return Err(Problem::new(
                 "platform.max_message_len",

@@ -37,6 +37,12 @@ pub struct PluginsConfig {
     pub max_failures: u32,
     /// Loaded library copies after which reloading logs a warning (copies cannot be unloaded).
     pub reload_copies_warn: u32,
+    /// How long an admin reload or enable waits for the plugin's worker to load it.
+    pub admin_timeout: Seconds,
+    /// Cap on the timeout a plugin may give its own NATS requests.
+    pub max_request_timeout: Seconds,
+    /// How long the runtime waits at exit for threads still in plugin code (0: not at all).
+    pub shutdown_timeout: Seconds,
 }
 
 impl Default for PluginsConfig {
@@ -53,6 +59,9 @@ impl Default for PluginsConfig {
             restart_backoff_max: Seconds::from_secs(30),
             max_failures: 5,
             reload_copies_warn: 50,
+            admin_timeout: Seconds::from_secs(30),
+            max_request_timeout: Seconds::from_secs(60),
+            shutdown_timeout: Seconds::from_secs(1),
         }
     }
 }
@@ -91,6 +100,8 @@ impl PluginsConfig {
         if self.max_failures == 0 {
             return Err(Problem::new("plugins.max_failures", "must be at least 1"));
         }
+        positive("plugins.admin_timeout", self.admin_timeout)?;
+        positive("plugins.max_request_timeout", self.max_request_timeout)?;
         Ok(())
     }
 

@@ -19,12 +19,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// How long connecting (discovery, websocket, handshake) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// After this many failed connections in a row, wait at least [`RATE_LIMIT_FLOOR`]: CyTube
-/// allows a burst of 5 connections per IP, then one per 10 s.
+/// After this many failed connections in a row, wait at least [`RATE_LIMIT_FLOOR`]: models
+/// CyTube's connection limit (a burst of 5 connections per IP, then one per 10 s), so it is
+/// not a setting.
 const FAST_RETRIES: u32 = 4;
-/// The floor of the backoff after [`FAST_RETRIES`].
+/// The floor of the backoff after [`FAST_RETRIES`]: models CyTube's one connection per 10 s
+/// once the burst is spent.
 const RATE_LIMIT_FLOOR: Duration = Duration::from_secs(10);
 
 /// The CyTube connector's settings.
@@ -36,6 +36,8 @@ pub struct CytubePlatform {
     username: String,
     password: Option<String>,
     watchdog: Duration,
+    /// How long one connection attempt (discovery, websocket, handshake) may take.
+    connect_timeout: Duration,
     min_delay: Duration,
     max_delay: Duration,
     tls: Arc<rustls::ClientConfig>,
@@ -101,10 +103,11 @@ impl CytubePlatform {
                 .as_ref()
                 .map(|s| s.expose().to_owned()),
             watchdog: p.ping_timeout.as_duration(),
+            connect_timeout: p.connect_timeout.as_duration(),
             min_delay: p.reconnect_min_delay.as_duration(),
             max_delay: p.reconnect_max_delay.as_duration(),
             tls: socketconfig::tls_config().context("cannot set up TLS")?,
-            http: socketconfig::http_client(CONNECT_TIMEOUT)
+            http: socketconfig::http_client(p.connect_timeout.as_duration())
                 .context("cannot set up the HTTP client")?,
         })
     }
@@ -226,7 +229,7 @@ impl CytubePlatform {
             .map(|(ws, _)| ws)
             .map_err(|e| format!("websocket connect to {url} failed: {e}"))
         };
-        let connect = tokio::time::timeout(CONNECT_TIMEOUT, connect);
+        let connect = tokio::time::timeout(self.connect_timeout, connect);
         tokio::pin!(connect);
         // Actions get a prompt "not connected" while connecting, so nobody waits behind it.
         let ws = loop {
@@ -245,7 +248,8 @@ impl CytubePlatform {
             }
         };
         let (mut sink, mut stream) = ws.split();
-        let mut watchdog = CONNECT_TIMEOUT;
+        // Until the server's handshake names its ping interval, the connect timeout applies.
+        let mut watchdog = self.connect_timeout;
         let mut deadline = Instant::now() + watchdog;
         let mut kick_reason: Option<String> = None;
         let mut password_sent = false;
