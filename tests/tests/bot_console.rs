@@ -392,6 +392,18 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_bot_while_its_input_is_still_open() {
+    let nats = NatsServer::start();
+    let mut bot = ConsoleBot::start(&nats);
+    bot.type_line("/pm help");
+    assert!(bot.next_stdout().starts_with("[pm] Commands:"));
+    // A terminal (or `rosey up`) keeps stdin open; SIGTERM must still stop the bot.
+    assert!(bot.stdin.is_some());
+    let status = bot.child.terminate(WAIT).expect("exit status");
+    assert!(status.success(), "rosey-bot exited with {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderators_are_exempt_from_the_command_flood_guard() {
     let nats = NatsServer::start();
     let client = nats.connect().await;

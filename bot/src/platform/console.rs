@@ -9,7 +9,6 @@ use super::{ActionRequest, ChatOrigin, Meta, Platform, PlatformAction, PlatformE
 use rosey_plugin_api::{Timestamp, UserData};
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 /// The console user's rank: a moderator, so the shell and moderator commands can be tried.
@@ -108,36 +107,40 @@ impl Platform for ConsolePlatform {
             events.send(event).await?;
         }
 
+        // Standard input is read on a plain thread: tokio's stdin reads on a blocking-pool
+        // thread that the runtime waits for at exit, so an open terminal would keep the bot from
+        // stopping on SIGTERM. A detached thread blocked in `read` does not.
         let reader = self.clone();
         let line_events = events.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(tokio::io::stdin()).lines();
-            loop {
-                match lines.next_line().await {
-                    Ok(Some(line)) => {
-                        if let Some(event) = reader.line_event(&line) {
-                            let raw = PlatformEvent::Raw {
-                                event: "line".into(),
-                                data: json!({"user": reader.user, "line": line}),
-                            };
-                            if line_events.send(raw).await.is_err()
-                                || line_events.send(event).await.is_err()
-                            {
-                                return;
-                            }
+        let spawned = std::thread::Builder::new()
+            .name("console-stdin".into())
+            .spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::stdin().lock().lines() {
+                    let line = match line {
+                        Ok(line) => line,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read standard input; ignoring it");
+                            return;
+                        }
+                    };
+                    if let Some(event) = reader.line_event(&line) {
+                        let raw = PlatformEvent::Raw {
+                            event: "line".into(),
+                            data: json!({"user": reader.user, "line": line}),
+                        };
+                        if line_events.blocking_send(raw).is_err()
+                            || line_events.blocking_send(event).is_err()
+                        {
+                            return;
                         }
                     }
-                    Ok(None) => {
-                        tracing::info!("end of input; the bot keeps running until stopped");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read standard input; ignoring it");
-                        return;
-                    }
                 }
-            }
-        });
+                tracing::info!("end of input; the bot keeps running until stopped");
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot read standard input; ignoring it");
+        }
 
         while let Some((action, done)) = actions.recv().await {
             match action {
