@@ -932,7 +932,10 @@ async fn serve_action(ctx: &Arc<Ctx>, msg: async_nats::Message) {
         match channel_of(&msg.payload) {
             // Another channel's bot answers it.
             Some(channel) if channel != ctx.channel => return,
-            _ => run_action(ctx, &action, &msg.payload).await,
+            _ => {
+                let source = action_source(msg.headers.as_ref());
+                run_action(ctx, &action, &source, &msg.payload).await
+            }
         }
     };
     if let Err(body) = &result {
@@ -956,10 +959,30 @@ async fn serve_action(ctx: &Arc<Ctx>, msg: async_nats::Message) {
     }
 }
 
-async fn run_action(ctx: &Arc<Ctx>, action: &str, payload: &[u8]) -> Result<(), ErrorBody> {
+/// The outgoing-queue source of an action: `send:<name>` from the sender's
+/// [`HEADER_SOURCE`](rosey_plugin_api::actions::HEADER_SOURCE) header (the runtime sets it to
+/// the plugin's name), or plain `send` for senders that give none. The prefix keeps senders
+/// apart from the bot's own sources (`shell`, `outbound`).
+fn action_source(headers: Option<&async_nats::HeaderMap>) -> String {
+    use rosey_plugin_api::actions::{HEADER_SOURCE, MAX_SOURCE_LEN};
+    match headers.and_then(|h| h.get(HEADER_SOURCE)) {
+        Some(name) if !name.as_str().trim().is_empty() => {
+            let name: String = name.as_str().trim().chars().take(MAX_SOURCE_LEN).collect();
+            format!("send:{name}")
+        }
+        _ => "send".to_owned(),
+    }
+}
+
+async fn run_action(
+    ctx: &Arc<Ctx>,
+    action: &str,
+    source: &str,
+    payload: &[u8],
+) -> Result<(), ErrorBody> {
     use psub::action as a;
     let queue_text = |dest: Destination, text: &str| -> Result<(), ErrorBody> {
-        let done = ctx.chat.enqueue("send", dest, text).map_err(chat_failure)?;
+        let done = ctx.chat.enqueue(source, dest, text).map_err(chat_failure)?;
         let ctx = ctx.clone();
         let action = action.to_owned();
         // The reply means "accepted"; a later send failure is still reported.
@@ -1196,5 +1219,24 @@ async fn periodic(ctx: Arc<Ctx>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::action_source;
+    use rosey_plugin_api::actions::HEADER_SOURCE;
+
+    #[test]
+    fn actions_are_queued_by_their_sender() {
+        let mut h = async_nats::HeaderMap::new();
+        assert_eq!(action_source(None), "send");
+        assert_eq!(action_source(Some(&h)), "send");
+        h.insert(HEADER_SOURCE, "quotes");
+        assert_eq!(action_source(Some(&h)), "send:quotes");
+        h.insert(HEADER_SOURCE, "x".repeat(500).as_str());
+        assert_eq!(action_source(Some(&h)).len(), "send:".len() + 64);
+        h.insert(HEADER_SOURCE, "  ");
+        assert_eq!(action_source(Some(&h)), "send");
     }
 }

@@ -4,6 +4,14 @@
 use crate::events::PlaylistAfter;
 use serde::{Deserialize, Serialize};
 
+/// The header naming who sent an action (the plugin runtime sets it to the plugin's name), so
+/// the bot can queue each source's chat fairly: one chatty plugin cannot starve the others.
+/// Actions without it share one queue.
+pub const HEADER_SOURCE: &str = "Rosey-Source";
+
+/// The longest source name the bot keeps apart; longer ones are cut.
+pub const MAX_SOURCE_LEN: usize = 64;
+
 /// `send.chat`: say something in the channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendChat {

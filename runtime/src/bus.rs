@@ -10,7 +10,7 @@ use abi_stable::std_types::{RErr, ROk, ROption, RResult, RString, RVec, Tuple2};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use rosey_plugin_api::ffi::{FfiError, FfiErrorKind, FfiMessage, HostHandle, LogLevel};
-use rosey_plugin_api::subjects;
+use rosey_plugin_api::{actions, subjects};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -93,7 +93,7 @@ impl Bus {
     fn publish_inner(&self, message: FfiMessage) -> Result<(), FfiError> {
         let subject = message.subject.to_string();
         self.check(Access::Publish, &subject)?;
-        let headers = to_headers(&message.headers);
+        let headers = self.stamped(to_headers(&message.headers));
         let reply = message.reply.into_option().map(|r| r.to_string());
         let payload = Bytes::from(message.payload.into_vec());
         let client = &self.host.client;
@@ -102,15 +102,13 @@ impl Bus {
         // tokio's).
         self.host
             .block_on_light(async move {
-                match (reply, headers) {
-                    (Some(reply), Some(h)) => {
+                match reply {
+                    Some(reply) => {
                         client
-                            .publish_with_reply_and_headers(subject, reply, h, payload)
+                            .publish_with_reply_and_headers(subject, reply, headers, payload)
                             .await
                     }
-                    (Some(reply), None) => client.publish_with_reply(subject, reply, payload).await,
-                    (None, Some(h)) => client.publish_with_headers(subject, h, payload).await,
-                    (None, None) => client.publish(subject, payload).await,
+                    None => client.publish_with_headers(subject, headers, payload).await,
                 }
             })
             .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?
@@ -125,9 +123,7 @@ impl Bus {
         let mut request = async_nats::Request::new()
             .payload(Bytes::from(message.payload.into_vec()))
             .timeout(Some(timeout));
-        if let Some(h) = to_headers(&message.headers) {
-            request = request.headers(h);
-        }
+        request = request.headers(self.stamped(to_headers(&message.headers)));
         let client = self.host.client.clone();
         let subject_for_call = subject.clone();
         let answer = self
@@ -144,6 +140,14 @@ impl Bus {
                 Err(FfiError::new(kind, format!("request to {subject}: {e}")))
             }
         }
+    }
+
+    /// The plugin's headers with [`actions::HEADER_SOURCE`] set to its name, so the bot can
+    /// queue each plugin's chat fairly (a plugin cannot pass as another).
+    fn stamped(&self, headers: Option<HeaderMap>) -> HeaderMap {
+        let mut headers = headers.unwrap_or_default();
+        headers.insert(actions::HEADER_SOURCE, self.slot.name.as_str());
+        headers
     }
 
     fn subscribe_inner(&self, subject: &str, queue: Option<&str>) -> Result<u64, FfiError> {

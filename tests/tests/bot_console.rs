@@ -392,6 +392,44 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_chatty_source_cannot_starve_another() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let mut bot = ConsoleBot::start(&nats);
+    bot.type_line("/pm help");
+    assert!(bot.next_stdout().starts_with("[pm] Commands:"));
+    let chat = subjects::platform::send("console", subjects::platform::action::CHAT).unwrap();
+    let send = |source: &'static str, text: String| {
+        let client = client.clone();
+        let chat = chat.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(rosey_plugin_api::actions::HEADER_SOURCE, source);
+            let body = json!({"channel": "console", "content": text}).to_string();
+            client
+                .publish_with_headers(chat, headers, body.into())
+                .await
+                .unwrap();
+        }
+    };
+    // At the default rate (burst 4, then 1 a second) the spammer's 40 lines take most of a
+    // minute; the other source's single line is queued behind them in time, but not in turn.
+    for i in 0..40 {
+        send("spammer", format!("spam {i}")).await;
+    }
+    send("polite", "my turn".to_owned()).await;
+    client.flush().await.unwrap();
+    let mut seen = vec![];
+    while !seen.iter().any(|l: &String| l.contains("my turn")) {
+        seen.push(bot.next_stdout());
+        assert!(
+            seen.len() <= 10,
+            "the polite line waited behind the spam: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_bot_while_its_input_is_still_open() {
     let nats = NatsServer::start();
     let mut bot = ConsoleBot::start(&nats);

@@ -238,3 +238,25 @@ async fn sigterm_unloads_plugins_and_removes_the_library_copies() {
     obs.event(subjects::PLUGIN_UNLOADED, &fixture.name).await;
     assert!(!copies.exists(), "{} left behind", copies.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_publishes_name_their_source_for_the_bot_queue() {
+    use futures::StreamExt;
+    use rosey_plugin_api::actions::HEADER_SOURCE;
+    use rosey_plugin_api::subjects::platform;
+    let fixture = Fixture::built("counter", "counter_source");
+    let (obs, _served) = serve_loaded(&fixture).await;
+    let mut chat = obs
+        .client
+        .subscribe(platform::send("console", platform::action::CHAT).unwrap())
+        .await
+        .unwrap();
+    obs.client.flush().await.unwrap();
+    obs.send("count", "", "alice", 1.0).await;
+    let reply = tokio::time::timeout(PATIENCE, chat.next())
+        .await
+        .expect("a reply in time")
+        .expect("subscription open");
+    let source = reply.headers.as_ref().and_then(|h| h.get(HEADER_SOURCE));
+    assert_eq!(source.map(|v| v.as_str()), Some("counter_source"));
+}
