@@ -242,8 +242,9 @@ pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Builds the header a plugin library exports, for the SDK's macro.
 pub const fn lib_header(constructor: extern "C" fn() -> RootModuleResult) -> LibHeader {
     // SAFETY: `from_constructor` requires the constructor to return the root module of type
-    // `PluginModRef`; the only caller is `sdk::__private::root_module_loader`, which builds
-    // exactly that type through `__call_root_module_loader`.
+    // `PluginModRef`; the only caller is the `rosey_plugin!` macro, whose constructor calls
+    // `sdk::glue::root_module_loader`, which builds exactly that type through
+    // `__call_root_module_loader`.
     unsafe { LibHeader::from_constructor::<PluginModRef>(constructor, CheckTypeLayout::Yes) }
 }
 
