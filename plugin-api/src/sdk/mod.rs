@@ -40,6 +40,8 @@
 
 mod context;
 mod error;
+mod key_value;
+mod memory_kv;
 mod message;
 mod state;
 
@@ -48,6 +50,8 @@ pub mod glue;
 
 pub use context::{Context, Kv, SubscriptionId, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{Error, ErrorKind, Result};
+pub use key_value::KeyValue;
+pub use memory_kv::MemoryKv;
 pub use message::Message;
 pub use state::SavedState;
 
@@ -57,8 +61,8 @@ use std::time::Duration;
 /// Everything a plugin author needs, in one `use`.
 pub mod prelude {
     pub use super::{
-        CommandSpec, Context, Error, ErrorKind, LogLevel, Message, Plugin, Result, SavedState,
-        Setup,
+        CommandSpec, Context, Error, ErrorKind, KeyValue, LogLevel, Message, Plugin, Result,
+        SavedState, Setup,
     };
     pub use crate::commands::Command;
     pub use crate::rosey_plugin;

@@ -30,16 +30,14 @@ pub mod snapshot;
 use channel::Channel;
 use commands::{MarkovCommand, USAGE};
 use generate::Limits;
-use persist::{Corpus, Index, Storage};
+use persist::{Corpus, Index};
 use rosey_plugin_api::actions::SendChat;
 use rosey_plugin_api::db::{ChatLine, RecentChatGet};
 use rosey_plugin_api::events::{self, Event};
 use rosey_plugin_api::sdk::prelude::*;
-use rosey_plugin_api::sdk::Kv;
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::user::MODERATOR_RANK;
 use rosey_plugin_api::Timestamp;
-use serde_json::Value;
 use settings::Config;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -250,7 +248,7 @@ impl Markov {
     /// Reads every saved channel (and, for a home channel never saved, the recent chat);
     /// changes nothing unless every read succeeded.
     fn restore_from_storage(&mut self, ctx: &Context) -> Result<()> {
-        let storage = KvStorage(ctx.kv().with_timeout(RESTORE_TIMEOUT));
+        let storage = ctx.kv().with_timeout(RESTORE_TIMEOUT);
         let index = persist::load_index(&storage)?;
         let mut saved = Vec::with_capacity(index.channels.len());
         for (name, entry) in &index.channels {
@@ -321,7 +319,7 @@ impl Markov {
         if !self.restored {
             return Ok(());
         }
-        let storage = KvStorage(ctx.kv());
+        let storage = ctx.kv();
         for (name, channel) in self.channels.iter_mut().filter(|(_, c)| c.dirty) {
             let lines: Vec<String> = channel.chain.lines().collect();
             let corpus = Corpus {
@@ -353,23 +351,6 @@ fn channel_entry<'a>(
     channels
         .entry(name.to_owned())
         .or_insert_with(|| Channel::new(config.channel_settings(), config.max_lines, ""))
-}
-
-/// The plugin's key-value storage seen through [`Storage`].
-struct KvStorage<'a>(Kv<'a>);
-
-impl Storage for KvStorage<'_> {
-    fn get(&self, key: &str) -> Result<Option<Value>> {
-        self.0.get(key)
-    }
-
-    fn set(&self, key: &str, value: &Value) -> Result<()> {
-        self.0.set(key, value, None)
-    }
-
-    fn delete(&self, key: &str) -> Result<()> {
-        self.0.delete(key).map(|_| ())
-    }
 }
 
 /// Decodes a contract payload, refusing anything but a JSON object.

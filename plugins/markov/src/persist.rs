@@ -17,7 +17,7 @@
 
 use crate::settings::Settings;
 use rosey_plugin_api::kv::MAX_VALUE_BYTES;
-use rosey_plugin_api::sdk::{Error, Result};
+use rosey_plugin_api::sdk::{Error, KeyValue, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -30,16 +30,6 @@ pub const INDEX_VERSION: u32 = 1;
 const CHUNK_BYTES: usize = MAX_VALUE_BYTES - 4096;
 /// More chunks than this and the next save rewrites the corpus in full.
 pub const MAX_CHUNKS: usize = 64;
-
-/// The key-value operations persistence needs, so it can be tested without NATS.
-pub trait Storage {
-    /// Reads a key; `None` when absent.
-    fn get(&self, key: &str) -> Result<Option<Value>>;
-    /// Writes a key.
-    fn set(&self, key: &str, value: &Value) -> Result<()>;
-    /// Deletes a key (absent is fine).
-    fn delete(&self, key: &str) -> Result<()>;
-}
 
 /// One stored chunk of lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,8 +142,8 @@ fn chunk_key(channel: &str, id: u64) -> String {
 }
 
 /// Reads the index; an absent index is an empty one, one of another version is refused.
-pub fn load_index(storage: &dyn Storage) -> Result<Index> {
-    let Some(value) = storage.get(INDEX_KEY)? else {
+pub fn load_index(storage: &impl KeyValue) -> Result<Index> {
+    let Some(value) = storage.get::<Value>(INDEX_KEY)? else {
         return Ok(Index {
             version: INDEX_VERSION,
             channels: BTreeMap::new(),
@@ -172,7 +162,7 @@ pub fn load_index(storage: &dyn Storage) -> Result<Index> {
 /// Reads one channel's lines as the index describes them; a missing chunk is an error (the
 /// index is written only after all its chunks).
 pub fn load_channel(
-    storage: &dyn Storage,
+    storage: &impl KeyValue,
     channel: &str,
     saved: &SavedChannel,
 ) -> Result<LoadedChannel> {
@@ -180,7 +170,7 @@ pub fn load_channel(
     for chunk in &saved.chunks {
         let key = chunk_key(channel, chunk.id);
         let value = storage
-            .get(&key)?
+            .get::<Value>(&key)?
             .ok_or_else(|| Error::msg(format!("chunk {key} is missing")))?;
         let text = value
             .as_str()
@@ -203,7 +193,7 @@ pub fn load_channel(
 /// keeps, or when the chunks grew too many; then drops the chunks whose lines are all
 /// forgotten.
 pub fn save_channel<S: AsRef<str>>(
-    storage: &dyn Storage,
+    storage: &impl KeyValue,
     index: &mut Index,
     channel: &str,
     settings: &Settings,
@@ -231,6 +221,7 @@ pub fn save_channel<S: AsRef<str>>(
         storage.set(
             &chunk_key(channel, next_chunk),
             &Value::String(text.clone()),
+            None,
         )?;
         chunks.push(SavedChunk {
             id: next_chunk,
@@ -260,7 +251,7 @@ pub fn save_channel<S: AsRef<str>>(
         .collect();
     index.version = INDEX_VERSION;
     index.channels.insert(channel.to_owned(), entry);
-    storage.set(INDEX_KEY, &serde_json::to_value(&*index)?)?;
+    storage.set(INDEX_KEY, &*index, None)?;
     for old in dropped {
         // Leftovers only cost space; a failed delete must not fail the save.
         let _ = storage.delete(&chunk_key(channel, old.id));
@@ -272,39 +263,7 @@ pub fn save_channel<S: AsRef<str>>(
 pub(crate) mod tests {
     use super::*;
     use crate::settings::Config;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// The key-value storage in memory, refusing values over the real limit.
-    #[derive(Default)]
-    pub(crate) struct MemoryStorage {
-        pub(crate) map: RefCell<HashMap<String, Value>>,
-        pub(crate) fail: RefCell<bool>,
-        pub(crate) writes: RefCell<usize>,
-    }
-
-    impl Storage for MemoryStorage {
-        fn get(&self, key: &str) -> Result<Option<Value>> {
-            if *self.fail.borrow() {
-                return Err(Error::msg("storage down"));
-            }
-            Ok(self.map.borrow().get(key).cloned())
-        }
-        fn set(&self, key: &str, value: &Value) -> Result<()> {
-            if *self.fail.borrow() {
-                return Err(Error::msg("storage down"));
-            }
-            let size = value.to_string().len();
-            assert!(size <= MAX_VALUE_BYTES, "{key} is {size} bytes");
-            *self.writes.borrow_mut() += 1;
-            self.map.borrow_mut().insert(key.to_owned(), value.clone());
-            Ok(())
-        }
-        fn delete(&self, key: &str) -> Result<()> {
-            self.map.borrow_mut().remove(key);
-            Ok(())
-        }
-    }
+    use rosey_plugin_api::sdk::MemoryKv;
 
     #[test]
     fn chunks_respect_the_limit_and_keep_every_line() {
@@ -339,12 +298,7 @@ pub(crate) mod tests {
 
     /// Saves `memory` (its newest `unsaved` lines new) and checks that loading gives back
     /// at least those lines, in order, at the end of what was saved.
-    fn save_and_check(
-        storage: &MemoryStorage,
-        index: &mut Index,
-        memory: &[String],
-        unsaved: usize,
-    ) {
+    fn save_and_check(storage: &MemoryKv, index: &mut Index, memory: &[String], unsaved: usize) {
         let settings = Config::default().channel_settings();
         let corpus = Corpus {
             lines: memory,
@@ -359,9 +313,8 @@ pub(crate) mod tests {
             "the saved lines end with the chain's"
         );
         let keys = storage
-            .map
-            .borrow()
             .keys()
+            .iter()
             .filter(|k| k.starts_with("lines/"))
             .count();
         assert_eq!(
@@ -371,13 +324,13 @@ pub(crate) mod tests {
         );
     }
 
-    fn writes(storage: &MemoryStorage) -> usize {
-        *storage.writes.borrow()
+    fn writes(storage: &MemoryKv) -> usize {
+        storage.writes()
     }
 
     #[test]
     fn a_large_corpus_round_trips_in_several_chunks() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut index = load_index(&storage).unwrap();
         let many = lines(0..30_000);
         save_and_check(&storage, &mut index, &many, many.len());
@@ -391,7 +344,7 @@ pub(crate) mod tests {
 
     #[test]
     fn saves_append_only_what_is_new_and_drop_what_is_forgotten() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut index = Index::default();
         // A chain that keeps 100 lines: first 0..100, then the window rolls by 50.
         save_and_check(&storage, &mut index, &lines(0..100), 100);
@@ -414,7 +367,7 @@ pub(crate) mod tests {
 
     #[test]
     fn many_small_saves_are_compacted_and_floods_rewritten() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut index = Index::default();
         let mut memory = lines(0..10);
         save_and_check(&storage, &mut index, &memory, 10);
@@ -434,16 +387,18 @@ pub(crate) mod tests {
 
     #[test]
     fn broken_storage_is_an_error_not_a_loss() {
-        let storage = MemoryStorage::default();
-        storage.map.borrow_mut().insert(
-            INDEX_KEY.into(),
-            serde_json::json!({"version": 99, "channels": {}}),
-        );
+        let storage = MemoryKv::new();
+        storage
+            .set(
+                INDEX_KEY,
+                &serde_json::json!({"version": 99, "channels": {}}),
+                None,
+            )
+            .unwrap();
         assert!(load_index(&storage).is_err());
         storage
-            .map
-            .borrow_mut()
-            .insert(INDEX_KEY.into(), serde_json::json!([1, 2]));
+            .set(INDEX_KEY, &serde_json::json!([1, 2]), None)
+            .unwrap();
         assert!(load_index(&storage).is_err());
         let settings = Config::default().channel_settings();
         let saved = SavedChannel {
@@ -456,7 +411,7 @@ pub(crate) mod tests {
             load_channel(&storage, "c", &saved).is_err(),
             "missing chunk"
         );
-        *storage.fail.borrow_mut() = true;
+        storage.set_failing(true);
         assert!(load_index(&storage).is_err());
     }
 }

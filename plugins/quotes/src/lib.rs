@@ -21,17 +21,15 @@ use commands::{shorten, QuoteCommand, HELP};
 use recent::RecentLines;
 use rosey_plugin_api::db::{ChatLine, RecentChatGet};
 use rosey_plugin_api::events::{self, Event};
-use rosey_plugin_api::kv::{List, ListReply};
 use rosey_plugin_api::sdk::prelude::*;
-use rosey_plugin_api::sdk::{Kv, DEFAULT_REQUEST_TIMEOUT};
+use rosey_plugin_api::sdk::DEFAULT_REQUEST_TIMEOUT;
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::user::MODERATOR_RANK;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use settings::Config;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
-use store::{QuoteBook, Storage};
+use store::QuoteBook;
 
 /// The command this plugin serves.
 const COMMAND: &str = "quote";
@@ -103,7 +101,7 @@ impl Plugin for Quotes {
             return Ok(());
         }
         let cmd: Command = decode(&msg)?;
-        let storage = KvStorage(ctx.kv());
+        let storage = ctx.kv();
         let (home, prefix) = (
             self.home_channel.clone(),
             self.config.command_prefix.clone(),
@@ -162,7 +160,7 @@ impl Quotes {
     /// every misuse is a reply saying what was wrong.
     pub fn answer(
         &mut self,
-        storage: &dyn Storage,
+        storage: &impl KeyValue,
         cmd: &Command,
         history: &History<'_>,
     ) -> Result<String> {
@@ -228,7 +226,7 @@ fn by_author(book: &QuoteBook, rng: &mut fastrand::Rng, author: &str) -> String 
 fn grab(
     book: &mut QuoteBook,
     config: &Config,
-    storage: &dyn Storage,
+    storage: &impl KeyValue,
     cmd: &Command,
     user: &str,
     heard: Option<&recent::Line>,
@@ -263,7 +261,7 @@ fn grab(
 }
 
 /// Deletes a quote for whoever added it, or a moderator.
-fn delete(book: &mut QuoteBook, storage: &dyn Storage, cmd: &Command, id: u64) -> Result<String> {
+fn delete(book: &mut QuoteBook, storage: &impl KeyValue, cmd: &Command, id: u64) -> Result<String> {
     let Some(quote) = book.get(id) else {
         return Ok(format!("No quote #{id}."));
     };
@@ -369,27 +367,6 @@ fn is_moderator(cmd: &Command) -> bool {
     cmd.user_data.is_moderator || cmd.user_data.rank >= MODERATOR_RANK
 }
 
-/// The plugin's key-value storage seen through [`Storage`].
-struct KvStorage<'a>(Kv<'a>);
-
-impl Storage for KvStorage<'_> {
-    fn set(&self, key: &str, value: &Value) -> Result<()> {
-        self.0.set(key, value, None)
-    }
-
-    fn delete(&self, key: &str) -> Result<()> {
-        self.0.delete(key).map(|_| ())
-    }
-
-    fn increment(&self, key: &str) -> Result<i64> {
-        self.0.incr(key, 1)
-    }
-
-    fn list(&self, request: &List) -> Result<ListReply> {
-        self.0.list(request)
-    }
-}
-
 /// Decodes a contract payload, refusing anything but a JSON object.
 fn decode<T: serde::de::DeserializeOwned>(msg: &Message) -> Result<T> {
     rosey_plugin_api::payload::decode(&msg.payload).map_err(|body| {
@@ -403,8 +380,9 @@ fn decode<T: serde::de::DeserializeOwned>(msg: &Message) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rosey_plugin_api::sdk::MemoryKv;
     use rosey_plugin_api::{Timestamp, UserData};
-    use store::tests::MemoryStorage;
+    use serde_json::Value;
 
     fn cmd(user: &str, rank: f64, text: &str) -> Command {
         Command {
@@ -442,14 +420,14 @@ mod tests {
 
     struct Fixture {
         quotes: Quotes,
-        storage: MemoryStorage,
+        storage: MemoryKv,
     }
 
     impl Fixture {
         fn new() -> Fixture {
             Fixture {
                 quotes: Quotes::new(Config::default(), "rosey", "lobby"),
-                storage: MemoryStorage::default(),
+                storage: MemoryKv::new(),
             }
         }
 
@@ -623,12 +601,12 @@ mod tests {
     fn storage_outage_is_an_error_and_loses_nothing() {
         let mut f = Fixture::new();
         f.say("ann", 0.0, "add kept");
-        *f.storage.fail.borrow_mut() = true;
+        f.storage.set_failing(true);
         assert!(f
             .quotes
             .answer(&f.storage, &cmd("ann", 0.0, "add lost"), &no_history)
             .is_err());
-        *f.storage.fail.borrow_mut() = false;
+        f.storage.set_failing(false);
         assert_eq!(f.say("ann", 0.0, "count"), "1 quote.");
         // A fresh plugin (a restart) reads the same book back.
         let mut restarted = Quotes::new(Config::default(), "rosey", "lobby");

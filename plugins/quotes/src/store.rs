@@ -6,23 +6,10 @@
 //!   reused, not even after a deletion;
 //! - `quote/<channel>/<id>`: one [`Quote`] (the id zero-padded so keys list in id order).
 
-use rosey_plugin_api::kv::{List, ListReply};
-use rosey_plugin_api::sdk::{Error, Result};
+use rosey_plugin_api::kv::List;
+use rosey_plugin_api::sdk::{Error, KeyValue, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// The key-value operations the quote book needs, so it can be tested without NATS.
-pub trait Storage {
-    /// Writes a key.
-    fn set(&self, key: &str, value: &Value) -> Result<()>;
-    /// Deletes a key.
-    fn delete(&self, key: &str) -> Result<()>;
-    /// Adds one to an integer key and returns the new value.
-    fn increment(&self, key: &str) -> Result<i64>;
-    /// One page of keys with their values.
-    fn list(&self, request: &List) -> Result<ListReply>;
-}
 
 /// One quote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +78,7 @@ pub struct QuoteBook {
 
 impl QuoteBook {
     /// Reads every quote of `channel`, a page at a time.
-    pub fn load(storage: &dyn Storage, channel: &str) -> Result<QuoteBook> {
+    pub fn load(storage: &impl KeyValue, channel: &str) -> Result<QuoteBook> {
         let mut book = QuoteBook::default();
         let mut request = List {
             prefix: Some(quotes_prefix(channel)),
@@ -117,14 +104,14 @@ impl QuoteBook {
     /// Stores a new quote under a fresh id and returns it.
     pub fn add(
         &mut self,
-        storage: &dyn Storage,
+        storage: &impl KeyValue,
         channel: &str,
         text: &str,
         author: Option<&str>,
         added_by: &str,
         added_at: i64,
     ) -> Result<&Quote> {
-        let id = storage.increment(&counter_key(channel))?;
+        let id = storage.incr(&counter_key(channel), 1)?;
         let id = u64::try_from(id).map_err(|_| Error::msg(format!("quote counter is {id}")))?;
         let quote = Quote {
             id,
@@ -133,12 +120,12 @@ impl QuoteBook {
             added_by: added_by.to_owned(),
             added_at,
         };
-        storage.set(&quote_key(channel, id), &serde_json::to_value(&quote)?)?;
+        storage.set(&quote_key(channel, id), &quote, None)?;
         Ok(self.quotes.entry(id).or_insert(quote))
     }
 
     /// Deletes a quote from storage and memory; false when there was none.
-    pub fn delete(&mut self, storage: &dyn Storage, channel: &str, id: u64) -> Result<bool> {
+    pub fn delete(&mut self, storage: &impl KeyValue, channel: &str, id: u64) -> Result<bool> {
         if !self.quotes.contains_key(&id) {
             return Ok(false);
         }
@@ -210,73 +197,12 @@ fn normalized(text: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rosey_plugin_api::kv::ListItem;
-    use std::cell::RefCell;
-
-    /// The key-value storage in memory, with the service's list semantics.
-    #[derive(Default)]
-    pub(crate) struct MemoryStorage {
-        pub(crate) map: RefCell<BTreeMap<String, Value>>,
-        pub(crate) fail: RefCell<bool>,
-    }
-
-    impl MemoryStorage {
-        fn check(&self) -> Result<()> {
-            if *self.fail.borrow() {
-                return Err(Error::msg("storage down"));
-            }
-            Ok(())
-        }
-    }
-
-    impl Storage for MemoryStorage {
-        fn set(&self, key: &str, value: &Value) -> Result<()> {
-            self.check()?;
-            self.map.borrow_mut().insert(key.to_owned(), value.clone());
-            Ok(())
-        }
-        fn delete(&self, key: &str) -> Result<()> {
-            self.check()?;
-            self.map.borrow_mut().remove(key);
-            Ok(())
-        }
-        fn increment(&self, key: &str) -> Result<i64> {
-            self.check()?;
-            let mut map = self.map.borrow_mut();
-            let value = map.get(key).and_then(Value::as_i64).unwrap_or(0) + 1;
-            map.insert(key.to_owned(), Value::from(value));
-            Ok(value)
-        }
-        fn list(&self, request: &List) -> Result<ListReply> {
-            self.check()?;
-            let prefix = request.prefix.clone().unwrap_or_default();
-            let limit = request.limit.unwrap_or(100) as usize;
-            let items: Vec<ListItem> = self
-                .map
-                .borrow()
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .filter(|(k, _)| request.after.as_ref().is_none_or(|a| *k > a))
-                .take(limit + 1)
-                .map(|(k, v)| ListItem {
-                    key: k.clone(),
-                    value: request.values.then(|| v.clone()),
-                })
-                .collect();
-            let more = items.len() > limit;
-            let items: Vec<ListItem> = items.into_iter().take(limit).collect();
-            let next = if more {
-                items.last().map(|i| i.key.clone())
-            } else {
-                None
-            };
-            Ok(ListReply { items, next })
-        }
-    }
+    use rosey_plugin_api::sdk::MemoryKv;
+    use serde_json::Value;
 
     #[test]
     fn ids_are_never_reused_and_everything_reloads() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut book = QuoteBook::default();
         let a = book
             .add(&storage, "lobby", "first", Some("ann"), "bob", 10)
@@ -303,7 +229,7 @@ pub(crate) mod tests {
 
     #[test]
     fn loading_pages_through_many_quotes() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut book = QuoteBook::default();
         for i in 0..2500 {
             book.add(&storage, "c", &format!("quote {i}"), None, "u", 1)
@@ -316,7 +242,7 @@ pub(crate) mod tests {
 
     #[test]
     fn queries_ignore_case() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut book = QuoteBook::default();
         book.add(&storage, "c", "The Cake is a LIE", Some("GLaDOS"), "u", 1)
             .unwrap();
@@ -357,19 +283,18 @@ pub(crate) mod tests {
 
     #[test]
     fn storage_failure_changes_nothing() {
-        let storage = MemoryStorage::default();
+        let storage = MemoryKv::new();
         let mut book = QuoteBook::default();
         book.add(&storage, "c", "kept", None, "u", 1).unwrap();
-        *storage.fail.borrow_mut() = true;
+        storage.set_failing(true);
         assert!(book.add(&storage, "c", "lost?", None, "u", 1).is_err());
         assert!(book.delete(&storage, "c", 1).is_err());
         assert_eq!(book.len(), 1);
         assert!(QuoteBook::load(&storage, "c").is_err());
+        storage.set_failing(false);
         storage
-            .map
-            .borrow_mut()
-            .insert("quote/c/000000000009".into(), Value::from("garbage"));
-        *storage.fail.borrow_mut() = false;
+            .set("quote/c/000000000009", &Value::from("garbage"), None)
+            .unwrap();
         let e = QuoteBook::load(&storage, "c").unwrap_err();
         assert!(e.to_string().contains("damaged"), "{e}");
     }
