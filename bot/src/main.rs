@@ -1,6 +1,5 @@
 //! `rosey-bot`: joins one channel and puts it on NATS.
 
-use anyhow::Context as _;
 use clap::Parser;
 use rosey_bot::core::{self, Settings};
 use rosey_bot::platform::console::ConsolePlatform;
@@ -22,9 +21,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let nats = rosey_config::connect::connect(&config.nats)
-        .await
-        .context("cannot connect to NATS")?;
+    // The error already names the server and says what failed.
+    let nats = rosey_config::connect::connect(&config.nats).await?;
     let settings = Settings::from_config(&config);
     let p = &config.platform;
     let bot_name = p.credentials.username.clone();
