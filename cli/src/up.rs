@@ -301,6 +301,18 @@ async fn start_all(
             let client = rosey_config::connect::connect(&config.nats)
                 .await
                 .context("rosey up cannot reach NATS, so nothing else was started")?;
+            if !client.server_info().jetstream {
+                // Debian's packaged service, for one, runs without JetStream by default.
+                status(
+                    "nats-server",
+                    format!(
+                        "WARNING: the server at {} has no JetStream, so database writes are not \
+                         durable (lost while rosey-db is down); enable it (a `jetstream {{}}` \
+                         block in its configuration, or `-js`) or point nats.server elsewhere",
+                        config.nats.server
+                    ),
+                );
+            }
             let _ = shared.client.set(client);
         }
         let (stop_tx, stop_rx) = watch::channel(false);

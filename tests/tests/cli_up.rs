@@ -434,3 +434,31 @@ fn up_with_a_server_that_is_not_nats_gives_up_with_the_reason() {
     );
     assert!(!err.contains("started (pid"), "nothing may start: {err}");
 }
+
+#[test]
+fn up_warns_when_the_existing_server_has_no_jetstream() {
+    // Debian's packaged nats-server runs without JetStream; `rosey up` uses a server that is
+    // already there, and must say plainly that writes are then not durable.
+    let nats = rosey_tests::NatsServer::start_without_jetstream();
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let mut text: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    text["nats"]["server"] = json!(nats.url());
+    std::fs::write(&config, text.to_string()).unwrap();
+    let mut up = RoseyUp::start(&config);
+    up.wait_status("warning about JetStream", |l| {
+        l.contains("WARNING") && l.contains("no JetStream")
+    });
+    let bot = up.wait_running("rosey-bot", None);
+    up.ask(
+        "!quote count",
+        "<rosey> No quotes yet; add one with !quote add <text>.",
+    );
+    let mut child = up.child.take().unwrap();
+    signal(child.id(), "TERM");
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    assert!(exited, "rosey up did not stop; status:\n{}", up.log());
+    assert!(child.wait().unwrap().success());
+    assert!(gone(bot));
+}
