@@ -24,7 +24,7 @@ kick <user> [reason], voteskip";
 /// The longest PM reply chunk.
 const CHUNK: usize = 500;
 
-/// Packs reply lines into chunks of at most [`CHUNK`] characters (a PM shows no line breaks,
+/// Packs reply lines into chunks of at most `CHUNK` characters (a PM shows no line breaks,
 /// so lines are joined with ` | `).
 pub fn pack_lines(text: &str) -> Vec<String> {
     let mut chunks = Vec::new();

@@ -2,7 +2,7 @@
 //! bot, the database service, the plugin runtime and plugins exchange.
 //!
 //! The contract is defined here once and documented in `docs/SUBJECTS.md`; a test keeps the two
-//! in step through [`registry::SUBJECTS`]. Nobody else spells a subject as a string literal.
+//! in step through [`registry::all`]. Nobody else spells a subject as a string literal.
 //!
 //! # Layout
 //! - [`subjects`]: subject constants and typed builders.

@@ -144,7 +144,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
         .build()
 }
 
-/// GETs `url` and returns the status and body (at most [`MAX_RESPONSE`] bytes).
+/// GETs `url` and returns the status and body (at most `MAX_RESPONSE` bytes).
 pub async fn http_get(
     client: &reqwest::Client,
     url: &str,
