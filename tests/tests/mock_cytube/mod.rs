@@ -4,16 +4,22 @@
 //! history replay before the user list, chat and PM echoes, pings, kicks and connect refusals).
 //!
 //! It is written independently of the bot's codec, so the two check each other.
+//!
+//! With [`MockOptions::tls`] set it serves both over TLS instead (https and wss on
+//! `localhost`), with a certificate from a [`TestCa`] made by the test.
 
 #![allow(dead_code)]
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 
 /// How the mock behaves.
@@ -39,6 +45,12 @@ pub struct MockOptions {
     pub channel_password: Option<String>,
     /// The playlist sent on join.
     pub playlist: Vec<Value>,
+    /// Serve socketconfig and the websocket over TLS with this configuration
+    /// ([`TestCa::server_config`]); plain http and ws when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// In TLS mode, the websocket's own configuration when it differs from the site's (a
+    /// socket server whose certificate the client does not trust).
+    pub ws_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for MockOptions {
@@ -54,7 +66,67 @@ impl Default for MockOptions {
             login_error: None,
             channel_password: None,
             playlist: Vec::new(),
+            tls: None,
+            ws_tls: None,
         }
+    }
+}
+
+/// A certificate authority made for one test, and the `localhost` / `127.0.0.1` server
+/// certificate it signed: a client trusts the mock by trusting [`TestCa::ca_pem`].
+pub struct TestCa {
+    /// The CA certificate in PEM, for a client's `SSL_CERT_FILE`.
+    pub ca_pem: String,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl TestCa {
+    /// Generates the CA (named `name`) and its server certificate.
+    pub fn generate(name: &str) -> TestCa {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone(), ca_cert.der().clone()], key)
+            .unwrap();
+        TestCa {
+            ca_pem: ca_cert.pem(),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The server side, for [`MockOptions::tls`].
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// Writes [`TestCa::ca_pem`] as `<name>.pem` in `dir` and returns its path.
+    pub fn write_ca_pem(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, &self.ca_pem).unwrap();
+        path
     }
 }
 
@@ -68,12 +140,14 @@ struct Shared {
     connections: usize,
     joins: usize,
     pongs: usize,
+    tls_failures: usize,
     received: Vec<(String, Value)>,
     current: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// The running mock; its tasks stop when it is dropped.
 pub struct MockCytube {
+    secure: bool,
     http_port: u16,
     ws_port: u16,
     shared: Arc<Mutex<Shared>>,
@@ -119,57 +193,58 @@ impl MockCytube {
         let ws_port = ws.local_addr().unwrap().port();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let channel = options.channel.clone();
+        let acceptor = options.tls.clone().map(TlsAcceptor::from);
+        let secure = acceptor.is_some();
+        let servers = if secure {
+            json!([{"url": format!("https://localhost:{ws_port}"), "secure": true}])
+        } else {
+            json!([
+                {"url": format!("http://[::1]:{ws_port}"), "secure": true, "ipv6": true},
+                {"url": format!("http://127.0.0.1:{ws_port}"), "secure": false}
+            ])
+        };
+        let http_shared = shared.clone();
+        let http_acceptor = acceptor.clone();
         let http_task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = http.accept().await {
+            while let Ok((stream, _)) = http.accept().await {
                 let channel = channel.clone();
+                let servers = servers.clone();
+                let acceptor = http_acceptor.clone();
+                let shared = http_shared.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    match acceptor {
+                        None => answer_http(stream, &channel, servers).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => answer_http(stream, &channel, servers).await,
+                            Err(_) => shared.lock().unwrap().tls_failures += 1,
+                        },
                     }
-                    let request = String::from_utf8_lossy(&buf);
-                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let (status, body) = if path == format!("/socketconfig/{channel}.json") {
-                        (
-                            "200 OK",
-                            json!({"servers": [
-                                {"url": format!("http://[::1]:{ws_port}"), "secure": true, "ipv6": true},
-                                {"url": format!("http://127.0.0.1:{ws_port}"), "secure": false}
-                            ]}),
-                        )
-                    } else {
-                        (
-                            "404 Not Found",
-                            json!({"error": format!("Channel \"{path}\" does not exist.")}),
-                        )
-                    };
-                    let body = body.to_string();
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
-                    let _ = stream.shutdown().await;
                 });
             }
         });
         let ws_shared = shared.clone();
+        let acceptor = match &options.ws_tls {
+            Some(config) if secure => Some(TlsAcceptor::from(config.clone())),
+            _ => acceptor,
+        };
         let ws_task = tokio::spawn(async move {
             while let Ok((stream, _)) = ws.accept().await {
                 let shared = ws_shared.clone();
                 let options = options.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
-                        serve(ws, shared, options).await;
+                    match acceptor {
+                        None => accept_ws(stream, shared, options).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => accept_ws(stream, shared, options).await,
+                            Err(_) => shared.lock().unwrap().tls_failures += 1,
+                        },
                     }
                 });
             }
         });
         MockCytube {
+            secure,
             http_port,
             ws_port,
             shared,
@@ -179,7 +254,11 @@ impl MockCytube {
 
     /// The site URL for `platform.domain`.
     pub fn domain(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        if self.secure {
+            format!("https://localhost:{}", self.http_port)
+        } else {
+            format!("http://127.0.0.1:{}", self.http_port)
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -240,6 +319,11 @@ impl MockCytube {
         self.lock().pongs
     }
 
+    /// TLS handshakes that failed (a client that does not trust the certificate).
+    pub fn tls_failures(&self) -> usize {
+        self.lock().tls_failures
+    }
+
     /// The payloads of every `name` event the bot sent.
     pub fn received(&self, name: &str) -> Vec<Value> {
         self.lock()
@@ -251,8 +335,52 @@ impl MockCytube {
     }
 }
 
-async fn serve(
-    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+/// Answers one HTTP request: the socketconfig of `channel` listing `servers`, or a 404.
+async fn answer_http<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    channel: &str,
+    servers: Value,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let request = String::from_utf8_lossy(&buf);
+    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (status, body) = if path == format!("/socketconfig/{channel}.json") {
+        ("200 OK", json!({ "servers": servers }))
+    } else {
+        (
+            "404 Not Found",
+            json!({"error": format!("Channel \"{path}\" does not exist.")}),
+        )
+    };
+    let body = body.to_string();
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Upgrades `stream` to a websocket and serves it.
+async fn accept_ws<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    shared: Arc<Mutex<Shared>>,
+    options: MockOptions,
+) {
+    if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {
+        serve(ws, shared, options).await;
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
     shared: Arc<Mutex<Shared>>,
     options: MockOptions,
 ) {

@@ -155,7 +155,7 @@ pub async fn http_get(
         } else {
             DiscoveryError::Io {
                 url: url.to_owned(),
-                source: std::io::Error::other(e),
+                source: std::io::Error::other(error_chain(&e)),
             }
         }
     };
@@ -174,6 +174,22 @@ pub async fn http_get(
         }
     }
     Ok((status, body))
+}
+
+/// `error` followed by its causes: reqwest's own message is only "error sending request",
+/// and the reason an operator needs (refused, TLS certificate, DNS) is in the sources.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +318,18 @@ mod tests {
             choose_server(502, b"<html>bad gateway</html>", "u"),
             Err(DiscoveryError::Server { status: 502, .. })
         ));
+    }
+
+    #[test]
+    fn fetch_errors_carry_their_causes() {
+        #[derive(Debug, Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            error_chain(&Outer(inner)),
+            "error sending request: invalid peer certificate: UnknownIssuer"
+        );
     }
 
     #[test]
