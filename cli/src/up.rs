@@ -170,7 +170,18 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     let bins = bin_dir()?;
     let server = config.nats.server.clone();
 
-    let mut common: Vec<String> = vec!["--nats".into(), server.clone()];
+    // The effective log format (a `--log-format` flag given to `rosey up` included) goes to
+    // every child, so their logs in `.rosey/logs/` share one format.
+    let log_format = match config.logging.format {
+        rosey_config::LogFormat::Text => "text",
+        rosey_config::LogFormat::Json => "json",
+    };
+    let mut common: Vec<String> = vec![
+        "--nats".into(),
+        server.clone(),
+        "--log-format".into(),
+        log_format.into(),
+    ];
     if let Some(file) = &options.config_file {
         common.push("--config".into());
         common.push(file.display().to_string());
