@@ -59,8 +59,15 @@ pub enum LoadError {
 }
 
 fn dirs_list(dirs: &[PathBuf]) -> String {
+    // A folder that does not exist is the usual cause of a missing library; say so.
     dirs.iter()
-        .map(|d| d.display().to_string())
+        .map(|d| {
+            if d.is_dir() {
+                d.display().to_string()
+            } else {
+                format!("{} (folder does not exist yet)", d.display())
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -17,10 +17,11 @@ use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::Instant;
 
-/// Starts watching `dirs`; the returned watcher must be kept alive.
+/// Starts watching the existing folders among `dirs`; the returned watcher must be kept
+/// alive. Folders that do not exist are returned for the caller to arm later.
 fn watch_dirs(
     dirs: &[PathBuf],
-) -> anyhow::Result<(RecommendedWatcher, UnboundedReceiver<PathBuf>)> {
+) -> anyhow::Result<(RecommendedWatcher, UnboundedReceiver<PathBuf>, Vec<PathBuf>)> {
     let (tx, rx) = unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
@@ -41,13 +42,16 @@ fn watch_dirs(
             Err(e) => tracing::warn!("file watcher error: {e}"),
         }
     })?;
+    let mut missing = Vec::new();
     for dir in dirs {
         if dir.is_dir() {
             watcher.watch(dir, RecursiveMode::NonRecursive)?;
             tracing::info!(dir = %dir.display(), "watching for plugin builds");
+        } else {
+            missing.push(dir.clone());
         }
     }
-    Ok((watcher, rx))
+    Ok((watcher, rx, missing))
 }
 
 /// The plugin a library file belongs to: `lib<name>.so`.
@@ -60,12 +64,53 @@ pub fn plugin_of(path: &Path) -> Option<String> {
 /// Watches the library folders and sends each changed, enabled plugin a load request once its
 /// file has been quiet for `plugins.reload_debounce`.
 pub async fn watch_libraries(host: Arc<Host>) -> anyhow::Result<()> {
-    let (_watcher, mut rx) = watch_dirs(&host.lib_dirs)?;
+    let (mut watcher, mut rx, mut missing) = watch_dirs(&host.lib_dirs)?;
     let debounce = host.settings.reload_debounce;
+    // A folder that does not exist cannot be watched, and watching its nearest existing
+    // ancestor instead would need re-arming at every level created (`mkdir -p`). Checking
+    // for it at the debounce interval is simpler and as prompt as the debounce already is;
+    // it costs one `stat` per missing folder per period and stops once all exist.
+    let recheck_every = debounce.max(Duration::from_millis(50));
+    for dir in &missing {
+        tracing::warn!(
+            dir = %dir.display(),
+            "plugin folder does not exist; its plugins load once it is created and a library is installed"
+        );
+    }
     let mut pending: HashMap<String, Instant> = HashMap::new();
     loop {
         let next = pending.values().min().copied();
+        let recheck = (!missing.is_empty()).then(|| Instant::now() + recheck_every);
         tokio::select! {
+            _ = sleep_until(recheck) => {
+                let mut appeared = false;
+                let mut still_missing = Vec::new();
+                for dir in missing.drain(..) {
+                    if !dir.is_dir() {
+                        still_missing.push(dir);
+                        continue;
+                    }
+                    match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => {
+                            tracing::info!(dir = %dir.display(), "plugin folder created; watching for plugin builds");
+                            appeared = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), "cannot watch the plugin folder yet: {e}");
+                            still_missing.push(dir);
+                        }
+                    }
+                }
+                missing = still_missing;
+                if appeared {
+                    // A library may have landed before the watch was armed: look for every
+                    // plugin's library once (an unchanged file is skipped by the worker).
+                    let at = Instant::now() + debounce;
+                    for slot in host.slots() {
+                        pending.insert(slot.name.clone(), at);
+                    }
+                }
+            }
             path = rx.recv() => {
                 let Some(path) = path else { return Ok(()) };
                 if let Some(name) = plugin_of(&path) {
@@ -116,7 +161,7 @@ pub async fn watch_config(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let file_name = path.file_name().map(|f| f.to_os_string());
-    let (_watcher, mut rx) = watch_dirs(&[dir])?;
+    let (_watcher, mut rx, _missing) = watch_dirs(&[dir])?;
     let debounce = host.settings.reload_debounce.max(Duration::from_millis(50));
     let mut due: Option<Instant> = None;
     loop {
