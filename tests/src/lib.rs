@@ -216,6 +216,13 @@ pub async fn start_rosey_db(
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let guard = ChildGuard::spawn("rosey-db", cmd);
+    wait_for_rosey_db(client, patience).await;
+    guard
+}
+
+/// Waits up to `patience` until a `rosey-db` answers a channel-stats request through `client`;
+/// panics otherwise.
+pub async fn wait_for_rosey_db(client: &async_nats::Client, patience: Duration) {
     let up = wait_until_async(patience, || async {
         request_json::<_, ChannelStats>(
             client,
@@ -228,7 +235,6 @@ pub async fn start_rosey_db(
     })
     .await;
     assert!(up, "rosey-db did not answer within {patience:?}");
-    guard
 }
 
 /// A `rosey-db` on `rosey.db` in a temporary folder of its own, answering requests; it can be

@@ -12,7 +12,10 @@ use rosey_plugin_api::reply::{request_json, RequestError};
 use rosey_plugin_api::stream::{DB_STREAM, DLQ_STREAM};
 use rosey_plugin_api::subjects::{db, kv as kv_subject};
 use rosey_plugin_api::{actions, kv};
-use rosey_tests::{command, wait_until, wait_until_async, ChildGuard, NatsServer};
+use rosey_tests::{
+    rosey_db_command, start_rosey_db, wait_for_rosey_db, wait_until, wait_until_async, ChildGuard,
+    NatsServer,
+};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -27,45 +30,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// A running `rosey-db` on its own database file.
-struct RoseyDb {
-    guard: ChildGuard,
-}
-
-impl RoseyDb {
-    fn spawn(nats_url: &str, db_path: &Path) -> RoseyDb {
-        let mut cmd = command("rosey-db");
-        cmd.arg("--nats")
-            .arg(nats_url)
-            .arg("--db")
-            .arg(db_path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        RoseyDb {
-            guard: ChildGuard::spawn("rosey-db", cmd),
-        }
-    }
-
-    /// Starts it and waits until it answers requests.
-    async fn start(client: &async_nats::Client, nats_url: &str, db_path: &Path) -> RoseyDb {
-        let process = RoseyDb::spawn(nats_url, db_path);
-        let up = wait_until_async(WAIT, || async {
-            request_json::<_, ChannelStats>(
-                client,
-                db::QUERY_CHANNEL_STATS,
-                &json!({}),
-                Duration::from_millis(500),
-            )
-            .await
-            .is_ok()
-        })
-        .await;
-        assert!(up, "rosey-db did not answer within {WAIT:?}");
-        process
-    }
 }
 
 fn open(path: &Path) -> Connection {
@@ -150,7 +114,7 @@ async fn every_subject_lands_and_every_request_answers() {
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let (_dir, path) = temp_db();
-    let mut service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let mut service = start_rosey_db(&nats, &client, &path, WAIT).await;
     let t = now() - 100;
 
     // Queue two outbound messages through the request subject.
@@ -476,7 +440,7 @@ async fn every_subject_lands_and_every_request_answers() {
     );
 
     // SIGTERM: a clean exit.
-    let status = service.guard.terminate(WAIT).expect("exit status");
+    let status = service.terminate(WAIT).expect("exit status");
     assert!(status.success(), "rosey-db exited with {status}");
 }
 
@@ -547,7 +511,7 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
     let nats = NatsServer::start();
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
-    let mut service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let mut service = start_rosey_db(&nats, &client, &path, WAIT).await;
 
     let stats: ChannelStats = req(&client, db::QUERY_CHANNEL_STATS, json!({})).await;
     assert_eq!(
@@ -607,7 +571,7 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
     )
     .await;
     assert!(wait_until(WAIT, || last_sequence(&path) == 3));
-    let status = service.guard.terminate(WAIT).expect("exit status");
+    let status = service.terminate(WAIT).expect("exit status");
     assert!(status.success());
 
     assert_eq!(
@@ -702,7 +666,7 @@ async fn kill_9_in_the_middle_of_20000_events_then_restart_is_exact() {
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let (_dir, path) = temp_db();
-    let mut service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let mut service = start_rosey_db(&nats, &client, &path, WAIT).await;
     let (users, lines) = (1000, 18);
     let events = session_events(users, lines, now() - 1000);
     assert_eq!(events.len(), 20_000);
@@ -715,11 +679,11 @@ async fn kill_9_in_the_middle_of_20000_events_then_restart_is_exact() {
         wait_until(WAIT, || last_sequence(&path) >= 1000),
         "ingestion did not start"
     );
-    service.guard.kill();
+    service.kill();
     let killed_at = last_sequence(&path);
     assert!(killed_at < 20_000, "killed too late to test anything");
     publisher.await.unwrap();
-    let _service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let _service = start_rosey_db(&nats, &client, &path, WAIT).await;
     assert!(
         wait_until(Duration::from_secs(120), || last_sequence(&path) == 20_000),
         "not every event applied after restart (at {})",
@@ -734,7 +698,7 @@ async fn a_nats_restart_during_ingestion_loses_nothing() {
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let (_dir, path) = temp_db();
-    let _service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let _service = start_rosey_db(&nats, &client, &path, WAIT).await;
     let (users, lines) = (400, 13);
     let events = session_events(users, lines, now() - 1000);
     let (head, tail) = events.split_at(events.len() / 2);
@@ -783,7 +747,7 @@ async fn a_flood_of_malformed_events_is_dead_lettered_and_valid_ones_apply_once(
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let (_dir, path) = temp_db();
-    let _service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let _service = start_rosey_db(&nats, &client, &path, WAIT).await;
 
     let huge = "é".repeat(140_000);
     let mut bad = 0;
@@ -899,7 +863,7 @@ async fn without_jetstream_it_falls_back_to_plain_subscriptions() {
     let nats = NatsServer::start_without_jetstream();
     let client = nats.connect().await;
     let (_dir, path) = temp_db();
-    let _service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let _service = start_rosey_db(&nats, &client, &path, WAIT).await;
     client
         .publish(
             db::USER_JOINED,
@@ -922,7 +886,7 @@ async fn sigterm_during_ingestion_exits_cleanly_and_resumes_exactly() {
     let client = nats.connect().await;
     let js = jetstream::new(client.clone());
     let (_dir, path) = temp_db();
-    let mut service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let mut service = start_rosey_db(&nats, &client, &path, WAIT).await;
     let (users, lines) = (250, 18);
     let events = session_events(users, lines, now() - 1000);
     let publisher = {
@@ -934,13 +898,13 @@ async fn sigterm_during_ingestion_exits_cleanly_and_resumes_exactly() {
         wait_until(WAIT, || last_sequence(&path) >= 500),
         "ingestion did not start"
     );
-    let status = service.guard.terminate(WAIT).expect("exit status");
+    let status = service.terminate(WAIT).expect("exit status");
     assert!(status.success(), "rosey-db exited with {status} on SIGTERM");
     let stopped_at = last_sequence(&path);
     publisher.await.unwrap();
     let total = events.len() as i64;
     assert!(stopped_at < total, "stopped too late to test anything");
-    let _service = RoseyDb::start(&client, &nats.url(), &path).await;
+    let _service = start_rosey_db(&nats, &client, &path, WAIT).await;
     assert!(
         wait_until(Duration::from_secs(60), || last_sequence(&path) == total),
         "not every event applied after the restart (at {})",
@@ -975,29 +939,14 @@ async fn the_database_timing_keys_reach_the_service() {
             "shutdown_flush_timeout": 0.5,
         }),
     );
-    let mut cmd = command("rosey-db");
+    let mut cmd = rosey_db_command(&nats, &path);
     cmd.arg("--config")
         .arg(&config)
-        .arg("--nats")
-        .arg(nats.url())
-        .arg("--db")
-        .arg(&path)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let mut service = ChildGuard::spawn("rosey-db", cmd);
-    let up = wait_until_async(WAIT, || async {
-        request_json::<_, ChannelStats>(
-            &client,
-            db::QUERY_CHANNEL_STATS,
-            &json!({}),
-            Duration::from_millis(500),
-        )
-        .await
-        .is_ok()
-    })
-    .await;
-    assert!(up, "rosey-db did not answer within {WAIT:?}");
+    wait_for_rosey_db(&client, WAIT).await;
 
     let stream = js.get_stream(DB_STREAM).await.unwrap();
     let consumer = stream
@@ -1046,13 +995,9 @@ async fn an_invalid_database_timing_key_stops_the_service_with_its_key_path() {
     // The server refuses a pull request whose heartbeat exceeds half its expiry.
     let config = config_file(dir.path(), json!({"pull_heartbeat": 10, "pull_expiry": 15}));
     let stderr_path = dir.path().join("stderr.txt");
-    let mut cmd = command("rosey-db");
+    let mut cmd = rosey_db_command(&nats, &path);
     cmd.arg("--config")
         .arg(&config)
-        .arg("--nats")
-        .arg(nats.url())
-        .arg("--db")
-        .arg(&path)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     let mut service = ChildGuard::spawn("rosey-db", cmd);
