@@ -29,6 +29,29 @@ impl Bot {
     }
 }
 
+/// Waits until the mock has refused at least three TLS handshakes: the bot came back after
+/// each failure.
+fn wait_for_refused_handshakes(mock: &MockCytube, bot: &Bot) {
+    assert!(
+        wait_until(WAIT, || mock.tls_failures() >= 3),
+        "only {} TLS handshakes; bot log:\n{}",
+        mock.tls_failures(),
+        bot.log()
+    );
+}
+
+/// The bot neither crashed nor got through: it is still running, never connected, never joined.
+fn assert_still_retrying(bot: &mut Bot, mock: &MockCytube) {
+    let log = bot.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        bot.child.child_mut().try_wait().unwrap().is_none(),
+        "the bot exited; log:\n{log}"
+    );
+    assert_eq!(mock.connections(), 0);
+    assert_eq!(mock.joins(), 0);
+}
+
 /// Starts `rosey-bot` on `mock` with `SSL_CERT_FILE` set to `trusted` (a PEM file of root
 /// certificates) and nothing else trusted.
 fn start_bot(nats: &NatsServer, mock: &MockCytube, trusted: &Path) -> Bot {
@@ -141,12 +164,7 @@ async fn bot_that_does_not_trust_the_certificate_logs_a_tls_error_and_keeps_retr
 
     let mut bot = start_bot(&nats, &mock, &stranger_file);
     // Several refused handshakes at the mock: the bot comes back after each failure.
-    assert!(
-        wait_until(WAIT, || mock.tls_failures() >= 3),
-        "only {} TLS handshakes; bot log:\n{}",
-        mock.tls_failures(),
-        bot.log()
-    );
+    wait_for_refused_handshakes(&mock, &bot);
     assert!(
         wait_until(WAIT, || {
             let log = bot.log();
@@ -158,13 +176,7 @@ async fn bot_that_does_not_trust_the_certificate_logs_a_tls_error_and_keeps_retr
     );
     let log = bot.log();
     assert!(log.contains("UnknownIssuer"), "{log}");
-    assert!(!log.contains("panicked"), "{log}");
-    assert!(
-        bot.child.child_mut().try_wait().unwrap().is_none(),
-        "the bot exited; log:\n{log}"
-    );
-    assert_eq!(mock.connections(), 0);
-    assert_eq!(mock.joins(), 0);
+    assert_still_retrying(&mut bot, &mock);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,12 +194,7 @@ async fn bot_that_does_not_trust_the_socket_server_fails_at_wss_and_keeps_retryi
     .await;
 
     let mut bot = start_bot(&nats, &mock, &site_file);
-    assert!(
-        wait_until(WAIT, || mock.tls_failures() >= 3),
-        "only {} TLS handshakes; bot log:\n{}",
-        mock.tls_failures(),
-        bot.log()
-    );
+    wait_for_refused_handshakes(&mock, &bot);
     assert!(
         wait_until(WAIT, || {
             let log = bot.log();
@@ -208,11 +215,5 @@ async fn bot_that_does_not_trust_the_socket_server_fails_at_wss_and_keeps_retryi
         !log.contains("cannot fetch"),
         "discovery should work: {log}"
     );
-    assert!(!log.contains("panicked"), "{log}");
-    assert!(
-        bot.child.child_mut().try_wait().unwrap().is_none(),
-        "the bot exited; log:\n{log}"
-    );
-    assert_eq!(mock.connections(), 0);
-    assert_eq!(mock.joins(), 0);
+    assert_still_retrying(&mut bot, &mock);
 }
