@@ -56,7 +56,7 @@ impl Pool {
             .acquire()
             .await
             .map_err(|_| PoolError::Closed)?;
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let pooled = self.take_idle();
         let mut conn = match pooled {
             Some(c) => c,
             None => {
@@ -72,9 +72,7 @@ impl Pool {
         })
         .await
         .map_err(|e| PoolError::Task(e.to_string()))?;
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(conn);
-        }
+        self.give_back(conn);
         Ok(out)
     }
 
@@ -90,15 +88,25 @@ impl Pool {
             .acquire()
             .await
             .map_err(|_| PoolError::Closed)?;
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let pooled = self.take_idle();
         let mut conn = match pooled {
             Some(c) => c,
             None => schema::open(&self.path, self.role, self.busy_timeout)?,
         };
         let out = f(&mut conn);
+        self.give_back(conn);
+        Ok(out)
+    }
+
+    /// An idle connection, if one is kept.
+    fn take_idle(&self) -> Option<Connection> {
+        self.idle.lock().ok().and_then(|mut idle| idle.pop())
+    }
+
+    /// Keeps a connection for the next caller.
+    fn give_back(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
-        Ok(out)
     }
 }
