@@ -71,3 +71,30 @@ impl<S: KeyValue + ?Sized> KeyValue for &S {
         (**self).list(request)
     }
 }
+
+/// A name (a channel, a user) made safe as one part of a storage key, so keys built from
+/// names with `/`, spaces or any Unicode stay unambiguous: ASCII letters, digits, `_` and `-`
+/// are kept, every other byte becomes `%XX`, and at most the first 100 bytes are used.
+pub fn key_segment(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes().take(100) {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod key_segment_tests {
+    use super::key_segment;
+
+    #[test]
+    fn names_are_escaped_and_bounded() {
+        assert_eq!(key_segment("my-chan_1"), "my-chan_1");
+        assert_eq!(key_segment("a b/é"), "a%20b%2F%C3%A9");
+        assert!(key_segment(&"z".repeat(1000)).len() <= 100);
+    }
+}

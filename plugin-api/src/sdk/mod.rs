@@ -50,7 +50,7 @@ pub mod glue;
 
 pub use context::{Context, Kv, SubscriptionId, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{Error, ErrorKind, Result};
-pub use key_value::KeyValue;
+pub use key_value::{key_segment, KeyValue};
 pub use memory_kv::MemoryKv;
 pub use message::Message;
 pub use state::SavedState;

@@ -17,7 +17,7 @@
 
 use crate::settings::Settings;
 use rosey_plugin_api::kv::MAX_VALUE_BYTES;
-use rosey_plugin_api::sdk::{Error, KeyValue, Result};
+use rosey_plugin_api::sdk::{key_segment, Error, KeyValue, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -124,21 +124,8 @@ fn json_len(s: &str) -> usize {
     serde_json::to_string(s).map_or(s.len() * 6 + 2, |j| j.len())
 }
 
-/// A channel name made safe for a key: letters, digits, `_` and `-` kept, the rest as `%XX`.
-pub fn key_part(channel: &str) -> String {
-    let mut out = String::new();
-    for b in channel.bytes().take(100) {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn chunk_key(channel: &str, id: u64) -> String {
-    format!("lines/{}/{id}", key_part(channel))
+    format!("lines/{}/{id}", key_segment(channel))
 }
 
 /// Reads the index; an absent index is an empty one, one of another version is refused.
@@ -287,9 +274,9 @@ pub(crate) mod tests {
 
     #[test]
     fn keys_are_safe() {
-        assert_eq!(key_part("my-chan_1"), "my-chan_1");
-        assert_eq!(key_part("a/b c.é"), "a%2Fb%20c%2E%C3%A9");
-        assert!(key_part(&"z".repeat(1000)).len() <= 100);
+        assert_eq!(key_segment("my-chan_1"), "my-chan_1");
+        assert_eq!(key_segment("a/b c.é"), "a%2Fb%20c%2E%C3%A9");
+        assert!(key_segment(&"z".repeat(1000)).len() <= 100);
     }
 
     fn lines(range: std::ops::Range<usize>) -> Vec<String> {

@@ -1,13 +1,13 @@
 //! Quotes, kept per channel in the database service's key-value storage and mirrored in
 //! memory so that random picks and searches need no request.
 //!
-//! Layout, under the plugin's own keys (`<channel>` escaped by [`key_part`]):
+//! Layout, under the plugin's own keys (`<channel>` escaped by [`key_segment`]):
 //! - `next_id/<channel>`: the last id handed out, bumped with `incr`, so an id is never
 //!   reused, not even after a deletion;
 //! - `quote/<channel>/<id>`: one [`Quote`] (the id zero-padded so keys list in id order).
 
 use rosey_plugin_api::kv::List;
-use rosey_plugin_api::sdk::{Error, KeyValue, Result};
+use rosey_plugin_api::sdk::{key_segment, Error, KeyValue, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -45,25 +45,12 @@ impl Quote {
     }
 }
 
-/// A channel name made safe for a key: letters, digits, `_` and `-` kept, the rest as `%XX`.
-pub fn key_part(channel: &str) -> String {
-    let mut out = String::new();
-    for b in channel.bytes().take(100) {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn counter_key(channel: &str) -> String {
-    format!("next_id/{}", key_part(channel))
+    format!("next_id/{}", key_segment(channel))
 }
 
 fn quotes_prefix(channel: &str) -> String {
-    format!("quote/{}/", key_part(channel))
+    format!("quote/{}/", key_segment(channel))
 }
 
 fn quote_key(channel: &str, id: u64) -> String {
@@ -278,7 +265,7 @@ pub(crate) mod tests {
         assert_eq!(q.display(), "#7: héllo wörld, this is long — ann");
         assert_eq!(q.preview(5), "#7 \"héllo…\"");
         assert_eq!(q.preview(100), "#7 \"héllo wörld, this is long\"");
-        assert_eq!(key_part("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(key_segment("a b/é"), "a%20b%2F%C3%A9");
     }
 
     #[test]
