@@ -110,6 +110,16 @@ impl ErrorBody {
         ErrorBody::new(code, text)
     }
 
+    /// The error a reply carries, if it is an error reply: flagged by the [`HEADER_CODE`]
+    /// header (`flagged`) or shaped like one. Both the async-nats helpers and the plugin SDK
+    /// read replies this way.
+    pub fn from_reply(flagged: bool, payload: &[u8]) -> Option<ErrorBody> {
+        if !flagged && !payload.starts_with(b"{\"error\"") {
+            return None;
+        }
+        serde_json::from_slice(payload).ok()
+    }
+
     /// The JSON text of the body.
     pub fn to_json(&self) -> String {
         // A struct of strings always serializes; fall back to a fixed body rather than panic.
@@ -175,6 +185,17 @@ mod tests {
             ErrorBody::from_json_error(&wrong).error.code,
             ErrorCode::InvalidJson
         );
+    }
+
+    #[test]
+    fn error_replies_are_recognised() {
+        let body = ErrorBody::new(ErrorCode::Denied, "no").to_json();
+        assert_eq!(
+            ErrorBody::from_reply(false, body.as_bytes()).map(|b| b.error.code),
+            Some(ErrorCode::Denied)
+        );
+        assert_eq!(ErrorBody::from_reply(false, b"{\"ok\":true}"), None);
+        assert_eq!(ErrorBody::from_reply(true, b"not json"), None);
     }
 
     #[test]

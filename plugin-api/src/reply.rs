@@ -77,22 +77,21 @@ pub fn parse_reply<T: DeserializeOwned>(subject: &str, msg: &Message) -> Result<
         .as_ref()
         .and_then(|h| h.get(HEADER_CODE))
         .is_some();
-    if flagged || msg.payload.starts_with(b"{\"error\"") {
-        if let Ok(body) = serde_json::from_slice::<ErrorBody>(&msg.payload) {
-            return Err(RequestError::Service(body, subject.to_owned()));
-        }
-        if flagged {
-            let text = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(HEADER_MESSAGE))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            return Err(RequestError::Service(
-                ErrorBody::new(ErrorCode::Internal, text),
-                subject.to_owned(),
-            ));
-        }
+    if let Some(body) = ErrorBody::from_reply(flagged, &msg.payload) {
+        return Err(RequestError::Service(body, subject.to_owned()));
+    }
+    if flagged {
+        // An error reply whose body is not ours (another service's): the header says why.
+        let text = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_MESSAGE))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        return Err(RequestError::Service(
+            ErrorBody::new(ErrorCode::Internal, text),
+            subject.to_owned(),
+        ));
     }
     serde_json::from_slice(&msg.payload).map_err(|source| RequestError::Decode {
         subject: subject.to_owned(),

@@ -122,13 +122,11 @@ impl Context {
     ) -> Result<Resp> {
         let answer = self.request(subject, serde_json::to_vec(request)?, timeout)?;
         let flagged = answer.headers.iter().any(|(k, _)| k == HEADER_CODE);
-        if flagged || answer.payload.starts_with(b"{\"error\"") {
-            if let Ok(body) = serde_json::from_slice::<ErrorBody>(&answer.payload) {
-                return Err(Error::new(
-                    ErrorKind::Service(body.error.code),
-                    format!("{subject} answered {}", body.error.message),
-                ));
-            }
+        if let Some(body) = ErrorBody::from_reply(flagged, &answer.payload) {
+            return Err(Error::new(
+                ErrorKind::Service(body.error.code),
+                format!("{subject} answered {}", body.error.message),
+            ));
         }
         answer.json()
     }
