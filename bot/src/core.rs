@@ -886,7 +886,7 @@ async fn serve_actions(ctx: Arc<Ctx>, mut sub: async_nats::Subscriber) {
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorBody> {
-    serde_json::from_slice(payload).map_err(|e| ErrorBody::from_json_error(&e))
+    rosey_plugin_api::payload::decode(payload)
 }
 
 fn channel_of(payload: &[u8]) -> Option<String> {

@@ -88,13 +88,11 @@ enum Kind {
 }
 
 fn plugin_name(msg: &Message) -> Result<String, ErrorBody> {
-    let req: PluginName = serde_json::from_slice(&msg.payload).map_err(|e| {
-        let code = if e.to_string().contains("missing field") {
-            ErrorCode::MissingField
-        } else {
-            ErrorCode::InvalidJson
-        };
-        ErrorBody::new(code, format!("expected {{\"name\": \"<plugin>\"}}: {e}"))
+    let req: PluginName = rosey_plugin_api::payload::decode(&msg.payload).map_err(|e| {
+        ErrorBody::new(
+            e.error.code,
+            format!("expected {{\"name\": \"<plugin>\"}}: {}", e.error.message),
+        )
     })?;
     if !subjects::is_plugin_name(&req.name) {
         return Err(ErrorBody::new(
@@ -189,7 +187,7 @@ async fn respond(host: &Host, msg: &Message, outcome: Result<Bytes, ErrorBody>) 
 }
 
 async fn answer_help(host: &Host, msg: Message) {
-    let Ok(command) = serde_json::from_slice::<Command>(&msg.payload) else {
+    let Ok(command) = rosey_plugin_api::payload::decode::<Command>(&msg.payload) else {
         tracing::warn!("dropping a malformed !help command");
         return;
     };

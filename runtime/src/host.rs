@@ -476,7 +476,7 @@ impl Host {
         let Some(rule) = rule else {
             return true;
         };
-        let Ok(command) = serde_json::from_slice::<Command>(&msg.payload) else {
+        let Ok(command) = rosey_plugin_api::payload::decode::<Command>(&msg.payload) else {
             tracing::warn!(plugin = %slot.name, subject = %msg.subject, "dropping a malformed command payload");
             return false;
         };

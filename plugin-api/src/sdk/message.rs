@@ -1,6 +1,6 @@
 //! A NATS message as a plugin receives it, with typed readers for the contract's payloads.
 
-use super::error::Result;
+use super::error::{Error, ErrorKind, Result};
 use crate::commands::Command;
 use crate::subjects;
 use serde::de::DeserializeOwned;
@@ -31,6 +31,17 @@ impl Message {
     /// Decodes the JSON payload.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         Ok(serde_json::from_slice(&self.payload)?)
+    }
+
+    /// Decodes a contract payload (a JSON object, as [`crate::payload::decode`] insists); the
+    /// error names the subject.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        crate::payload::decode(&self.payload).map_err(|body| {
+            Error::new(
+                ErrorKind::Json,
+                format!("{}: {}", self.subject, body.error.message),
+            )
+        })
     }
 
     /// The command, when this is a `rosey.commands.<name>` message with a valid payload.

@@ -109,10 +109,10 @@ impl Plugin for Markov {
 
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
         if msg.subject == subjects::events::MESSAGE {
-            return self.on_chat(ctx, decode(&msg)?);
+            return self.on_chat(ctx, msg.decode()?);
         }
         if subjects::commands::name_of(&msg.subject) == Some(COMMAND) {
-            return self.on_command(ctx, decode(&msg)?);
+            return self.on_command(ctx, msg.decode()?);
         }
         Ok(())
     }
@@ -351,16 +351,6 @@ fn channel_entry<'a>(
     channels
         .entry(name.to_owned())
         .or_insert_with(|| Channel::new(config.channel_settings(), config.max_lines, ""))
-}
-
-/// Decodes a contract payload, refusing anything but a JSON object.
-fn decode<T: serde::de::DeserializeOwned>(msg: &Message) -> Result<T> {
-    rosey_plugin_api::payload::decode(&msg.payload).map_err(|body| {
-        Error::new(
-            ErrorKind::Json,
-            format!("{}: {}", msg.subject, body.error.message),
-        )
-    })
 }
 
 /// Says `text` in a channel's chat.

@@ -93,14 +93,14 @@ impl Plugin for Quotes {
 
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
         if msg.subject == subjects::events::MESSAGE {
-            let event: Event<events::Message> = decode(&msg)?;
+            let event: Event<events::Message> = msg.decode()?;
             self.hear(&event);
             return Ok(());
         }
         if subjects::commands::name_of(&msg.subject) != Some(COMMAND) {
             return Ok(());
         }
-        let cmd: Command = decode(&msg)?;
+        let cmd: Command = msg.decode()?;
         let storage = ctx.kv();
         let (home, prefix) = (
             self.home_channel.clone(),
@@ -365,16 +365,6 @@ fn no_quotes() -> String {
 
 fn is_moderator(cmd: &Command) -> bool {
     cmd.user_data.is_moderator || cmd.user_data.rank >= MODERATOR_RANK
-}
-
-/// Decodes a contract payload, refusing anything but a JSON object.
-fn decode<T: serde::de::DeserializeOwned>(msg: &Message) -> Result<T> {
-    rosey_plugin_api::payload::decode(&msg.payload).map_err(|body| {
-        Error::new(
-            ErrorKind::Json,
-            format!("{}: {}", msg.subject, body.error.message),
-        )
-    })
 }
 
 #[cfg(test)]
