@@ -1,6 +1,8 @@
 //! Ingestion benchmark: 20,000 mixed join/chat/leave events published as fast as possible to a
 //! private `nats-server -js`, timed until every row is visible in SQLite, with `outbound.get`
-//! latency sampled during the burst and rosey-db's peak RSS (VmHWM).
+//! latency sampled during the burst and rosey-db's peak RSS (VmHWM). Two trivial responders on
+//! the same server give the baseline: one on the prober's own thread, one in a process of its
+//! own (this binary started again with `ROSEY_BENCH_RESPONDER_URL`), as rosey-db is.
 //!
 //! Run: `cargo bench -p rosey-db-service --bench ingest` (needs `nats-server` on PATH).
 
@@ -14,6 +16,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Environment variables that turn this binary into the separate-process responder.
+const RESPONDER_URL_ENV: &str = "ROSEY_BENCH_RESPONDER_URL";
+const RESPONDER_SUBJECT_ENV: &str = "ROSEY_BENCH_RESPONDER_SUBJECT";
+/// What the separate-process responder answers on.
+const RESPONDER_SUBJECT: &str = "bench.responder";
 
 const USERS: usize = 1000;
 const LINES: usize = 18;
@@ -84,10 +92,7 @@ fn events(base: i64) -> Vec<(&'static str, String)> {
 
 /// Samples `outbound.get` latency and, as a baseline, the round trip to a trivial responder on
 /// the same NATS server (what any service could achieve while the server is this busy).
-async fn probe(
-    client: async_nats::Client,
-    stop: Arc<AtomicBool>,
-) -> (Vec<Duration>, Vec<Duration>) {
+async fn probe(client: async_nats::Client, stop: Arc<AtomicBool>) -> Probed {
     let echo_subject = client.new_inbox();
     let mut echo_sub = client
         .subscribe(echo_subject.clone())
@@ -104,6 +109,7 @@ async fn probe(
     });
     let mut samples = Vec::new();
     let mut baseline = Vec::new();
+    let mut process = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         let r: Result<Vec<OutboundMessage>, _> = request_json(
@@ -128,13 +134,61 @@ async fn probe(
         {
             baseline.push(t.elapsed());
         }
+        let t = Instant::now();
+        if client.request(RESPONDER_SUBJECT, "{}".into()).await.is_ok() {
+            process.push(t.elapsed());
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     echo.abort();
-    (samples, baseline)
+    Probed {
+        samples,
+        baseline,
+        process,
+    }
+}
+
+/// Latency samples taken during one burst.
+struct Probed {
+    /// `outbound.get` to rosey-db.
+    samples: Vec<Duration>,
+    /// A trivial responder on the prober's own thread (no other process to wake).
+    baseline: Vec<Duration>,
+    /// A trivial responder in a process of its own, like rosey-db.
+    process: Vec<Duration>,
+}
+
+/// The separate-process responder: one thread, one connection, answers `{}` with its payload,
+/// the least any NATS service in its own process can do.
+fn responder(url: &str, subject: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("responder runtime");
+    rt.block_on(async move {
+        use futures::StreamExt;
+        let client = async_nats::connect(url)
+            .await
+            .expect("responder connection");
+        let mut sub = client
+            .subscribe(subject.to_owned())
+            .await
+            .expect("responder subscription");
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                let _ = client.publish(reply, m.payload).await;
+            }
+        }
+    });
 }
 
 fn main() {
+    if let (Ok(url), Ok(subject)) = (
+        std::env::var(RESPONDER_URL_ENV),
+        std::env::var(RESPONDER_SUBJECT_ENV),
+    ) {
+        return responder(&url, &subject);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -162,6 +216,21 @@ async fn run_round() -> Round {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
+    let _responder = Killed(
+        Command::new(std::env::current_exe().expect("this binary"))
+            .env(RESPONDER_URL_ENV, &url)
+            .env(RESPONDER_SUBJECT_ENV, RESPONDER_SUBJECT)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("responder process"),
+    );
+    while client
+        .request(RESPONDER_SUBJECT, "{}".into())
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let db_path = store.path().join("bench.db");
     let service = Killed(
         Command::new(env!("CARGO_BIN_EXE_rosey-db"))
@@ -270,12 +339,9 @@ async fn run_round() -> Round {
     .await
     .expect("poll");
     stop.store(true, Ordering::Relaxed);
-    let (mut during, mut baseline) =
-        tokio::task::spawn_blocking(move || prober.join().expect("probe thread"))
-            .await
-            .expect("probe");
-    during.sort();
-    baseline.sort();
+    let probed = tokio::task::spawn_blocking(move || prober.join().expect("probe thread"))
+        .await
+        .expect("probe");
 
     let conn = rusqlite::Connection::open(&db_path).expect("open");
     let (lines, recent): (i64, i64) = conn
@@ -293,8 +359,7 @@ async fn run_round() -> Round {
         visible,
         exact: lines == expected && recent == expected,
         idle,
-        during,
-        baseline,
+        probed,
         rss_kib: rss,
     }
 }
@@ -305,8 +370,7 @@ struct Round {
     visible: Duration,
     exact: bool,
     idle: Vec<Duration>,
-    during: Vec<Duration>,
-    baseline: Vec<Duration>,
+    probed: Probed,
     rss_kib: u64,
 }
 
@@ -329,7 +393,8 @@ async fn run() {
         .unwrap_or(5);
     let total = USERS * (LINES + 2);
     println!("rosey-db ingest benchmark: {rounds} rounds of {total} events ({USERS} users x join + {LINES} chat + leave), fresh nats-server and database each round");
-    let (mut idle, mut during, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut idle, mut during, mut baseline, mut process) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rates = Vec::new();
     let mut rss = 0;
     let mut all_exact = true;
@@ -348,8 +413,9 @@ async fn run() {
         rss = rss.max(r.rss_kib);
         all_exact &= r.exact;
         idle.extend(r.idle);
-        during.extend(r.during);
-        baseline.extend(r.baseline);
+        during.extend(r.probed.samples);
+        baseline.extend(r.probed.baseline);
+        process.extend(r.probed.process);
     }
     rates.sort_by(f64::total_cmp);
     println!(
@@ -361,8 +427,12 @@ async fn run() {
     line("outbound.get idle", &mut idle);
     line("outbound.get during ingestion", &mut during);
     line(
-        "trivial NATS responder, same windows (baseline)",
+        "trivial NATS responder on the prober's thread, same windows",
         &mut baseline,
+    );
+    line(
+        "trivial NATS responder in its own process, same windows",
+        &mut process,
     );
     println!(
         "  rosey-db peak RSS (VmHWM, max over rounds): {:.1} MiB",

@@ -5,7 +5,9 @@
 //! - reload latency: from a new library being renamed into the plugin folder to the
 //!   `rosey.runtime.plugin.reloaded` event (debounce included, reported separately);
 //! - added latency: command -> runtime -> plugin -> chat reply, against the same hop count
-//!   through a bare NATS echo client;
+//!   through a bare NATS echo client, both in this process and in a process of its own (this
+//!   binary started again with `ROSEY_BENCH_ECHO_URL`), so that waking another process is
+//!   shown not to be what the runtime adds;
 //! - throughput: commands per second through one plugin;
 //! - memory: resident memory added per reload (libraries are never unloaded).
 
@@ -38,8 +40,42 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Environment variable that turns this binary into the separate-process echo (its value is
+/// the NATS URL).
+const ECHO_PROCESS_ENV: &str = "ROSEY_BENCH_ECHO_URL";
+/// Where the separate-process echo listens and answers.
+const ECHO_PROCESS_IN: &str = "bench.echo_process.in";
+const ECHO_PROCESS_OUT: &str = "bench.echo_process.out";
+
+fn main() {
+    if let Ok(url) = std::env::var(ECHO_PROCESS_ENV) {
+        return echo_process(&url);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+/// A bare NATS echo in a process of its own, as the runtime is: one thread, one connection,
+/// each message republished as it came. The least any NATS client in another process can add.
+fn echo_process(url: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = async_nats::connect(url).await.unwrap();
+        let mut input = client.subscribe(ECHO_PROCESS_IN).await.unwrap();
+        while let Some(msg) = input.next().await {
+            client.publish(ECHO_PROCESS_OUT, msg.payload).await.unwrap();
+        }
+    });
+}
+
+async fn bench() {
     // Two builds with different answers, so each reload loads new content.
     let fixture = Fixture::new("counter", "counter_bench");
     let scratch = tempfile::tempdir().unwrap();
@@ -105,10 +141,31 @@ async fn main() {
         }
     });
     let mut out = obs.client.subscribe("bench.echo.out").await.unwrap();
+    let mut out_process = obs.client.subscribe(ECHO_PROCESS_OUT).await.unwrap();
     obs.client.flush().await.unwrap();
+    let _echo_process = rosey_tests::ChildGuard::spawn("echo process", {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.env(ECHO_PROCESS_ENV, nats.url());
+        cmd
+    });
+    // Wait until the echo process answers.
+    loop {
+        obs.client
+            .publish(ECHO_PROCESS_IN, "ready?".into())
+            .await
+            .unwrap();
+        obs.client.flush().await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(200), out_process.next())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
     let payload = serde_json::to_vec(&command_payload("count", "", "alice", 1.0)).unwrap();
     let mut through_plugin = Vec::new();
     let mut bare = Vec::new();
+    let mut bare_process = Vec::new();
     for _ in 0..ROUND_TRIPS {
         let start = Instant::now();
         obs.ask("count", "").await;
@@ -121,10 +178,19 @@ async fn main() {
         obs.client.flush().await.unwrap();
         out.next().await.unwrap();
         bare.push(start.elapsed());
+        let start = Instant::now();
+        obs.client
+            .publish(ECHO_PROCESS_IN, payload.clone().into())
+            .await
+            .unwrap();
+        obs.client.flush().await.unwrap();
+        out_process.next().await.unwrap();
+        bare_process.push(start.elapsed());
     }
     echo.abort();
     through_plugin.sort();
     bare.sort();
+    bare_process.sort();
 
     // Throughput: a burst of commands, timed to the last reply.
     let start = Instant::now();
@@ -143,6 +209,7 @@ async fn main() {
 
     let p50_plugin = percentile(&through_plugin, 0.5);
     let p50_bare = percentile(&bare, 0.5);
+    let p50_bare_process = percentile(&bare_process, 0.5);
     println!(
         "rosey-runtime benchmarks ({} cores)",
         std::thread::available_parallelism()
@@ -156,12 +223,21 @@ async fn main() {
         reloads[reloads.len() - 1]
     );
     println!(
-        "round trip over {ROUND_TRIPS}: through the plugin p50 {:?} p99 {:?}; bare NATS echo p50 {:?} p99 {:?}; added p50 {:?}",
+        "round trip over {ROUND_TRIPS}: through the plugin p50 {:?} p99 {:?}",
         p50_plugin,
         percentile(&through_plugin, 0.99),
+    );
+    println!(
+        "  bare NATS echo in this process (no process to wake): p50 {:?} p99 {:?}; added p50 {:?}",
         p50_bare,
         percentile(&bare, 0.99),
         p50_plugin.saturating_sub(p50_bare)
+    );
+    println!(
+        "  bare NATS echo in a process of its own (as the runtime is): p50 {:?} p99 {:?}; added p50 {:?}",
+        p50_bare_process,
+        percentile(&bare_process, 0.99),
+        p50_plugin.saturating_sub(p50_bare_process)
     );
     println!(
         "throughput: {BLAST} commands in {:?} = {:.0} msgs/s through one plugin",
