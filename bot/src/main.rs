@@ -18,6 +18,7 @@ struct Args {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.common.load_config()?;
     rosey_config::logging::init(&config, "info")?;
+    rosey_config::supervisor::follow_supervisor()?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

@@ -405,6 +405,11 @@ fn spawn(spec: &Spec) -> Result<Child> {
             Stdio::null()
         })
         .stderr(Stdio::from(log))
+        // Our services stop themselves if `rosey up` is killed outright (nats-server cannot).
+        .env(
+            rosey_config::supervisor::SUPERVISOR_ENV,
+            std::process::id().to_string(),
+        )
         .kill_on_drop(true);
     // Its own process group: the terminal's Ctrl-C must reach `rosey up` alone, which then
     // stops the children in order.

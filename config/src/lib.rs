@@ -57,6 +57,8 @@ pub mod connect;
 pub mod logging;
 #[cfg(feature = "cli")]
 pub mod signal;
+#[cfg(feature = "cli")]
+pub mod supervisor;
 
 pub use crate::config::{Config, CURRENT_VERSION};
 pub use crate::error::ConfigError;

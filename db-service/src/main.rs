@@ -45,6 +45,10 @@ fn main() -> ExitCode {
         eprintln!("rosey-db: {e}");
         return ExitCode::FAILURE;
     }
+    if let Err(e) = rosey_config::supervisor::follow_supervisor() {
+        eprintln!("rosey-db: {e}");
+        return ExitCode::FAILURE;
+    }
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
 fn run_main(args: Args) -> anyhow::Result<()> {
     let config = args.load_config()?;
     rosey_config::logging::init(&config, "info")?;
+    rosey_config::supervisor::follow_supervisor()?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }

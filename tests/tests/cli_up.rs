@@ -287,6 +287,45 @@ fn ctrl_c_reaches_rosey_up_alone_and_it_stops_the_children_in_order() {
     stop_and_check(up, "INT", true, &pids);
 }
 
+#[test]
+fn killing_rosey_up_outright_stops_its_services_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let mut up = RoseyUp::start(&config);
+    let pids: Vec<u32> = CHILDREN
+        .iter()
+        .map(|name| up.wait_running(name, None))
+        .collect();
+    up.ask(
+        "!quote count",
+        "<rosey> No quotes yet; add one with !quote add <text>.",
+    );
+    // SIGKILL: `rosey up` gets no chance to stop anyone.
+    let mut child = up.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Each service is told by the kernel (parent-death signal) and stops as on SIGTERM.
+    for (name, pid) in CHILDREN.iter().zip(&pids).skip(1) {
+        assert!(
+            wait_until(WAIT, || gone(*pid)),
+            "{name} (pid {pid}) outlived a killed rosey up"
+        );
+    }
+    let logs = dir.path().join(".rosey").join("logs");
+    let read = |name: &str| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap();
+    assert!(
+        read("rosey-db").contains("stopped cleanly"),
+        "rosey-db did not finish its batch and stop:\n{}",
+        read("rosey-db")
+    );
+    assert!(
+        read("rosey-runtime").contains("unloading plugins"),
+        "rosey-runtime did not unload its plugins:\n{}",
+        read("rosey-runtime")
+    );
+    // nats-server is not ours and cannot follow; the guard stops it.
+}
+
 /// Signals `rosey up` (its whole process group when `group`, as the terminal's Ctrl-C does) and
 /// checks that it exits with status 0 after stopping every child, and that none is left.
 fn stop_and_check(mut up: RoseyUp, signal_name: &str, group: bool, pids: &[u32]) {
