@@ -11,7 +11,7 @@
 //! Libraries are never unloaded: each generation keeps its code mapped (about 0.5 MB) and its
 //! copy on disk until the process exits. Copies live in a per-run folder that is removed at
 //! start (stale runs) and at exit; past `plugins.reload_copies_warn` copies the runtime logs a
-//! suggestion to restart.
+//! suggestion to restart. The folder is never on a `noexec` mount (see [`copy_base`]).
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
 use rosey_plugin_api::ffi::{PluginModRef, INTERFACE_VERSION};
@@ -134,6 +134,61 @@ impl CopyDir {
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Picks the folder under which [`CopyDir`] keeps its copies: the configured one, or else the
+/// first usable of the temporary folder, `$XDG_RUNTIME_DIR` and `~/.cache/rosey`. A folder on
+/// a `noexec` mount (common for `/tmp` on hardened hosts) is not usable: every library copied
+/// there would fail to load.
+pub fn copy_base(configured: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(dir) = configured {
+        return usable(dir)
+            .map(|()| dir.to_path_buf())
+            .map_err(|why| format!("plugins.copy_directory {}: {why}", dir.display()));
+    }
+    let mut candidates = vec![std::env::temp_dir()];
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        candidates.push(PathBuf::from(dir));
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        candidates.push(PathBuf::from(home).join(".cache").join("rosey"));
+    }
+    first_usable(&candidates, usable)
+}
+
+/// The first of `candidates` that `check` accepts, or every reason they were refused.
+fn first_usable(
+    candidates: &[PathBuf],
+    check: impl Fn(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
+    let mut refused = Vec::new();
+    for dir in candidates {
+        match check(dir) {
+            Ok(()) => return Ok(dir.clone()),
+            Err(why) => {
+                tracing::warn!(dir = %dir.display(), "not keeping plugin copies here: {why}");
+                refused.push(format!("{}: {why}", dir.display()));
+            }
+        }
+    }
+    Err(format!(
+        "no folder for plugin library copies ({}); set plugins.copy_directory to a folder on a mount that allows running code",
+        refused.join("; ")
+    ))
+}
+
+/// Whether libraries copied into `dir` can be loaded: it exists (or can be made) and is not on
+/// a `noexec` mount.
+fn usable(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let stats = nix::sys::statvfs::statvfs(dir).map_err(|e| format!("cannot inspect it: {e}"))?;
+    if stats
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_NOEXEC)
+    {
+        return Err("mounted noexec, so libraries there cannot be loaded".to_owned());
+    }
+    Ok(())
 }
 
 /// Where a plugin's library may be, in the order searched.
@@ -382,6 +437,46 @@ pub fn interface_name() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_acceptable_copy_folder_wins_and_refusals_are_explained() {
+        let (a, b, c) = (
+            PathBuf::from("/a"),
+            PathBuf::from("/b"),
+            PathBuf::from("/c"),
+        );
+        let only_b = |d: &Path| {
+            if d == Path::new("/b") {
+                Ok(())
+            } else {
+                Err("mounted noexec".to_owned())
+            }
+        };
+        assert_eq!(
+            first_usable(&[a.clone(), b, c.clone()], only_b),
+            Ok(PathBuf::from("/b"))
+        );
+        let error = first_usable(&[a, c], only_b).unwrap_err();
+        assert!(
+            error.contains("/a: mounted noexec") && error.contains("/c: mounted noexec"),
+            "{error}"
+        );
+        assert!(error.contains("plugins.copy_directory"), "{error}");
+    }
+
+    #[test]
+    fn a_copy_folder_is_made_when_missing_and_refused_when_it_cannot_be() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("x").join("y");
+        assert_eq!(usable(&missing), Ok(()));
+        assert!(missing.is_dir());
+        let file = root.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let error = usable(&file.join("sub")).unwrap_err();
+        assert!(error.contains("cannot create it"), "{error}");
+        let error = copy_base(Some(&file.join("sub"))).unwrap_err();
+        assert!(error.starts_with("plugins.copy_directory "), "{error}");
+    }
 
     #[test]
     fn layout_reports_shrink_to_their_errors() {

@@ -125,8 +125,14 @@ where
         command_prefix: config.platform.command_prefix.clone(),
     };
     let lib_dirs = loader::library_dirs(&plugins.directory);
-    let copies = loader::CopyDir::create(&std::env::temp_dir())
-        .context("cannot create the folder for plugin library copies")?;
+    let copy_base =
+        loader::copy_base(plugins.copy_directory.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let copies = loader::CopyDir::create(&copy_base).with_context(|| {
+        format!(
+            "cannot create the folder for plugin library copies in {}",
+            copy_base.display()
+        )
+    })?;
     tracing::info!(
         dirs = ?lib_dirs,
         copies = %copies.path().display(),

@@ -1,5 +1,6 @@
 //! Corners of the plugin runtime: hot reload switched off, a constructor that never returns,
-//! and a plugin folder that does not exist yet when the runtime starts.
+//! a plugin folder that does not exist yet when the runtime starts, and where the per-run
+//! library copies go (a configured folder; never a `noexec` mount).
 
 mod runtime_support;
 
@@ -7,6 +8,8 @@ use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_tests::NatsServer;
 use runtime_support::*;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,4 +138,146 @@ async fn a_plugin_folder_created_after_start_is_picked_up() {
     fixture.install_into(&dir);
     obs.event(events::PLUGIN_RELOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "b").await, "late2 count=2 b");
+}
+
+/// The per-run copy folders (`rosey-runtime-<pid>`) under `base`, with how many files each holds.
+fn copy_folders(base: &Path) -> Vec<(String, usize)> {
+    std::fs::read_dir(base)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("rosey-runtime-").then(|| {
+                        let files = std::fs::read_dir(e.path()).map_or(0, |d| d.count());
+                        (name, files)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_copies_go_to_the_configured_folder() {
+    let fixture = Fixture::built("counter", "counter_copy_dir");
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let root = tempfile::tempdir().unwrap();
+    // Made when missing, like the plugin folder.
+    let copies = root.path().join("copies").join("here");
+    let rt = start_runtime(&config(
+        &nats,
+        libs.path(),
+        serde_json::json!({"enabled": [fixture.name], "copy_directory": copies}),
+    ));
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "a").await, "v1 count=1 a");
+    let folders = copy_folders(&copies);
+    assert_eq!(
+        folders,
+        vec![(format!("rosey-runtime-{}", rt.child.id()), 1)],
+        "{}",
+        rt.log()
+    );
+}
+
+/// Whether this process may make a private `noexec` mount (root, with `unshare`), which the
+/// two tests below need to show a hardened `/tmp`.
+fn can_mount_noexec() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .args(["mount", "-t", "tmpfs", "-o", "noexec", "tmpfs"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `cmd` in a private mount namespace where `mount_point` is a fresh `noexec` tmpfs.
+fn under_noexec_mount(cmd: Command, mount_point: &Path) -> Command {
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs -o noexec tmpfs \"$0\" && exec \"$@\"")
+        .arg(mount_point)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_noexec_tmp_the_copies_go_elsewhere_and_plugins_load() {
+    if !can_mount_noexec() {
+        eprintln!("skipped: making a private noexec mount needs root and unshare");
+        return;
+    }
+    let fixture = Fixture::built("counter", "counter_noexec_tmp");
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let libs = tempfile::tempdir().unwrap();
+    fixture.install_into(libs.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let rt = start_runtime_with(
+        &config(
+            &nats,
+            libs.path(),
+            serde_json::json!({"enabled": [fixture.name]}),
+        ),
+        |mut cmd| {
+            cmd.env("TMPDIR", tmp.path())
+                .env("HOME", home.path())
+                .env_remove("XDG_RUNTIME_DIR");
+            under_noexec_mount(cmd, tmp.path())
+        },
+    );
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "a").await, "v1 count=1 a");
+    let log = rt.log();
+    assert!(
+        log.contains("not keeping plugin copies here") && log.contains("noexec"),
+        "{log}"
+    );
+    let cache = home.path().join(".cache").join("rosey");
+    assert_eq!(copy_folders(&cache).len(), 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_copy_folder_on_a_noexec_mount_stops_the_runtime_with_the_reason() {
+    if !can_mount_noexec() {
+        eprintln!("skipped: making a private noexec mount needs root and unshare");
+        return;
+    }
+    let nats = NatsServer::start();
+    let libs = tempfile::tempdir().unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    let mut rt = start_runtime_with(
+        &config(
+            &nats,
+            libs.path(),
+            serde_json::json!({"enabled": [], "copy_directory": copies.path()}),
+        ),
+        |cmd| under_noexec_mount(cmd, copies.path()),
+    );
+    let exited = rosey_tests::wait_until(
+        PATIENCE,
+        || matches!(rt.child.child_mut().try_wait(), Ok(Some(status)) if !status.success()),
+    );
+    assert!(exited, "the runtime did not fail: {}", rt.log());
+    let log = rt.log();
+    assert!(
+        log.contains("plugins.copy_directory") && log.contains("noexec"),
+        "{log}"
+    );
 }

@@ -17,6 +17,11 @@ pub struct PluginsConfig {
     /// Folder holding the plugin libraries.
     #[serde(serialize_with = "super::ser_path")]
     pub directory: PathBuf,
+    /// Folder under which the runtime keeps the per-run copies of the libraries it loads;
+    /// absent means the first of the temporary folder, `$XDG_RUNTIME_DIR` and
+    /// `~/.cache/rosey` that allows running code (a `noexec` mount cannot load libraries).
+    #[serde(serialize_with = "super::ser_opt_path")]
+    pub copy_directory: Option<PathBuf>,
     /// Names of the plugins to load (by default the two that ship with Rosey).
     pub enabled: Vec<String>,
     /// Whether a rebuilt plugin library is reloaded without a restart.
@@ -49,6 +54,7 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
             directory: PathBuf::from("./plugins"),
+            copy_directory: None,
             enabled: vec!["markov".to_owned(), "quotes".to_owned()],
             hot_reload: true,
             config: BTreeMap::new(),
@@ -105,9 +111,10 @@ impl PluginsConfig {
         Ok(())
     }
 
-    /// Makes a relative plugin folder relative to the configuration file's folder.
+    /// Makes relative plugin folders relative to the configuration file's folder.
     pub(crate) fn resolve_paths(&mut self, base_dir: &Path) {
         crate::sections::resolve_in_place(base_dir, &mut self.directory);
+        crate::sections::resolve_opt(base_dir, &mut self.copy_directory);
     }
 }
 

@@ -278,15 +278,24 @@ pub fn config(
 
 /// Starts `rosey-runtime` with `config`.
 pub fn start_runtime(config: &serde_json::Value) -> Runtime {
+    start_runtime_with(config, |cmd| cmd)
+}
+
+/// Starts `rosey-runtime` with `config`, the command (binary, `--config`, log) first passed
+/// through `wrap` (to run it under another program or with another environment).
+pub fn start_runtime_with(
+    config: &serde_json::Value,
+    wrap: impl FnOnce(std::process::Command) -> std::process::Command,
+) -> Runtime {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), config);
     let log = std::fs::File::create(dir.path().join("runtime.log")).unwrap();
     let mut cmd = command("rosey-runtime");
     cmd.arg("--config")
         .arg(dir.path().join("rosey.json"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log);
+        .env("RUST_LOG", "info");
+    let mut cmd = wrap(cmd);
+    cmd.stdout(Stdio::null()).stderr(log);
     Runtime {
         child: ChildGuard::spawn("rosey-runtime", cmd),
         dir,
