@@ -270,12 +270,12 @@ fn up_answers_on_the_console_survives_each_child_being_killed_and_stops_on_sigte
     stop_and_check(up, "TERM", false, &pids);
 }
 
-#[test]
-fn ctrl_c_reaches_rosey_up_alone_and_it_stops_the_children_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = console_config(dir.path());
+/// Starts `rosey up` on a console configuration in `dir`, waits for every child to run and
+/// the bot to answer; returns it with the children's pids in start order.
+fn start_and_answer(dir: &Path) -> (RoseyUp, Vec<u32>) {
+    let config = console_config(dir);
     let mut up = RoseyUp::start(&config);
-    let pids: Vec<u32> = CHILDREN
+    let pids = CHILDREN
         .iter()
         .map(|name| up.wait_running(name, None))
         .collect();
@@ -283,6 +283,13 @@ fn ctrl_c_reaches_rosey_up_alone_and_it_stops_the_children_in_order() {
         "!quote count",
         "<rosey> No quotes yet; add one with !quote add <text>.",
     );
+    (up, pids)
+}
+
+#[test]
+fn ctrl_c_reaches_rosey_up_alone_and_it_stops_the_children_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, pids) = start_and_answer(dir.path());
     // The children are not interrupted with it: each is stopped by `rosey up`, none dies first.
     stop_and_check(up, "INT", true, &pids);
 }
@@ -290,16 +297,7 @@ fn ctrl_c_reaches_rosey_up_alone_and_it_stops_the_children_in_order() {
 #[test]
 fn killing_rosey_up_outright_stops_its_services_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let config = console_config(dir.path());
-    let mut up = RoseyUp::start(&config);
-    let pids: Vec<u32> = CHILDREN
-        .iter()
-        .map(|name| up.wait_running(name, None))
-        .collect();
-    up.ask(
-        "!quote count",
-        "<rosey> No quotes yet; add one with !quote add <text>.",
-    );
+    let (mut up, pids) = start_and_answer(dir.path());
     // SIGKILL: `rosey up` gets no chance to stop anyone.
     let mut child = up.child.take().unwrap();
     child.kill().unwrap();
