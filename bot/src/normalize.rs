@@ -316,6 +316,14 @@ impl CytubeNormalizer {
                         media,
                         meta: meta(None),
                     });
+                    // Joining mid-video, this is the only position the bot has until the next
+                    // `mediaUpdate`; a pause sent meanwhile must not rewind everyone to 0.
+                    if let Some(current_time) = data.get("currentTime").and_then(Value::as_f64) {
+                        out.push(PlatformEvent::MediaUpdate {
+                            current_time,
+                            paused: data.get("paused").and_then(Value::as_bool).unwrap_or(false),
+                        });
+                    }
                 }
             }
             "mediaUpdate" => out.push(PlatformEvent::MediaUpdate {
@@ -818,7 +826,11 @@ mod tests {
             r#"42["changeMedia",{"id":"abc","title":"Song","seconds":212,"duration":"03:32","type":"yt","meta":{},"currentTime":-3,"paused":true}]"#,
         );
         match &out[..] {
-            [PlatformEvent::MediaChange { media, meta }] => {
+            [PlatformEvent::MediaChange { media, meta }, PlatformEvent::MediaUpdate {
+                current_time,
+                paused,
+            }] => {
+                assert_eq!((*current_time, *paused), (-3.0, true));
                 assert_eq!(
                     *media,
                     Media {

@@ -39,12 +39,19 @@ fn start_bot(nats: &NatsServer, mock: &MockCytube, extra: Value) -> Bot {
         "ping_timeout": 1,
         "flood": {"commands_per_minute": 3, "block_seconds": 300}
     });
+    // `extra` overrides platform keys, except `logging`, a section of its own.
+    let mut root = json!({});
     if let (Some(p), Some(e)) = (platform.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
-            p.insert(k.clone(), v.clone());
+            if k == "logging" {
+                root["logging"] = v.clone();
+            } else {
+                p.insert(k.clone(), v.clone());
+            }
         }
     }
-    let config = write_config(dir.path(), &json!({"platform": platform}));
+    root["platform"] = platform;
+    let config = write_config(dir.path(), &root);
     Bot {
         _child: spawn_quiet_bot(&config, nats),
         _dir: dir,
@@ -800,5 +807,143 @@ async fn actions_become_cytube_frames_after_permission_checks() {
     assert_eq!(
         chat,
         [json!("/kick alice spam"), json!("/clear"), json!("/afk")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pm_shell_moves_jumps_and_pauses_the_playlist() {
+    let mut options = mock_options();
+    options.playlist = vec![
+        item(11, "m1", "First", "alice"),
+        item(12, "m2", "Second", "alice"),
+        item(13, "m3", "Third", "alice"),
+    ];
+    let (nats, client, mock) = start_servers(options).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    let replies = || -> Vec<String> {
+        mock.received("pm")
+            .iter()
+            .filter(|d| d["to"] == "modbob")
+            .map(|d| d["msg"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let shell = |line: &str, answer: &str| {
+        let before = replies().len();
+        assert!(mock.pm_from("modbob", "rosey", line));
+        let (answer, line) = (answer.to_owned(), line.to_owned());
+        let replies = &replies;
+        async move {
+            wait_for(&format!("the answer to {line:?}"), || {
+                replies().get(before).is_some_and(|r| r.contains(&answer))
+            })
+            .await;
+        }
+    };
+
+    // Positions are 1-based, as the original's shell: the third item goes after the first.
+    shell("move 3 2", "Moved").await;
+    shell("jump 2", "Jumped").await;
+    shell("jump 9", "No item at position 9 (playlist has 3)").await;
+    // Pausing needs something playing and the bot as leader.
+    mock.send_event(
+        "changeMedia",
+        json!({"id": "m2", "title": "Second", "seconds": 61, "duration": "01:01",
+               "type": "yt", "meta": {}, "currentTime": 7.5, "paused": false}),
+    );
+    shell("pause", "The bot must be the leader to pause").await;
+    mock.send_event("setLeader", json!("rosey"));
+    shell("pause", "Paused").await;
+
+    assert_eq!(
+        mock.received("moveMedia"),
+        [json!({"from": 13, "after": 11})]
+    );
+    assert_eq!(mock.received("jumpTo"), [json!(12)]);
+    let paused = mock.received("mediaUpdate");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(
+        (&paused[0]["id"], &paused[0]["type"], &paused[0]["paused"]),
+        (&json!("m2"), &json!("yt"), &json!(true))
+    );
+    assert!(
+        paused[0]["currentTime"].as_f64().is_some_and(|t| t >= 7.5),
+        "{paused:?}"
+    );
+    let audits = wait_db_writes(&client, subjects::db::ACTION_PM_COMMAND, 5).await;
+    let commands: Vec<&str> = audits
+        .iter()
+        .filter_map(|a| a["command"].as_str())
+        .collect();
+    assert_eq!(commands, ["move", "jump", "jump", "pause", "pause"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_pms_and_media_changes_are_written_to_the_log_files() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let logs = tempfile::tempdir().unwrap();
+    let (chat_log, media_log) = (logs.path().join("chat.log"), logs.path().join("media.log"));
+    let (_bot, _status) = start_joined_bot(
+        &nats,
+        &client,
+        &mock,
+        json!({"logging": {"chat_log_file": chat_log, "media_log_file": media_log}}),
+    )
+    .await;
+    assert!(mock.chat_from("alice", "fish &amp; chips"));
+    assert!(mock.pm_from("alice", "rosey", "psst"));
+    mock.send_event(
+        "changeMedia",
+        json!({"id": "abc", "title": "Song &amp; Dance", "seconds": 61, "duration": "01:01",
+               "type": "yt", "meta": {}, "currentTime": 0, "paused": false}),
+    );
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    wait_for("both log files", || {
+        read(&chat_log).lines().count() >= 2 && !read(&media_log).is_empty()
+    })
+    .await;
+    // `[YYYY-MM-DD HH:MM:SS] ...`, with HTML entities decoded.
+    let stamp = |line: &str| {
+        let b = line.as_bytes();
+        b.len() > 21 && b[0] == b'[' && b[5] == b'-' && b[11] == b' ' && b[20] == b']'
+    };
+    let chat: Vec<String> = read(&chat_log).lines().map(str::to_owned).collect();
+    assert!(
+        stamp(&chat[0]) && chat[0].ends_with("] <alice> fish & chips"),
+        "{chat:?}"
+    );
+    assert!(
+        stamp(&chat[1]) && chat[1].ends_with("] [pm] alice -> rosey: psst"),
+        "{chat:?}"
+    );
+    let media = read(&media_log);
+    assert!(
+        stamp(&media) && media.trim_end().ends_with("] yt:abc Song & Dance"),
+        "{media:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_cooldown_holds_the_bots_chat_until_it_ends() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    let chat = subjects::platform::send("cytube", subjects::platform::action::CHAT).unwrap();
+    let said = |text: &str| mock.received("chatMsg").iter().any(|d| d["msg"] == text);
+    request(&client, &chat, json!({"channel": "test", "content": "one"})).await;
+    wait_for("the first line", || said("one")).await;
+
+    const PAUSE: Duration = Duration::from_millis(1500);
+    let cooldown_sent = std::time::Instant::now();
+    assert!(mock.send_event("cooldown", json!(PAUSE.as_millis() as u64)));
+    // Frames are handled in order: once this line is an event, the cooldown has been seen.
+    assert!(mock.chat_from("alice", "marker"));
+    let marker: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(marker.body.content, "marker");
+    request(&client, &chat, json!({"channel": "test", "content": "two"})).await;
+    wait_for("the held line", || said("two")).await;
+    assert!(
+        cooldown_sent.elapsed() >= PAUSE,
+        "the line went out {:?} after a {PAUSE:?} cooldown",
+        cooldown_sent.elapsed()
     );
 }
