@@ -33,7 +33,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child that ran this long counts as healthy again, and its backoff resets.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// How long a child may take to exit after SIGTERM before it is killed.
+/// How long a child may take to exit after its stop signal before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a child may take to answer its readiness probe before input is let through anyway.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +64,9 @@ struct Spec {
     takes_input: bool,
     log_file: PathBuf,
     probe: Probe,
+    /// What asks it to stop cleanly: SIGTERM for ours; SIGINT for nats-server, which exits
+    /// with status 1 on SIGTERM but 0 on SIGINT after the same clean shutdown.
+    stop_signal: nix::sys::signal::Signal,
 }
 
 /// Which children are ready; the bot gets input only while all of them are.
@@ -216,6 +219,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
                 takes_input: false,
                 log_file: logs.join("nats-server.log"),
                 probe: Probe::Listening(address, port),
+                stop_signal: nix::sys::signal::Signal::SIGINT,
             });
         } else {
             status(
@@ -233,6 +237,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         takes_input,
         log_file: logs.join(format!("{name}.log")),
         probe,
+        stop_signal: nix::sys::signal::Signal::SIGTERM,
     };
     if config.database.service_enabled {
         specs.push(ours("rosey-db", false, Probe::Service("rosey-db")));
@@ -645,11 +650,11 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool
     }
 }
 
-/// SIGTERM, then SIGKILL after [`STOP_GRACE`].
+/// The child's stop signal, then SIGKILL after [`STOP_GRACE`].
 async fn terminate(spec: &Spec, child: &mut Child) {
     if let Some(pid) = child.id() {
         let pid = nix::unistd::Pid::from_raw(pid as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, spec.stop_signal);
     }
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
         Ok(Ok(s)) => status(spec.name, format!("stopped ({s})")),

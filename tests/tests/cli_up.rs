@@ -364,11 +364,12 @@ fn stop_and_check(mut up: RoseyUp, signal_name: &str, group: bool, pids: &[u32])
         .position(|l| l.ends_with("stopping"))
         .expect("a stopping line");
     let after: Vec<&str> = log.lines().skip(stopping).collect();
+    // Each one stopped by its clean-stop signal exits with status 0 (nats-server too: SIGINT).
     for name in CHILDREN {
         assert!(
             after
                 .iter()
-                .any(|l| l.contains(name) && l.contains("stopped (")),
+                .any(|l| l.contains(name) && l.contains("stopped (exit status: 0)")),
             "{name} was not stopped cleanly:\n{log}"
         );
     }
