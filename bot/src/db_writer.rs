@@ -3,10 +3,12 @@
 //! One task publishes the writes in order and waits for each acknowledgement; a failed publish
 //! is retried with the same message id, so a NATS restart neither loses a write (it stays in
 //! memory until acknowledged) nor duplicates one (the stream drops a repeated id). Nothing here
-//! waits for the database service: the stream holds writes until it comes.
+//! waits for the database service: the stream holds writes until it comes. A write larger than
+//! the server's `max_payload` can never be stored: it is logged and dropped, not retried.
 
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
 use rosey_plugin_api::stream::{ensure_streams, StreamLimits};
 use serde::Serialize;
@@ -163,11 +165,21 @@ async fn run(
                 .publish_with_headers(write.subject, headers, write.payload.clone())
                 .await
             {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(e) => Err(e),
             };
             match result {
                 Ok(()) => break,
+                // No retry can make it fit; waiting on it would hold up every later write.
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    tracing::error!(
+                        subject = write.subject,
+                        size = write.payload.len(),
+                        limit = client.server_info().max_payload,
+                        "database write larger than the NATS server accepts; dropped"
+                    );
+                    break;
+                }
                 Err(e) => {
                     attempt += 1;
                     if attempt == 1 || attempt % 20 == 0 {

@@ -947,3 +947,23 @@ async fn a_server_cooldown_holds_the_bots_chat_until_it_ends() {
         cooldown_sent.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_write_too_large_for_nats_is_dropped_without_holding_up_the_rest() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    // Over nats-server's 1 MiB max_payload once it is a database write.
+    assert!(mock.send_frame(format!(
+        "42{}",
+        json!(["chatMsg", {"username": "alice", "msg": "y".repeat(1_200_000), "meta": {}, "time": 1}])
+    )));
+    assert!(mock.chat_from("alice", "small one"));
+    // Too large for core NATS as an event too: that one is logged and skipped.
+    let next: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(next.body.content, "small one");
+    // The oversized write cannot be stored; the next one must not wait behind it forever.
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 1).await;
+    let lines: Vec<&str> = logs.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(lines, ["small one"]);
+}
