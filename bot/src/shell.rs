@@ -213,21 +213,26 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
         "move" => {
             let (from, to) = (args.next(), args.next());
             let uid = uid_at(ctx, from)?;
+            let from_pos: usize = from.and_then(|f| f.parse().ok()).unwrap_or(0);
             let to_pos: usize = to
                 .and_then(|t| t.parse().ok())
+                .filter(|t| *t >= 1)
                 .ok_or("Usage: move <from> <to>")?;
-            if to_pos <= 1 {
-                return Err("Moving to beginning not yet supported".into());
-            }
-            let after = uid_at(ctx, Some(&(to_pos - 1).to_string()))?;
+            // CyTube places the item after another one (or first). Moving down, the item that
+            // ends up before it is the one now at <to>; moving up, the one at <to> - 1. (The
+            // original always took <to> - 1, which put items moved down one place short, and
+            // could not move to the top.)
+            let after = match to_pos.cmp(&from_pos) {
+                std::cmp::Ordering::Equal => return Ok(format!("Already at position {to_pos}")),
+                std::cmp::Ordering::Greater => Some(uid_at(ctx, Some(&to_pos.to_string()))?),
+                std::cmp::Ordering::Less if to_pos == 1 => None,
+                std::cmp::Ordering::Less => Some(uid_at(ctx, Some(&(to_pos - 1).to_string()))?),
+            };
             ctx.check_permission("playlistmove")
                 .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistMove {
-                uid,
-                after: Some(after),
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            ctx.act(PlatformAction::PlaylistMove { uid, after })
+                .await
+                .map_err(|e| e.to_string())?;
             Ok("Moved".into())
         }
         "jump" => {

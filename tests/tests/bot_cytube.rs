@@ -840,8 +840,15 @@ async fn pm_shell_moves_jumps_and_pauses_the_playlist() {
         }
     };
 
-    // Positions are 1-based, as the original's shell: the third item goes after the first.
+    // Positions are 1-based, as the original's shell. (The mock does not reorder its list, so
+    // each line below starts from 11, 12, 13.) Up: the third item goes after the first.
     shell("move 3 2", "Moved").await;
+    // Down: the first item goes after the third, to end up third (the original put it second).
+    shell("move 1 3", "Moved").await;
+    // To the top, which the original could not do.
+    shell("move 2 1", "Moved").await;
+    shell("move 2 2", "Already at position 2").await;
+    shell("move 1 4", "No item at position 4 (playlist has 3)").await;
     shell("jump 2", "Jumped").await;
     shell("jump 9", "No item at position 9 (playlist has 3)").await;
     // Pausing needs something playing and the bot as leader.
@@ -856,7 +863,11 @@ async fn pm_shell_moves_jumps_and_pauses_the_playlist() {
 
     assert_eq!(
         mock.received("moveMedia"),
-        [json!({"from": 13, "after": 11})]
+        [
+            json!({"from": 13, "after": 11}),
+            json!({"from": 11, "after": 13}),
+            json!({"from": 12, "after": "prepend"})
+        ]
     );
     assert_eq!(mock.received("jumpTo"), [json!(12)]);
     let paused = mock.received("mediaUpdate");
@@ -869,12 +880,15 @@ async fn pm_shell_moves_jumps_and_pauses_the_playlist() {
         paused[0]["currentTime"].as_f64().is_some_and(|t| t >= 7.5),
         "{paused:?}"
     );
-    let audits = wait_db_writes(&client, subjects::db::ACTION_PM_COMMAND, 5).await;
+    let audits = wait_db_writes(&client, subjects::db::ACTION_PM_COMMAND, 9).await;
     let commands: Vec<&str> = audits
         .iter()
         .filter_map(|a| a["command"].as_str())
         .collect();
-    assert_eq!(commands, ["move", "jump", "jump", "pause", "pause"]);
+    assert_eq!(
+        commands,
+        ["move", "move", "move", "move", "move", "jump", "jump", "pause", "pause"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
