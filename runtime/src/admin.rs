@@ -191,7 +191,18 @@ async fn answer_help(host: &Host, msg: Message) {
         tracing::warn!("dropping a malformed !help command");
         return;
     };
-    let rules = lock(&host.commands).all();
+    // Only commands that would be answered here: their plugin takes messages and serves this
+    // channel.
+    let rules: Vec<_> = lock(&host.commands)
+        .all()
+        .into_iter()
+        .filter(|r| {
+            host.slot(&r.plugin).is_some_and(|slot| {
+                slot.accepting.load(Ordering::SeqCst)
+                    && lock(&slot.settings).serves_channel(&command.channel)
+            })
+        })
+        .collect();
     let text = help_text(&rules, &command, &host.settings.command_prefix);
     match reply_to(&command, text) {
         Ok((subject, body)) => {

@@ -124,6 +124,16 @@ impl Bus {
             .payload(Bytes::from(message.payload.into_vec()))
             .timeout(Some(timeout));
         request = request.headers(self.stamped(to_headers(&message.headers)));
+        // Waiting on the host is not being stuck: the watchdog stops counting meanwhile (a
+        // request may legitimately outlast `watchdog_timeout`).
+        let paused = lock(&self.slot.busy_since).take();
+        let waiting = std::time::Instant::now();
+        let _resume = Resume {
+            slot: &self.slot,
+            gate: &self.gate,
+            paused,
+            waiting,
+        };
         let client = self.host.client.clone();
         let subject_for_call = subject.clone();
         let answer = self
@@ -163,6 +173,25 @@ impl Bus {
         self.host
             .subscribe_for(&self.slot, subject, queue, SubKind::Plugin)
             .map_err(|e| FfiError::new(FfiErrorKind::Nats, e))
+    }
+}
+
+/// Gives the watchdog back the call a request paused, shifted by the time spent waiting,
+/// unless this generation was replaced meanwhile (its successor's clock is not ours).
+struct Resume<'a> {
+    slot: &'a Slot,
+    gate: &'a Gate,
+    paused: Option<(std::time::Instant, &'static str)>,
+    waiting: std::time::Instant,
+}
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        if let Some((since, what)) = self.paused {
+            if self.gate.allows(Access::Publish) {
+                *lock(&self.slot.busy_since) = Some((since + self.waiting.elapsed(), what));
+            }
+        }
     }
 }
 

@@ -92,12 +92,9 @@ impl CommandTable {
         self.rules.retain(|_, r| r.plugin != plugin);
     }
 
-    /// The rule for `command` when `plugin` serves it.
-    pub fn rule_for(&self, plugin: &str, command: &str) -> Option<CommandRule> {
-        self.rules
-            .get(command)
-            .filter(|r| r.plugin == plugin)
-            .cloned()
+    /// The rule for `command`, whichever plugin serves it.
+    pub fn rule(&self, command: &str) -> Option<CommandRule> {
+        self.rules.get(command).cloned()
     }
 
     /// Whether `plugin` may subscribe to `command` itself: it serves it, or no plugin (nor
@@ -157,12 +154,22 @@ pub fn help_text(rules: &[CommandRule], command: &Command, prefix: &str) -> Stri
     match command.args.first() {
         None => {
             if rules.is_empty() {
-                return "No plugin commands are loaded.".to_owned();
+                return format!(
+                    "No commands for you here; say {prefix}{HELP} <command> about one."
+                );
             }
+            // Only what the asker may use; `!help <command>` still explains any command.
+            let rank = command.user_data.rank;
             let list: Vec<String> = rules
                 .iter()
+                .filter(|r| rank >= r.min_rank || command.user_data.is_moderator)
                 .map(|r| format!("{prefix}{}", r.name))
                 .collect();
+            if list.is_empty() {
+                return format!(
+                    "No commands for you here; say {prefix}{HELP} <command> about one."
+                );
+            }
             format!(
                 "Commands: {} (say {prefix}{HELP} <command> for details)",
                 list.join(", ")
@@ -263,7 +270,8 @@ mod tests {
         assert!(t.may_subscribe("a", "unclaimed"));
         assert!(!t.may_subscribe("a", HELP));
         t.release("a");
-        assert!(t.rule_for("a", "quotes").is_none());
+        assert!(t.rule("quotes").is_none());
+        assert_eq!(t.rule("quote").map(|r| r.plugin), Some("b".to_owned()));
     }
 
     #[test]
@@ -272,7 +280,7 @@ mod tests {
         let over = serde_json::json!({"commands": {"slow": {"cooldown": 60, "min_rank": 1}}});
         t.claim("p", &[spec("slow", 0.0, 0), spec("mod", 2.0, 0)], &over)
             .unwrap();
-        let slow = t.rule_for("p", "slow").unwrap();
+        let slow = t.rule("slow").unwrap();
         assert_eq!(slow.cooldown, Duration::from_secs(60));
         let mut c = Cooldowns::default();
         let now = Instant::now();
@@ -296,7 +304,7 @@ mod tests {
         // Moderators are exempt from cooldowns.
         assert!(c.admit(&slow, &cmd("slow", "mo", 2.0, &[]), now));
         assert!(c.admit(&slow, &cmd("slow", "mo", 2.0, &[]), now));
-        let m = t.rule_for("p", "mod").unwrap();
+        let m = t.rule("mod").unwrap();
         assert!(!c.admit(&m, &cmd("mod", "ann", 1.5, &[]), now));
         assert!(c.admit(&m, &cmd("mod", "mo", 2.0, &[]), now));
     }
@@ -310,8 +318,8 @@ mod tests {
             &serde_json::json!({}),
         )
         .unwrap();
-        let daily = t.rule_for("p", "daily").unwrap();
-        let quick = t.rule_for("p", "quick").unwrap();
+        let daily = t.rule("daily").unwrap();
+        let quick = t.rule("quick").unwrap();
         let mut c = Cooldowns::default();
         let start = Instant::now();
         assert!(c.admit(&daily, &cmd("daily", "ann", 1.0, &[]), start));
@@ -340,11 +348,14 @@ mod tests {
         )
         .unwrap();
         let rules = t.all();
-        let all = help_text(&rules, &cmd("help", "u", 0.0, &[]), "!");
+        let all = help_text(&rules, &cmd("help", "u", 3.0, &[]), "!");
         assert_eq!(
             all,
             "Commands: !ban, !count (say !help <command> for details)"
         );
+        // A guest is not offered what it may not use.
+        let guest = help_text(&rules, &cmd("help", "u", 0.0, &[]), "!");
+        assert_eq!(guest, "Commands: !count (say !help <command> for details)");
         let one = help_text(&rules, &cmd("help", "u", 0.0, &["!count"]), "!");
         assert_eq!(one, "!count: does count (once every 2s)");
         let one = help_text(&rules, &cmd("help", "u", 0.0, &["ban"]), "!");

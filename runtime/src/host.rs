@@ -146,6 +146,8 @@ pub struct Slot {
     pub overflow: AtomicU64,
     /// Set once the worker has stopped for good (disabled or removed).
     pub stopped: AtomicBool,
+    /// Set while a disable is under way, so that an enable meanwhile is not taken for done.
+    pub stopping: AtomicBool,
 }
 
 impl Slot {
@@ -181,6 +183,7 @@ impl Slot {
             accepting: AtomicBool::new(true),
             overflow: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -276,10 +279,31 @@ impl Host {
             }
             return;
         }
-        let existing = self.slot(name);
+        // Checked and replaced under one lock: two enables at once (an admin request and a
+        // configuration change) must not start two workers for one plugin.
+        let mut slots = lock(&self.slots);
+        let existing = slots.get(name).cloned();
         if let Some(slot) = &existing {
-            if !slot.stopped.load(Ordering::SeqCst) {
+            if slot.stopping.load(Ordering::SeqCst) && !slot.stopped.load(Ordering::SeqCst) {
+                drop(slots);
+                let msg =
+                    format!("plugin {name:?} is being disabled; enable it again once that is done");
                 if let Some(ack) = ack {
+                    let _ = ack.send(Err(msg));
+                }
+                return;
+            }
+            if !slot.stopped.load(Ordering::SeqCst) {
+                drop(slots);
+                if slot.info().state == PluginState::Disabled {
+                    // Disabled by repeated failures: its worker waits for a new build; try the
+                    // current one again.
+                    let _ = slot.control_tx.try_send(Control::Load {
+                        path: None,
+                        force: true,
+                        ack,
+                    });
+                } else if let Some(ack) = ack {
                     let _ = ack.send(Ok(()));
                 }
                 return;
@@ -294,8 +318,9 @@ impl Host {
             // State survives a disable and enable, as it survives a reload.
             *lock(&slot.last_state) = lock(&old.last_state).take();
         }
-        lock(&self.slots).insert(name.to_owned(), slot.clone());
-        let _ = slot.control_tx.send(Control::Load {
+        slots.insert(name.to_owned(), slot.clone());
+        drop(slots);
+        let _ = slot.control_tx.try_send(Control::Load {
             path: None,
             force: true,
             ack,
@@ -309,6 +334,25 @@ impl Host {
         let Some(slot) = self.slot(name) else {
             return Err(format!("plugin {name:?} is not loaded"));
         };
+        if slot.stopped.load(Ordering::SeqCst) {
+            // Already off: nothing to wait for (its worker is gone and would never answer).
+            if forget {
+                lock(&self.slots).remove(name);
+            }
+            return Ok(());
+        }
+        if slot.stopping.swap(true, Ordering::SeqCst) {
+            // Another disable is stopping it: wait for that one rather than stop it twice.
+            let limit = self.settings.watchdog_timeout * 2 + Duration::from_secs(1);
+            let started = Instant::now();
+            while !slot.stopped.load(Ordering::SeqCst) && started.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if forget {
+                lock(&self.slots).remove(name);
+            }
+            return Ok(());
+        }
         slot.accepting.store(false, Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = slot
@@ -381,13 +425,17 @@ impl Host {
         Ok(id)
     }
 
-    /// Drops one subscription of a plugin.
+    /// Drops one subscription a plugin made. A plugin that subscribed to one of its own
+    /// declared commands was given the runtime's command subscription; that one stays (the
+    /// plugin still serves the command), so this is then a no-op.
     pub fn unsubscribe(&self, slot: &Slot, id: u64) -> Result<(), String> {
         let mut subs = lock(&slot.subs);
         let Some(pos) = subs.iter().position(|s| s.id == id) else {
             return Err(format!("no subscription {id}"));
         };
-        subs.remove(pos).task.abort();
+        if subs[pos].kind == SubKind::Plugin {
+            subs.remove(pos).task.abort();
+        }
         Ok(())
     }
 
@@ -472,10 +520,16 @@ impl Host {
         let Some(name) = subjects::commands::name_of(msg.subject.as_str()) else {
             return true;
         };
-        let rule = lock(&self.commands).rule_for(&slot.name, name);
+        let rule = lock(&self.commands).rule(name);
         let Some(rule) = rule else {
+            // Nobody declares it: whoever subscribed gets it as is.
             return true;
         };
+        if rule.plugin != slot.name {
+            // Another plugin serves it (claimed after this one subscribed): its rank and
+            // cooldown rules would be bypassed here, and the command is not this one's.
+            return false;
+        }
         let Ok(command) = rosey_plugin_api::payload::decode::<Command>(&msg.payload) else {
             tracing::warn!(plugin = %slot.name, subject = %msg.subject, "dropping a malformed command payload");
             return false;

@@ -194,9 +194,13 @@ where
         }
     }
     tracing::info!("shutting down: unloading plugins");
-    for slot in host.slots() {
-        let _ = host.disable(&slot.name, true).await;
-    }
+    // All at once: each may wait for its plugin's `shutdown`.
+    futures::future::join_all(
+        host.slots()
+            .iter()
+            .map(|slot| host.disable(&slot.name, true)),
+    )
+    .await;
     let _ = host.client.flush().await;
     host.copies.remove();
     Ok(())

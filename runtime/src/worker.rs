@@ -205,15 +205,20 @@ impl Worker {
         if stale() {
             return;
         }
+        // An instance that just panicked may be inconsistent: never call into it again.
+        if let Err(e) = &ticked {
+            if e.kind == FfiErrorKind::Panic {
+                *lock(&self.slot.busy_since) = None;
+                return self.fail(e.message.to_string());
+            }
+        }
         let saved = instance.save_state().into_result();
         if stale() {
             return;
         }
         *lock(&self.slot.busy_since) = None;
-        match ticked {
-            Err(e) if e.kind == FfiErrorKind::Panic => return self.fail(e.message.to_string()),
-            Err(e) => self.slot.record_error(&format!("on_tick: {e}")),
-            Ok(()) => {}
+        if let Err(e) = ticked {
+            self.slot.record_error(&format!("on_tick: {e}"));
         }
         match saved {
             Ok(bytes) => *lock(&self.slot.last_state) = Some(bytes.into_vec()),
@@ -242,7 +247,15 @@ impl Worker {
             self.disabled = true;
             self.restart_at = None;
             self.slot.accepting.store(false, Ordering::SeqCst);
-            while self.slot.queue_rx.try_recv().is_ok() {}
+            let mut dropped = 0_u64;
+            while self.slot.queue_rx.try_recv().is_ok() {
+                dropped += 1;
+            }
+            if dropped > 0 {
+                self.slot.record_error(&format!(
+                    "{dropped} queued message(s) dropped: plugin disabled"
+                ));
+            }
             self.slot.set_state(PluginState::Disabled);
             format!(
                 "{reason}; disabled after {} failures in a row until its next build",
@@ -517,6 +530,25 @@ impl Worker {
 
     fn stop(&mut self) {
         self.slot.accepting.store(false, Ordering::SeqCst);
+        // What was already queued is delivered before the plugin saves and shuts down (no new
+        // message is accepted), within one watchdog period; anything left is counted.
+        let budget = Instant::now() + self.host.settings.watchdog_timeout;
+        let mut dropped = 0_u64;
+        while let Ok(msg) = self.slot.queue_rx.try_recv() {
+            if self.live.is_some() && self.restart_at.is_none() && Instant::now() < budget {
+                self.deliver(msg);
+                if self.stale() {
+                    return;
+                }
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            let msg = format!("{dropped} queued message(s) dropped at unload");
+            tracing::warn!(plugin = %self.slot.name, "{msg}");
+            self.slot.record_error(&msg);
+        }
         if let Some(mut live) = self.live.take() {
             let saved = self.busy("save_state", || live.instance.save_state().into_result());
             if let Ok(bytes) = saved {

@@ -172,12 +172,19 @@ async fn channel_lists_limit_where_a_plugin_acts() {
     // Excluded channel: never delivered (the count would show it later).
     obs.send("count", "", "alice", 1.0).await;
     obs.send("count", "", "alice", 1.0).await;
-    // !help is the runtime's own and answers in any channel.
-    assert!(obs.ask("help", "").await.starts_with("Commands:"));
+    // !help is the runtime's own and answers in any channel, offering only what is served
+    // there.
+    let help = obs.ask("help", "").await;
+    assert!(help.starts_with("No commands for you here"), "{help}");
 
     served.reconfigure(serde_json::json!({"enabled": [fixture.name], "config": {fixture.name.clone(): {"channels": ["lobby"]}}}));
     obs.event(subjects::PLUGIN_RELOADED, &fixture.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    let help = obs.ask("help", "").await;
+    assert!(
+        help.starts_with("Commands:") && help.contains("!count"),
+        "{help}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

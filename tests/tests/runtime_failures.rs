@@ -176,9 +176,10 @@ async fn repeated_failures_disable_a_plugin_until_its_next_build() {
     let fixture = Fixture::new("counter", "counter_flaky");
     fixture.set_answer("v1");
     fixture.build();
+    // A long watchdog: disabling a plugin that is already off used to wait 2 x this long.
     let (mut obs, served) = serve(
         &[&fixture],
-        serde_json::json!({"enabled": [fixture.name], "max_failures": 2}),
+        serde_json::json!({"enabled": [fixture.name], "max_failures": 2, "watchdog_timeout": 60}),
     )
     .await;
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
@@ -195,14 +196,45 @@ async fn repeated_failures_disable_a_plugin_until_its_next_build() {
     assert_eq!(obs.info(&fixture.name).await.state, PluginState::Disabled);
     // The restart between the two failures announced itself; only a later load counts.
     obs.clear_backlog();
+    // Its commands are no longer offered: nothing would answer them.
+    let help = obs.ask("help", "").await;
+    assert!(!help.contains("!count"), "{help}");
 
-    // The next build brings it back.
+    // An operator's enable tries the same build again.
+    let reply = obs.admin(events::PLUGINS_ENABLE, &fixture.name).await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.info(&fixture.name).await.state, PluginState::Running);
+    let answer = obs.ask("count", "").await;
+    assert!(answer.starts_with("v1 count="), "{answer}");
+
+    // Two more failures, then the next build brings it back.
+    obs.send("boom", "", "mallory", 1.0).await;
+    obs.send("boom", "", "mallory", 1.0).await;
+    obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    let second = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    assert!(second
+        .error
+        .unwrap()
+        .contains("disabled after 2 failures in a row"));
+    obs.clear_backlog();
     fixture.set_answer("v2");
     fixture.build();
     fixture.install_into(served.libs.path());
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
     let answer = obs.ask("count", "").await;
     assert!(answer.starts_with("v2 count="), "{answer}");
+
+    // Disabling twice: the second finds it off and answers at once (not after 2 x 60 s).
+    let reply = obs.admin(events::PLUGINS_DISABLE, &fixture.name).await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        obs.admin(events::PLUGINS_DISABLE, &fixture.name),
+    )
+    .await
+    .expect("a second disable answers without waiting for a worker that is gone");
+    assert_eq!(&again.payload[..], br#"{"ok":true}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
