@@ -377,6 +377,8 @@ pub async fn run<P: Platform>(
     worker.abort();
     platform_task.abort();
     ctx.state().joined = false;
+    // As the original's close(): whoever is present stops being counted when the bot stops.
+    close_sessions(&ctx, Timestamp::now());
     ctx.publish_status().await;
     ctx.write_status();
     // Queued durable writes are stored, and the last publishes sent, before we go; one
@@ -395,6 +397,23 @@ pub async fn run<P: Platform>(
         tracing::warn!("the last publishes may not have reached NATS before shutdown");
     }
     result
+}
+
+/// Ends every open session at `at` (a leave write per known user) and forgets the user list.
+fn close_sessions(ctx: &Ctx, at: Timestamp) {
+    let users: Vec<UserData> = std::mem::take(&mut ctx.state().users)
+        .into_values()
+        .collect();
+    for user in users {
+        ctx.db.write(
+            subjects::db::USER_LEFT,
+            &UserLeft {
+                username: user.username.clone(),
+                timestamp: Some(at),
+                user_data: Some(user),
+            },
+        );
+    }
 }
 
 /// Applies one platform event: state first, then what gets published.
@@ -419,6 +438,9 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         PlatformEvent::Disconnected { reason } => {
             ctx.state().joined = false;
             tracing::warn!(reason, "disconnected from the platform");
+            // Nobody is seen while we are away: sessions end now, and the next user list
+            // opens them again (else the outage would be credited to everyone present).
+            close_sessions(ctx, Timestamp::now());
             ctx.refresh_chat_gate();
             ctx.publish_status().await;
             ctx.write_status();

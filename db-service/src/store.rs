@@ -62,15 +62,17 @@ fn to_i64(n: u64) -> i64 {
 
 /// A user joined: opens a session (creating the user on first sight).
 ///
-/// Unlike the original, a join while a session is still open first credits that session, so a
-/// missed leave does not lose the time already spent.
+/// Unlike the original, a join while a session is still open (its leave was missed: a crash,
+/// a lost connection) first credits that session up to the user's last sign of presence (a
+/// join, chat line or leave), so the time seen is kept and the unseen gap is not credited.
 pub fn user_joined(conn: &Connection, username: &str, ts: i64) -> rusqlite::Result<()> {
     let updated = conn
         .prepare_cached(
             "UPDATE user_stats SET
                 total_time_connected = COALESCE(total_time_connected, 0)
                     + CASE WHEN current_session_start IS NOT NULL
-                           THEN MAX(?2 - current_session_start, 0) ELSE 0 END,
+                           THEN MAX(MIN(COALESCE(last_seen, ?2), ?2) - current_session_start, 0)
+                           ELSE 0 END,
                 last_seen = MAX(last_seen, ?2),
                 current_session_start = ?2
              WHERE username = ?1",
@@ -703,11 +705,13 @@ mod tests {
         // A leave timestamped before the join (clock skew) never subtracts.
         user_left(&conn, "alice", 900).unwrap();
         assert_eq!(row(&conn, "alice"), (100, 1000, 0, 60, None));
-        // A join while a session is open credits the open session first.
+        // A join while a session is open (its leave was missed) credits that session up to the
+        // user's last sign of presence, not the unseen gap (here 30 days).
         user_joined(&conn, "alice", 2000).unwrap();
-        user_joined(&conn, "alice", 2030).unwrap();
-        user_left(&conn, "alice", 2040).unwrap();
-        assert_eq!(row(&conn, "alice").3, 60 + 30 + 10);
+        chat_message(&conn, "alice", "still here", 2020).unwrap();
+        user_joined(&conn, "alice", 2000 + 30 * 86_400).unwrap();
+        user_left(&conn, "alice", 2010 + 30 * 86_400).unwrap();
+        assert_eq!(row(&conn, "alice").3, 60 + 20 + 10);
         // Leaving an unknown user does nothing.
         user_left(&conn, "ghost", 10).unwrap();
         let n: i64 = conn

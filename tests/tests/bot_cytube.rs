@@ -981,3 +981,39 @@ async fn a_database_write_too_large_for_nats_is_dropped_without_holding_up_the_r
     let lines: Vec<&str> = logs.iter().filter_map(|l| l["message"].as_str()).collect();
     assert_eq!(lines, ["small one"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_the_connection_drops_and_when_the_bot_stops() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let (bot, mut status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    let names = |writes: &[Value]| -> Vec<String> {
+        let mut n: Vec<String> = writes
+            .iter()
+            .filter_map(|w| w["username"].as_str().map(str::to_owned))
+            .collect();
+        n.sort();
+        n
+    };
+    let present = names(&wait_db_writes(&client, subjects::db::USER_JOINED, 3).await);
+    assert_eq!(present, ["alice", "modbob", "rosey"]);
+
+    // While the bot is away nobody is seen: every session ends at the drop...
+    let dropped_at = rosey_plugin_api::Timestamp::now().secs();
+    assert!(mock.drop_connection());
+    wait_disconnected(&mut status, WAIT).await;
+    let left = wait_db_writes(&client, subjects::db::USER_LEFT, 3).await;
+    assert_eq!(names(&left), present);
+    assert!(left
+        .iter()
+        .all(|w| w["timestamp"].as_i64().is_some_and(|t| t >= dropped_at)));
+    // ...and opens again with the next user list.
+    wait_connected(&mut status, WAIT).await;
+    wait_db_writes(&client, subjects::db::USER_JOINED, 6).await;
+
+    // Stopping the bot ends them too, as the original's close() did.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &bot._child.id().to_string()])
+        .status();
+    let left = wait_db_writes(&client, subjects::db::USER_LEFT, 6).await;
+    assert_eq!(names(&left[3..]), present);
+}
