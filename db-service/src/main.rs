@@ -305,8 +305,26 @@ async fn housekeeping(
     mut stop: watch::Receiver<bool>,
 ) {
     let start = tokio::time::Instant::now();
+    let last_run = match pool.run(|c| maintenance::last_run(c)).await {
+        Ok(Ok(last)) => last,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read when maintenance last ran");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read when maintenance last ran");
+            None
+        }
+    };
+    let first = maintenance::first_run_delay(
+        last_run,
+        Timestamp::now().secs(),
+        maintain_every,
+        prune_every,
+    );
+    tracing::debug!(?first, "first scheduled maintenance");
     let mut prune = tokio::time::interval_at(start + prune_every, prune_every);
-    let mut maintain = tokio::time::interval_at(start + maintain_every, maintain_every);
+    let mut maintain = tokio::time::interval_at(start + first, maintain_every);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

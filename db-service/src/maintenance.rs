@@ -90,6 +90,11 @@ pub fn run(
         "DELETE FROM rosey_dead_letters WHERE published = 1 AND created_at < ?1",
         params![now - DEAD_LETTER_DAYS * DAY],
     )?;
+    tx.execute(
+        "INSERT INTO rosey_maintenance (id, last_run) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET last_run = excluded.last_run",
+        [now],
+    )?;
     tx.commit()?;
     let mut log = vec![
         format!("Cleaned up {history_deleted} old user count history records"),
@@ -113,10 +118,64 @@ pub fn run(
     })
 }
 
+/// When the full maintenance last ran (by schedule or by request), if ever.
+pub fn last_run(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT last_run FROM rosey_maintenance WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// How long after start the first scheduled maintenance runs: when the last run is `every`
+/// old (at once if that is past, or if it never ran), but never sooner than `settle` (so a
+/// restart's catch-up is not slowed by a VACUUM). Counting from the last run, not from start,
+/// is what lets a service restarted more often than `every` still run it.
+pub fn first_run_delay(
+    last_run: Option<i64>,
+    now: i64,
+    every: std::time::Duration,
+    settle: std::time::Duration,
+) -> std::time::Duration {
+    let due_in = last_run.map_or(0, |last| {
+        let every = i64::try_from(every.as_secs()).unwrap_or(i64::MAX);
+        // A last run "in the future" (the clock went back) waits one period at most.
+        last.saturating_add(every)
+            .saturating_sub(now)
+            .clamp(0, every)
+    });
+    std::time::Duration::from_secs(u64::try_from(due_in).unwrap_or(0)).max(settle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema;
+    use std::time::Duration;
+
+    #[test]
+    fn the_first_scheduled_run_counts_from_the_last_run_not_from_start() {
+        let (every, settle) = (Duration::from_secs(DAY as u64), Duration::from_secs(600));
+        // Never ran, or overdue: as soon as the service has settled.
+        assert_eq!(first_run_delay(None, 1_000_000, every, settle), settle);
+        assert_eq!(
+            first_run_delay(Some(1_000_000 - 3 * DAY), 1_000_000, every, settle),
+            settle
+        );
+        // Ran 20 hours ago (the service restarts every few hours): in 4 hours, not 24.
+        let last = 1_000_000 - 20 * 3600;
+        assert_eq!(
+            first_run_delay(Some(last), 1_000_000, every, settle),
+            Duration::from_secs(4 * 3600)
+        );
+        // A clock that went backwards cannot postpone it beyond one period.
+        assert!(
+            first_run_delay(Some(2_000_000), 1_000_000, every, settle)
+                <= Duration::from_secs(DAY as u64 + 1_000_000)
+        );
+    }
 
     #[test]
     fn maintenance_deletes_exactly_what_is_old() {
@@ -139,7 +198,9 @@ mod tests {
         .unwrap();
         store::kv_set(&conn, "p", "gone", &serde_json::json!(1), Some(1), now - 10).unwrap();
         store::kv_set(&conn, "p", "kept", &serde_json::json!(1), None, now - 10).unwrap();
+        assert_eq!(last_run(&conn).unwrap(), None);
         let report = run(&mut conn, now, Retention::default()).unwrap();
+        assert_eq!(last_run(&conn).unwrap(), Some(now));
         assert_eq!(
             (
                 report.history_deleted,

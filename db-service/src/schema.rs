@@ -7,7 +7,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// The version of Rosey's own bookkeeping tables (`rosey_*`); the original's tables never change.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The original's eight tables and four indexes, statement by statement.
 ///
@@ -121,6 +121,10 @@ CREATE TABLE IF NOT EXISTS rosey_meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     schema_version INTEGER NOT NULL,
     created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rosey_maintenance (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_run INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rosey_stream_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -591,7 +591,7 @@ async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
         before,
         "the original tables were altered"
     );
-    assert_eq!(count(&path, "SELECT schema_version FROM rosey_meta"), 1);
+    assert_eq!(count(&path, "SELECT schema_version FROM rosey_meta"), 2);
 }
 
 /// `users` users each join, say `lines` lines and leave, interleaved across users.
