@@ -13,6 +13,7 @@ use crate::stats::Stats;
 use crate::store::StoredDeadLetter;
 use crate::writer::{Incoming, Writer, WriterGone};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, stream::Stream as JsStream};
 use async_nats::HeaderMap;
 use futures::StreamExt;
@@ -125,6 +126,12 @@ async fn publish_dead_letters(
                     .await
                 {
                     Ok(ack) => ack.await.is_ok(),
+                    // Letters are capped well below the default limit; a server configured
+                    // smaller still must not block every later letter behind this one.
+                    Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        tracing::error!(id = stored.id, error = %e, "dead letter too large for this NATS server; kept only in the database");
+                        true
+                    }
                     Err(_) => false,
                 }
             }

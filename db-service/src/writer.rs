@@ -81,6 +81,10 @@ pub struct Writer {
 /// The largest payload text kept in a dead letter.
 const MAX_DEAD_PAYLOAD: usize = events::MAX_TEXT_BYTES;
 
+/// The largest encoded dead letter: well under NATS's default 1 MiB `max_payload`, however
+/// much JSON escaping (up to six bytes per control byte) grows the kept payload.
+pub const MAX_DEAD_LETTER_BYTES: usize = 256 * 1024;
+
 impl Writer {
     /// Starts the writer thread on `conn` (already initialized).
     pub fn start(
@@ -181,13 +185,21 @@ fn retrying<T>(stats: &Stats, mut op: impl FnMut() -> rusqlite::Result<T>) -> T 
 }
 
 fn dead_letter(item: &Incoming, error: String) -> DeadLetter {
-    let cut = &item.payload[..item.payload.len().min(MAX_DEAD_PAYLOAD)];
-    DeadLetter {
-        subject: item.subject.clone(),
-        payload: String::from_utf8_lossy(cut).into_owned(),
-        error,
-        stream_sequence: item.sequence,
-        deliveries: item.deliveries,
+    let mut keep = item.payload.len().min(MAX_DEAD_PAYLOAD);
+    loop {
+        let letter = DeadLetter {
+            subject: item.subject.clone(),
+            payload: String::from_utf8_lossy(&item.payload[..keep]).into_owned(),
+            error: error.clone(),
+            stream_sequence: item.sequence,
+            deliveries: item.deliveries,
+        };
+        // Encoded, it must stay publishable: a letter NATS refuses would block every later one.
+        let size = serde_json::to_vec(&letter).map_or(0, |v| v.len());
+        if size <= MAX_DEAD_LETTER_BYTES || keep == 0 {
+            return letter;
+        }
+        keep /= 2;
     }
 }
 
@@ -351,6 +363,21 @@ mod tests {
     const CONFIG: WriterConfig = WriterConfig {
         max_redeliveries: 5,
     };
+
+    #[test]
+    fn a_dead_letter_stays_publishable_whatever_its_payload() {
+        // NUL bytes are escaped as \u0000: six bytes each once encoded.
+        let mut nuls = item(9, subject::MESSAGE_LOG, "");
+        nuls.payload = Bytes::from(vec![0_u8; 300 * 1024]);
+        let letter = dead_letter(&nuls, "not JSON".into());
+        let size = serde_json::to_vec(&letter).unwrap().len();
+        assert!(size <= MAX_DEAD_LETTER_BYTES, "{size}");
+        assert!(letter.payload.len() > 10_000, "as much as fits is kept");
+        assert_eq!(
+            (letter.stream_sequence, letter.error.as_str()),
+            (9, "not JSON")
+        );
+    }
 
     #[test]
     fn applies_in_order_records_position_and_skips_replays() {
