@@ -57,19 +57,23 @@ impl ChatError {
     }
 }
 
-/// Splits `text` into pieces of at most `max` characters, at word boundaries where possible.
+/// Splits `text` into pieces of at most `max` UTF-16 code units, at word boundaries where
+/// possible.
 ///
-/// Line breaks become piece boundaries (chat has no line breaks); a word longer than `max` is
-/// cut. Blank pieces are dropped.
+/// CyTube cuts chat with JavaScript's `substring`, which counts UTF-16 code units: an emoji
+/// takes two, so counting `char`s would let the server drop a piece's tail. Line breaks become
+/// piece boundaries (chat has no line breaks); a word longer than `max` is cut, never inside a
+/// character. Blank pieces are dropped.
 pub fn split_message(text: &str, max: usize) -> Vec<String> {
-    let max = max.max(1);
+    let max = max.max(2);
+    let units = |s: &str| s.encode_utf16().count();
     let mut pieces = Vec::new();
     for line in text.lines() {
         let mut current = String::new();
         let mut current_len = 0;
         for word in line.split_whitespace() {
             let mut word = word;
-            let mut word_len = word.chars().count();
+            let mut word_len = units(word);
             if current_len > 0 && current_len + 1 + word_len <= max {
                 current.push(' ');
                 current.push_str(word);
@@ -80,14 +84,19 @@ pub fn split_message(text: &str, max: usize) -> Vec<String> {
                 pieces.push(std::mem::take(&mut current));
             }
             while word_len > max {
-                let cut = word
-                    .char_indices()
-                    .nth(max)
-                    .map(|(i, _)| i)
-                    .unwrap_or(word.len());
+                // The longest prefix of whole characters within `max` units.
+                let mut taken = 0;
+                let mut cut = 0;
+                for (i, c) in word.char_indices() {
+                    if taken + c.len_utf16() > max {
+                        break;
+                    }
+                    taken += c.len_utf16();
+                    cut = i + c.len_utf8();
+                }
                 pieces.push(word[..cut].to_owned());
                 word = &word[cut..];
-                word_len -= max;
+                word_len -= taken;
             }
             current.push_str(word);
             current_len = word_len;
@@ -400,6 +409,12 @@ mod tests {
         assert_eq!(split_message("ééééé x", 2), ["éé", "éé", "é", "x"]);
         assert_eq!(split_message("ééééé x", 4), ["éééé", "é x"]);
         assert!(split_message("  \n \t ", 10).is_empty());
+        // UTF-16 units, as CyTube counts: each emoji is two, and is never cut in half.
+        let emoji = split_message(&"😀".repeat(200), 320);
+        assert_eq!(emoji.len(), 2);
+        assert!(emoji.iter().all(|p| p.encode_utf16().count() <= 320));
+        assert_eq!(emoji[0].chars().count(), 160);
+        assert_eq!(split_message("a😀😀", 2), ["a", "😀", "😀"]);
         let long = "word ".repeat(200);
         let pieces = split_message(&long, 320);
         assert!(pieces.iter().all(|p| p.chars().count() <= 320));

@@ -25,7 +25,7 @@ use rosey_plugin_api::db::{
     StatsUserCount, StatusUpdate, UserJoined, UserLeft,
 };
 use rosey_plugin_api::events::{
-    self as ev, BotStatus, Event, MediaChange, PlaylistAfter, PlaylistRemove, PollClose, UserCount,
+    self as ev, BotStatus, Event, MediaChange, PlaylistRemove, PollClose, UserCount,
 };
 use rosey_plugin_api::reply::{error_reply, request_json, RequestError};
 use rosey_plugin_api::stream::StreamLimits;
@@ -1068,13 +1068,9 @@ async fn run_action(
         a::PLAYLIST_MOVE => {
             let req: SendPlaylistMove = decode(payload)?;
             ctx.check_permission("playlistmove")?;
-            let after = match req.after {
-                PlaylistAfter::Uid(uid) => Some(uid),
-                PlaylistAfter::Start(_) => None,
-            };
             ctx.act(PlatformAction::PlaylistMove {
                 uid: req.uid,
-                after,
+                after: req.after,
             })
             .await
             .map_err(platform_failure)

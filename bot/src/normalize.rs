@@ -4,7 +4,7 @@
 
 use crate::platform::{ChatOrigin, Meta, PlatformEvent, UserPatch};
 use rosey_plugin_api::events::{
-    Media, PlaylistAdd, PlaylistAfter, PlaylistItem, PlaylistMove, Poll, Prepend,
+    Append, Media, PlaylistAdd, PlaylistAfter, PlaylistItem, PlaylistMove, Poll, Prepend,
 };
 use rosey_plugin_api::{Timestamp, UserData};
 use serde_json::{Map, Value};
@@ -91,6 +91,8 @@ fn after(v: Option<&Value>) -> Option<PlaylistAfter> {
     match v? {
         Value::Number(n) => n.as_u64().map(PlaylistAfter::Uid),
         Value::String(s) if s == "prepend" => Some(PlaylistAfter::Start(Prepend::Prepend)),
+        // A move may go to the end; CyTube broadcasts the request's `after` unchanged.
+        Value::String(s) if s == "append" => Some(PlaylistAfter::End(Append::Append)),
         // CyTube sends uids as numbers, but accept digits in a string too.
         Value::String(s) => s.parse().ok().map(PlaylistAfter::Uid),
         _ => None,
@@ -806,6 +808,16 @@ mod tests {
                 moved: PlaylistMove {
                     uid: 7,
                     after: PlaylistAfter::Uid(9)
+                },
+                ..
+            }]
+        ));
+        assert!(matches!(
+            &feed(&mut n, r#"42["moveVideo",{"from":7,"after":"append"}]"#)[..],
+            [PlatformEvent::PlaylistMove {
+                moved: PlaylistMove {
+                    uid: 7,
+                    after: PlaylistAfter::End(Append::Append)
                 },
                 ..
             }]

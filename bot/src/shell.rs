@@ -10,6 +10,7 @@ use crate::platform::PlatformAction;
 use rosey_plugin_api::db::{
     ChannelStats, ChannelStatsQuery, PmCommand, PmCommandResult, UserStats, UserStatsQuery,
 };
+use rosey_plugin_api::events::{PlaylistAfter, Prepend};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::Timestamp;
@@ -224,9 +225,13 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             // could not move to the top.)
             let after = match to_pos.cmp(&from_pos) {
                 std::cmp::Ordering::Equal => return Ok(format!("Already at position {to_pos}")),
-                std::cmp::Ordering::Greater => Some(uid_at(ctx, Some(&to_pos.to_string()))?),
-                std::cmp::Ordering::Less if to_pos == 1 => None,
-                std::cmp::Ordering::Less => Some(uid_at(ctx, Some(&(to_pos - 1).to_string()))?),
+                std::cmp::Ordering::Greater => {
+                    PlaylistAfter::Uid(uid_at(ctx, Some(&to_pos.to_string()))?)
+                }
+                std::cmp::Ordering::Less if to_pos == 1 => PlaylistAfter::Start(Prepend::Prepend),
+                std::cmp::Ordering::Less => {
+                    PlaylistAfter::Uid(uid_at(ctx, Some(&(to_pos - 1).to_string()))?)
+                }
             };
             ctx.check_permission("playlistmove")
                 .map_err(|e| e.error.message)?;

@@ -163,6 +163,7 @@ impl ChannelState {
         let at = match after {
             PlaylistAfter::Uid(uid) => self.position(uid).map_or(self.playlist.len(), |p| p + 1),
             PlaylistAfter::Start(_) => 0,
+            PlaylistAfter::End(_) => self.playlist.len(),
         };
         self.playlist.insert(at, item.clone());
     }
@@ -249,6 +250,13 @@ mod tests {
         assert_eq!(uids(&s), [3, 1, 2]);
         s.playlist_move(3, PlaylistAfter::Uid(2));
         assert_eq!(uids(&s), [1, 2, 3]);
+        s.playlist_move(
+            1,
+            PlaylistAfter::End(rosey_plugin_api::events::Append::Append),
+        );
+        assert_eq!(uids(&s), [2, 3, 1]);
+        s.playlist_move(1, PlaylistAfter::Uid(2));
+        assert_eq!(uids(&s), [2, 1, 3]);
         s.playlist_remove(2);
         assert_eq!(uids(&s), [1, 3]);
         s.current_uid = Some(3);

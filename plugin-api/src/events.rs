@@ -134,7 +134,7 @@ pub struct MediaChange {
     pub queued_by: Option<String>,
 }
 
-/// Where a playlist item goes: after the item with this uid, or at the start.
+/// Where a playlist item goes: after the item with this uid, at the start, or at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PlaylistAfter {
@@ -142,6 +142,16 @@ pub enum PlaylistAfter {
     Uid(u64),
     /// At the very start (CyTube's `"prepend"`).
     Start(Prepend),
+    /// At the very end (CyTube's `"append"`, which a move may use).
+    End(Append),
+}
+
+/// The literal `"append"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Append {
+    /// `"append"`.
+    Append,
 }
 
 /// The literal `"prepend"`.
@@ -242,12 +252,15 @@ mod tests {
     }
 
     #[test]
-    fn playlist_after_is_uid_or_prepend() {
+    fn playlist_after_is_uid_prepend_or_append() {
         let a: PlaylistAfter = serde_json::from_value(json!(7)).unwrap();
         assert_eq!(a, PlaylistAfter::Uid(7));
         let b: PlaylistAfter = serde_json::from_value(json!("prepend")).unwrap();
         assert_eq!(b, PlaylistAfter::Start(Prepend::Prepend));
-        assert!(serde_json::from_value::<PlaylistAfter>(json!("append")).is_err());
+        let c: PlaylistAfter = serde_json::from_value(json!("append")).unwrap();
+        assert_eq!(c, PlaylistAfter::End(Append::Append));
+        assert_eq!(serde_json::to_value(c).unwrap(), json!("append"));
+        assert!(serde_json::from_value::<PlaylistAfter>(json!("middle")).is_err());
     }
 
     #[test]

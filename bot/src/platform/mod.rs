@@ -8,7 +8,9 @@
 pub mod console;
 pub mod cytube;
 
-use rosey_plugin_api::events::{Media, PlaylistAdd, PlaylistItem, PlaylistMove, Poll};
+use rosey_plugin_api::events::{
+    Media, PlaylistAdd, PlaylistAfter, PlaylistItem, PlaylistMove, Poll,
+};
 use rosey_plugin_api::{Timestamp, UserData};
 use serde_json::Value;
 use std::future::Future;
@@ -251,12 +253,12 @@ pub enum PlatformAction {
     PlaylistRemove(u64),
     /// Play an item now.
     PlaylistJump(u64),
-    /// Move an item after another (`None`: to the start).
+    /// Move an item after another, to the start or to the end.
     PlaylistMove {
         /// The item.
         uid: u64,
-        /// After which item.
-        after: Option<u64>,
+        /// Where it goes.
+        after: PlaylistAfter,
     },
     /// Skip to the next item.
     PlaylistNext,

@@ -11,6 +11,7 @@ use crate::protocol::{self, Frame};
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
 use rosey_config::PlatformConfig;
+use rosey_plugin_api::events::PlaylistAfter;
 use rosey_plugin_api::Timestamp;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -124,13 +125,10 @@ impl CytubePlatform {
         if failures >= FAST_RETRIES {
             delay = delay.max(RATE_LIMIT_FLOOR.min(self.max_delay));
         }
-        let slow = match end {
-            End::LoginFailed(_) => true,
-            End::Kicked(reason) => reason.contains("Duplicate login"),
-            _ => false,
-        };
+        // A kick is usually a moderator's decision (or another session's, or a rate limit);
+        // coming straight back would fight it. A failed login will not pass sooner either.
+        let slow = matches!(end, End::LoginFailed(_) | End::Kicked(_));
         if slow {
-            // Don't fight another session or the guest-login throttle.
             delay = self.max_delay;
         }
         // Jitter in [0.5, 1.0] so that many bots do not reconnect in step.
@@ -175,7 +173,11 @@ impl CytubePlatform {
             PlatformAction::PlaylistJump(uid) => event("jumpTo", json!(uid)),
             PlatformAction::PlaylistMove { uid, after } => event(
                 "moveMedia",
-                json!({"from": uid, "after": after.map_or(json!("prepend"), |a| json!(a))}),
+                json!({"from": uid, "after": match after {
+                    PlaylistAfter::Uid(a) => json!(a),
+                    PlaylistAfter::Start(_) => json!("prepend"),
+                    PlaylistAfter::End(_) => json!("append"),
+                }}),
             ),
             PlatformAction::PlaylistNext => protocol::encode_event("playNext", None),
             PlatformAction::Kick { user, reason } => {
@@ -486,8 +488,10 @@ mod tests {
         let fifth = p.backoff(5, &lost);
         assert!(fifth >= Duration::from_secs(10), "{fifth:?}");
         assert!(p.backoff(30, &lost) <= Duration::from_secs(60));
-        let slow = p.backoff(0, &End::Kicked("Duplicate login".into()));
-        assert!(slow >= Duration::from_secs(30), "{slow:?}");
+        for reason in ["Duplicate login", "bye", "Rate limit exceeded"] {
+            let slow = p.backoff(0, &End::Kicked(reason.into()));
+            assert!(slow >= Duration::from_secs(30), "{reason}: {slow:?}");
+        }
         assert!(p.backoff(0, &End::LoginFailed("x".into())) >= Duration::from_secs(30));
     }
 
@@ -518,9 +522,16 @@ mod tests {
         assert_eq!(
             enc(PlatformAction::PlaylistMove {
                 uid: 7,
-                after: None
+                after: PlaylistAfter::Start(rosey_plugin_api::events::Prepend::Prepend)
             }),
             r#"42["moveMedia",{"after":"prepend","from":7}]"#
+        );
+        assert_eq!(
+            enc(PlatformAction::PlaylistMove {
+                uid: 7,
+                after: PlaylistAfter::End(rosey_plugin_api::events::Append::Append)
+            }),
+            r#"42["moveMedia",{"after":"append","from":7}]"#
         );
         assert_eq!(enc(PlatformAction::PlaylistNext), r#"42["playNext"]"#);
         assert_eq!(
