@@ -239,13 +239,38 @@ impl RootModule for PluginModRef {
 /// The interface version plugins are checked against (this crate's version).
 pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What a plugin library's header calls to build its root module. Sealed: the only
+/// implementation is the SDK's `sdk::glue::Loader`, which is what makes [`lib_header`] sound.
+///
+/// ```compile_fail
+/// // Another crate cannot hand `lib_header` a constructor of its own.
+/// struct Forged;
+/// impl rosey_plugin_api::ffi::RootModuleSource for Forged {
+///     fn root_module() -> rosey_plugin_api::sdk::glue::RootModuleResult {
+///         unimplemented!()
+///     }
+/// }
+/// ```
+pub trait RootModuleSource: sealed::Sealed {
+    /// Builds the root module (through abi_stable's loader shim, which catches panics).
+    fn root_module() -> RootModuleResult;
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`super::RootModuleSource`] from being implemented outside this crate.
+    pub trait Sealed {}
+}
+
 /// Builds the header a plugin library exports, for the SDK's macro.
-pub const fn lib_header(constructor: extern "C" fn() -> RootModuleResult) -> LibHeader {
+pub const fn lib_header<S: RootModuleSource>() -> LibHeader {
+    extern "C" fn constructor<S: RootModuleSource>() -> RootModuleResult {
+        S::root_module()
+    }
     // SAFETY: `from_constructor` requires the constructor to return the root module of type
-    // `PluginModRef`; the only caller is the `rosey_plugin!` macro, whose constructor calls
-    // `sdk::glue::root_module_loader`, which builds exactly that type through
-    // `__call_root_module_loader`.
-    unsafe { LibHeader::from_constructor::<PluginModRef>(constructor, CheckTypeLayout::Yes) }
+    // `PluginModRef`. `RootModuleSource` is sealed and its only implementation,
+    // `sdk::glue::Loader<P>`, returns `sdk::glue::root_module_loader::<P>()`, which builds
+    // exactly that type through `__call_root_module_loader`; no other crate can supply one.
+    unsafe { LibHeader::from_constructor::<PluginModRef>(constructor::<S>, CheckTypeLayout::Yes) }
 }
 
 /// Re-exports the runtime needs to load libraries without naming abi_stable itself.

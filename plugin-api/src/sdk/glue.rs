@@ -29,6 +29,17 @@ pub trait Package {
     const DESCRIPTION: &'static str;
 }
 
+/// The root-module source the macro's header uses for plugin `P`.
+pub struct Loader<P>(std::marker::PhantomData<P>);
+
+impl<P: Plugin + Package> crate::ffi::sealed::Sealed for Loader<P> {}
+
+impl<P: Plugin + Package> crate::ffi::RootModuleSource for Loader<P> {
+    fn root_module() -> RootModuleResult {
+        root_module_loader::<P>()
+    }
+}
+
 /// Called by the exported loader: builds the root module for plugin `P`.
 pub fn root_module_loader<P: Plugin + Package>() -> RootModuleResult {
     fn build<P: Plugin + Package>() -> PluginModRef {

@@ -183,14 +183,10 @@ macro_rules! rosey_plugin {
                 const DESCRIPTION: &'static str = env!("CARGO_PKG_DESCRIPTION");
             }
 
-            extern "C" fn __rosey_root_module() -> $crate::sdk::glue::RootModuleResult {
-                $crate::sdk::glue::root_module_loader::<$plugin>()
-            }
-
             // The symbol abi_stable's loader looks up (`ffi::ROOT_MODULE_SYMBOL`).
             #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
             pub static ROSEY_PLUGIN_HEADER: $crate::sdk::glue::LibHeader =
-                $crate::ffi::lib_header(__rosey_root_module);
+                $crate::ffi::lib_header::<$crate::sdk::glue::Loader<$plugin>>();
         };
     };
 }
