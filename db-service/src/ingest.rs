@@ -189,7 +189,8 @@ async fn resume_position(
     Ok(stored)
 }
 
-/// Reads the events `from..to` straight from the stream (a lost in-flight delivery).
+/// Reads the events `from..to` straight from the stream (a lost in-flight delivery); false
+/// when it stopped short because the service is shutting down.
 async fn fill_gap(
     stream: &JsStream,
     from: u64,
@@ -197,7 +198,7 @@ async fn fill_gap(
     shutdown: &watch::Receiver<bool>,
     out: &mut Vec<Incoming>,
     stats: &Stats,
-) {
+) -> bool {
     let first = match stream.get_info().await {
         Ok(info) => info.state.first_sequence,
         Err(_) => from,
@@ -234,7 +235,7 @@ async fn fill_gap(
             }
             Err(e) => {
                 if *shutdown.borrow() {
-                    return;
+                    return false;
                 }
                 tracing::warn!(seq, error = %e, "cannot read a missing event from the stream yet; retrying");
                 tokio::time::sleep(pause).await;
@@ -242,6 +243,7 @@ async fn fill_gap(
             }
         }
     }
+    true
 }
 
 /// Consumes the stream until `shutdown` turns true; the batch in hand is committed and
@@ -316,7 +318,7 @@ pub async fn run_jetstream(
                 }
             }
             let mut items = Vec::with_capacity(batch.len());
-            let mut ack_index = 0;
+            let mut ack_index = None;
             let mut max_seq = 0;
             for (i, m) in batch.iter().enumerate() {
                 let Ok(info) = m.info() else {
@@ -324,12 +326,16 @@ pub async fn run_jetstream(
                     continue;
                 };
                 let seq = info.stream_sequence;
+                if seq > applied_to + 1
+                    && !fill_gap(&stream, applied_to + 1, seq, &shutdown, &mut items, &stats).await
+                {
+                    // Stopping with the gap unread: nothing past it may be applied or
+                    // acknowledged (an ack covers every earlier sequence), so it is redelivered.
+                    break;
+                }
                 if seq > max_seq {
                     max_seq = seq;
-                    ack_index = i;
-                }
-                if seq > applied_to + 1 {
-                    fill_gap(&stream, applied_to + 1, seq, &shutdown, &mut items, &stats).await;
+                    ack_index = Some(i);
                 }
                 items.push(Incoming {
                     sequence: seq,
@@ -350,7 +356,7 @@ pub async fn run_jetstream(
                 pending_dead.retain(|d| !done.contains(&d.id));
                 published.extend(done);
             }
-            if let Some(m) = batch.get(ack_index) {
+            if let Some(m) = ack_index.and_then(|i| batch.get(i)) {
                 // Ack-all: everything up to this sequence is committed.
                 if let Err(e) = m.ack().await {
                     tracing::debug!(error = %e, "ack not sent; the batch will be redelivered and skipped");

@@ -269,7 +269,8 @@ pub async fn handle(
         }
         Endpoint::RecentChat => {
             let q: wire::RecentChatGet = decode(body)?;
-            read(ctx, move |c| Ok(store::recent_chat(c, &q)?)).await
+            let oldest = ctx.retention.recent_chat_cutoff(Timestamp::now().secs());
+            read(ctx, move |c| Ok(store::recent_chat(c, &q, oldest)?)).await
         }
         Endpoint::ChannelStats => {
             let _: wire::ChannelStatsQuery = decode(body)?;

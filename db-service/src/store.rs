@@ -305,9 +305,16 @@ pub fn user_stats(conn: &Connection, username: &str) -> rusqlite::Result<UserSta
 }
 
 /// The newest `limit` lines matching the filters, returned oldest first.
-pub fn recent_chat(conn: &Connection, query: &RecentChatGet) -> rusqlite::Result<Vec<ChatLine>> {
+///
+/// Lines older than `oldest` (the retention cut-off) are never returned, even before the
+/// periodic prune has deleted them.
+pub fn recent_chat(
+    conn: &Connection,
+    query: &RecentChatGet,
+    oldest: i64,
+) -> rusqlite::Result<Vec<ChatLine>> {
     let limit = query.limit.min(MAX_ROWS);
-    let since = query.since.map(|t| t.secs()).unwrap_or(i64::MIN);
+    let since = query.since.map_or(oldest, |t| t.secs().max(oldest));
     let mut stmt = conn.prepare_cached(
         "SELECT timestamp, username, message FROM recent_chat
          WHERE timestamp >= ?1 AND (?2 IS NULL OR username = ?2 COLLATE NOCASE)
@@ -730,7 +737,7 @@ mod tests {
         chat_message(&conn, "Server", "notice", 23).unwrap();
         assert_eq!(row(&conn, "bob").2, 2);
         assert_eq!(row(&conn, "bob").1, 21);
-        let lines = recent_chat(&conn, &RecentChatGet::default()).unwrap();
+        let lines = recent_chat(&conn, &RecentChatGet::default(), i64::MIN).unwrap();
         let texts: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(texts, ["hi", "'; DROP TABLE user_stats; --\0", "who?"]);
         let users: i64 = conn
@@ -751,7 +758,7 @@ mod tests {
             username: None,
             since: None,
         };
-        let got: Vec<String> = recent_chat(&conn, &q)
+        let got: Vec<String> = recent_chat(&conn, &q, i64::MIN)
             .unwrap()
             .into_iter()
             .map(|l| l.message)
@@ -762,15 +769,25 @@ mod tests {
             username: Some("even".to_owned()),
             since: Timestamp::from_secs(104),
         };
-        let got: Vec<String> = recent_chat(&conn, &q)
+        let got: Vec<String> = recent_chat(&conn, &q, i64::MIN)
             .unwrap()
             .into_iter()
             .map(|l| l.message)
             .collect();
         assert_eq!(got, ["m4", "m6", "m8"]);
+        // Past retention, a line is not returned even before the prune deletes it, whatever
+        // `since` asks for.
+        let got: Vec<String> = recent_chat(&conn, &q, 107)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
+        assert_eq!(got, ["m8"]);
         assert_eq!(prune_recent_chat(&conn, 105).unwrap(), 5);
         assert_eq!(
-            recent_chat(&conn, &RecentChatGet::default()).unwrap().len(),
+            recent_chat(&conn, &RecentChatGet::default(), i64::MIN)
+                .unwrap()
+                .len(),
             5
         );
     }
