@@ -164,6 +164,9 @@ pub enum Destination {
 }
 
 struct Pending {
+    /// Tells the message the worker is sending apart from the one behind it, should this one
+    /// be failed and removed (chat blocked) while its piece is on the wire.
+    id: u64,
     destination: Destination,
     pieces: VecDeque<String>,
     done: Option<oneshot::Sender<Result<(), ChatError>>>,
@@ -186,6 +189,7 @@ struct QueueState {
     /// Set while the bot may not chat (muted, or rank below the `chat` permission).
     blocked: Option<ChatError>,
     closed: bool,
+    next_id: u64,
 }
 
 /// The handle everyone enqueues through; cheap to clone.
@@ -245,7 +249,11 @@ impl ChatQueue {
         }
         let (tx, rx) = oneshot::channel();
         let was_empty = queue.is_empty();
+        let id = state.next_id;
+        state.next_id += 1;
+        let queue = state.sources.entry(source.to_owned()).or_default();
         queue.push_back(Pending {
+            id,
             destination,
             pieces,
             done: Some(tx),
@@ -310,26 +318,29 @@ impl ChatQueue {
         self.wake.notify_one();
     }
 
-    /// The next piece in fair order, without removing it.
-    fn next_piece(&self) -> Option<(String, Destination, String)> {
+    /// The next piece in fair order, without removing it, with its message's id.
+    fn next_piece(&self) -> Option<(String, u64, Destination, String)> {
         let state = self.lock();
         let source = state.turns.front()?.clone();
         let pending = state.sources.get(&source)?.front()?;
         Some((
             source,
+            pending.id,
             pending.destination.clone(),
             pending.pieces.front()?.clone(),
         ))
     }
 
-    /// Records the outcome of the piece just sent and rotates the turn.
-    fn piece_done(&self, source: &str, result: Result<(), ChatError>) {
+    /// Records the outcome of the piece just sent for message `id` and rotates the turn. If
+    /// that message was failed and removed meanwhile, the one now in front is left alone.
+    fn piece_done(&self, source: &str, id: u64, result: Result<(), ChatError>) {
         let mut state = self.lock();
         let QueueState { sources, turns, .. } = &mut *state;
         let Some(queue) = sources.get_mut(source) else {
+            turns.retain(|s| s != source);
             return;
         };
-        if let Some(pending) = queue.front_mut() {
+        if let Some(pending) = queue.front_mut().filter(|p| p.id == id) {
             pending.pieces.pop_front();
             match result {
                 Err(e) => {
@@ -370,7 +381,7 @@ impl ChatQueue {
                     continue;
                 }
             }
-            let Some((source, destination, piece)) = self.next_piece() else {
+            let Some((source, id, destination, piece)) = self.next_piece() else {
                 self.wake.notified().await;
                 continue;
             };
@@ -391,7 +402,7 @@ impl ChatQueue {
                     Err(_) => Err(ChatError::Closed),
                 }
             };
-            self.piece_done(&source, result);
+            self.piece_done(&source, id, result);
         }
     }
 }
@@ -399,6 +410,31 @@ impl ChatQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn muting_while_a_chat_piece_is_on_the_wire_leaves_the_next_message_alone() {
+        let queue = ChatQueue::new(320);
+        let mut chat = queue.enqueue("p", Destination::Chat, "in flight").unwrap();
+        let mut pm = queue
+            .enqueue("p", Destination::Pm("bob".into()), "after it")
+            .unwrap();
+        let (source, id, _, piece) = queue.next_piece().unwrap();
+        assert_eq!(piece, "in flight");
+        // Muted while that piece is being sent: the chat message fails and leaves the queue.
+        queue.set_blocked(Some(ChatError::Muted("muted".into())));
+        assert!(matches!(chat.try_recv(), Ok(Err(ChatError::Muted(_)))));
+        queue.piece_done(&source, id, Ok(()));
+        // The PM behind it was not sent, so it is neither reported sent nor dropped.
+        assert!(
+            pm.try_recv().is_err(),
+            "the PM was resolved without being sent"
+        );
+        let (_, _, destination, piece) = queue.next_piece().unwrap();
+        assert_eq!(
+            (destination, piece.as_str()),
+            (Destination::Pm("bob".into()), "after it")
+        );
+    }
 
     #[test]
     fn splits_on_words_lines_and_long_words() {
