@@ -637,6 +637,8 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         }
         PlatformEvent::LoginFailed { error } => {
             tracing::error!(error, "login failed");
+            // Whoever watches the platform's errors learns why the bot is not in the channel.
+            report_error(ctx, "login", &error).await;
         }
         PlatformEvent::Permissions(map) => {
             ctx.state().permissions = map;

@@ -409,7 +409,20 @@ async fn failed_login_is_reported_and_retried_slowly() {
         ..Default::default()
     })
     .await;
+    let client = nats.connect().await;
+    let mut errors = client
+        .subscribe(subjects::platform::error("cytube").unwrap())
+        .await
+        .unwrap();
     let _bot = start_bot(&nats, &mock, json!({"reconnect_max_delay": 1}));
+    let reported: Value = next_json(&mut errors).await;
+    assert_eq!(reported["action"], "login");
+    assert!(
+        reported["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Invalid username/password combination")),
+        "{reported}"
+    );
     wait_for("a login retry", || mock.received("login").len() >= 2).await;
     assert_eq!(mock.joins(), 0);
 }

@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// CyTube's connection limit (a burst of 5 connections per IP, then one per 10 s), so it is
 /// not a setting.
 const FAST_RETRIES: u32 = 4;
+/// The longest pause between attempts after failed logins or kicks in a row.
+const SLOW_RETRY_CAP: Duration = Duration::from_secs(15 * 60);
 /// The floor of the backoff after [`FAST_RETRIES`]: models CyTube's one connection per 10 s
 /// once the burst is spent.
 const RATE_LIMIT_FLOOR: Duration = Duration::from_secs(10);
@@ -127,9 +129,15 @@ impl CytubePlatform {
         }
         // A kick is usually a moderator's decision (or another session's, or a rate limit);
         // coming straight back would fight it. A failed login will not pass sooner either.
-        let slow = matches!(end, End::LoginFailed(_) | End::Kicked(_));
-        if slow {
-            delay = self.max_delay;
+        if matches!(end, End::LoginFailed(_) | End::Kicked(_)) {
+            // Never sooner than `reconnect_max_delay` (CyTube's guest-login throttle is about a
+            // minute), and slower each time it happens again in a row: a wrong password or a
+            // taken name will not fix itself, and every attempt spends a connection.
+            let slow = self
+                .max_delay
+                .saturating_mul(1u32 << failures.min(4))
+                .min(SLOW_RETRY_CAP.max(self.max_delay));
+            return slow.mul_f64(1.0 + fastrand::f64() / 2.0);
         }
         // Jitter in [0.5, 1.0] so that many bots do not reconnect in step.
         delay.mul_f64(0.5 + fastrand::f64() / 2.0)
@@ -327,8 +335,16 @@ impl CytubePlatform {
                                         password_sent = true;
                                         send!(protocol::encode_event("channelPassword", Some(&json!(pw))));
                                     }
-                                    Some(_) => return End::LoginFailed("wrong channel password".into()),
-                                    None => return End::LoginFailed("the channel needs a password (platform.channel_password)".into()),
+                                    Some(_) => {
+                                        let error = "wrong channel password".to_owned();
+                                        let _ = events.send(PlatformEvent::LoginFailed { error: error.clone() }).await;
+                                        return End::LoginFailed(error);
+                                    }
+                                    None => {
+                                        let error = "the channel needs a password (platform.channel_password)".to_owned();
+                                        let _ = events.send(PlatformEvent::LoginFailed { error: error.clone() }).await;
+                                        return End::LoginFailed(error);
+                                    }
                                 },
                                 _ => {}
                             }
@@ -492,7 +508,15 @@ mod tests {
             let slow = p.backoff(0, &End::Kicked(reason.into()));
             assert!(slow >= Duration::from_secs(30), "{reason}: {slow:?}");
         }
-        assert!(p.backoff(0, &End::LoginFailed("x".into())) >= Duration::from_secs(30));
+        assert!(p.backoff(0, &End::LoginFailed("x".into())) >= Duration::from_secs(60));
+        // Failing again and again: slower each time, up to a quarter of an hour.
+        let fourth = p.backoff(3, &End::LoginFailed("x".into()));
+        assert!(fourth >= Duration::from_secs(8 * 60), "{fourth:?}");
+        let many = p.backoff(20, &End::LoginFailed("x".into()));
+        assert!(
+            many >= Duration::from_secs(15 * 60) && many <= Duration::from_secs(23 * 60),
+            "{many:?}"
+        );
     }
 
     #[test]
