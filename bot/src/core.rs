@@ -240,6 +240,13 @@ impl Ctx {
                 "the bot is not connected to the channel",
             ));
         }
+        // An open playlist lets ranks at its `oplaylist*` level act too, as CyTube does.
+        if permission.starts_with("playlist")
+            && !state.playlist_locked
+            && state.own_rank >= required_rank(&state.permissions, &format!("o{permission}"))
+        {
+            return Ok(());
+        }
         let needed = required_rank(&state.permissions, permission);
         if state.own_rank < needed {
             return Err(ErrorBody::new(
@@ -644,6 +651,7 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             ctx.state().permissions = map;
             ctx.refresh_chat_gate();
         }
+        PlatformEvent::PlaylistLocked(locked) => ctx.state().playlist_locked = locked,
         PlatformEvent::SetCurrent(uid) => ctx.state().current_uid = Some(uid),
         PlatformEvent::MediaChange { media, meta } => {
             let queued_by = {

@@ -307,6 +307,11 @@ impl CytubeNormalizer {
                     out.push(PlatformEvent::Permissions(map.clone()));
                 }
             }
+            "setPlaylistLocked" => {
+                if let Some(locked) = data.as_bool() {
+                    out.push(PlatformEvent::PlaylistLocked(locked));
+                }
+            }
             "setCurrent" => {
                 if let Some(uid) = data.as_u64() {
                     out.push(PlatformEvent::SetCurrent(uid));
@@ -434,6 +439,8 @@ pub fn default_permission(action: &str) -> f64 {
         "chat" => 0.0,
         "kick" | "mute" | "playlistmove" | "playlistjump" | "playlistnext" | "playlistadd" => 1.5,
         "chatclear" | "playlistdelete" | "addnontemp" | "oplaylistdelete" => 2.0,
+        // CyTube's defaults for an open playlist: anyone may add.
+        "oplaylistadd" => -1.0,
         _ => 1.5,
     }
 }

@@ -43,6 +43,8 @@ pub struct ChannelState {
     pub voteskip: Option<(u64, u64)>,
     /// What each rank may do.
     pub permissions: Map<String, Value>,
+    /// Whether the playlist is locked; until the server says, assume it is (the stricter).
+    pub playlist_locked: bool,
     /// When the bot started.
     pub start_time: Timestamp,
     /// When the bot last joined.
@@ -70,6 +72,7 @@ impl ChannelState {
             leader: None,
             voteskip: None,
             permissions: Map::new(),
+            playlist_locked: true,
             start_time: Timestamp::now(),
             connect_time: None,
             server: server.to_owned(),

@@ -1030,3 +1030,27 @@ async fn sessions_end_when_the_connection_drops_and_when_the_bot_stops() {
     let left = wait_db_writes(&client, subjects::db::USER_LEFT, 6).await;
     assert_eq!(names(&left[3..]), present);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_playlist_lets_a_low_ranked_bot_add() {
+    let mut options = mock_options();
+    // Below the locked playlist's `playlistadd` (1.5); an open one asks `oplaylistadd` (-1).
+    options.bot_rank = 1.0;
+    let (nats, client, mock) = start_servers(options).await;
+    let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    let add = subjects::platform::send("cytube", subjects::platform::action::PLAYLIST_ADD).unwrap();
+    let body = json!({"channel": "test", "url": "yt:abc", "temporary": true});
+    let locked = request(&client, &add, body.clone()).await;
+    let locked: Value = serde_json::from_slice(&locked.payload).unwrap();
+    assert_eq!(locked["error"]["code"], "denied", "{locked}");
+
+    assert!(mock.send_event("setPlaylistLocked", json!(false)));
+    // Frames are handled in order: once this line is an event, the unlock has been seen.
+    assert!(mock.chat_from("alice", "marker"));
+    let marker: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(marker.body.content, "marker");
+    let open = request(&client, &add, body).await;
+    assert_eq!(&open.payload[..], br#"{"ok":true}"#);
+    wait_for("the queued item", || mock.received("queue").len() == 1).await;
+}

@@ -143,6 +143,9 @@ pub enum PlatformEvent {
     },
     /// What the channel lets each rank do (CyTube's `setPermissions`).
     Permissions(serde_json::Map<String, Value>),
+    /// Whether the playlist is locked (CyTube's `setPlaylistLocked`); open, the `oplaylist*`
+    /// permissions apply too.
+    PlaylistLocked(bool),
     /// The playing item's uid.
     SetCurrent(u64),
     /// The playing media changed.
