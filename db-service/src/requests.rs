@@ -50,6 +50,8 @@ pub enum Endpoint {
     OutboundEnqueue,
     /// `rosey.db.stats.recent_chat.get`.
     RecentChat,
+    /// `rosey.db.stats.user_count_history.get`.
+    UserCountHistory,
     /// `rosey.db.query.channel_stats`.
     ChannelStats,
     /// `rosey.db.query.user_stats`.
@@ -62,10 +64,11 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::OutboundGet,
         Endpoint::OutboundEnqueue,
         Endpoint::RecentChat,
+        Endpoint::UserCountHistory,
         Endpoint::ChannelStats,
         Endpoint::UserStats,
         Endpoint::Maintenance,
@@ -78,6 +81,7 @@ impl Endpoint {
             Endpoint::OutboundGet => "outbound-get",
             Endpoint::OutboundEnqueue => "outbound-enqueue",
             Endpoint::RecentChat => "recent-chat-get",
+            Endpoint::UserCountHistory => "user-count-history-get",
             Endpoint::ChannelStats => "channel-stats",
             Endpoint::UserStats => "user-stats",
             Endpoint::Maintenance => "maintenance-run",
@@ -91,6 +95,7 @@ impl Endpoint {
             Endpoint::OutboundGet => subject::OUTBOUND_GET,
             Endpoint::OutboundEnqueue => subject::OUTBOUND_ENQUEUE,
             Endpoint::RecentChat => subject::RECENT_CHAT_GET,
+            Endpoint::UserCountHistory => subject::USER_COUNT_HISTORY_GET,
             Endpoint::ChannelStats => subject::QUERY_CHANNEL_STATS,
             Endpoint::UserStats => subject::QUERY_USER_STATS,
             Endpoint::Maintenance => subject::MAINTENANCE_RUN,
@@ -271,6 +276,13 @@ pub async fn handle(
             let q: wire::RecentChatGet = decode(body)?;
             let oldest = ctx.retention.recent_chat_cutoff(Timestamp::now().secs());
             read(ctx, move |c| Ok(store::recent_chat(c, &q, oldest)?)).await
+        }
+        Endpoint::UserCountHistory => {
+            let q: wire::UserCountHistoryGet = decode(body)?;
+            // The history keeps 30 days; asking further back returns what there is.
+            let hours = i64::from(q.hours.min(24 * 30));
+            let since = Timestamp::now().secs() - hours * 3600;
+            read(ctx, move |c| Ok(store::user_count_history(c, since)?)).await
         }
         Endpoint::ChannelStats => {
             let _: wire::ChannelStatsQuery = decode(body)?;

@@ -5,7 +5,8 @@
 //! is parameterized; the only identifiers built into SQL text come from constant tables.
 
 use rosey_plugin_api::db::{
-    ChannelStats, ChatLine, HighWaterMark, OutboundMessage, RecentChatGet, TopChatter, UserStats,
+    ChannelStats, ChatLine, HighWaterMark, OutboundMessage, RecentChatGet, TopChatter,
+    UserCountSample, UserStats,
 };
 use rosey_plugin_api::kv;
 use rusqlite::types::Value as SqlValue;
@@ -162,6 +163,23 @@ pub fn log_user_count(
     )?
     .execute(params![ts, to_i64(chat), to_i64(connected)])?;
     Ok(())
+}
+
+/// The user-count samples at or after `since`, oldest first (at most [`MAX_ROWS`] × 10: a
+/// month of samples every few minutes).
+pub fn user_count_history(conn: &Connection, since: i64) -> rusqlite::Result<Vec<UserCountSample>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT timestamp, chat_users, connected_users FROM user_count_history
+         WHERE timestamp >= ?1 ORDER BY timestamp ASC, id ASC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![since, MAX_ROWS * 10], |r| {
+        Ok(UserCountSample {
+            timestamp: r.get(0)?,
+            chat_users: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            connected_users: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        })
+    })?;
+    rows.collect()
 }
 
 /// Which high-water marks a sample raised.
@@ -725,6 +743,20 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM user_stats", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn user_count_history_comes_back_oldest_first_from_a_time() {
+        let conn = db();
+        log_user_count(&conn, 3, 5, 300).unwrap();
+        log_user_count(&conn, 1, 2, 100).unwrap();
+        log_user_count(&conn, 2, 4, 200).unwrap();
+        let got: Vec<(i64, u64, u64)> = user_count_history(&conn, 150)
+            .unwrap()
+            .iter()
+            .map(|s| (s.timestamp, s.chat_users, s.connected_users))
+            .collect();
+        assert_eq!(got, [(200, 2, 4), (300, 3, 5)]);
     }
 
     #[test]

@@ -239,6 +239,38 @@ impl Default for RecentChatGet {
     }
 }
 
+/// Request `rosey.db.stats.user_count_history.get` (the original's
+/// `get_user_count_history(hours)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCountHistoryGet {
+    /// How many hours back, up to the 30 days the history keeps (default 24).
+    #[serde(default = "default_history_hours")]
+    pub hours: u32,
+}
+
+impl Default for UserCountHistoryGet {
+    fn default() -> Self {
+        UserCountHistoryGet {
+            hours: default_history_hours(),
+        }
+    }
+}
+
+fn default_history_hours() -> u32 {
+    24
+}
+
+/// One element of the `user_count_history.get` reply (oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCountSample {
+    /// When it was taken.
+    pub timestamp: i64,
+    /// Users in chat.
+    pub chat_users: u64,
+    /// Connections, anonymous viewers included.
+    pub connected_users: u64,
+}
+
 /// One element of the `recent_chat.get` reply (oldest first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatLine {

@@ -511,6 +511,16 @@ pub fn all() -> Vec<SubjectSpec> {
             json!([{"timestamp": 1_700_000_000, "username": "alice", "message": "hi"}])
         ),
         spec!(
+            d::USER_COUNT_HISTORY_GET,
+            Request,
+            "any → db",
+            db::UserCountHistoryGet,
+            "hours?",
+            json!({"hours": 24}),
+            Vec<db::UserCountSample>,
+            json!([{"timestamp": 1_700_000_000, "chat_users": 12, "connected_users": 30}])
+        ),
+        spec!(
             d::QUERY_CHANNEL_STATS,
             Request,
             "any → db",

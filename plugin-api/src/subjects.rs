@@ -252,6 +252,8 @@ pub mod db {
     pub const OUTBOUND_ENQUEUE: &str = "rosey.db.messages.outbound.enqueue";
     /// Request: recent chat lines, oldest first.
     pub const RECENT_CHAT_GET: &str = "rosey.db.stats.recent_chat.get";
+    /// Request: the user-count samples of the last hours, oldest first.
+    pub const USER_COUNT_HISTORY_GET: &str = "rosey.db.stats.user_count_history.get";
     /// Request: the channel's high-water marks, top chatters and users seen.
     pub const QUERY_CHANNEL_STATS: &str = "rosey.db.query.channel_stats";
     /// Request: one user's statistics.
@@ -261,10 +263,11 @@ pub mod db {
 
     /// Every fixed request subject the database service serves (the key-value subjects are per
     /// plugin, see [`super::kv`]).
-    pub const REQUEST_SUBJECTS: [&str; 6] = [
+    pub const REQUEST_SUBJECTS: [&str; 7] = [
         OUTBOUND_GET,
         OUTBOUND_ENQUEUE,
         RECENT_CHAT_GET,
+        USER_COUNT_HISTORY_GET,
         QUERY_CHANNEL_STATS,
         QUERY_USER_STATS,
         MAINTENANCE_RUN,

@@ -61,6 +61,7 @@ impl Permissions {
                     .into_iter()
                     .chain([
                         subjects::db::RECENT_CHAT_GET.to_owned(),
+                        subjects::db::USER_COUNT_HISTORY_GET.to_owned(),
                         subjects::db::QUERY_CHANNEL_STATS.to_owned(),
                         subjects::db::QUERY_USER_STATS.to_owned(),
                     ])

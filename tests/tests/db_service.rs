@@ -5,7 +5,8 @@
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use rosey_plugin_api::db::{
-    ChannelStats, ChatLine, DeadLetter, Enqueued, MaintenanceReport, OutboundMessage, UserStats,
+    ChannelStats, ChatLine, DeadLetter, Enqueued, MaintenanceReport, OutboundMessage,
+    UserCountSample, UserStats,
 };
 use rosey_plugin_api::error::{ErrorCode, HEADER_CODE};
 use rosey_plugin_api::reply::{request_json, RequestError};
@@ -256,6 +257,16 @@ async fn every_subject_lands_and_every_request_answers() {
     assert_eq!(chat.len(), 1);
     let chat: Vec<ChatLine> = req(&client, db::RECENT_CHAT_GET, json!({"since": t + 2})).await;
     assert!(chat.is_empty());
+    let history: Vec<UserCountSample> =
+        req(&client, db::USER_COUNT_HISTORY_GET, json!({"hours": 1})).await;
+    assert_eq!(
+        history,
+        [UserCountSample {
+            timestamp: t,
+            chat_users: 3,
+            connected_users: 5
+        }]
+    );
     let stats: ChannelStats = req(&client, db::QUERY_CHANNEL_STATS, json!({})).await;
     assert_eq!(
         (stats.high_water_mark.users, stats.high_water_mark.timestamp),
