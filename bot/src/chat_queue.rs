@@ -17,6 +17,9 @@ use tokio::time::Instant;
 pub const PER_SOURCE_CAPACITY: usize = 256;
 /// The longest text accepted for one chat or PM request (it is split before sending).
 pub const MAX_TEXT_CHARS: usize = 4096;
+/// A `cooldown` this soon after a piece was sent is taken to be about that piece.
+const RESEND_WITHIN: Duration = Duration::from_secs(5);
+
 /// How long a `noflood` refusal pauses chat: models CyTube's `chat_antiflood` cooldown
 /// (4 s by default), the server's rule rather than a setting of ours.
 pub const REFUSAL_PAUSE: Duration = Duration::from_secs(4);
@@ -190,6 +193,9 @@ struct QueueState {
     blocked: Option<ChatError>,
     closed: bool,
     next_id: u64,
+    /// The last piece sent, its source and when: a `cooldown` right after it means the server
+    /// dropped it, and it is sent again once the pause is over.
+    last_sent: Option<(String, Destination, String, Instant)>,
 }
 
 /// The handle everyone enqueues through; cheap to clone.
@@ -266,11 +272,42 @@ impl ChatQueue {
         Ok(rx)
     }
 
-    /// Holds every send for `pause` (the server's `cooldown`), and spends the burst.
+    /// Holds every send for `pause` (a refusal), and spends the burst.
     pub fn pause(&self, pause: Duration) {
         let until = Instant::now() + pause;
         let mut state = self.lock();
         state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// The server's `cooldown`: it dropped our last line. Holds every send for `pause`, then
+    /// sends that line again first.
+    pub fn cooldown(&self, pause: Duration) {
+        self.pause(pause);
+        let mut state = self.lock();
+        let Some((source, destination, piece, sent_at)) = state.last_sent.take() else {
+            return;
+        };
+        if sent_at.elapsed() > RESEND_WITHIN || state.closed {
+            return;
+        }
+        if destination == Destination::Chat && state.blocked.is_some() {
+            return;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let QueueState { sources, turns, .. } = &mut *state;
+        let queue = sources.entry(source.clone()).or_default();
+        // Its caller was already told it was sent; this copy reports to nobody.
+        queue.push_front(Pending {
+            id,
+            destination,
+            pieces: VecDeque::from([piece]),
+            done: None,
+        });
+        turns.retain(|s| *s != source);
+        turns.push_front(source);
+        drop(state);
+        self.wake.notify_one();
     }
 
     /// Blocks (with the reason) or unblocks chat; blocking fails every waiting chat message.
@@ -340,27 +377,35 @@ impl ChatQueue {
             turns.retain(|s| s != source);
             return;
         };
-        if let Some(pending) = queue.front_mut().filter(|p| p.id == id) {
+        // Found by id: a resend may have been put in front of it meanwhile.
+        if let Some(at) = queue.iter().position(|p| p.id == id) {
+            let pending = &mut queue[at];
             pending.pieces.pop_front();
-            match result {
+            let finished = match result {
                 Err(e) => {
                     pending.finish(Err(e));
-                    queue.pop_front();
+                    true
                 }
                 Ok(()) if pending.pieces.is_empty() => {
                     pending.finish(Ok(()));
-                    queue.pop_front();
+                    true
                 }
-                Ok(()) => {}
+                Ok(()) => false,
+            };
+            if finished {
+                queue.remove(at);
             }
         }
-        if turns.front().map(String::as_str) == Some(source) {
+        // A resend just put first keeps the first turn.
+        let resend_first = queue.front().is_some_and(|p| p.done.is_none() && p.id > id);
+        if turns.front().map(String::as_str) == Some(source) && !resend_first {
             turns.pop_front();
         }
-        if !queue.is_empty() {
-            turns.push_back(source.to_owned());
-        } else {
+        if queue.is_empty() {
             sources.remove(source);
+            turns.retain(|s| s != source);
+        } else if !turns.iter().any(|s| s == source) {
+            turns.push_back(source.to_owned());
         }
     }
 
@@ -389,9 +434,12 @@ impl ChatQueue {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let action = match destination {
-                Destination::Chat => PlatformAction::Chat(piece),
-                Destination::Pm(to) => PlatformAction::Pm { to, content: piece },
+            let action = match &destination {
+                Destination::Chat => PlatformAction::Chat(piece.clone()),
+                Destination::Pm(to) => PlatformAction::Pm {
+                    to: to.clone(),
+                    content: piece.clone(),
+                },
             };
             let (tx, rx) = oneshot::channel();
             let result = if platform.send((action, tx)).await.is_err() {
@@ -402,6 +450,9 @@ impl ChatQueue {
                     Err(_) => Err(ChatError::Closed),
                 }
             };
+            if result.is_ok() {
+                self.lock().last_sent = Some((source.clone(), destination, piece, Instant::now()));
+            }
             self.piece_done(&source, id, result);
         }
     }
@@ -572,6 +623,40 @@ mod tests {
         );
         queue.close();
         assert_eq!(pm.await.unwrap(), Err(ChatError::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_line_dropped_by_a_cooldown_is_sent_again_first() {
+        let queue = ChatQueue::new(320);
+        let (platform, mut seen) = fake_platform(Ok(()));
+        tokio::spawn(queue.clone().run_worker(TokenBucket::new(4, 1.0), platform));
+        let one = queue.enqueue("a", Destination::Chat, "one").unwrap();
+        assert_eq!(
+            seen.recv().await.unwrap(),
+            PlatformAction::Chat("one".into())
+        );
+        assert_eq!(one.await.unwrap(), Ok(()));
+        // The server dropped it: after the pause it goes again, before anything newer.
+        let start = Instant::now();
+        queue.cooldown(Duration::from_secs(2));
+        let two = queue.enqueue("b", Destination::Chat, "two").unwrap();
+        assert_eq!(
+            seen.recv().await.unwrap(),
+            PlatformAction::Chat("one".into())
+        );
+        assert!(start.elapsed() >= Duration::from_secs(2));
+        assert_eq!(
+            seen.recv().await.unwrap(),
+            PlatformAction::Chat("two".into())
+        );
+        assert_eq!(two.await.unwrap(), Ok(()));
+        // A refusal (a muted bot's `noflood`) pauses without sending the line again.
+        queue.pause(Duration::from_secs(1));
+        let _three = queue.enqueue("a", Destination::Chat, "three").unwrap();
+        assert_eq!(
+            seen.recv().await.unwrap(),
+            PlatformAction::Chat("three".into())
+        );
     }
 
     #[tokio::test(start_paused = true)]

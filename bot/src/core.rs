@@ -726,7 +726,7 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
                 ?pause,
                 "the server dropped a chat line (cooldown); pausing chat"
             );
-            ctx.chat.pause(pause);
+            ctx.chat.cooldown(pause);
         }
         PlatformEvent::ChatRefused(msg) => {
             tracing::warn!(msg, "the server refuses the bot's chat");

@@ -950,7 +950,7 @@ async fn chat_pms_and_media_changes_are_written_to_the_log_files() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_cooldown_holds_the_bots_chat_until_it_ends() {
+async fn a_server_cooldown_holds_the_bots_chat_and_resends_the_dropped_line() {
     let (nats, client, mock) = start_servers(mock_options()).await;
     let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
     let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
@@ -973,6 +973,13 @@ async fn a_server_cooldown_holds_the_bots_chat_until_it_ends() {
         "the line went out {:?} after a {PAUSE:?} cooldown",
         cooldown_sent.elapsed()
     );
+    // The cooldown said the server dropped "one": it went again, first.
+    let lines: Vec<Value> = mock
+        .received("chatMsg")
+        .iter()
+        .map(|d| d["msg"].clone())
+        .collect();
+    assert_eq!(lines, [json!("one"), json!("one"), json!("two")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
