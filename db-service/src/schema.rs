@@ -122,6 +122,11 @@ CREATE TABLE IF NOT EXISTS rosey_meta (
     schema_version INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rosey_attempt (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sequence INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rosey_maintenance (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     last_run INTEGER NOT NULL

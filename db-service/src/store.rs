@@ -437,6 +437,31 @@ pub fn last_sequence(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
 
+/// Records that the event at `sequence` is about to be applied on its own, committed before
+/// trying: if applying it ends the process, the count survives. Returns how many times it
+/// has been tried so far, this one included.
+pub fn note_attempt(conn: &Connection, sequence: u64) -> rusqlite::Result<u32> {
+    conn.prepare_cached(
+        "INSERT INTO rosey_attempt (id, sequence, attempts) VALUES (1, ?1, 1)
+         ON CONFLICT(id) DO UPDATE SET
+             attempts = CASE WHEN sequence = excluded.sequence THEN attempts + 1 ELSE 1 END,
+             sequence = excluded.sequence",
+    )?
+    .execute([to_i64(sequence)])?;
+    let attempts: i64 =
+        conn.query_row("SELECT attempts FROM rosey_attempt WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+}
+
+/// Forgets the attempt record (the event was applied or given up).
+pub fn clear_attempt(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM rosey_attempt")?
+        .execute([])?;
+    Ok(())
+}
+
 /// Records the last applied stream sequence (in the transaction that applied it).
 pub fn set_last_sequence(conn: &Connection, seq: u64, now: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(

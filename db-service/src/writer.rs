@@ -68,7 +68,8 @@ enum Job {
 /// Settings of the writer.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
-    /// An event delivered more often than this is dead-lettered instead of applied.
+    /// An event whose application ended the service more often than this (each try counted
+    /// in SQLite before it starts) is dead-lettered instead of tried again.
     pub max_redeliveries: u64,
 }
 
@@ -136,9 +137,13 @@ fn run(mut conn: Connection, config: WriterConfig, stats: Arc<Stats>, mut rx: mp
                 published,
                 reply,
             } => {
-                let committed = retrying(&stats, || {
-                    apply_batch(&mut conn, &items, &published, config, &stats)
-                });
+                let committed = if items.iter().any(|i| i.deliveries > SUSPECT_DELIVERIES) {
+                    apply_one_by_one(&mut conn, &items, &published, config, &stats)
+                } else {
+                    retrying(&stats, || {
+                        apply_batch(&mut conn, &items, &published, config, &stats, 0)
+                    })
+                };
                 let _ = reply.send(committed);
             }
             Job::ResetSequence { to, reply } => {
@@ -149,6 +154,55 @@ fn run(mut conn: Connection, config: WriterConfig, stats: Arc<Stats>, mut rx: mp
             }
         }
     }
+}
+
+/// Deliveries past which a batch is suspected of having ended the service (a crash while
+/// applying it): it is then applied one event per transaction.
+const SUSPECT_DELIVERIES: u64 = 2;
+
+/// Applies `items` one per transaction, each try of each event counted in SQLite first: if
+/// one of them keeps ending the service, it is the first unapplied one, and only it is given
+/// up. Events merely redelivered (a restart, a lost ack) are applied like any other.
+fn apply_one_by_one(
+    conn: &mut Connection,
+    items: &[Incoming],
+    published: &[i64],
+    config: WriterConfig,
+    stats: &Stats,
+) -> Committed {
+    let mut total = Committed::default();
+    let mut published = published;
+    for item in items {
+        let already = retrying(stats, || store::last_sequence(conn));
+        let attempts = if item.sequence == 0 || item.sequence <= already {
+            0
+        } else {
+            retrying(stats, || store::note_attempt(conn, item.sequence))
+        };
+        let one = retrying(stats, || {
+            apply_batch(
+                conn,
+                std::slice::from_ref(item),
+                published,
+                config,
+                stats,
+                attempts,
+            )
+        });
+        published = &[];
+        total.applied += one.applied;
+        total.skipped += one.skipped;
+        total.last_sequence = one.last_sequence;
+        if one.dead.is_some() {
+            total.dead = one.dead;
+        }
+    }
+    if items.is_empty() {
+        return retrying(stats, || {
+            apply_batch(conn, &[], published, config, stats, 0)
+        });
+    }
+    total
 }
 
 /// Runs `op` until it succeeds, backing off; events must not be skipped or reordered, so a
@@ -215,12 +269,15 @@ fn note_bad(stats: &Stats, kind: &str, item: &Incoming, error: &str) {
     }
 }
 
+/// Applies `items` in one transaction. `tries` is how many times the single event in `items`
+/// has been tried already (0 when not counted): past the limit it is given up.
 fn apply_batch(
     conn: &mut Connection,
     items: &[Incoming],
     published: &[i64],
     config: WriterConfig,
     stats: &Stats,
+    tries: u32,
 ) -> rusqlite::Result<Committed> {
     let now = Timestamp::now().secs();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -234,12 +291,13 @@ fn apply_batch(
             out.skipped += 1;
             continue;
         }
-        let result: Result<(), (String, String)> = if item.deliveries > config.max_redeliveries {
+        let result: Result<(), (String, String)> = if u64::from(tries) > config.max_redeliveries {
             Err((
                 "redeliveries".to_owned(),
                 format!(
-                    "delivered {} times (limit {}); given up",
-                    item.deliveries, config.max_redeliveries
+                    "applying it ended the service {} times (limit {}); given up",
+                    tries - 1,
+                    config.max_redeliveries
                 ),
             ))
         } else {
@@ -281,6 +339,9 @@ fn apply_batch(
     }
     if last != start {
         store::set_last_sequence(&tx, last, now)?;
+    }
+    if tries > 0 {
+        store::clear_attempt(&tx)?;
     }
     if dead_now || !published.is_empty() {
         out.dead = Some(store::unpublished_dead_letters(&tx)?);
@@ -396,9 +457,9 @@ mod tests {
             ),
             item(3, subject::USER_LEFT, r#"{"username":"a","timestamp":130}"#),
         ];
-        let out = apply_batch(&mut c, &batch, &[], CONFIG, &stats).unwrap();
+        let out = apply_batch(&mut c, &batch, &[], CONFIG, &stats, 0).unwrap();
         assert_eq!((out.applied, out.skipped, out.last_sequence), (3, 0, 3));
-        let again = apply_batch(&mut c, &batch, &[], CONFIG, &stats).unwrap();
+        let again = apply_batch(&mut c, &batch, &[], CONFIG, &stats, 0).unwrap();
         assert_eq!((again.applied, again.skipped), (0, 3));
         let (lines, time, last_seen): (i64, i64, i64) = c
             .query_row(
@@ -445,10 +506,10 @@ mod tests {
             .unwrap();
         let stats = Stats::default();
         let batch = vec![item(1, subject::USER_JOINED, r#"{"username":"a"}"#)];
-        let err = apply_batch(&mut writer, &batch, &[], CONFIG, &stats).unwrap_err();
+        let err = apply_batch(&mut writer, &batch, &[], CONFIG, &stats, 0).unwrap_err();
         assert!(store::is_transient(&err), "{err}");
         lock.rollback().unwrap();
-        let out = apply_batch(&mut writer, &batch, &[], CONFIG, &stats).unwrap();
+        let out = apply_batch(&mut writer, &batch, &[], CONFIG, &stats, 0).unwrap();
         assert_eq!((out.applied, out.last_sequence), (1, 1));
     }
 
@@ -464,16 +525,64 @@ mod tests {
             redelivered,
             item(4, subject::MESSAGE_LOG, "\u{0}\u{ffff}"),
         ];
-        let out = apply_batch(&mut c, &batch, &[], CONFIG, &stats).unwrap();
-        assert_eq!(out.applied, 1);
+        let out = apply_batch(&mut c, &batch, &[], CONFIG, &stats, 0).unwrap();
+        // Delivered six times is no reason to give up a valid event.
+        assert_eq!(out.applied, 2);
         assert_eq!(out.last_sequence, 4);
         let dead = out.dead.unwrap();
         let seqs: Vec<u64> = dead.iter().map(|d| d.letter.stream_sequence).collect();
-        assert_eq!(seqs, [1, 3, 4]);
-        assert!(dead[1].letter.error.contains("delivered 6 times"));
+        assert_eq!(seqs, [1, 4]);
         let ids: Vec<i64> = dead.iter().map(|d| d.id).collect();
-        let next = apply_batch(&mut c, &[], &ids, CONFIG, &stats).unwrap();
+        let next = apply_batch(&mut c, &[], &ids, CONFIG, &stats, 0).unwrap();
         assert_eq!(next.dead, Some(Vec::new()));
         assert!(store::unpublished_dead_letters(&c).unwrap().is_empty());
+    }
+
+    #[test]
+    fn redelivered_events_are_applied_one_by_one_not_given_up() {
+        let mut c = conn();
+        let stats = Stats::default();
+        let batch: Vec<Incoming> = (1..=3)
+            .map(|seq| {
+                let mut i = item(
+                    seq,
+                    subject::USER_JOINED,
+                    &format!(r#"{{"username":"u{seq}"}}"#),
+                );
+                i.deliveries = 9;
+                i
+            })
+            .collect();
+        let out = apply_one_by_one(&mut c, &batch, &[], CONFIG, &stats);
+        assert_eq!((out.applied, out.last_sequence), (3, 3));
+        assert!(out.dead.is_none());
+    }
+
+    #[test]
+    fn an_event_that_keeps_ending_the_service_is_given_up_alone() {
+        let mut c = conn();
+        let stats = Stats::default();
+        // Five earlier tries of sequence 1 never finished (the service died each time).
+        for _ in 0..5 {
+            store::note_attempt(&c, 1).unwrap();
+        }
+        let mut culprit = item(1, subject::USER_JOINED, r#"{"username":"boom"}"#);
+        culprit.deliveries = 7;
+        let mut next = item(2, subject::USER_JOINED, r#"{"username":"fine"}"#);
+        next.deliveries = 7;
+        let out = apply_one_by_one(&mut c, &[culprit, next], &[], CONFIG, &stats);
+        assert_eq!((out.applied, out.last_sequence), (1, 2));
+        let dead = out.dead.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].letter.stream_sequence, 1);
+        assert!(
+            dead[0].letter.error.contains("ended the service 5 times"),
+            "{}",
+            dead[0].letter.error
+        );
+        let marker: i64 = c
+            .query_row("SELECT COUNT(*) FROM rosey_attempt", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(marker, 0, "the attempt record is cleared");
     }
 }

@@ -53,7 +53,7 @@ pub struct DatabaseConfig {
     pub batch_size: usize,
     /// How long a batch waits for more writes before committing.
     pub batch_wait: Seconds,
-    /// Deliveries of one write before it is given up on.
+    /// Times applying one write may end the service before it is given up on.
     pub max_redeliveries: u32,
     /// How often old rows of the recent-chat table are pruned.
     pub recent_chat_prune_interval: Seconds,
