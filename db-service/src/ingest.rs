@@ -299,9 +299,14 @@ pub async fn run_jetstream(
                     continue 'outer;
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "pull stream error");
+                    // Missed heartbeats, a server restart: a fresh pull is the surest way back
+                    // (an old one may wait on requests the restarted server never saw).
+                    tracing::warn!(error = %e, "pull stream error; pulling afresh");
                     stats.add("ingest.pull_errors", 1);
-                    continue;
+                    tokio::select! {
+                        _ = shutdown.changed() => break 'outer,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue 'outer,
+                    }
                 }
                 Some(Ok(m)) => batch.push(m),
             }
