@@ -157,36 +157,59 @@ async fn resume_position(
     writer: &Writer,
     stored: u64,
 ) -> Result<u64, IngestError> {
-    let stream_last = stream
+    let info = stream
         .info()
         .await
-        .map(|i| i.state.last_sequence)
         .map_err(|e| IngestError::Consumer(e.to_string()))?;
+    let stream_last = info.state.last_sequence;
+    let created = info.created.unix_timestamp_nanos().to_string();
     let ack_floor = consumer
         .info()
         .await
         .map(|i| i.ack_floor.stream_sequence)
         .map_err(|e| IngestError::Consumer(e.to_string()))?;
-    if stored > stream_last {
-        tracing::warn!(
-            stored,
-            stream_last,
-            "the database has applied events beyond the stream's end: the stream was recreated; \
-             following the new stream from its consumer's position"
-        );
-        writer.reset_sequence(ack_floor).await?;
-        return Ok(ack_floor);
+    let previous = writer.swap_stream_identity(created.clone()).await?;
+    let same_stream = previous.as_deref().map(|p| p == created);
+    let (position, why) = decide_resume(stored, stream_last, ack_floor, same_stream);
+    if position != stored {
+        tracing::warn!(stored, stream_last, ack_floor, position, "{why}");
+        writer.reset_sequence(position).await?;
     }
-    if stored == 0 && ack_floor > 0 {
-        tracing::warn!(
+    Ok(position)
+}
+
+/// Where ingestion resumes, from the stored position, the stream's last sequence, the
+/// consumer's ack floor and whether the stream is the one the position was recorded on
+/// (`None`: not known, a database from before identities were kept); and why, when it is
+/// not the stored position.
+fn decide_resume(
+    stored: u64,
+    stream_last: u64,
+    ack_floor: u64,
+    same_stream: Option<bool>,
+) -> (u64, &'static str) {
+    match same_stream {
+        Some(false) => (
+            ack_floor,
+            "the stream was recreated; following the new stream from its consumer's position",
+        ),
+        Some(true) if stored > stream_last => (
+            stream_last,
+            "the stream lost its last events (a crash of its server): everything up to its end \
+             is applied already, so it resumes there instead of applying them twice",
+        ),
+        None if stored > stream_last => (
+            ack_floor,
+            "the database has applied events beyond the stream's end: the stream was \
+             recreated; following the new stream from its consumer's position",
+        ),
+        _ if stored == 0 && ack_floor > 0 => (
             ack_floor,
             "this database has never applied stream events but the consumer has; following the \
-             consumer's position (events before it are not replayed)"
-        );
-        writer.reset_sequence(ack_floor).await?;
-        return Ok(ack_floor);
+             consumer's position (events before it are not replayed)",
+        ),
+        _ => (stored, ""),
     }
-    Ok(stored)
 }
 
 /// Reads the events `from..to` straight from the stream (a lost in-flight delivery); false
@@ -437,4 +460,24 @@ pub async fn run_core(
         writer.apply(Vec::new(), published).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_follows_the_stream_it_was_recorded_on() {
+        // The normal case.
+        assert_eq!(decide_resume(80, 100, 70, Some(true)).0, 80);
+        // Same stream, its tail lost: resume at its end, not at the ack floor (which would
+        // apply 50..80 a second time).
+        assert_eq!(decide_resume(100, 80, 50, Some(true)).0, 80);
+        // A recreated stream, even one already holding more than `stored`: follow its consumer
+        // (skipping its first 100 events as "already applied" would lose them).
+        assert_eq!(decide_resume(100, 500, 0, Some(false)).0, 0);
+        // No identity recorded yet (an older database): the old rule.
+        assert_eq!(decide_resume(100, 80, 50, None).0, 50);
+        assert_eq!(decide_resume(0, 80, 30, None).0, 30);
+    }
 }

@@ -122,6 +122,10 @@ CREATE TABLE IF NOT EXISTS rosey_meta (
     schema_version INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rosey_stream_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rosey_attempt (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     sequence INTEGER NOT NULL,

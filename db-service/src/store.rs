@@ -437,6 +437,24 @@ pub fn last_sequence(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
 
+/// Records which stream the stored position belongs to (its creation time) and returns the
+/// one recorded before, if any: a different one means the stream was recreated.
+pub fn swap_stream_identity(conn: &Connection, created: &str) -> rusqlite::Result<Option<String>> {
+    let before: Option<String> = conn
+        .query_row(
+            "SELECT created FROM rosey_stream_identity WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    conn.prepare_cached(
+        "INSERT INTO rosey_stream_identity (id, created) VALUES (1, ?1)
+         ON CONFLICT(id) DO UPDATE SET created = excluded.created",
+    )?
+    .execute([created])?;
+    Ok(before)
+}
+
 /// Records that the event at `sequence` is about to be applied on its own, committed before
 /// trying: if applying it ends the process, the count survives. Returns how many times it
 /// has been tried so far, this one included.

@@ -63,6 +63,10 @@ enum Job {
         to: u64,
         reply: oneshot::Sender<()>,
     },
+    SwapIdentity {
+        created: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
 }
 
 /// Settings of the writer.
@@ -118,6 +122,19 @@ impl Writer {
         rx.await.map_err(|_| WriterGone)
     }
 
+    /// Records the stream's identity (its creation time); returns the one recorded before.
+    pub async fn swap_stream_identity(
+        &self,
+        created: String,
+    ) -> Result<Option<String>, WriterGone> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::SwapIdentity { created, reply })
+            .await
+            .map_err(|_| WriterGone)?;
+        rx.await.map_err(|_| WriterGone)
+    }
+
     /// Sets the stored stream position (after the stream was recreated from scratch).
     pub async fn reset_sequence(&self, to: u64) -> Result<(), WriterGone> {
         let (reply, rx) = oneshot::channel();
@@ -145,6 +162,10 @@ fn run(mut conn: Connection, config: WriterConfig, stats: Arc<Stats>, mut rx: mp
                     })
                 };
                 let _ = reply.send(committed);
+            }
+            Job::SwapIdentity { created, reply } => {
+                let before = retrying(&stats, || store::swap_stream_identity(&conn, &created));
+                let _ = reply.send(before);
             }
             Job::ResetSequence { to, reply } => {
                 retrying(&stats, || {

@@ -1026,3 +1026,40 @@ async fn an_invalid_database_timing_key_stops_the_service_with_its_key_path() {
         "the database was created despite the bad configuration"
     );
 }
+
+#[tokio::test]
+async fn a_recreated_stream_is_followed_from_its_start_not_skipped() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    let (_dir, path) = temp_db();
+    let line = |n: usize| json!({"username": "someone", "message": format!("line {n}"), "timestamp": now() - 60});
+    let mut service = start_rosey_db(&nats, &client, &path, WAIT).await;
+    for n in 0..10 {
+        publish(&js, db::MESSAGE_LOG, line(n)).await;
+    }
+    assert!(wait_until(WAIT, || last_sequence(&path) == 10));
+    let status = service.terminate(WAIT).expect("exit status");
+    assert!(status.success());
+
+    // An operator deletes and recreates the stream, and 15 events land in it before rosey-db
+    // is back: the new stream's sequences 1..15 are not the 10 already applied.
+    js.delete_stream(DB_STREAM).await.unwrap();
+    rosey_plugin_api::stream::ensure_streams(
+        &js,
+        &rosey_plugin_api::stream::StreamLimits::default(),
+    )
+    .await
+    .unwrap();
+    for n in 10..25 {
+        publish(&js, db::MESSAGE_LOG, line(n)).await;
+    }
+    let _service = start_rosey_db(&nats, &client, &path, WAIT).await;
+    assert!(
+        wait_until(WAIT, || count(&path, "SELECT COUNT(*) FROM recent_chat")
+            == 25),
+        "only {} of 25 lines applied",
+        count(&path, "SELECT COUNT(*) FROM recent_chat")
+    );
+    assert_eq!(last_sequence(&path), 15);
+}
