@@ -398,8 +398,10 @@ impl ChatQueue {
         }
         // A resend just put first keeps the first turn.
         let resend_first = queue.front().is_some_and(|p| p.done.is_none() && p.id > id);
-        if turns.front().map(String::as_str) == Some(source) && !resend_first {
-            turns.pop_front();
+        // This source had its turn: it goes to the back, wherever a resend for another
+        // source has put it meanwhile.
+        if !resend_first {
+            turns.retain(|s| s != source);
         }
         if queue.is_empty() {
             sources.remove(source);

@@ -168,13 +168,15 @@ async fn resume_position(
         .await
         .map(|i| i.ack_floor.stream_sequence)
         .map_err(|e| IngestError::Consumer(e.to_string()))?;
-    let previous = writer.swap_stream_identity(created.clone()).await?;
+    let previous = writer.stream_identity().await?;
     let same_stream = previous.as_deref().map(|p| p == created);
     let (position, why) = decide_resume(stored, stream_last, ack_floor, same_stream);
     if position != stored {
         tracing::warn!(stored, stream_last, ack_floor, position, "{why}");
-        writer.reset_sequence(position).await?;
     }
+    writer
+        .set_position((position != stored).then_some(position), created)
+        .await?;
     Ok(position)
 }
 

@@ -165,21 +165,23 @@ pub fn log_user_count(
     Ok(())
 }
 
-/// The user-count samples at or after `since`, oldest first (at most [`MAX_ROWS`] × 10: a
-/// month of samples every few minutes).
+/// The user-count samples at or after `since`, oldest first: the newest [`MAX_ROWS`] × 50 at
+/// most (30 days of the bot's default one sample a minute is 43,200).
 pub fn user_count_history(conn: &Connection, since: i64) -> rusqlite::Result<Vec<UserCountSample>> {
     let mut stmt = conn.prepare_cached(
         "SELECT timestamp, chat_users, connected_users FROM user_count_history
-         WHERE timestamp >= ?1 ORDER BY timestamp ASC, id ASC LIMIT ?2",
+         WHERE timestamp >= ?1 ORDER BY timestamp DESC, id DESC LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![since, MAX_ROWS * 10], |r| {
+    let rows = stmt.query_map(params![since, MAX_ROWS * 50], |r| {
         Ok(UserCountSample {
             timestamp: r.get(0)?,
             chat_users: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
             connected_users: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
         })
     })?;
-    rows.collect()
+    let mut samples: Vec<UserCountSample> = rows.collect::<Result<_, _>>()?;
+    samples.reverse();
+    Ok(samples)
 }
 
 /// Which high-water marks a sample raised.
@@ -437,22 +439,24 @@ pub fn last_sequence(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }
 
-/// Records which stream the stored position belongs to (its creation time) and returns the
-/// one recorded before, if any: a different one means the stream was recreated.
-pub fn swap_stream_identity(conn: &Connection, created: &str) -> rusqlite::Result<Option<String>> {
-    let before: Option<String> = conn
-        .query_row(
-            "SELECT created FROM rosey_stream_identity WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+/// The identity (creation time) of the stream the stored position belongs to, if recorded.
+pub fn stream_identity(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT created FROM rosey_stream_identity WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Records the stream the stored position belongs to (in the transaction that sets it).
+pub fn set_stream_identity(conn: &Connection, created: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO rosey_stream_identity (id, created) VALUES (1, ?1)
          ON CONFLICT(id) DO UPDATE SET created = excluded.created",
     )?
     .execute([created])?;
-    Ok(before)
+    Ok(())
 }
 
 /// Records that the event at `sequence` is about to be applied on its own, committed before

@@ -59,13 +59,13 @@ enum Job {
         published: Vec<i64>,
         reply: oneshot::Sender<Committed>,
     },
-    ResetSequence {
-        to: u64,
-        reply: oneshot::Sender<()>,
-    },
-    SwapIdentity {
-        created: String,
+    ReadIdentity {
         reply: oneshot::Sender<Option<String>>,
+    },
+    SetPosition {
+        to: Option<u64>,
+        identity: String,
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -122,24 +122,27 @@ impl Writer {
         rx.await.map_err(|_| WriterGone)
     }
 
-    /// Records the stream's identity (its creation time); returns the one recorded before.
-    pub async fn swap_stream_identity(
-        &self,
-        created: String,
-    ) -> Result<Option<String>, WriterGone> {
+    /// The identity (creation time) of the stream the stored position belongs to.
+    pub async fn stream_identity(&self) -> Result<Option<String>, WriterGone> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::SwapIdentity { created, reply })
+            .send(Job::ReadIdentity { reply })
             .await
             .map_err(|_| WriterGone)?;
         rx.await.map_err(|_| WriterGone)
     }
 
-    /// Sets the stored stream position (after the stream was recreated from scratch).
-    pub async fn reset_sequence(&self, to: u64) -> Result<(), WriterGone> {
+    /// Records, in one transaction, the position to resume from (when it changes) and the
+    /// stream it belongs to: a crash in between must not pair one stream's position with the
+    /// other's identity.
+    pub async fn set_position(&self, to: Option<u64>, identity: String) -> Result<(), WriterGone> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::ResetSequence { to, reply })
+            .send(Job::SetPosition {
+                to,
+                identity,
+                reply,
+            })
             .await
             .map_err(|_| WriterGone)?;
         rx.await.map_err(|_| WriterGone)
@@ -163,13 +166,22 @@ fn run(mut conn: Connection, config: WriterConfig, stats: Arc<Stats>, mut rx: mp
                 };
                 let _ = reply.send(committed);
             }
-            Job::SwapIdentity { created, reply } => {
-                let before = retrying(&stats, || store::swap_stream_identity(&conn, &created));
-                let _ = reply.send(before);
+            Job::ReadIdentity { reply } => {
+                let identity = retrying(&stats, || store::stream_identity(&conn));
+                let _ = reply.send(identity);
             }
-            Job::ResetSequence { to, reply } => {
+            Job::SetPosition {
+                to,
+                identity,
+                reply,
+            } => {
                 retrying(&stats, || {
-                    store::set_last_sequence(&conn, to, Timestamp::now().secs())
+                    let tx = conn.transaction()?;
+                    if let Some(to) = to {
+                        store::set_last_sequence(&tx, to, Timestamp::now().secs())?;
+                    }
+                    store::set_stream_identity(&tx, &identity)?;
+                    tx.commit()
                 });
                 let _ = reply.send(());
             }

@@ -125,8 +125,14 @@ impl Bus {
             .timeout(Some(timeout));
         request = request.headers(self.stamped(to_headers(&message.headers)));
         // Waiting on the host is not being stuck: the watchdog stops counting meanwhile (a
-        // request may legitimately outlast `watchdog_timeout`).
-        let paused = lock(&self.slot.busy_since).take();
+        // request may legitimately outlast `watchdog_timeout`). Only for the worker's own call:
+        // a request from one of the plugin's threads says nothing about the worker.
+        let on_worker = *lock(&self.slot.worker_thread) == Some(std::thread::current().id());
+        let paused = if on_worker {
+            lock(&self.slot.busy_since).take()
+        } else {
+            None
+        };
         let waiting = std::time::Instant::now();
         let _resume = Resume {
             slot: &self.slot,

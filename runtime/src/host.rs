@@ -128,6 +128,8 @@ pub struct Slot {
     pub epoch: AtomicU64,
     /// When the current call into the plugin started, and which call.
     pub busy_since: Mutex<Option<(Instant, &'static str)>>,
+    /// The thread of the current worker (the one whose calls the watchdog times).
+    pub worker_thread: Mutex<Option<std::thread::ThreadId>>,
     /// The host-owned subscriptions.
     pub subs: Mutex<Vec<SubEntry>>,
     /// The plugin's settings from `plugins.config.<name>`.
@@ -174,6 +176,7 @@ impl Slot {
             }),
             epoch: AtomicU64::new(0),
             busy_since: Mutex::new(None),
+            worker_thread: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
             settings: Mutex::new(settings),
             permissions: Mutex::new(permissions),
@@ -343,7 +346,9 @@ impl Host {
         }
         if slot.stopping.swap(true, Ordering::SeqCst) {
             // Another disable is stopping it: wait for that one rather than stop it twice.
-            let limit = self.settings.watchdog_timeout * 2 + Duration::from_secs(1);
+            let limit = self.settings.watchdog_timeout * 3
+                + self.settings.max_request_timeout
+                + Duration::from_secs(1);
             let started = Instant::now();
             while !slot.stopped.load(Ordering::SeqCst) && started.elapsed() < limit {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -360,8 +365,11 @@ impl Host {
             .send(Control::Stop { ack: Some(tx) })
             .is_ok();
         if sent {
-            // A stuck or dead worker cannot answer; clean up from here after a while.
-            let waited = tokio::time::timeout(self.settings.watchdog_timeout * 2, rx).await;
+            // A stuck or dead worker cannot answer; clean up from here after a while. A healthy
+            // one may take a watchdog period to deliver what was queued, then save and shut
+            // down, each call possibly waiting on a host request (the watchdog pauses then).
+            let patience = self.settings.watchdog_timeout * 3 + self.settings.max_request_timeout;
+            let waited = tokio::time::timeout(patience, rx).await;
             if !matches!(waited, Ok(Ok(_))) {
                 slot.epoch.fetch_add(1, Ordering::SeqCst);
                 self.drop_subscriptions(&slot);

@@ -32,6 +32,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
     let spawned = std::thread::Builder::new()
         .name(format!("plugin-{}", slot.name))
         .spawn(move || {
+            *lock(&thread_slot.worker_thread) = Some(std::thread::current().id());
             let mut worker = Worker {
                 host,
                 slot: thread_slot,
@@ -560,6 +561,11 @@ impl Worker {
             if let Err(e) = done {
                 tracing::warn!(plugin = %self.slot.name, "shutdown failed: {e}");
             }
+        }
+        if self.stale() {
+            // The disable gave up waiting and cleaned up itself; the plugin may be enabled
+            // again by now, and its commands are not ours to release.
+            return;
         }
         self.host.drop_subscriptions(&self.slot);
         lock(&self.host.commands).release(self.name());

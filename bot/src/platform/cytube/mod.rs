@@ -120,8 +120,10 @@ impl CytubePlatform {
         &self.domain
     }
 
-    /// The wait before the next connection after `failures` failed ones in a row.
-    fn backoff(&self, failures: u32, end: &End) -> Duration {
+    /// The wait before the next connection after `failures` failed ones in a row; `slow_streak`
+    /// counts the kicks and failed logins in a row before this one (a session that joined and
+    /// was then kicked still counts: two bots under one name kick each other after joining).
+    fn backoff(&self, failures: u32, slow_streak: u32, end: &End) -> Duration {
         let exp = self.min_delay.saturating_mul(1u32 << failures.min(16));
         let mut delay = exp.min(self.max_delay);
         if failures >= FAST_RETRIES {
@@ -135,7 +137,7 @@ impl CytubePlatform {
             // taken name will not fix itself, and every attempt spends a connection.
             let slow = self
                 .max_delay
-                .saturating_mul(1u32 << failures.min(4))
+                .saturating_mul(1u32 << slow_streak.min(4))
                 .min(SLOW_RETRY_CAP.max(self.max_delay));
             return slow.mul_f64(1.0 + fastrand::f64() / 2.0);
         }
@@ -413,6 +415,7 @@ impl Platform for CytubePlatform {
     ) -> anyhow::Result<()> {
         let mut normalizer = CytubeNormalizer::new(self.username.clone());
         let mut failures: u32 = 0;
+        let mut slow_streak: u32 = 0;
         loop {
             normalizer.reset();
             let mut joined = false;
@@ -439,7 +442,13 @@ impl Platform for CytubePlatform {
             } else {
                 failures = failures.saturating_add(1);
             }
-            let delay = self.backoff(failures, &end);
+            let slow_end = matches!(end, End::Kicked(_) | End::LoginFailed(_));
+            let delay = self.backoff(failures, if slow_end { slow_streak } else { 0 }, &end);
+            slow_streak = if slow_end {
+                slow_streak.saturating_add(1)
+            } else {
+                0
+            };
             match &end {
                 End::LoginFailed(_) => {
                     tracing::error!(reason, ?delay, "cannot join; retrying slowly")
@@ -496,23 +505,29 @@ mod tests {
     fn backoff_grows_with_a_floor_and_slows_for_login_failures() {
         let p = platform();
         let lost = End::Lost("x".into());
-        let first = p.backoff(0, &lost);
+        let first = p.backoff(0, 0, &lost);
         assert!(
             first >= Duration::from_millis(500) && first <= Duration::from_secs(1),
             "{first:?}"
         );
-        let fifth = p.backoff(5, &lost);
+        let fifth = p.backoff(5, 0, &lost);
         assert!(fifth >= Duration::from_secs(10), "{fifth:?}");
-        assert!(p.backoff(30, &lost) <= Duration::from_secs(60));
+        assert!(p.backoff(30, 0, &lost) <= Duration::from_secs(60));
         for reason in ["Duplicate login", "bye", "Rate limit exceeded"] {
-            let slow = p.backoff(0, &End::Kicked(reason.into()));
+            // After a session that had joined (`failures` reset to 0).
+            let slow = p.backoff(0, 0, &End::Kicked(reason.into()));
             assert!(slow >= Duration::from_secs(30), "{reason}: {slow:?}");
         }
-        assert!(p.backoff(0, &End::LoginFailed("x".into())) >= Duration::from_secs(60));
-        // Failing again and again: slower each time, up to a quarter of an hour.
-        let fourth = p.backoff(3, &End::LoginFailed("x".into()));
+        let first_login = p.backoff(1, 0, &End::LoginFailed("x".into()));
+        assert!(
+            first_login >= Duration::from_secs(60) && first_login <= Duration::from_secs(90),
+            "{first_login:?}"
+        );
+        // Kicked or refused again and again, joined or not: slower each time, up to a quarter
+        // of an hour.
+        let fourth = p.backoff(0, 3, &End::Kicked("Duplicate login".into()));
         assert!(fourth >= Duration::from_secs(8 * 60), "{fourth:?}");
-        let many = p.backoff(20, &End::LoginFailed("x".into()));
+        let many = p.backoff(20, 20, &End::LoginFailed("x".into()));
         assert!(
             many >= Duration::from_secs(15 * 60) && many <= Duration::from_secs(23 * 60),
             "{many:?}"
