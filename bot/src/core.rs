@@ -406,11 +406,14 @@ pub async fn run<P: Platform>(
     result
 }
 
-/// Ends every open session at `at` (a leave write per known user) and forgets the user list.
+/// Ends every open session at `at` and forgets the user list.
 fn close_sessions(ctx: &Ctx, at: Timestamp) {
-    let users: Vec<UserData> = std::mem::take(&mut ctx.state().users)
-        .into_values()
-        .collect();
+    let users = std::mem::take(&mut ctx.state().users).into_values();
+    write_leaves(ctx, users, at);
+}
+
+/// One durable leave write per user, at `at`: their sessions end there.
+fn write_leaves(ctx: &Ctx, users: impl IntoIterator<Item = UserData>, at: Timestamp) {
     for user in users {
         ctx.db.write(
             subjects::db::USER_LEFT,
@@ -493,16 +496,7 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
                 s.set_users(&users);
                 (s.chat_count(), s.connected_count, arrived, departed)
             };
-            for user in departed {
-                ctx.db.write(
-                    subjects::db::USER_LEFT,
-                    &UserLeft {
-                        username: user.username.clone(),
-                        timestamp: Some(meta.timestamp),
-                        user_data: Some(user),
-                    },
-                );
-            }
+            write_leaves(ctx, departed, meta.timestamp);
             for user in arrived {
                 ctx.db.write(
                     subjects::db::USER_JOINED,

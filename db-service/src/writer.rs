@@ -110,41 +110,35 @@ impl Writer {
         items: Vec<Incoming>,
         published: Vec<i64>,
     ) -> Result<Committed, WriterGone> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Apply {
-                items,
-                published,
-                reply,
-            })
-            .await
-            .map_err(|_| WriterGone)?;
-        rx.await.map_err(|_| WriterGone)
+        self.ask(|reply| Job::Apply {
+            items,
+            published,
+            reply,
+        })
+        .await
     }
 
     /// The identity (creation time) of the stream the stored position belongs to.
     pub async fn stream_identity(&self) -> Result<Option<String>, WriterGone> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::ReadIdentity { reply })
-            .await
-            .map_err(|_| WriterGone)?;
-        rx.await.map_err(|_| WriterGone)
+        self.ask(|reply| Job::ReadIdentity { reply }).await
     }
 
     /// Records, in one transaction, the position to resume from (when it changes) and the
     /// stream it belongs to: a crash in between must not pair one stream's position with the
     /// other's identity.
     pub async fn set_position(&self, to: Option<u64>, identity: String) -> Result<(), WriterGone> {
+        self.ask(|reply| Job::SetPosition {
+            to,
+            identity,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the job `make` builds around a reply channel and waits for the answer.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, WriterGone> {
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::SetPosition {
-                to,
-                identity,
-                reply,
-            })
-            .await
-            .map_err(|_| WriterGone)?;
+        self.jobs.send(make(reply)).await.map_err(|_| WriterGone)?;
         rx.await.map_err(|_| WriterGone)
     }
 }

@@ -332,22 +332,22 @@ impl CytubePlatform {
                                     tracing::warn!(reason, "kicked by the server");
                                     kick_reason = Some(reason.to_owned());
                                 }
-                                "needPassword" => match &self.channel_password {
-                                    Some(pw) if !password_sent || data != json!(true) => {
-                                        password_sent = true;
-                                        send!(protocol::encode_event("channelPassword", Some(&json!(pw))));
-                                    }
-                                    Some(_) => {
-                                        let error = "wrong channel password".to_owned();
+                                "needPassword" => {
+                                    let error = match &self.channel_password {
+                                        Some(pw) if !password_sent || data != json!(true) => {
+                                            password_sent = true;
+                                            send!(protocol::encode_event("channelPassword", Some(&json!(pw))));
+                                            None
+                                        }
+                                        Some(_) => Some("wrong channel password"),
+                                        None => Some("the channel needs a password (platform.channel_password)"),
+                                    };
+                                    if let Some(error) = error {
+                                        let error = error.to_owned();
                                         let _ = events.send(PlatformEvent::LoginFailed { error: error.clone() }).await;
                                         return End::LoginFailed(error);
                                     }
-                                    None => {
-                                        let error = "the channel needs a password (platform.channel_password)".to_owned();
-                                        let _ = events.send(PlatformEvent::LoginFailed { error: error.clone() }).await;
-                                        return End::LoginFailed(error);
-                                    }
-                                },
+                                }
                                 _ => {}
                             }
                             let mut failed_login = None;
