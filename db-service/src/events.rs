@@ -179,7 +179,7 @@ impl WriteEvent {
         }
     }
 
-    /// Applies the event at its own time, or at `received` (when the stream stored it) when it
+    /// Applies the event at its own time, or at `received` (when rosey-db read it) when it
     /// has none.
     pub fn apply(&self, conn: &Connection, received: i64) -> rusqlite::Result<()> {
         let ts = self.timestamp().unwrap_or(received);

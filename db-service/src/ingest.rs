@@ -93,10 +93,6 @@ pub async fn ensure_consumer(
     Ok(consumer)
 }
 
-fn unix_secs(t: async_nats::jetstream::message::Info<'_>) -> i64 {
-    t.published.unix_timestamp()
-}
-
 /// Publishes dead letters to the dead-letter stream; returns the ids that made it.
 async fn publish_dead_letters(
     js: Option<&jetstream::Context>,
@@ -245,7 +241,7 @@ async fn fill_gap(
                     subject: msg.subject.to_string(),
                     payload: msg.payload,
                     deliveries: 1,
-                    received: msg.time.unix_timestamp(),
+                    received: Timestamp::now().secs(),
                 });
                 stats.add("ingest.gap_filled", 1);
                 seq += 1;
@@ -372,7 +368,7 @@ pub async fn run_jetstream(
                     subject: m.subject.to_string(),
                     payload: m.payload.clone(),
                     deliveries: u64::try_from(info.delivered).unwrap_or(1),
-                    received: unix_secs(info),
+                    received: Timestamp::now().secs(),
                 });
                 applied_to = applied_to.max(seq);
             }

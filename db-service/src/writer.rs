@@ -30,7 +30,9 @@ pub struct Incoming {
     pub payload: Bytes,
     /// How often the stream delivered it.
     pub deliveries: u64,
-    /// When the stream (or, without JetStream, this service) received it, in Unix seconds.
+    /// When this service read it, in Unix seconds by this service's clock: the time given to an
+    /// event that carries none. Never the stream's own time, which is nats-server's clock (another
+    /// machine's, in a cluster), so retention and "last N hours" agree with how it was stamped.
     pub received: i64,
 }
 

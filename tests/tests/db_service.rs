@@ -455,6 +455,45 @@ async fn every_subject_lands_and_every_request_answers() {
     assert!(status.success(), "rosey-db exited with {status}");
 }
 
+/// An event that carries no timestamp gets rosey-db's clock, never nats-server's: under the
+/// test script's faketime run the two differ by 400 days (as two machines' clocks may), and the
+/// line must still count as recent and the user as seen now.
+#[tokio::test]
+async fn an_untimed_event_is_stamped_with_rosey_dbs_clock() {
+    let (_dir, path) = temp_db();
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    let mut service = start_rosey_db(&nats, &client, &path, WAIT).await;
+    let before = now();
+    publish(&js, db::USER_JOINED, json!({"username": "dana"})).await;
+    publish(
+        &js,
+        db::MESSAGE_LOG,
+        json!({"username": "dana", "message": "no clock on me"}),
+    )
+    .await;
+    assert!(wait_until(WAIT, || last_sequence(&path) == 2));
+    let after = now();
+
+    let chat: Vec<ChatLine> = req(&client, db::RECENT_CHAT_GET, json!({"limit": 5})).await;
+    assert_eq!(
+        chat.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["no clock on me"],
+        "the untimed line is past retention by the service's own clock"
+    );
+    assert!(
+        (before..=after).contains(&chat[0].timestamp),
+        "{} not within {before}..={after}",
+        chat[0].timestamp
+    );
+    let user: UserStats = req(&client, db::QUERY_USER_STATS, json!({"username": "dana"})).await;
+    let first_seen = user.first_seen.expect("dana was seen");
+    assert!((before..=after).contains(&first_seen), "{first_seen}");
+    let status = service.terminate(WAIT).expect("exit status");
+    assert!(status.success());
+}
+
 fn original_schema(path: &Path) -> Vec<(String, String)> {
     let c = open(path);
     let mut stmt = c
@@ -470,11 +509,59 @@ fn original_schema(path: &Path) -> Vec<(String, String)> {
         .unwrap()
 }
 
+/// Every time column of the original's schema, as (table, column).
+const ORIGINAL_TIME_COLUMNS: &[(&str, &str)] = &[
+    ("user_stats", "first_seen"),
+    ("user_stats", "last_seen"),
+    ("user_stats", "current_session_start"),
+    ("user_actions", "timestamp"),
+    ("channel_stats", "max_users_timestamp"),
+    ("channel_stats", "max_connected_timestamp"),
+    ("channel_stats", "last_updated"),
+    ("user_count_history", "timestamp"),
+    ("recent_chat", "timestamp"),
+    ("current_status", "bot_start_time"),
+    ("current_status", "last_updated"),
+    ("outbound_messages", "timestamp"),
+    ("outbound_messages", "sent_timestamp"),
+    ("api_tokens", "created_at"),
+    ("api_tokens", "last_used"),
+];
+
+/// Shifts every timestamp of a copy of the fixture by one offset so that its newest row is two
+/// minutes old: the fixture was written on one day, and retention ("last 150 hours") would
+/// otherwise hide its rows on any later one. Relative order and gaps are kept exactly.
+fn rebase_to_now(path: &Path) {
+    let c = open(path);
+    let newest: i64 = ORIGINAL_TIME_COLUMNS
+        .iter()
+        .map(|(table, column)| {
+            c.query_row(
+                &format!("SELECT COALESCE(MAX({column}), 0) FROM {table}"),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(newest > 0, "the fixture has no timestamps to rebase");
+    let offset = now() - 120 - newest;
+    for (table, column) in ORIGINAL_TIME_COLUMNS {
+        c.execute(
+            &format!("UPDATE {table} SET {column} = {column} + ?1 WHERE {column} IS NOT NULL"),
+            [offset],
+        )
+        .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
     let fixture = rosey_tests::shared_dir().join("fixtures/rosey-v0.5-sample.db");
     let (_dir, path) = temp_db();
     std::fs::copy(&fixture, &path).expect("copy the fixture");
+    rebase_to_now(&path);
     let before = original_schema(&path);
     assert_eq!(
         before.iter().filter(|(n, _)| !n.starts_with("idx")).count(),
