@@ -10,6 +10,7 @@ use crate::normalize::required_rank;
 use crate::platform::{
     ActionError, ActionRequest, ChatOrigin, Meta, Platform, PlatformAction, PlatformEvent,
 };
+use crate::rules::{self, Performed};
 use crate::shell;
 use crate::state::ChannelState;
 use anyhow::Context as _;
@@ -920,28 +921,6 @@ fn channel_of(payload: &[u8]) -> Option<String> {
     v.get("channel")?.as_str().map(str::to_owned)
 }
 
-fn platform_failure(e: ActionError) -> ErrorBody {
-    match e {
-        ActionError::Invalid(m) => ErrorBody::new(ErrorCode::InvalidJson, m),
-        other => ErrorBody::new(ErrorCode::Internal, other.to_string()),
-    }
-}
-
-fn chat_failure(e: ChatError) -> ErrorBody {
-    match e {
-        ChatError::QueueFull(_) | ChatError::TooLong(_) => {
-            ErrorBody::new(ErrorCode::TooLarge, e.to_string())
-        }
-        ChatError::Muted(_) | ChatError::Denied(_) => {
-            ErrorBody::new(ErrorCode::Denied, e.to_string())
-        }
-        ChatError::Invalid(_) => ErrorBody::new(ErrorCode::InvalidJson, e.to_string()),
-        ChatError::Platform(_) | ChatError::Closed => {
-            ErrorBody::new(ErrorCode::Internal, e.to_string())
-        }
-    }
-}
-
 async fn serve_action(ctx: &Arc<Ctx>, msg: async_nats::Message) {
     let Some(action) = psub::action_of(ctx.platform, &msg.subject).map(str::to_owned) else {
         return;
@@ -1006,133 +985,77 @@ async fn run_action(
     source: &str,
     payload: &[u8],
 ) -> Result<(), ErrorBody> {
-    use psub::action as a;
-    let queue_text = |dest: Destination, text: &str| -> Result<(), ErrorBody> {
-        let done = ctx.chat.enqueue(source, dest, text).map_err(chat_failure)?;
-        let ctx = ctx.clone();
-        let action = action.to_owned();
-        // The reply means "accepted"; a later send failure is still reported.
-        tokio::spawn(async move {
-            if let Ok(Err(e)) = done.await {
-                report_error(&ctx, &action, &e.to_string()).await;
-            }
-        });
-        Ok(())
-    };
-    match action {
-        a::CHAT => {
-            let req: SendChat = decode(payload)?;
-            ctx.check_permission("chat")?;
-            queue_text(Destination::Chat, &req.content)
+    match rules::perform(ctx, source, decode_action(action, payload)?).await? {
+        Performed::Done => {}
+        Performed::Queued(done) => {
+            let ctx = ctx.clone();
+            let action = action.to_owned();
+            // The reply means "accepted"; a later send failure is still reported.
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = done.await {
+                    report_error(&ctx, &action, &e.to_string()).await;
+                }
+            });
         }
+    }
+    Ok(())
+}
+
+/// Reads an action request (the last token of its subject, and its payload) as the platform
+/// action it asks for; what it may do is the rule book's ([`rules`]) to decide.
+fn decode_action(action: &str, payload: &[u8]) -> Result<PlatformAction, ErrorBody> {
+    use psub::action as a;
+    Ok(match action {
+        a::CHAT => PlatformAction::Chat(decode::<SendChat>(payload)?.content),
         a::PM => {
             let req: SendPm = decode(payload)?;
-            if req.to.trim().is_empty() {
-                return Err(ErrorBody::new(ErrorCode::InvalidJson, "`to` is empty"));
+            PlatformAction::Pm {
+                to: req.to,
+                content: req.content,
             }
-            if !ctx.state().joined {
-                return Err(ErrorBody::new(
-                    ErrorCode::Internal,
-                    "the bot is not connected to the channel",
-                ));
-            }
-            queue_text(Destination::Pm(req.to), &req.content)
         }
         a::PLAYLIST_ADD => {
             let req: SendPlaylistAdd = decode(payload)?;
-            let next = req.position == QueuePosition::Next;
-            ctx.check_permission(if next { "playlistnext" } else { "playlistadd" })?;
-            if !req.temporary {
-                ctx.check_permission("addnontemp")?;
-            }
-            ctx.act(PlatformAction::PlaylistAdd {
+            PlatformAction::PlaylistAdd {
                 url: req.url,
-                next,
+                next: req.position == QueuePosition::Next,
                 temporary: req.temporary,
-            })
-            .await
-            .map_err(platform_failure)
-        }
-        a::PLAYLIST_REMOVE | a::PLAYLIST_JUMP => {
-            let req: SendPlaylistEntry = decode(payload)?;
-            let (perm, act) = if action == a::PLAYLIST_REMOVE {
-                ("playlistdelete", PlatformAction::PlaylistRemove(req.uid))
-            } else {
-                ("playlistjump", PlatformAction::PlaylistJump(req.uid))
-            };
-            ctx.check_permission(perm)?;
-            if ctx.state().position(req.uid).is_none() {
-                return Err(ErrorBody::new(
-                    ErrorCode::NotFound,
-                    format!("no playlist item {}", req.uid),
-                ));
             }
-            ctx.act(act).await.map_err(platform_failure)
         }
+        a::PLAYLIST_REMOVE => {
+            PlatformAction::PlaylistRemove(decode::<SendPlaylistEntry>(payload)?.uid)
+        }
+        a::PLAYLIST_JUMP => PlatformAction::PlaylistJump(decode::<SendPlaylistEntry>(payload)?.uid),
         a::PLAYLIST_MOVE => {
             let req: SendPlaylistMove = decode(payload)?;
-            ctx.check_permission("playlistmove")?;
-            ctx.act(PlatformAction::PlaylistMove {
+            PlatformAction::PlaylistMove {
                 uid: req.uid,
                 after: req.after,
-            })
-            .await
-            .map_err(platform_failure)
+            }
         }
         a::PLAYLIST_NEXT => {
-            let _req: SendChannelAction = decode(payload)?;
-            ctx.check_permission("playlistjump")?;
-            ctx.act(PlatformAction::PlaylistNext)
-                .await
-                .map_err(platform_failure)
+            decode::<SendChannelAction>(payload)?;
+            PlatformAction::PlaylistNext
         }
         a::KICK => {
             let req: SendKick = decode(payload)?;
-            ctx.check_permission("kick")?;
-            {
-                let s = ctx.state();
-                let target = s.user(&req.user).ok_or_else(|| {
-                    ErrorBody::new(
-                        ErrorCode::NotFound,
-                        format!("{} is not in the channel", req.user),
-                    )
-                })?;
-                if target.rank >= s.own_rank {
-                    return Err(ErrorBody::new(
-                        ErrorCode::Denied,
-                        format!("{} has a rank the bot cannot kick", req.user),
-                    ));
-                }
-            }
-            ctx.act(PlatformAction::Kick {
+            PlatformAction::Kick {
                 user: req.user,
                 reason: req.reason,
-            })
-            .await
-            .map_err(platform_failure)
+            }
         }
         a::CLEAR => {
-            let _req: SendChannelAction = decode(payload)?;
-            ctx.check_permission("chatclear")?;
-            ctx.act(PlatformAction::Clear)
-                .await
-                .map_err(platform_failure)
+            decode::<SendChannelAction>(payload)?;
+            PlatformAction::Clear
         }
-        a::AFK => {
-            let req: SendAfk = decode(payload)?;
-            let current = ctx.state().own_user().map(|u| u.is_afk);
-            if current == Some(req.afk) {
-                return Ok(());
-            }
-            ctx.act(PlatformAction::Afk(req.afk))
-                .await
-                .map_err(platform_failure)
+        a::AFK => PlatformAction::Afk(decode::<SendAfk>(payload)?.afk),
+        other => {
+            return Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!("unknown action {other}"),
+            ))
         }
-        other => Err(ErrorBody::new(
-            ErrorCode::NotFound,
-            format!("unknown action {other}"),
-        )),
-    }
+    })
 }
 
 /// Sends the database's queued outbound messages and marks each sent or failed.

@@ -11,6 +11,8 @@
 //! - [`normalize`]: CyTube events to platform-neutral events (HTML decoding, users, intake
 //!   rules).
 //! - [`core`]: the event loop, publishing, the action server, the outbound poller.
+//! - [`rules`]: the one rule book for actions (what the channel must allow), for NATS and the
+//!   PM shell alike.
 //! - [`state`], [`chat_queue`], [`flood`], [`shell`], [`db_writer`], [`logfiles`]: the core's
 //!   parts.
 #![deny(missing_docs)]
@@ -23,5 +25,6 @@ pub mod logfiles;
 pub mod normalize;
 pub mod platform;
 pub mod protocol;
+pub mod rules;
 pub mod shell;
 pub mod state;

@@ -7,6 +7,7 @@ use crate::chat_queue::Destination;
 use crate::core::Ctx;
 use crate::logfiles::format_utc;
 use crate::platform::PlatformAction;
+use crate::rules;
 use rosey_plugin_api::db::{
     ChannelStats, ChannelStatsQuery, PmCommand, PmCommandResult, UserStats, UserStatsQuery,
 };
@@ -21,6 +22,9 @@ pub const HELP_TEXT: &str = "Commands: help, info, status, stats, users, user <n
 afk [on|off], say <message>, pm <user> <message>, clear, playlist [n], current, \
 add <url> [temp|perm], remove <pos>, move <from> <to>, jump <pos>, next, pause, \
 kick <user> [reason], voteskip";
+
+/// The shell's sender name in the chat queue.
+const SHELL_SOURCE: &str = "shell";
 
 /// The longest PM reply chunk.
 const CHUNK: usize = 500;
@@ -83,6 +87,15 @@ fn uid_at(ctx: &Ctx, arg: Option<&str>) -> Result<u64, String> {
     })
 }
 
+/// Carries out an action under the rule book ([`rules`]), which the NATS action server uses too:
+/// the shell only parses text into actions.
+async fn perform(ctx: &Ctx, action: PlatformAction) -> Result<(), String> {
+    rules::perform(ctx, SHELL_SOURCE, action)
+        .await
+        .map(drop)
+        .map_err(|e| e.error.message)
+}
+
 /// Runs one shell line from moderator `user` and answers by PM.
 pub async fn run_command(ctx: &Arc<Ctx>, user: &str, line: &str) {
     let line = line.trim();
@@ -108,7 +121,7 @@ pub async fn run_command(ctx: &Arc<Ctx>, user: &str, line: &str) {
     for chunk in pack_lines(&reply) {
         if let Err(e) = ctx
             .chat
-            .enqueue("shell", Destination::Pm(user.to_owned()), &chunk)
+            .enqueue(SHELL_SOURCE, Destination::Pm(user.to_owned()), &chunk)
         {
             tracing::warn!(user, error = %e, "cannot send the shell reply");
             break;
@@ -135,12 +148,7 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             }
             Some(word) => {
                 let want = parse_bool(word).ok_or("Usage: afk [on|off]")?;
-                let current = ctx.state().own_user().map(|u| u.is_afk);
-                if current != Some(want) {
-                    ctx.act(PlatformAction::Afk(want))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+                perform(ctx, PlatformAction::Afk(want)).await?;
                 Ok(format!("AFK set {}", if want { "on" } else { "off" }))
             }
         },
@@ -148,10 +156,7 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             if rest.is_empty() {
                 return Err("Usage: say <message>".into());
             }
-            ctx.check_permission("chat").map_err(|e| e.error.message)?;
-            ctx.chat
-                .enqueue("shell", Destination::Chat, rest)
-                .map_err(|e| e.to_string())?;
+            perform(ctx, PlatformAction::Chat(rest.to_owned())).await?;
             Ok(format!("Sent: {rest}"))
         }
         "pm" => {
@@ -160,17 +165,15 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
             if text.is_empty() {
                 return Err("Usage: pm <user> <message>".into());
             }
-            ctx.chat
-                .enqueue("shell", Destination::Pm(to.to_owned()), text)
-                .map_err(|e| e.to_string())?;
+            let pm = PlatformAction::Pm {
+                to: to.to_owned(),
+                content: text.to_owned(),
+            };
+            perform(ctx, pm).await?;
             Ok(format!("PM sent to {to}"))
         }
         "clear" => {
-            ctx.check_permission("chatclear")
-                .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::Clear)
-                .await
-                .map_err(|e| e.to_string())?;
+            perform(ctx, PlatformAction::Clear).await?;
             Ok("Chat cleared".into())
         }
         "playlist" => {
@@ -188,15 +191,12 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                 args.next().map(str::to_lowercase).as_deref(),
                 Some("no" | "false" | "0" | "perm")
             );
-            ctx.check_permission("playlistadd")
-                .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistAdd {
+            let add = PlatformAction::PlaylistAdd {
                 url: url.to_owned(),
                 next: false,
                 temporary,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            };
+            perform(ctx, add).await?;
             Ok(format!(
                 "Added {url}{}",
                 if temporary { " (temporary)" } else { "" }
@@ -204,11 +204,7 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
         }
         "remove" => {
             let uid = uid_at(ctx, args.next())?;
-            ctx.check_permission("playlistdelete")
-                .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistRemove(uid))
-                .await
-                .map_err(|e| e.to_string())?;
+            perform(ctx, PlatformAction::PlaylistRemove(uid)).await?;
             Ok("Removed".into())
         }
         "move" => {
@@ -233,20 +229,12 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                     PlaylistAfter::Uid(uid_at(ctx, Some(&(to_pos - 1).to_string()))?)
                 }
             };
-            ctx.check_permission("playlistmove")
-                .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistMove { uid, after })
-                .await
-                .map_err(|e| e.to_string())?;
+            perform(ctx, PlatformAction::PlaylistMove { uid, after }).await?;
             Ok("Moved".into())
         }
         "jump" => {
             let uid = uid_at(ctx, args.next())?;
-            ctx.check_permission("playlistjump")
-                .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistJump(uid))
-                .await
-                .map_err(|e| e.to_string())?;
+            perform(ctx, PlatformAction::PlaylistJump(uid)).await?;
             Ok("Jumped".into())
         }
         "next" => {
@@ -260,23 +248,12 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                 }
             };
             let uid = next_uid.ok_or("Already at last item")?;
-            ctx.check_permission("playlistjump")
-                .map_err(|e| e.error.message)?;
-            ctx.act(PlatformAction::PlaylistJump(uid))
-                .await
-                .map_err(|e| e.to_string())?;
+            perform(ctx, PlatformAction::PlaylistJump(uid)).await?;
             Ok("Skipped to the next item".into())
         }
         "pause" => {
-            let action = {
+            let pause = {
                 let s = ctx.state();
-                let leader = s
-                    .leader
-                    .as_deref()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(&s.bot_name));
-                if !leader {
-                    return Err("The bot must be the leader to pause".into());
-                }
                 let media = s.media.as_ref().ok_or("Nothing is playing")?;
                 PlatformAction::Pause {
                     media_id: media.id.clone(),
@@ -284,28 +261,17 @@ async fn execute(ctx: &Arc<Ctx>, command: &str, rest: &str) -> Result<String, St
                     current_time: s.media_time,
                 }
             };
-            ctx.act(action).await.map_err(|e| e.to_string())?;
+            perform(ctx, pause).await?;
             Ok("Paused".into())
         }
         "kick" => {
             let target = args.next().ok_or("Usage: kick <user> [reason]")?;
             let reason = rest[target.len()..].trim();
-            ctx.check_permission("kick").map_err(|e| e.error.message)?;
-            {
-                let s = ctx.state();
-                let t = s
-                    .user(target)
-                    .ok_or_else(|| format!("{target} is not in the channel"))?;
-                if t.rank >= s.own_rank {
-                    return Err(format!("{target} has a rank the bot cannot kick"));
-                }
-            }
-            ctx.act(PlatformAction::Kick {
+            let kick = PlatformAction::Kick {
                 user: target.to_owned(),
                 reason: (!reason.is_empty()).then(|| reason.to_owned()),
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            };
+            perform(ctx, kick).await?;
             Ok(format!("Kicked {target}"))
         }
         "voteskip" => Ok(match ctx.state().voteskip {

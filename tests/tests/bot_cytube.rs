@@ -1061,3 +1061,68 @@ async fn an_open_playlist_lets_a_low_ranked_bot_add() {
     assert_eq!(&open.payload[..], br#"{"ok":true}"#);
     wait_for("the queued item", || mock.received("queue").len() == 1).await;
 }
+
+/// The NATS action server and the PM shell share one rule book: a permanent item needs
+/// `addnontemp` whichever way it is asked for (the shell once checked only `playlistadd`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_and_the_shell_refuse_the_same_permanent_add() {
+    let mut options = mock_options();
+    // At `playlistadd` (1.5) but below `addnontemp` (2), with the playlist locked.
+    options.bot_rank = 1.5;
+    let (nats, client, mock) = start_servers(options).await;
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    let add = subjects::platform::send("cytube", subjects::platform::action::PLAYLIST_ADD).unwrap();
+    let ask = |body: Value| {
+        let (client, add) = (client.clone(), add.clone());
+        async move {
+            let reply = request(&client, &add, body).await;
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    let permanent = ask(json!({"channel": "test", "url": "yt:perm1", "temporary": false})).await;
+    assert_eq!(permanent["error"]["code"], "denied", "{permanent}");
+    assert!(
+        permanent["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("addnontemp")),
+        "{permanent}"
+    );
+    let temporary = ask(json!({"channel": "test", "url": "yt:temp1", "temporary": true})).await;
+    assert_eq!(temporary, json!({"ok": true}));
+
+    let replies = || -> Vec<String> {
+        mock.received("pm")
+            .iter()
+            .filter(|d| d["to"] == "modbob")
+            .map(|d| d["msg"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(mock.pm_from("modbob", "rosey", "add yt:perm2 perm"));
+    wait_for("the refusal", || {
+        replies()
+            .first()
+            .is_some_and(|r| r.starts_with("Error:") && r.contains("addnontemp"))
+    })
+    .await;
+    assert!(mock.pm_from("modbob", "rosey", "add yt:temp2"));
+    wait_for("the temporary add", || {
+        replies()
+            .get(1)
+            .is_some_and(|r| r.contains("Added yt:temp2"))
+    })
+    .await;
+    wait_for("both temporary items at the server", || {
+        mock.received("queue").len() == 2
+    })
+    .await;
+    let ids: Vec<Value> = mock
+        .received("queue")
+        .iter()
+        .map(|q| q["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [json!("temp1"), json!("temp2")],
+        "a permanent add got through"
+    );
+}
