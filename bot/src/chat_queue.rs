@@ -112,6 +112,10 @@ pub fn split_message(text: &str, max: usize) -> Vec<String> {
 }
 
 /// A token bucket: `burst` messages back to back, then `per_second`.
+///
+/// Kept instead of `governor` for two things it cannot do: [`TokenBucket::drain`] empties the
+/// bucket when CyTube says we were too fast (governor can only take cells that are there), and
+/// it runs on tokio's clock, so tests with paused time drive it like the rest of the queue.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     capacity: f64,

@@ -9,27 +9,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix timestamp.
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix timestamp: the original's log format.
 pub fn format_utc(ts: Timestamp) -> String {
-    let secs = ts.secs();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let rfc3339 = ts.rfc3339();
+    // `2026-12-06T07:06:25Z`: ASCII, the date and the time at fixed places.
+    format!("{} {}", &rfc3339[..10], &rfc3339[11..19])
 }
 
 /// The open log files; a write failure is logged, never fatal.

@@ -1,7 +1,7 @@
 //! Unix timestamps as they travel on the wire.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Unix time in whole seconds, never zero: every event says when it happened, so that events
 /// applied late (after an outage) are accounted at their own time, not at the time of receipt.
@@ -36,7 +36,17 @@ impl Timestamp {
     pub fn secs(self) -> i64 {
         self.0
     }
+
+    /// RFC 3339 in UTC (`2026-12-06T07:06:25Z`), for logs, files and status answers. A time past
+    /// the year 9999, which only a hostile payload carries, is written as its last second.
+    pub fn rfc3339(self) -> String {
+        let secs = u64::try_from(self.0.clamp(1, LAST_RFC3339_SECOND)).unwrap_or(1);
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    }
 }
+
+/// 9999-12-31T23:59:59Z: RFC 3339 has four-digit years, and humantime refuses anything later.
+const LAST_RFC3339_SECOND: i64 = 253_402_300_799;
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -53,6 +63,15 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_is_utc_and_never_fails() {
+        let at = |secs| Timestamp::from_secs(secs).unwrap().rfc3339();
+        assert_eq!(at(1), "1970-01-01T00:00:01Z");
+        assert_eq!(at(1_704_067_200), "2024-01-01T00:00:00Z");
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(at(i64::MAX), "9999-12-31T23:59:59Z");
+    }
 
     #[test]
     fn accepts_integers_and_fractions_rejects_zero() {
