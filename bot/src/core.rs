@@ -90,7 +90,6 @@ impl Settings {
     /// The settings a configuration asks for.
     pub fn from_config(config: &Config) -> Self {
         let p = &config.platform;
-        let stream = &config.database.stream;
         Settings {
             command_prefix: p.command_prefix.clone(),
             flood_per_minute: p.flood.commands_per_minute,
@@ -104,11 +103,7 @@ impl Settings {
             request_timeout: config.nats.request_timeout.as_duration(),
             status_interval: p.status_interval.as_duration(),
             user_count_interval: p.user_count_interval.as_duration(),
-            stream_limits: StreamLimits {
-                max_age: stream.max_age(),
-                max_bytes: i64::try_from(stream.max_bytes).unwrap_or(i64::MAX),
-                duplicate_window: stream.duplicate_window.as_duration(),
-            },
+            stream_limits: config.database.stream.limits(),
             db_timing: DbTiming {
                 setup_timeout: p.stream_setup_timeout.as_duration(),
                 setup_max_delay: p.stream_setup_max_delay.as_duration(),

@@ -28,3 +28,31 @@ pub mod protocol;
 pub mod rules;
 pub mod shell;
 pub mod state;
+
+use crate::core::Settings;
+use crate::platform::console::ConsolePlatform;
+use crate::platform::cytube::CytubePlatform;
+use rosey_config::{Config, PlatformKind};
+use std::future::Future;
+
+/// Runs the bot the configuration describes (its platform, channel and bot name) until the
+/// platform stops or `shutdown` resolves; `rosey-bot` is this behind the shared start-up.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // The error already names the server and says what failed.
+    let nats = rosey_config::connect::connect(&config.nats).await?;
+    let settings = Settings::from_config(&config);
+    let p = &config.platform;
+    let bot_name = p.credentials.username.clone();
+    match p.kind {
+        PlatformKind::Console => {
+            let channel = p.channel.clone().unwrap_or_else(|| "console".to_owned());
+            let platform = ConsolePlatform::new(&channel, &p.console_user, &bot_name);
+            core::run(platform, nats, settings, &bot_name, "console", shutdown).await
+        }
+        PlatformKind::Cytube => {
+            let platform = CytubePlatform::from_config(p)?;
+            let server = platform.domain().to_owned();
+            core::run(platform, nats, settings, &bot_name, &server, shutdown).await
+        }
+    }
+}

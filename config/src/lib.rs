@@ -36,8 +36,8 @@
 //! - [`ConfigError`]: every way loading can fail.
 //!
 //! # Crate features
-//! - `cli`: `CommonArgs` (shared command-line flags), `logging::init` and
-//!   `connect::connect`, for the binaries.
+//! - `cli`: `CommonArgs` (shared command-line flags), `service::start` (the start-up every
+//!   service shares), `logging::init` and `connect::connect`, for the binaries.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -55,6 +55,8 @@ mod cli;
 pub mod connect;
 #[cfg(feature = "cli")]
 pub mod logging;
+#[cfg(feature = "cli")]
+pub mod service;
 #[cfg(feature = "cli")]
 pub mod signal;
 #[cfg(feature = "cli")]

@@ -15,6 +15,7 @@
 //! - [`pool`]: SQLite connections for async code.
 //! - [`maintenance`]: daily maintenance and periodic pruning.
 //! - [`stats`]: counters shown in `$SRV.STATS`.
+//! - [`service`]: the whole service, [`service::run`], which the `rosey-db` binary calls.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod maintenance;
 pub mod pool;
 pub mod requests;
 pub mod schema;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod writer;

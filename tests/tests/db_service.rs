@@ -494,6 +494,40 @@ async fn an_untimed_event_is_stamped_with_rosey_dbs_clock() {
     assert!(status.success());
 }
 
+/// The service is a library call: `run(config, shutdown)` serves until its shutdown future
+/// resolves and then returns cleanly, with what it was sent applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_runs_in_process_until_its_shutdown_resolves() {
+    let (_dir, path) = temp_db();
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    let mut config = rosey_config::Config::default();
+    config.set_database_path(path.clone());
+    config.set_nats_server(nats.url());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(rosey_db_service::service::run(config, async move {
+        let _ = stopped.await;
+    }));
+    rosey_tests::wait_for_rosey_db(&client, WAIT).await;
+    publish(
+        &js,
+        db::MESSAGE_LOG,
+        json!({"username": "erin", "message": "in process", "timestamp": now()}),
+    )
+    .await;
+    assert!(wait_until(WAIT, || last_sequence(&path) == 1));
+    assert!(!service.is_finished(), "the service stopped on its own");
+    stop.send(())
+        .expect("the service is listening for its shutdown");
+    let result = tokio::time::timeout(WAIT, service)
+        .await
+        .expect("the service stops when told")
+        .expect("the service task did not panic");
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM recent_chat"), 1);
+}
+
 fn original_schema(path: &Path) -> Vec<(String, String)> {
     let c = open(path);
     let mut stmt = c

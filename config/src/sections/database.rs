@@ -221,4 +221,15 @@ impl StreamConfig {
     pub fn max_age(&self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::from(self.max_age_days) * 86_400)
     }
+
+    /// The stream's limits as the contract's stream definition takes them; the bot and rosey-db
+    /// both create the stream, so they must build it from the same numbers.
+    #[cfg(feature = "cli")]
+    pub fn limits(&self) -> rosey_plugin_api::stream::StreamLimits {
+        rosey_plugin_api::stream::StreamLimits {
+            max_age: self.max_age(),
+            max_bytes: i64::try_from(self.max_bytes).unwrap_or(i64::MAX),
+            duplicate_window: self.duplicate_window.as_duration(),
+        }
+    }
 }
