@@ -6,7 +6,7 @@
 //! `config.json: platform.chat_rate.burst: invalid type: string "x", expected u32`. Only the
 //! free-form parts (`plugins.config.<name>`, `llm`, `web`, `metrics`) accept any key.
 //!
-//! Secrets (`password`, `channel_password`, `token`, `api_key`) may be given as `<key>_env`
+//! Secrets (`password`, `channel_password`, `proxy_password`, `token`, `api_key`) may be given as `<key>_env`
 //! (an environment variable's name) or `<key>_file` (a file holding the secret), and are held
 //! in [`Secret`], which prints as `***`.
 //!
@@ -73,6 +73,7 @@ pub use crate::sections::platform::{
     ChatRate, Credentials, FloodConfig, PlatformConfig, PlatformKind,
 };
 pub use crate::sections::plugins::{PluginPermissions, PluginSettings, PluginsConfig};
+pub use crate::sections::proxy::{SocksProxy, DEFAULT_SOCKS_PORT};
 pub use crate::sections::shell::ShellConfig;
 pub use crate::verbatim::Verbatim;
 

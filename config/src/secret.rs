@@ -13,7 +13,13 @@ use crate::error::{join_key, Problem};
 pub const REDACTED: &str = "***";
 
 /// Key names that may be given as `<key>_env` or `<key>_file` anywhere in the file.
-pub const SECRET_KEYS: [&str; 4] = ["password", "channel_password", "token", "api_key"];
+pub const SECRET_KEYS: [&str; 5] = [
+    "password",
+    "channel_password",
+    "proxy_password",
+    "token",
+    "api_key",
+];
 
 /// A password or token; `Debug`, `Display` and `Serialize` all print `***` so logs stay clean.
 #[derive(Clone, PartialEq, Eq)]

@@ -177,7 +177,7 @@ fn full_cytube_file_with_every_section() {
                 "channel_password": "chanpw",
                 "credentials": {"username": "bot"},
                 "command_prefix": "?", "chat_rate": {"burst": 2, "per_second": 0.5},
-                "response_timeout": 1, "restart_delay": 0, "proxy": "http://proxy:3128",
+                "response_timeout": 1, "restart_delay": 0, "proxy": "socks5h://proxy:1080",
                 "retry": 3, "retry_delay": 1.5, "outbound_poll_interval": 0.5,
                 "flood": {"commands_per_minute": 30, "block_seconds": 60},
                 "reconnect_min_delay": 2, "reconnect_max_delay": 120, "max_message_len": 240
@@ -240,4 +240,53 @@ fn redacted_json_is_the_effective_config() {
     printed["platform"]["credentials"]["password"] = json!("password");
     let again = Config::from_json_str(&printed.to_string(), "printed", "/".as_ref()).unwrap();
     assert_eq!(again.to_redacted_json(), json);
+}
+
+#[test]
+fn the_proxy_is_socks5_with_its_password_as_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("proxy.pass"), "hunter2\n").unwrap();
+    let load = |platform: serde_json::Value| {
+        Config::from_json_str(
+            &serde_json::json!({ "platform": platform }).to_string(),
+            "config.json",
+            dir.path(),
+        )
+    };
+    let config = load(serde_json::json!({
+        "proxy": "socks5h://alice@tor.example:9050",
+        "proxy_password_file": "proxy.pass"
+    }))
+    .unwrap();
+    let proxy = config.platform.socks_proxy().unwrap().expect("a proxy");
+    assert_eq!(
+        (
+            proxy.host.as_str(),
+            proxy.port,
+            proxy.username.as_deref(),
+            proxy.remote_dns
+        ),
+        ("tor.example", 9050, Some("alice"), true)
+    );
+    assert_eq!(
+        config.platform.proxy_password.as_ref().map(|s| s.expose()),
+        Some("hunter2")
+    );
+    // The original's form: port 1080, names resolved by the proxy.
+    let original = load(serde_json::json!({"proxy": "10.1.2.3"})).unwrap();
+    let proxy = original.platform.socks_proxy().unwrap().expect("a proxy");
+    assert_eq!((proxy.port, proxy.remote_dns), (1080, true));
+
+    let err = load(serde_json::json!({"proxy": "http://proxy:3128"})).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config.json: platform.proxy: http:// proxies are not supported"),
+        "{err}"
+    );
+    let err = load(serde_json::json!({"proxy": "proxy:1080", "proxy_password": "x"})).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("platform.proxy_password: needs a user name"),
+        "{err}"
+    );
 }

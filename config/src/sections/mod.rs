@@ -5,6 +5,7 @@ pub mod logging;
 pub mod nats;
 pub mod platform;
 pub mod plugins;
+pub mod proxy;
 pub mod shell;
 
 use std::path::{Component, Path, PathBuf};

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Problem;
 use crate::seconds::Seconds;
 use crate::secret::Secret;
+use crate::sections::proxy::SocksProxy;
 use crate::sections::{positive, require_non_empty, secret_non_empty};
 
 /// The chat service the bot talks to.
@@ -43,8 +44,13 @@ pub struct PlatformConfig {
     pub response_timeout: Seconds,
     /// Pause before reconnecting after the connection ends (the original's `restart_delay`).
     pub restart_delay: Seconds,
-    /// HTTP proxy for the connection; kept for a feature to come.
+    /// The SOCKS5 proxy both legs of the CyTube connection (`/socketconfig` and the websocket)
+    /// go through: the original's `host[:port]` (port 1080 when absent, names resolved by the
+    /// proxy) or a `socks5h://[user@]host[:port]` / `socks5://...` URL. See [`SocksProxy`].
     pub proxy: Option<String>,
+    /// The password for the proxy's user/password authentication (the user is named in
+    /// `proxy`).
+    pub proxy_password: Option<Secret>,
     /// Number of connection retries; kept for a feature to come.
     pub retry: Option<u32>,
     /// Pause between connection retries; kept for a feature to come.
@@ -103,6 +109,7 @@ impl Default for PlatformConfig {
             response_timeout: Seconds::from_millis(100),
             restart_delay: Seconds::from_secs(5),
             proxy: None,
+            proxy_password: None,
             retry: None,
             retry_delay: None,
             outbound_poll_interval: Seconds::from_secs(2),
@@ -137,6 +144,12 @@ impl PlatformConfig {
         }
     }
 
+    /// The proxy `platform.proxy` names, read; `None` without one. A loaded configuration has
+    /// been checked already, so only a hand-built one can fail here.
+    pub fn socks_proxy(&self) -> Result<Option<SocksProxy>, String> {
+        self.proxy.as_deref().map(SocksProxy::parse).transpose()
+    }
+
     /// Checks the rules serde cannot express.
     pub(crate) fn validate(&self) -> Result<(), Problem> {
         if let Some(domain) = &self.domain {
@@ -165,6 +178,16 @@ impl PlatformConfig {
             self.credentials.password.as_ref(),
         )?;
         secret_non_empty("platform.channel_password", self.channel_password.as_ref())?;
+        secret_non_empty("platform.proxy_password", self.proxy_password.as_ref())?;
+        let proxy = self
+            .socks_proxy()
+            .map_err(|m| Problem::new("platform.proxy", m))?;
+        if self.proxy_password.is_some() && proxy.as_ref().is_none_or(|p| p.username.is_none()) {
+            return Err(Problem::new(
+                "platform.proxy_password",
+                "needs a user name in platform.proxy (socks5h://USER@host:port)",
+            ));
+        }
         require_non_empty("platform.console_user", &self.console_user)?;
         require_non_empty("platform.command_prefix", &self.command_prefix)?;
         if self.chat_rate.burst == 0 {

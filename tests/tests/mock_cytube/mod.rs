@@ -51,6 +51,9 @@ pub struct MockOptions {
     /// In TLS mode, the websocket's own configuration when it differs from the site's (a
     /// socket server whose certificate the client does not trust).
     pub ws_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Accept connections (HTTP and websocket) only from this address, as a server behind a
+    /// firewall that only a proxy gets through; others are closed at once and counted.
+    pub only_from: Option<std::net::IpAddr>,
 }
 
 impl Default for MockOptions {
@@ -68,6 +71,7 @@ impl Default for MockOptions {
             playlist: Vec::new(),
             tls: None,
             ws_tls: None,
+            only_from: None,
         }
     }
 }
@@ -141,6 +145,7 @@ struct Shared {
     joins: usize,
     pongs: usize,
     tls_failures: usize,
+    refused: usize,
     received: Vec<(String, Value)>,
     current: Option<mpsc::UnboundedSender<String>>,
 }
@@ -205,8 +210,13 @@ impl MockCytube {
         };
         let http_shared = shared.clone();
         let http_acceptor = acceptor.clone();
+        let only_from = options.only_from;
         let http_task = tokio::spawn(async move {
-            while let Ok((stream, _)) = http.accept().await {
+            while let Ok((stream, peer)) = http.accept().await {
+                if only_from.is_some_and(|ip| ip != peer.ip()) {
+                    http_shared.lock().unwrap().refused += 1;
+                    continue;
+                }
                 let channel = channel.clone();
                 let servers = servers.clone();
                 let acceptor = http_acceptor.clone();
@@ -228,7 +238,11 @@ impl MockCytube {
             _ => acceptor,
         };
         let ws_task = tokio::spawn(async move {
-            while let Ok((stream, _)) = ws.accept().await {
+            while let Ok((stream, peer)) = ws.accept().await {
+                if only_from.is_some_and(|ip| ip != peer.ip()) {
+                    ws_shared.lock().unwrap().refused += 1;
+                    continue;
+                }
                 let shared = ws_shared.clone();
                 let options = options.clone();
                 let acceptor = acceptor.clone();
@@ -302,6 +316,16 @@ impl MockCytube {
     /// Drops the current connection without a word (a crashed or restarted server).
     pub fn drop_connection(&self) -> bool {
         self.send_frame(DROP.into())
+    }
+
+    /// Connections closed unanswered because they did not come from `only_from`.
+    pub fn refused(&self) -> usize {
+        self.lock().refused
+    }
+
+    /// The HTTP (socketconfig) listener's port.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     /// Websocket connections accepted so far.

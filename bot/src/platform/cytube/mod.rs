@@ -3,6 +3,7 @@
 //! jittered exponential backoff.
 
 pub mod media_link;
+pub mod proxy;
 pub mod socketconfig;
 
 use super::{ActionError, ActionRequest, Platform, PlatformAction, PlatformEvent};
@@ -10,6 +11,7 @@ use crate::normalize::CytubeNormalizer;
 use crate::protocol::{self, Frame};
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
+use proxy::ProxyRoute;
 use rosey_config::PlatformConfig;
 use rosey_plugin_api::events::PlaylistAfter;
 use rosey_plugin_api::Timestamp;
@@ -46,7 +48,13 @@ pub struct CytubePlatform {
     tls: Arc<rustls::ClientConfig>,
     /// The client for socketconfig discovery.
     http: reqwest::Client,
+    /// The SOCKS5 proxy both legs go through (`platform.proxy`); `None` connects directly.
+    proxy: Option<ProxyRoute>,
 }
+
+/// What the websocket runs over: a TCP stream, direct or through the proxy.
+trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
 
 impl std::fmt::Debug for CytubePlatform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +63,7 @@ impl std::fmt::Debug for CytubePlatform {
             .field("domain", &self.domain)
             .field("channel", &self.channel)
             .field("username", &self.username)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +104,13 @@ impl CytubePlatform {
                  (1 to 30 letters, digits, '_' or '-')"
             );
         }
+        let proxy = p
+            .socks_proxy()
+            .map_err(|m| anyhow::anyhow!("platform.proxy: {m}"))?
+            .map(|socks| {
+                let password = p.proxy_password.as_ref().map(|s| s.expose().to_owned());
+                ProxyRoute::new(socks, password)
+            });
         Ok(CytubePlatform {
             domain,
             channel,
@@ -110,8 +126,12 @@ impl CytubePlatform {
             min_delay: p.reconnect_min_delay.as_duration(),
             max_delay: p.reconnect_max_delay.as_duration(),
             tls: socketconfig::tls_config().context("cannot set up TLS")?,
-            http: socketconfig::http_client(p.connect_timeout.as_duration())
-                .context("cannot set up the HTTP client")?,
+            http: socketconfig::http_client(
+                p.connect_timeout.as_duration(),
+                proxy.as_ref().map(ProxyRoute::for_http).transpose()?,
+            )
+            .context("cannot set up the HTTP client")?,
+            proxy,
         })
     }
 
@@ -147,9 +167,20 @@ impl CytubePlatform {
 
     async fn discover(&self) -> Result<String, String> {
         let url = socketconfig::socketconfig_url(&self.domain, &self.channel);
-        let (status, body) = socketconfig::http_get(&self.http, &url)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (status, body) = match socketconfig::http_get(&self.http, &url).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                return Err(match &self.proxy {
+                    // reqwest's SOCKS errors are terse; a handshake of our own names the cause
+                    // (down, login refused, server unreachable) as the websocket leg does.
+                    Some(proxy) => match proxy.probe(&url).await {
+                        Err(cause) => cause.to_string(),
+                        Ok(()) => format!("through the SOCKS5 proxy {}: {e}", proxy.address()),
+                    },
+                    None => e.to_string(),
+                });
+            }
+        };
         socketconfig::choose_server(status, &body, &url).map_err(|e| e.to_string())
     }
 
@@ -214,6 +245,27 @@ impl CytubePlatform {
         })
     }
 
+    /// The TCP stream under the websocket at `url`: through the proxy when one is configured
+    /// (never directly then), else straight to the server.
+    async fn open_transport(&self, url: &str) -> Result<Box<dyn Transport>, String> {
+        let (host, port) = proxy::host_port(url)?;
+        let host = host.as_str();
+        match &self.proxy {
+            Some(proxy) => match proxy.connect(host, port).await {
+                Ok(stream) => Ok(Box::new(stream)),
+                Err(e) => Err(e.to_string()),
+            },
+            None => {
+                let tcp = tokio::net::TcpStream::connect((host, port))
+                    .await
+                    .map_err(|e| format!("websocket connect to {url} failed: {e}"))?;
+                // Small frames (pongs, chat) go out at once.
+                let _ = tcp.set_nodelay(true);
+                Ok(Box::new(tcp))
+            }
+        }
+    }
+
     /// One connection from discovery to its end; `joined` tells whether it got into the
     /// channel.
     async fn session(
@@ -225,16 +277,25 @@ impl CytubePlatform {
     ) -> End {
         let connect = async {
             let url = self.discover().await?;
-            tracing::info!(url, channel = self.channel, "connecting to CyTube");
+            match &self.proxy {
+                None => tracing::info!(url, channel = self.channel, "connecting to CyTube"),
+                Some(proxy) => tracing::info!(
+                    url,
+                    channel = self.channel,
+                    proxy = proxy.address(),
+                    "connecting to CyTube through the SOCKS5 proxy"
+                ),
+            }
             let connector = if url.starts_with("wss://") {
                 tokio_tungstenite::Connector::Rustls(self.tls.clone())
             } else {
                 tokio_tungstenite::Connector::Plain
             };
-            tokio_tungstenite::connect_async_tls_with_config(
+            let stream = self.open_transport(&url).await?;
+            tokio_tungstenite::client_async_tls_with_config(
                 url.as_str(),
+                stream,
                 None,
-                true,
                 Some(connector),
             )
             .await

@@ -136,12 +136,21 @@ pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
 }
 
 /// The HTTP client used for discovery: rustls with the `ring` provider and the system's roots.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+pub fn http_client(
+    timeout: Duration,
+    proxy: Option<reqwest::Proxy>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let builder = reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(timeout)
-        .user_agent(concat!("rosey-bot/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("rosey-bot/", env!("CARGO_PKG_VERSION")));
+    // An explicit proxy replaces the environment's (HTTP_PROXY...), so the lookup goes exactly
+    // where the websocket goes.
+    match proxy {
+        Some(proxy) => builder.proxy(proxy),
+        None => builder,
+    }
+    .build()
 }
 
 /// GETs `url` and returns the status and body (at most `MAX_RESPONSE` bytes).
