@@ -13,7 +13,7 @@ use async_nats::{Client, Message};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::StreamExt;
-use rosey_config::{PluginSettings, PluginsConfig};
+use rosey_config::{PluginSettings, PluginsConfig, ServedChannel};
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginState};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::subjects;
@@ -53,11 +53,9 @@ pub struct Settings {
     pub max_request_timeout: Duration,
     /// Whether library changes are watched.
     pub hot_reload: bool,
-    /// The bot's user name.
-    pub bot_name: String,
-    /// The configured channel ("" when none).
-    pub channel: String,
-    /// The chat command prefix, for `!help`.
+    /// Every channel the deployment serves, with the bot's name in each.
+    pub channels: Vec<ServedChannel>,
+    /// The chat command prefix, for `!help` and for plugins.
     pub command_prefix: String,
 }
 
@@ -122,6 +120,8 @@ pub struct Slot {
     pub control_tx: Sender<Control>,
     /// The worker's end of the control channel.
     pub control_rx: Receiver<Control>,
+    /// Answers to the plugin's deferred requests, for the worker.
+    pub answers: crate::deferred::Answers,
     /// Counters and state.
     pub status: Mutex<PluginInfo>,
     /// Bumped to retire a worker (stuck or stopped); a worker with an older epoch exits.
@@ -163,6 +163,7 @@ impl Slot {
             queue_rx,
             control_tx,
             control_rx,
+            answers: crate::deferred::Answers::new(capacity),
             status: Mutex::new(PluginInfo {
                 name: name.to_owned(),
                 version: String::new(),

@@ -6,7 +6,8 @@
 //! - [`loader`]: finding libraries, loading each generation from a fresh copy.
 //! - [`host`]: shared state, plugin slots, host-owned subscriptions, dispatch.
 //! - [`worker`]: each plugin's thread; swaps, restarts and stops happen there.
-//! - [`bus`]: the host handle a plugin gets, with [`permissions`] checks.
+//! - [`bus`]: the host handle a plugin gets, with [`permissions`] checks; [`deferred`]: the
+//!   requests whose answers come back later.
 //! - [`commands`]: command ownership, rank and cooldown rules, `!help`.
 //! - [`admin`]: `rosey.runtime.plugins.*` and `$SRV`.
 //! - [`watch`]: library and configuration file watching.
@@ -18,6 +19,7 @@
 mod admin;
 mod bus;
 mod commands;
+mod deferred;
 mod host;
 mod loader;
 mod permissions;
@@ -120,8 +122,7 @@ where
         admin_timeout: plugins.admin_timeout.as_duration(),
         max_request_timeout: plugins.max_request_timeout.as_duration(),
         hot_reload: plugins.hot_reload,
-        bot_name: config.platform.credentials.username.clone(),
-        channel: config.platform.channel.clone().unwrap_or_default(),
+        channels: config.platform.served_channels(),
         command_prefix: config.platform.command_prefix.clone(),
     };
     let lib_dirs = loader::library_dirs(&plugins.directory);

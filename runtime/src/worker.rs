@@ -6,6 +6,7 @@
 //! the host's NATS calls block this thread, not the async runtime).
 
 use crate::bus::{self, Bus, Gate};
+use crate::deferred::Answer;
 use crate::host::{lock, Control, Host, Slot};
 use crate::loader::{self, LoadError, LoadedModule};
 use abi_stable::sabi_trait::TD_Opaque;
@@ -13,7 +14,7 @@ use abi_stable::std_types::{RBox, RString, RVec};
 use crossbeam_channel::{never, select, Receiver};
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::ffi::{
-    FfiErrorKind, FfiMetadata, HostHandle_TO, PluginBox, PluginInit, PluginModRef,
+    FfiChannel, FfiErrorKind, FfiMetadata, HostHandle_TO, PluginBox, PluginInit, PluginModRef,
 };
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_plugin_api::Timestamp;
@@ -72,6 +73,12 @@ struct Worker {
     next_tick: Instant,
 }
 
+/// Something waiting for the plugin when it stops.
+enum Queued {
+    Message(async_nats::Message),
+    Answer(Answer),
+}
+
 /// Whether the worker goes on after a control request.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -94,6 +101,7 @@ impl Worker {
             self.restart_from_snapshot("replacing a stuck instance");
         }
         let idle: Receiver<async_nats::Message> = never();
+        let no_answers: Receiver<Answer> = never();
         loop {
             if self.stale() {
                 self.abandon();
@@ -117,7 +125,11 @@ impl Worker {
                 .map_or(self.next_tick, |at| at.min(self.next_tick));
             let timeout = wake.saturating_duration_since(now);
             let serving = self.live.is_some() && self.restart_at.is_none();
-            let queue = if serving { &self.slot.queue_rx } else { &idle };
+            let (queue, answers) = if serving {
+                (&self.slot.queue_rx, self.slot.answers.receiver())
+            } else {
+                (&idle, &no_answers)
+            };
             select! {
                 recv(self.slot.control_rx) -> control => {
                     if let Ok(control) = control {
@@ -130,6 +142,12 @@ impl Worker {
                 recv(queue) -> msg => {
                     if let Ok(msg) = msg {
                         self.deliver(msg);
+                    }
+                }
+                recv(answers) -> answer => {
+                    if let Ok(answer) = answer {
+                        self.slot.answers.taken();
+                        self.answer(answer);
                     }
                 }
                 default(timeout) => {}
@@ -173,6 +191,22 @@ impl Worker {
         let instance = &mut live.instance;
         *lock(&self.slot.busy_since) = Some((Instant::now(), "on_message"));
         let result = instance.on_message(ffi).into_result();
+        self.handled("on_message", result);
+    }
+
+    /// Delivers the outcome of a deferred request.
+    fn answer(&mut self, answer: Answer) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let instance = &mut live.instance;
+        *lock(&self.slot.busy_since) = Some((Instant::now(), "on_answer"));
+        let result = instance.on_answer(answer.into_ffi()).into_result();
+        self.handled("on_answer", result);
+    }
+
+    /// Counts a delivered message and deals with what its handler returned.
+    fn handled(&mut self, what: &str, result: Result<(), rosey_plugin_api::ffi::FfiError>) {
         if self.stale() {
             return;
         }
@@ -188,7 +222,7 @@ impl Worker {
             }
             Err(e) => {
                 lock(&self.slot.status).messages += 1;
-                tracing::warn!(plugin = %self.slot.name, "on_message returned an error: {e}");
+                tracing::warn!(plugin = %self.slot.name, "{what} returned an error: {e}");
                 self.slot.record_error(&e.to_string());
             }
         }
@@ -433,13 +467,28 @@ impl Worker {
     ) -> Result<Live, String> {
         let retired = Arc::new(Gate::default());
         let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
-        let config_json = lock(&self.slot.settings).plugin_json().to_string();
+        let (config_json, channels) = {
+            let settings = lock(&self.slot.settings);
+            let channels: RVec<FfiChannel> = self
+                .host
+                .settings
+                .channels
+                .iter()
+                .filter(|c| settings.serves_channel(&c.channel))
+                .map(|c| FfiChannel {
+                    platform: RString::from(c.platform.as_str()),
+                    channel: RString::from(c.channel.as_str()),
+                    bot_name: RString::from(c.bot_name.as_str()),
+                })
+                .collect();
+            (settings.plugin_json().to_string(), channels)
+        };
         let init = PluginInit {
             host: HostHandle_TO::from_ptr(RBox::new(bus), TD_Opaque),
             name: RString::from(self.name()),
             config_json: RString::from(config_json),
-            bot_name: RString::from(self.host.settings.bot_name.as_str()),
-            channel: RString::from(self.host.settings.channel.as_str()),
+            command_prefix: RString::from(self.host.settings.command_prefix.as_str()),
+            channels,
             saved_state: saved.map(RVec::from).into(),
             generation,
         };
@@ -485,7 +534,7 @@ impl Worker {
         module: LoadedModule,
         shutdown_old: bool,
     ) -> Result<(), String> {
-        let overrides = lock(&self.slot.settings).plugin_json().clone();
+        let overrides = lock(&self.slot.settings).commands.clone();
         let claimed =
             lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
         let commands = match claimed {
@@ -534,10 +583,20 @@ impl Worker {
         // What was already queued is delivered before the plugin saves and shuts down (no new
         // message is accepted), within one watchdog period; anything left is counted.
         let budget = Instant::now() + self.host.settings.watchdog_timeout;
+        // Answers already in go the same way; those still on their way are lost with the
+        // plugin's subscriptions.
+        let slot = self.slot.clone();
+        let queued = std::iter::from_fn(|| slot.queue_rx.try_recv().ok().map(Queued::Message))
+            .chain(std::iter::from_fn(|| {
+                slot.answers.try_take().map(Queued::Answer)
+            }));
         let mut dropped = 0_u64;
-        while let Ok(msg) = self.slot.queue_rx.try_recv() {
+        for item in queued {
             if self.live.is_some() && self.restart_at.is_none() && Instant::now() < budget {
-                self.deliver(msg);
+                match item {
+                    Queued::Message(msg) => self.deliver(msg),
+                    Queued::Answer(answer) => self.answer(answer),
+                }
                 if self.stale() {
                     return;
                 }
