@@ -7,6 +7,7 @@
 //! so a slow plugin never delays the others.
 
 use crate::commands::{CommandTable, Cooldowns};
+use crate::error::{FailureKind, PluginError};
 use crate::loader::{self, CopyDir, LoadedModule};
 use crate::permissions::Permissions;
 use async_nats::{Client, Message};
@@ -84,7 +85,7 @@ pub enum Control {
 }
 
 /// Where a worker reports the outcome of a control request.
-pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+pub type Ack = tokio::sync::oneshot::Sender<Result<(), PluginError>>;
 
 /// What kind of subscription an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,10 +277,14 @@ impl Host {
     /// Starts a plugin: a slot, a worker, and a first load. Already running: nothing to do.
     pub fn enable(self: &Arc<Self>, name: &str, ack: Option<Ack>) {
         if !subjects::is_plugin_name(name) {
-            let msg = format!("{name:?} is not a valid plugin name (1 to 32 of a-z, 0-9, _ or -)");
-            tracing::error!(plugin = name, "{msg}");
+            let error = PluginError::new(
+                name,
+                FailureKind::Invalid,
+                format!("{name:?} is not a valid plugin name (1 to 32 of a-z, 0-9, _ or -)"),
+            );
+            tracing::error!(plugin = name, "{error}");
             if let Some(ack) = ack {
-                let _ = ack.send(Err(msg));
+                let _ = ack.send(Err(error));
             }
             return;
         }
@@ -290,10 +295,13 @@ impl Host {
         if let Some(slot) = &existing {
             if slot.stopping.load(Ordering::SeqCst) && !slot.stopped.load(Ordering::SeqCst) {
                 drop(slots);
-                let msg =
-                    format!("plugin {name:?} is being disabled; enable it again once that is done");
+                let error = PluginError::new(
+                    name,
+                    FailureKind::Stopped,
+                    format!("plugin {name:?} is being disabled; enable it again once that is done"),
+                );
                 if let Some(ack) = ack {
-                    let _ = ack.send(Err(msg));
+                    let _ = ack.send(Err(error));
                 }
                 return;
             }
@@ -334,9 +342,13 @@ impl Host {
 
     /// Stops a plugin: stops delivery, calls `shutdown`, drops its subscriptions. `forget`
     /// removes it from the list (it left the configuration); else it stays, `disabled`.
-    pub async fn disable(self: &Arc<Self>, name: &str, forget: bool) -> Result<(), String> {
+    pub async fn disable(self: &Arc<Self>, name: &str, forget: bool) -> Result<(), PluginError> {
         let Some(slot) = self.slot(name) else {
-            return Err(format!("plugin {name:?} is not loaded"));
+            return Err(PluginError::new(
+                name,
+                FailureKind::Stopped,
+                format!("plugin {name:?} is not loaded"),
+            ));
         };
         if slot.stopped.load(Ordering::SeqCst) {
             // Already off: nothing to wait for (its worker is gone and would never answer).

@@ -12,6 +12,7 @@
 //! - [`admin`]: `rosey.runtime.plugins.*` and `$SRV`.
 //! - [`watch`]: library and configuration file watching.
 //! - [`watchdog`]: replaces plugins stuck in one call.
+//! - [`error`]: failures about one plugin, with their kind.
 //!
 //! Native plugin code runs in this process: the SDK turns a panic into an error value, but an
 //! abort, a stack overflow or a segfault in a plugin ends the runtime (`rosey up` restarts it).
@@ -20,6 +21,7 @@ mod admin;
 mod bus;
 mod commands;
 mod deferred;
+mod error;
 mod host;
 mod loader;
 mod permissions;

@@ -7,6 +7,7 @@
 
 use crate::bus::{self, Bus, Gate};
 use crate::deferred::Answer;
+use crate::error::{FailureKind, PluginError};
 use crate::host::{lock, Control, Host, Slot};
 use crate::loader::{self, LoadError, LoadedModule};
 use abi_stable::sabi_trait::TD_Opaque;
@@ -321,9 +322,9 @@ impl Worker {
         match self.construct(module.module, saved, generation) {
             Ok(live) => match self.install(live, module, false) {
                 Ok(()) => self.host.lifecycle(events::PLUGIN_LOADED, &self.slot, None),
-                Err(e) => self.fail(e),
+                Err(e) => self.fail(e.message),
             },
-            Err(e) => self.fail(e),
+            Err(e) => self.fail(e.message),
         }
     }
 
@@ -357,10 +358,18 @@ impl Worker {
         }
     }
 
-    fn load(&mut self, path: Option<std::path::PathBuf>, force: bool) -> Result<(), String> {
+    /// A failure of `kind` about this plugin.
+    fn error(&self, kind: FailureKind, message: impl Into<String>) -> PluginError {
+        PluginError::new(self.name(), kind, message)
+    }
+
+    fn load(&mut self, path: Option<std::path::PathBuf>, force: bool) -> Result<(), PluginError> {
         let path = match path.map_or_else(|| self.host.library_for(self.name()), Ok) {
             Ok(p) => p,
-            Err(e) => return Err(self.load_failed(e.to_string())),
+            Err(e) => {
+                let error = self.error(FailureKind::Load, e.to_string());
+                return Err(self.load_failed(error));
+            }
         };
         let current = lock(&self.slot.module).map(|m| m.hash);
         let started = Instant::now();
@@ -369,7 +378,10 @@ impl Worker {
                 tracing::debug!(plugin = %self.slot.name, "library unchanged; not reloading");
                 Ok(())
             }
-            Err(e) => Err(self.load_failed(e.to_string())),
+            Err(e) => {
+                let error = self.error(FailureKind::Load, e.to_string());
+                Err(self.load_failed(error))
+            }
             Ok(module) => {
                 let copies = self.host.copies.count();
                 if copies > u64::from(self.host.settings.reload_copies_warn) {
@@ -387,30 +399,32 @@ impl Worker {
         }
     }
 
-    fn load_failed(&mut self, error: String) -> String {
+    fn load_failed(&mut self, error: PluginError) -> PluginError {
         if self.stale() {
             // Another worker owns the plugin now; its state is not ours to report.
             return error;
         }
-        let keeps = if self.live.is_some() {
-            "; the previous generation keeps serving"
+        let error = if self.live.is_some() {
+            error.with_note("; the previous generation keeps serving")
         } else {
-            ""
+            error
         };
-        let error = format!("{error}{keeps}");
-        tracing::error!(plugin = %self.slot.name, "{error}");
-        self.slot.record_error(&error);
+        tracing::error!(plugin = %self.slot.name, kind = %error.kind, "{error}");
+        self.slot.record_error(&error.message);
         if self.live.is_none() && !self.disabled {
             self.slot.set_state(PluginState::Failed);
         }
-        self.host
-            .lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error.clone()));
+        self.host.lifecycle(
+            events::PLUGIN_FAILED,
+            &self.slot,
+            Some(error.message.clone()),
+        );
         error
     }
 
     /// Builds a new instance from `module` with the old generation's state, then swaps it in.
     /// On any failure the old generation keeps serving.
-    fn swap_to(&mut self, module: LoadedModule, new_library: bool) -> Result<(), String> {
+    fn swap_to(&mut self, module: LoadedModule, new_library: bool) -> Result<(), PluginError> {
         let saved = match self.live.as_mut() {
             Some(live) => {
                 let instance = &mut live.instance;
@@ -464,7 +478,7 @@ impl Worker {
         module: PluginModRef,
         saved: Option<Vec<u8>>,
         generation: u64,
-    ) -> Result<Live, String> {
+    ) -> Result<Live, PluginError> {
         let retired = Arc::new(Gate::default());
         let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
         let (config_json, channels) = {
@@ -498,7 +512,10 @@ impl Worker {
             Ok(instance) => instance,
             Err(e) => {
                 retired.retire();
-                return Err(format!("the plugin's constructor failed: {e}"));
+                return Err(self.error(
+                    FailureKind::Init,
+                    format!("the plugin's constructor failed: {e}"),
+                ));
             }
         };
         if self.stale() {
@@ -506,17 +523,20 @@ impl Worker {
             // builds its own instance.
             retired.retire();
             std::mem::forget(instance);
-            return Err("replaced while its constructor ran".to_owned());
+            return Err(self.error(FailureKind::Stopped, "replaced while its constructor ran"));
         }
         let metadata = self.busy("metadata", || instance.metadata());
         if metadata.name.as_str() != self.name() {
             retired.close();
             let _ = self.busy("shutdown", || instance.shutdown());
             retired.retire();
-            return Err(format!(
-                "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
-                metadata.name.as_str(),
-                self.name()
+            return Err(self.error(
+                FailureKind::Init,
+                format!(
+                    "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
+                    metadata.name.as_str(),
+                    self.name()
+                ),
             ));
         }
         Ok(Live {
@@ -533,7 +553,7 @@ impl Worker {
         mut live: Live,
         module: LoadedModule,
         shutdown_old: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), PluginError> {
         let overrides = lock(&self.slot.settings).commands.clone();
         let claimed =
             lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
@@ -543,7 +563,7 @@ impl Worker {
                 live.retired.close();
                 let _ = self.busy("shutdown", || live.instance.shutdown());
                 live.retired.retire();
-                return Err(e);
+                return Err(self.error(FailureKind::Init, e));
             }
         };
         if let Some(mut old) = self.live.take() {
