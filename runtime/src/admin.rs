@@ -208,7 +208,7 @@ async fn answer_help(host: &Host, msg: Message) {
         .filter(|r| {
             host.slot(&r.plugin).is_some_and(|slot| {
                 slot.accepting.load(Ordering::SeqCst)
-                    && lock(&slot.settings).serves_channel(&command.channel)
+                    && slot.with_settings(|s| s.serves_channel(&command.channel))
             })
         })
         .collect();

@@ -76,7 +76,7 @@ impl Bus {
         }
         check_subject(subject, access == Access::Subscribe)
             .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?;
-        let allowed = lock(&self.slot.permissions).allows(access, subject)
+        let allowed = self.slot.allows(access, subject)
             || (access == Access::Subscribe
                 && subjects::commands::name_of(subject)
                     .is_some_and(|c| lock(&self.host.commands).may_subscribe(&self.slot.name, c)));
@@ -134,9 +134,8 @@ impl Bus {
         // Waiting on the host is not being stuck: the watchdog stops counting meanwhile (a
         // request may legitimately outlast `watchdog_timeout`). Only for the worker's own call:
         // a request from one of the plugin's threads says nothing about the worker.
-        let on_worker = *lock(&self.slot.worker_thread) == Some(std::thread::current().id());
-        let paused = if on_worker {
-            lock(&self.slot.busy_since).take()
+        let paused = if self.slot.on_worker_thread() {
+            self.slot.pause_call()
         } else {
             None
         };
@@ -224,7 +223,7 @@ impl Drop for Resume<'_> {
     fn drop(&mut self) {
         if let Some((since, what)) = self.paused {
             if self.gate.allows(Access::Publish) {
-                *lock(&self.slot.busy_since) = Some((since + self.waiting.elapsed(), what));
+                self.slot.resume_call(since + self.waiting.elapsed(), what);
             }
         }
     }

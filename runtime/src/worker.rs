@@ -34,7 +34,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
     let spawned = std::thread::Builder::new()
         .name(format!("plugin-{}", slot.name))
         .spawn(move || {
-            *lock(&thread_slot.worker_thread) = Some(std::thread::current().id());
+            thread_slot.set_worker_thread();
             let mut worker = Worker {
                 host,
                 slot: thread_slot,
@@ -176,10 +176,10 @@ impl Worker {
             // A replaced worker must not make the watchdog blame its successor.
             return f();
         }
-        *lock(&self.slot.busy_since) = Some((Instant::now(), what));
+        self.slot.start_call(what);
         let out = f();
         if !self.stale() {
-            *lock(&self.slot.busy_since) = None;
+            self.slot.end_call();
         }
         out
     }
@@ -190,7 +190,7 @@ impl Worker {
         };
         let ffi = bus::from_nats(msg);
         let instance = &mut live.instance;
-        *lock(&self.slot.busy_since) = Some((Instant::now(), "on_message"));
+        self.slot.start_call("on_message");
         let result = instance.on_message(ffi).into_result();
         self.handled("on_message", result);
     }
@@ -201,7 +201,7 @@ impl Worker {
             return;
         };
         let instance = &mut live.instance;
-        *lock(&self.slot.busy_since) = Some((Instant::now(), "on_answer"));
+        self.slot.start_call("on_answer");
         let result = instance.on_answer(answer.into_ffi()).into_result();
         self.handled("on_answer", result);
     }
@@ -211,18 +211,18 @@ impl Worker {
         if self.stale() {
             return;
         }
-        *lock(&self.slot.busy_since) = None;
+        self.slot.end_call();
         match result {
             Ok(()) => {
                 self.failures = 0;
-                lock(&self.slot.status).messages += 1;
+                self.slot.update_status(|st| st.messages += 1);
             }
             Err(e) if e.kind == FfiErrorKind::Panic => {
-                lock(&self.slot.status).messages += 1;
+                self.slot.update_status(|st| st.messages += 1);
                 self.fail(e.message.to_string());
             }
             Err(e) => {
-                lock(&self.slot.status).messages += 1;
+                self.slot.update_status(|st| st.messages += 1);
                 tracing::warn!(plugin = %self.slot.name, "{what} returned an error: {e}");
                 self.slot.record_error(&e.to_string());
             }
@@ -236,7 +236,7 @@ impl Worker {
         let instance = &mut live.instance;
         let slot = &self.slot;
         let stale = || slot.epoch.load(Ordering::SeqCst) != self.epoch;
-        *lock(&slot.busy_since) = Some((Instant::now(), "on_tick"));
+        slot.start_call("on_tick");
         let ticked = instance.on_tick().into_result();
         if stale() {
             return;
@@ -244,7 +244,7 @@ impl Worker {
         // An instance that just panicked may be inconsistent: never call into it again.
         if let Err(e) = &ticked {
             if e.kind == FfiErrorKind::Panic {
-                *lock(&self.slot.busy_since) = None;
+                self.slot.end_call();
                 return self.fail(e.message.to_string());
             }
         }
@@ -252,12 +252,12 @@ impl Worker {
         if stale() {
             return;
         }
-        *lock(&self.slot.busy_since) = None;
+        self.slot.end_call();
         if let Err(e) = ticked {
             self.slot.record_error(&format!("on_tick: {e}"));
         }
         match saved {
-            Ok(bytes) => *lock(&self.slot.last_state) = Some(bytes.into_vec()),
+            Ok(bytes) => self.slot.keep_state(bytes.into_vec()),
             Err(e) if e.kind == FfiErrorKind::Panic => self.fail(e.message.to_string()),
             Err(e) => self.slot.record_error(&format!("save_state: {e}")),
         }
@@ -312,12 +312,12 @@ impl Worker {
     }
 
     fn restart_from_snapshot(&mut self, why: &str) {
-        let Some(module) = *lock(&self.slot.module) else {
+        let Some(module) = self.slot.module() else {
             self.slot.set_state(PluginState::Failed);
             return;
         };
-        let saved = lock(&self.slot.last_state).clone();
-        let generation = lock(&self.slot.status).generation;
+        let saved = self.slot.last_state();
+        let generation = self.slot.generation();
         tracing::info!(plugin = %self.slot.name, "{why}");
         match self.construct(module.module, saved, generation) {
             Ok(live) => match self.install(live, module, false) {
@@ -338,7 +338,7 @@ impl Worker {
                 Flow::Continue
             }
             Control::Restart { ack } => {
-                let current = *lock(&self.slot.module);
+                let current = self.slot.module();
                 let outcome = match current {
                     Some(module) => self.swap_to(module, false),
                     None => self.load(None, true),
@@ -371,7 +371,7 @@ impl Worker {
                 return Err(self.load_failed(error));
             }
         };
-        let current = lock(&self.slot.module).map(|m| m.hash);
+        let current = self.slot.module().map(|m| m.hash);
         let started = Instant::now();
         match loader::load(&path, &self.host.copies, self.name(), current, force) {
             Err(LoadError::Unchanged { .. }) => {
@@ -428,26 +428,26 @@ impl Worker {
         let saved = match self.live.as_mut() {
             Some(live) => {
                 let instance = &mut live.instance;
-                *lock(&self.slot.busy_since) = Some((Instant::now(), "save_state"));
+                self.slot.start_call("save_state");
                 let saved = instance.save_state().into_result();
-                *lock(&self.slot.busy_since) = None;
+                self.slot.end_call();
                 match saved {
                     Ok(bytes) => Some(bytes.into_vec()),
                     Err(e) => {
                         tracing::warn!(plugin = %self.slot.name, "save_state failed, using the last snapshot: {e}");
-                        lock(&self.slot.last_state).clone()
+                        self.slot.last_state()
                     }
                 }
             }
-            None => lock(&self.slot.last_state).clone(),
+            None => self.slot.last_state(),
         };
-        let generation = lock(&self.slot.status).generation + u64::from(new_library);
+        let generation = self.slot.generation() + u64::from(new_library);
         let live = match self.construct(module.module, saved.clone(), generation) {
             Ok(live) => live,
             Err(e) => return Err(self.load_failed(e)),
         };
         if let Some(bytes) = saved {
-            *lock(&self.slot.last_state) = Some(bytes);
+            self.slot.keep_state(bytes);
         }
         let had_old = self.live.is_some();
         if new_library {
@@ -457,13 +457,12 @@ impl Worker {
         if let Err(e) = self.install(live, module, true) {
             return Err(self.load_failed(e));
         }
-        {
-            let mut st = lock(&self.slot.status);
+        self.slot.update_status(|st| {
             st.generation = generation;
             if had_old || generation > 1 {
                 st.reloads += 1;
             }
-        }
+        });
         let event = if had_old {
             events::PLUGIN_RELOADED
         } else {
@@ -481,8 +480,7 @@ impl Worker {
     ) -> Result<Live, PluginError> {
         let retired = Arc::new(Gate::default());
         let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
-        let (config_json, channels) = {
-            let settings = lock(&self.slot.settings);
+        let (config_json, channels) = self.slot.with_settings(|settings| {
             let channels: RVec<FfiChannel> = self
                 .host
                 .settings
@@ -496,7 +494,7 @@ impl Worker {
                 })
                 .collect();
             (settings.plugin_json().to_string(), channels)
-        };
+        });
         let init = PluginInit {
             host: HostHandle_TO::from_ptr(RBox::new(bus), TD_Opaque),
             name: RString::from(self.name()),
@@ -554,7 +552,7 @@ impl Worker {
         module: LoadedModule,
         shutdown_old: bool,
     ) -> Result<(), PluginError> {
-        let overrides = lock(&self.slot.settings).commands.clone();
+        let overrides = self.slot.with_settings(|s| s.commands.clone());
         let claimed =
             lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
         let commands = match claimed {
@@ -583,14 +581,13 @@ impl Worker {
             tracing::error!(plugin = %self.slot.name, "cannot subscribe to its commands: {e}");
             self.slot.record_error(&e);
         }
-        *lock(&self.slot.module) = Some(module);
-        *lock(&self.slot.live_retired) = Some(live.retired.clone());
-        {
-            let mut st = lock(&self.slot.status);
+        self.slot.set_module(module);
+        self.slot.set_live_gate(live.retired.clone());
+        self.slot.update_status(|st| {
             st.version = live.metadata.version.to_string();
             st.loaded_at = Timestamp::now().secs();
             st.state = PluginState::Running;
-        }
+        });
         self.live = Some(live);
         self.disabled = false;
         self.restart_at = None;
@@ -632,7 +629,7 @@ impl Worker {
         if let Some(mut live) = self.live.take() {
             let saved = self.busy("save_state", || live.instance.save_state().into_result());
             if let Ok(bytes) = saved {
-                *lock(&self.slot.last_state) = Some(bytes.into_vec());
+                self.slot.keep_state(bytes.into_vec());
             }
             live.retired.close();
             let done = self.busy("shutdown", || live.instance.shutdown().into_result());
