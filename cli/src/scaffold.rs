@@ -172,6 +172,10 @@ fn lib_rs(name: &str, ty: &str) -> String {
 //!
 //! Edit `answer`, run `cargo build` in this folder, and the running runtime serves the new
 //! code within a second, with the count carried over.
+//!
+//! `Setup` also says which channels the plugin serves (with the bot's name in each) and the
+//! chat command prefix; `ctx.request_later` asks a slow service without making the other
+//! messages wait (see docs/PLUGIN_GUIDE.md).
 
 use rosey_plugin_api::sdk::prelude::*;
 use serde::{{Deserialize, Serialize}};
@@ -209,7 +213,7 @@ impl Plugin for {ty} {{
     }}
 
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {{
-        if let Some(cmd) = msg.command() {{
+        if let Some(cmd) = msg.command().filter(|c| c.command == "{name}") {{
             self.asked += 1;
             ctx.reply(&cmd, answer(&cmd.user, &cmd.text, self.asked))?;
         }}

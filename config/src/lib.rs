@@ -70,9 +70,11 @@ pub use crate::sections::database::{db_subject, DatabaseConfig, StreamConfig, DB
 pub use crate::sections::logging::{LogFormat, LoggingConfig};
 pub use crate::sections::nats::{NatsConfig, TlsConfig};
 pub use crate::sections::platform::{
-    ChatRate, Credentials, FloodConfig, PlatformConfig, PlatformKind,
+    ChatRate, Credentials, FloodConfig, PlatformConfig, PlatformKind, ServedChannel,
 };
-pub use crate::sections::plugins::{PluginPermissions, PluginSettings, PluginsConfig};
+pub use crate::sections::plugins::{
+    CommandOverride, PluginPermissions, PluginSettings, PluginsConfig,
+};
 pub use crate::sections::proxy::{SocksProxy, DEFAULT_SOCKS_PORT};
 pub use crate::sections::shell::ShellConfig;
 pub use crate::verbatim::Verbatim;

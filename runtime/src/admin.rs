@@ -5,6 +5,7 @@
 //! of truth and wins at the next restart or file change.
 
 use crate::commands::{help_text, reply_to, HELP};
+use crate::error::{FailureKind, PluginError};
 use crate::host::{lock, Control, Host};
 use async_nats::Message;
 use bytes::Bytes;
@@ -107,21 +108,29 @@ fn plugin_name(msg: &Message) -> Result<String, ErrorBody> {
 /// Waits up to `plugins.admin_timeout` for a worker to finish a load.
 async fn wait(
     host: &Host,
-    rx: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    name: &str,
+    rx: tokio::sync::oneshot::Receiver<Result<(), PluginError>>,
 ) -> Result<(), ErrorBody> {
     let limit = host.settings.admin_timeout;
-    match tokio::time::timeout(limit, rx).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(ErrorBody::new(ErrorCode::Internal, e)),
-        Ok(Err(_)) => Err(ErrorBody::new(
-            ErrorCode::Internal,
+    let outcome = match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(PluginError::new(
+            name,
+            FailureKind::Stopped,
             "the plugin's worker ended before answering",
         )),
-        Err(_) => Err(ErrorBody::new(
-            ErrorCode::Internal,
+        Err(_) => Err(PluginError::new(
+            name,
+            FailureKind::Timeout,
             format!("no answer from the plugin's worker within {limit:?} (plugins.admin_timeout)"),
         )),
-    }
+    };
+    outcome.map_err(|e| error_body(&e))
+}
+
+/// The admin reply for a plugin's failure: its kind's code and its reason.
+fn error_body(error: &PluginError) -> ErrorBody {
+    ErrorBody::new(error.kind.code(), error.message.clone())
 }
 
 async fn handle(host: &Arc<Host>, kind: Kind, msg: &Message) -> Result<Bytes, ErrorBody> {
@@ -149,21 +158,21 @@ async fn handle(host: &Arc<Host>, kind: Kind, msg: &Message) -> Result<Bytes, Er
                     ack: Some(tx),
                 })
                 .map_err(|_| ErrorBody::new(ErrorCode::Internal, "the plugin's worker is gone"))?;
-            wait(host, rx).await?;
+            wait(host, &name, rx).await?;
             ok_reply(&rosey_plugin_api::actions::Ok::YES)
         }
         Kind::Enable => {
             let name = plugin_name(msg)?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             host.enable(&name, Some(tx));
-            wait(host, rx).await?;
+            wait(host, &name, rx).await?;
             ok_reply(&rosey_plugin_api::actions::Ok::YES)
         }
         Kind::Disable => {
             let name = plugin_name(msg)?;
             host.disable(&name, false)
                 .await
-                .map_err(|e| ErrorBody::new(ErrorCode::NotFound, e))?;
+                .map_err(|e| error_body(&e))?;
             ok_reply(&rosey_plugin_api::actions::Ok::YES)
         }
         Kind::Help | Kind::Srv => Err(ErrorBody::new(ErrorCode::Internal, "not an admin request")),
@@ -200,7 +209,7 @@ async fn answer_help(host: &Host, msg: Message) {
         .filter(|r| {
             host.slot(&r.plugin).is_some_and(|slot| {
                 slot.accepting.load(Ordering::SeqCst)
-                    && lock(&slot.settings).serves_channel(&command.channel)
+                    && slot.with_settings(|s| s.serves_channel(&command.channel))
             })
         })
         .collect();

@@ -4,12 +4,14 @@
 //! the process. Every method is wrapped in `catch_unwind` as a last line of defence, and turns
 //! every failure into an `FfiError`.
 
+use crate::deferred;
 use crate::host::{lock, Host, Slot, SubKind};
 use crate::permissions::{check_subject, Access};
 use abi_stable::std_types::{RErr, ROk, ROption, RResult, RString, RVec, Tuple2};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use rosey_plugin_api::ffi::{FfiError, FfiErrorKind, FfiMessage, HostHandle, LogLevel};
+use rosey_plugin_api::sdk::MAX_ANSWER_TOKEN_LEN;
 use rosey_plugin_api::{actions, subjects};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -74,7 +76,7 @@ impl Bus {
         }
         check_subject(subject, access == Access::Subscribe)
             .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?;
-        let allowed = lock(&self.slot.permissions).allows(access, subject)
+        let allowed = self.slot.allows(access, subject)
             || (access == Access::Subscribe
                 && subjects::commands::name_of(subject)
                     .is_some_and(|c| lock(&self.host.commands).may_subscribe(&self.slot.name, c)));
@@ -115,11 +117,16 @@ impl Bus {
             .map_err(|e| FfiError::new(FfiErrorKind::Nats, e.to_string()))
     }
 
+    /// A request's timeout: what the plugin asked for, at least 1 ms and at most
+    /// `plugins.max_request_timeout`.
+    fn request_timeout(&self, timeout_ms: u64) -> Duration {
+        Duration::from_millis(timeout_ms.max(1)).min(self.host.settings.max_request_timeout)
+    }
+
     fn request_inner(&self, message: FfiMessage, timeout_ms: u64) -> Result<FfiMessage, FfiError> {
         let subject = message.subject.to_string();
         self.check(Access::Request, &subject)?;
-        let timeout =
-            Duration::from_millis(timeout_ms.max(1)).min(self.host.settings.max_request_timeout);
+        let timeout = self.request_timeout(timeout_ms);
         let mut request = async_nats::Request::new()
             .payload(Bytes::from(message.payload.into_vec()))
             .timeout(Some(timeout));
@@ -127,9 +134,8 @@ impl Bus {
         // Waiting on the host is not being stuck: the watchdog stops counting meanwhile (a
         // request may legitimately outlast `watchdog_timeout`). Only for the worker's own call:
         // a request from one of the plugin's threads says nothing about the worker.
-        let on_worker = *lock(&self.slot.worker_thread) == Some(std::thread::current().id());
-        let paused = if on_worker {
-            lock(&self.slot.busy_since).take()
+        let paused = if self.slot.on_worker_thread() {
+            self.slot.pause_call()
         } else {
             None
         };
@@ -156,6 +162,28 @@ impl Bus {
                 Err(FfiError::new(kind, format!("request to {subject}: {e}")))
             }
         }
+    }
+
+    fn request_deferred_inner(
+        &self,
+        message: FfiMessage,
+        timeout_ms: u64,
+        token: String,
+    ) -> Result<(), FfiError> {
+        let subject = message.subject.to_string();
+        self.check(Access::Request, &subject)?;
+        if token.len() > MAX_ANSWER_TOKEN_LEN {
+            return Err(FfiError::new(
+                FfiErrorKind::Invalid,
+                format!("an answer token is at most {MAX_ANSWER_TOKEN_LEN} bytes"),
+            ));
+        }
+        let headers = self.stamped(to_headers(&message.headers));
+        let payload = Bytes::from(message.payload.into_vec());
+        let timeout = self.request_timeout(timeout_ms);
+        deferred::send(
+            &self.host, &self.slot, subject, headers, payload, timeout, token,
+        )
     }
 
     /// The plugin's headers with [`actions::HEADER_SOURCE`] set to its name, so the bot can
@@ -195,7 +223,7 @@ impl Drop for Resume<'_> {
     fn drop(&mut self) {
         if let Some((since, what)) = self.paused {
             if self.gate.allows(Access::Publish) {
-                *lock(&self.slot.busy_since) = Some((since + self.waiting.elapsed(), what));
+                self.slot.resume_call(since + self.waiting.elapsed(), what);
             }
         }
     }
@@ -275,6 +303,17 @@ impl HostHandle for Bus {
             self.host
                 .unsubscribe(&self.slot, id)
                 .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))
+        })
+    }
+
+    fn request_deferred(
+        &self,
+        message: FfiMessage,
+        timeout_ms: u64,
+        token: RString,
+    ) -> RResult<(), FfiError> {
+        guard("request_deferred", || {
+            self.request_deferred_inner(message, timeout_ms, token.into_string())
         })
     }
 

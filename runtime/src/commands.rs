@@ -1,6 +1,7 @@
 //! Chat commands: which plugin serves which command, the rank and cooldown rules enforced
 //! before delivery, and the runtime's own `!help`.
 
+use rosey_config::CommandOverride;
 use rosey_plugin_api::actions::{SendChat, SendPm};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::ffi::FfiCommandSpec;
@@ -41,7 +42,7 @@ impl CommandTable {
         &mut self,
         plugin: &str,
         specs: &[FfiCommandSpec],
-        overrides: &serde_json::Value,
+        overrides: &BTreeMap<String, CommandOverride>,
     ) -> Result<Vec<String>, String> {
         let mut new_rules = Vec::new();
         for spec in specs {
@@ -60,17 +61,11 @@ impl CommandTable {
                     owner.plugin
                 ));
             }
-            let over = overrides.get("commands").and_then(|c| c.get(name));
-            let min_rank = over
-                .and_then(|o| o.get("min_rank"))
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(spec.min_rank);
+            let over = overrides.get(name).copied().unwrap_or_default();
+            let min_rank = over.min_rank.unwrap_or(spec.min_rank);
             let cooldown = over
-                .and_then(|o| o.get("cooldown"))
-                .and_then(serde_json::Value::as_f64)
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::from_millis(spec.cooldown_ms));
+                .cooldown
+                .map_or(Duration::from_millis(spec.cooldown_ms), |s| s.as_duration());
             new_rules.push(CommandRule {
                 plugin: plugin.to_owned(),
                 name: name.to_owned(),
@@ -250,7 +245,7 @@ mod tests {
     #[test]
     fn conflicts_and_reserved_names_are_refused() {
         let mut t = CommandTable::default();
-        let none = serde_json::json!({});
+        let none = BTreeMap::new();
         assert_eq!(
             t.claim("a", &[spec("quote", 0.0, 0)], &none).unwrap(),
             ["quote"]
@@ -277,7 +272,9 @@ mod tests {
     #[test]
     fn rank_cooldown_and_overrides() {
         let mut t = CommandTable::default();
-        let over = serde_json::json!({"commands": {"slow": {"cooldown": 60, "min_rank": 1}}});
+        let over: BTreeMap<String, CommandOverride> =
+            serde_json::from_value(serde_json::json!({"slow": {"cooldown": 60, "min_rank": 1}}))
+                .unwrap();
         t.claim("p", &[spec("slow", 0.0, 0), spec("mod", 2.0, 0)], &over)
             .unwrap();
         let slow = t.rule("slow").unwrap();
@@ -315,7 +312,7 @@ mod tests {
         t.claim(
             "p",
             &[spec("daily", 0.0, 2 * 3_600_000), spec("quick", 0.0, 1000)],
-            &serde_json::json!({}),
+            &BTreeMap::new(),
         )
         .unwrap();
         let daily = t.rule("daily").unwrap();
@@ -344,7 +341,7 @@ mod tests {
         t.claim(
             "p",
             &[spec("count", 0.0, 2000), spec("ban", 3.0, 0)],
-            &serde_json::json!({}),
+            &BTreeMap::new(),
         )
         .unwrap();
         let rules = t.all();

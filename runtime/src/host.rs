@@ -7,13 +7,14 @@
 //! so a slow plugin never delays the others.
 
 use crate::commands::{CommandTable, Cooldowns};
+use crate::error::{FailureKind, PluginError};
 use crate::loader::{self, CopyDir, LoadedModule};
-use crate::permissions::Permissions;
+use crate::permissions::{Access, Permissions};
 use async_nats::{Client, Message};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::StreamExt;
-use rosey_config::{PluginSettings, PluginsConfig};
+use rosey_config::{PluginSettings, PluginsConfig, ServedChannel};
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginState};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::subjects;
@@ -53,11 +54,9 @@ pub struct Settings {
     pub max_request_timeout: Duration,
     /// Whether library changes are watched.
     pub hot_reload: bool,
-    /// The bot's user name.
-    pub bot_name: String,
-    /// The configured channel ("" when none).
-    pub channel: String,
-    /// The chat command prefix, for `!help`.
+    /// Every channel the deployment serves, with the bot's name in each.
+    pub channels: Vec<ServedChannel>,
+    /// The chat command prefix, for `!help` and for plugins.
     pub command_prefix: String,
 }
 
@@ -86,7 +85,7 @@ pub enum Control {
 }
 
 /// Where a worker reports the outcome of a control request.
-pub type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+pub type Ack = tokio::sync::oneshot::Sender<Result<(), PluginError>>;
 
 /// What kind of subscription an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +110,12 @@ pub struct SubEntry {
 }
 
 /// One plugin: its queue, its worker's control channel, its status and its subscriptions.
+///
+/// Its shared state is private and grouped by who needs it: the status row the worker
+/// publishes, what the watchdog reads ([`Slot::retire_if_stuck`]), what a worker taking over
+/// needs (the library and the last saved state), and the settings a configuration change
+/// replaces. Everything else a generation has (its instance, failure count, restart time)
+/// belongs to its worker alone.
 pub struct Slot {
     /// The configured name.
     pub name: String,
@@ -122,26 +127,21 @@ pub struct Slot {
     pub control_tx: Sender<Control>,
     /// The worker's end of the control channel.
     pub control_rx: Receiver<Control>,
-    /// Counters and state.
-    pub status: Mutex<PluginInfo>,
+    /// Answers to the plugin's deferred requests, for the worker.
+    pub answers: crate::deferred::Answers,
     /// Bumped to retire a worker (stuck or stopped); a worker with an older epoch exits.
     pub epoch: AtomicU64,
-    /// When the current call into the plugin started, and which call.
-    pub busy_since: Mutex<Option<(Instant, &'static str)>>,
-    /// The thread of the current worker (the one whose calls the watchdog times).
-    pub worker_thread: Mutex<Option<std::thread::ThreadId>>,
+    /// The status row the worker publishes for admin requests and lifecycle events.
+    status: Mutex<PluginInfo>,
+    /// What the watchdog reads and acts on.
+    watch: Mutex<Watch>,
+    /// What a worker taking over (after a stuck call, or an enable after a disable) needs.
+    handover: Mutex<Handover>,
+    /// The plugin's settings and the permissions derived from them, replaced on a
+    /// configuration change.
+    config: Mutex<PluginConfig>,
     /// The host-owned subscriptions.
-    pub subs: Mutex<Vec<SubEntry>>,
-    /// The plugin's settings from `plugins.config.<name>`.
-    pub settings: Mutex<PluginSettings>,
-    /// The permissions derived from the settings.
-    pub permissions: Mutex<Permissions>,
-    /// The state saved at the last tick or swap, for restarts.
-    pub last_state: Mutex<Option<Vec<u8>>>,
-    /// The serving library.
-    pub module: Mutex<Option<LoadedModule>>,
-    /// The serving generation's gate, so a replaced instance loses its host access.
-    pub live_retired: Mutex<Option<Arc<crate::bus::Gate>>>,
+    subs: Mutex<Vec<SubEntry>>,
     /// Whether messages are accepted into the queue.
     pub accepting: AtomicBool,
     /// Messages dropped because the queue was full.
@@ -152,17 +152,51 @@ pub struct Slot {
     pub stopping: AtomicBool,
 }
 
+/// The watchdog's view of a plugin: the call it is in and the serving generation's gate.
+#[derive(Default)]
+struct Watch {
+    /// When the current call into the plugin started, and which call.
+    busy_since: Option<(Instant, &'static str)>,
+    /// The thread of the current worker (the one whose calls the watchdog times).
+    worker_thread: Option<std::thread::ThreadId>,
+    /// The serving generation's gate, so a replaced instance loses its host access.
+    live_gate: Option<Arc<crate::bus::Gate>>,
+}
+
+/// What outlives one worker: the serving library and the state saved last.
+#[derive(Default)]
+struct Handover {
+    module: Option<LoadedModule>,
+    last_state: Option<Vec<u8>>,
+}
+
+/// A plugin's settings and the permissions derived from them.
+struct PluginConfig {
+    settings: PluginSettings,
+    permissions: Permissions,
+}
+
+impl PluginConfig {
+    fn new(name: &str, settings: PluginSettings) -> Self {
+        let permissions = Permissions::for_plugin(name, settings.permissions.as_ref());
+        PluginConfig {
+            settings,
+            permissions,
+        }
+    }
+}
+
 impl Slot {
     fn new(name: &str, settings: PluginSettings, capacity: usize) -> Slot {
         let (queue_tx, queue_rx) = crossbeam_channel::bounded(capacity);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let permissions = Permissions::for_plugin(name, settings.permissions.as_ref());
         Slot {
             name: name.to_owned(),
             queue_tx,
             queue_rx,
             control_tx,
             control_rx,
+            answers: crate::deferred::Answers::new(capacity),
             status: Mutex::new(PluginInfo {
                 name: name.to_owned(),
                 version: String::new(),
@@ -175,14 +209,10 @@ impl Slot {
                 last_error: None,
             }),
             epoch: AtomicU64::new(0),
-            busy_since: Mutex::new(None),
-            worker_thread: Mutex::new(None),
+            watch: Mutex::new(Watch::default()),
+            handover: Mutex::new(Handover::default()),
+            config: Mutex::new(PluginConfig::new(name, settings)),
             subs: Mutex::new(Vec::new()),
-            settings: Mutex::new(settings),
-            permissions: Mutex::new(permissions),
-            last_state: Mutex::new(None),
-            module: Mutex::new(None),
-            live_retired: Mutex::new(None),
             accepting: AtomicBool::new(true),
             overflow: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
@@ -205,6 +235,103 @@ impl Slot {
     /// The `plugins.list` row.
     pub fn info(&self) -> PluginInfo {
         lock(&self.status).clone()
+    }
+
+    /// Changes the status row (the worker's counters, version, generation).
+    pub fn update_status(&self, change: impl FnOnce(&mut PluginInfo)) {
+        change(&mut lock(&self.status));
+    }
+
+    /// The serving generation's number (0 before the first load).
+    pub fn generation(&self) -> u64 {
+        lock(&self.status).generation
+    }
+
+    /// Tells the watchdog a call into the plugin starts now.
+    pub fn start_call(&self, what: &'static str) {
+        lock(&self.watch).busy_since = Some((Instant::now(), what));
+    }
+
+    /// Tells the watchdog the call returned.
+    pub fn end_call(&self) {
+        lock(&self.watch).busy_since = None;
+    }
+
+    /// Stops the watchdog's clock (a host request is waiting on NATS, which is not being
+    /// stuck), returning the call to resume with [`Slot::resume_call`].
+    pub fn pause_call(&self) -> Option<(Instant, &'static str)> {
+        lock(&self.watch).busy_since.take()
+    }
+
+    /// Restarts the watchdog's clock for a paused call, as if it had started at `since`.
+    pub fn resume_call(&self, since: Instant, what: &'static str) {
+        lock(&self.watch).busy_since = Some((since, what));
+    }
+
+    /// Records the calling thread as the plugin's worker.
+    pub fn set_worker_thread(&self) {
+        lock(&self.watch).worker_thread = Some(std::thread::current().id());
+    }
+
+    /// Whether the calling thread is the plugin's current worker.
+    pub fn on_worker_thread(&self) -> bool {
+        lock(&self.watch).worker_thread == Some(std::thread::current().id())
+    }
+
+    /// Records the serving generation's gate.
+    pub fn set_live_gate(&self, gate: Arc<crate::bus::Gate>) {
+        lock(&self.watch).live_gate = Some(gate);
+    }
+
+    /// When the current call has run longer than `limit`: retires the worker and the serving
+    /// generation (both checked and changed under one lock) and says which call was stuck.
+    pub fn retire_if_stuck(&self, limit: Duration) -> Option<&'static str> {
+        let mut watch = lock(&self.watch);
+        let (since, what) = watch.busy_since?;
+        if since.elapsed() <= limit {
+            return None;
+        }
+        watch.busy_since = None;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(gate) = watch.live_gate.take() {
+            gate.retire();
+        }
+        Some(what)
+    }
+
+    /// The serving library, for a restart.
+    pub fn module(&self) -> Option<LoadedModule> {
+        lock(&self.handover).module
+    }
+
+    /// Records the serving library.
+    pub fn set_module(&self, module: LoadedModule) {
+        lock(&self.handover).module = Some(module);
+    }
+
+    /// The state saved last, for a restart or the next generation.
+    pub fn last_state(&self) -> Option<Vec<u8>> {
+        lock(&self.handover).last_state.clone()
+    }
+
+    /// Keeps `bytes` as the state saved last.
+    pub fn keep_state(&self, bytes: Vec<u8>) {
+        lock(&self.handover).last_state = Some(bytes);
+    }
+
+    /// Reads the plugin's settings.
+    pub fn with_settings<R>(&self, read: impl FnOnce(&PluginSettings) -> R) -> R {
+        read(&lock(&self.config).settings)
+    }
+
+    /// Whether the plugin's permissions allow `access` to `subject`.
+    pub fn allows(&self, access: Access, subject: &str) -> bool {
+        lock(&self.config).permissions.allows(access, subject)
+    }
+
+    /// Replaces the plugin's settings (and the permissions derived from them).
+    pub fn reconfigure(&self, settings: PluginSettings) {
+        *lock(&self.config) = PluginConfig::new(&self.name, settings);
     }
 }
 
@@ -275,10 +402,14 @@ impl Host {
     /// Starts a plugin: a slot, a worker, and a first load. Already running: nothing to do.
     pub fn enable(self: &Arc<Self>, name: &str, ack: Option<Ack>) {
         if !subjects::is_plugin_name(name) {
-            let msg = format!("{name:?} is not a valid plugin name (1 to 32 of a-z, 0-9, _ or -)");
-            tracing::error!(plugin = name, "{msg}");
+            let error = PluginError::new(
+                name,
+                FailureKind::Invalid,
+                format!("{name:?} is not a valid plugin name (1 to 32 of a-z, 0-9, _ or -)"),
+            );
+            tracing::error!(plugin = name, "{error}");
             if let Some(ack) = ack {
-                let _ = ack.send(Err(msg));
+                let _ = ack.send(Err(error));
             }
             return;
         }
@@ -289,10 +420,13 @@ impl Host {
         if let Some(slot) = &existing {
             if slot.stopping.load(Ordering::SeqCst) && !slot.stopped.load(Ordering::SeqCst) {
                 drop(slots);
-                let msg =
-                    format!("plugin {name:?} is being disabled; enable it again once that is done");
+                let error = PluginError::new(
+                    name,
+                    FailureKind::Stopped,
+                    format!("plugin {name:?} is being disabled; enable it again once that is done"),
+                );
                 if let Some(ack) = ack {
-                    let _ = ack.send(Err(msg));
+                    let _ = ack.send(Err(error));
                 }
                 return;
             }
@@ -319,7 +453,7 @@ impl Host {
         ));
         if let Some(old) = existing {
             // State survives a disable and enable, as it survives a reload.
-            *lock(&slot.last_state) = lock(&old.last_state).take();
+            lock(&slot.handover).last_state = lock(&old.handover).last_state.take();
         }
         slots.insert(name.to_owned(), slot.clone());
         drop(slots);
@@ -333,9 +467,13 @@ impl Host {
 
     /// Stops a plugin: stops delivery, calls `shutdown`, drops its subscriptions. `forget`
     /// removes it from the list (it left the configuration); else it stays, `disabled`.
-    pub async fn disable(self: &Arc<Self>, name: &str, forget: bool) -> Result<(), String> {
+    pub async fn disable(self: &Arc<Self>, name: &str, forget: bool) -> Result<(), PluginError> {
         let Some(slot) = self.slot(name) else {
-            return Err(format!("plugin {name:?} is not loaded"));
+            return Err(PluginError::new(
+                name,
+                FailureKind::Stopped,
+                format!("plugin {name:?} is not loaded"),
+            ));
         };
         if slot.stopped.load(Ordering::SeqCst) {
             // Already off: nothing to wait for (its worker is gone and would never answer).
@@ -507,10 +645,8 @@ impl Host {
     }
 
     fn passes_rules(&self, slot: &Slot, msg: &Message) -> bool {
-        let filters_channels = {
-            let s = lock(&slot.settings);
-            s.channels.is_some() || !s.exclude_channels.is_empty()
-        };
+        let filters_channels =
+            slot.with_settings(|s| s.channels.is_some() || !s.exclude_channels.is_empty());
         if filters_channels {
             #[derive(serde::Deserialize)]
             struct ChannelOnly {
@@ -520,7 +656,7 @@ impl Host {
                 channel: Some(channel),
             }) = serde_json::from_slice::<ChannelOnly>(&msg.payload)
             {
-                if !lock(&slot.settings).serves_channel(&channel) {
+                if !slot.with_settings(|s| s.serves_channel(&channel)) {
                     return false;
                 }
             }

@@ -1,35 +1,11 @@
-//! `rosey-runtime`: loads the enabled plugins (`cdylib` libraries built against
-//! `rosey-plugin-api`), hands each one only a NATS handle, and hot-reloads them when a new
-//! build appears.
-//!
-//! # Layout
-//! - [`loader`]: finding libraries, loading each generation from a fresh copy.
-//! - [`host`]: shared state, plugin slots, host-owned subscriptions, dispatch.
-//! - [`worker`]: each plugin's thread; swaps, restarts and stops happen there.
-//! - [`bus`]: the host handle a plugin gets, with [`permissions`] checks.
-//! - [`commands`]: command ownership, rank and cooldown rules, `!help`.
-//! - [`admin`]: `rosey.runtime.plugins.*` and `$SRV`.
-//! - [`watch`]: library and configuration file watching.
-//! - [`watchdog`]: replaces plugins stuck in one call.
-//!
-//! Native plugin code runs in this process: the SDK turns a panic into an error value, but an
-//! abort, a stack overflow or a segfault in a plugin ends the runtime (`rosey up` restarts it).
-
-mod admin;
-mod bus;
-mod commands;
-mod host;
-mod loader;
-mod permissions;
-mod watch;
-mod watchdog;
-mod worker;
+//! `rosey-runtime`: parses its arguments, starts as every service does
+//! ([`rosey_config::service::start`]) and calls [`rosey_runtime::run_watching`]; everything else
+//! is in the library.
 
 use anyhow::Context as _;
 use clap::Parser;
-use host::{Host, Settings};
-use rosey_config::{CommonArgs, Config};
-use std::future::Future;
+use rosey_config::{service, CommonArgs, Config};
+use rosey_runtime::ConfigWatch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,162 +22,51 @@ struct Args {
 }
 
 impl Args {
-    fn load_config(&self) -> anyhow::Result<Config> {
-        let mut config = self.common.load_config()?;
+    /// This binary's own flags over the configuration (after the shared ones).
+    fn adjust(&self, config: &mut Config) {
         if let Some(dir) = &self.plugins_dir {
             config.set_plugins_dir(dir.clone());
         }
+    }
+
+    /// The configuration as the flags read it, again (when the file changes).
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = self.common.load_config()?;
+        self.adjust(&mut config);
         Ok(config)
     }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run_main(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rosey-runtime: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = match service::start(&args.common, |config| args.adjust(config)) {
+        Ok(config) => serve(args, config),
+        Err(e) => Err(e.into()),
+    };
+    service::exit_code("rosey-runtime", result)
 }
 
-fn run_main(args: Args) -> anyhow::Result<()> {
-    let config = args.load_config()?;
-    rosey_config::logging::init(&config, "info")?;
-    rosey_config::supervisor::follow_supervisor()?;
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
-    }
+fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let shutdown_timeout = config.plugins.shutdown_timeout.as_duration();
-    let outcome = rt.block_on(async {
-        let client = rosey_config::connect::connect(&config.nats).await?;
-        let args = Arc::new(args);
-        let reload_args = args.clone();
-        let config_path = args.common.config.clone();
-        run(
-            client,
-            config,
-            config_path.map(|p| (p, move || reload_args.load_config())),
-            rosey_config::signal::shutdown_signal(),
-        )
-        .await
+    let args = Arc::new(args);
+    let watch = args.common.config.clone().map(|path| {
+        let args = args.clone();
+        ConfigWatch {
+            path,
+            reload: Box::new(move || args.load_config()),
+        }
     });
+    let outcome = rt.block_on(rosey_runtime::run_watching(
+        config,
+        watch,
+        rosey_config::signal::shutdown_signal(),
+    ));
     // Plugin worker threads may be stuck in plugin code; do not wait for them.
     rt.shutdown_timeout(shutdown_timeout);
     outcome
-}
-
-/// Runs the runtime until `shutdown` completes: loads the enabled plugins, serves the admin
-/// subjects, watches libraries and the configuration file, then unloads every plugin.
-async fn run<R>(
-    client: async_nats::Client,
-    config: Config,
-    config_watch: Option<(PathBuf, R)>,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()>
-where
-    R: Fn() -> anyhow::Result<Config> + Send + 'static,
-{
-    let plugins = config.plugins.clone();
-    let settings = Settings {
-        tick_interval: plugins.tick_interval.as_duration(),
-        watchdog_timeout: plugins.watchdog_timeout.as_duration(),
-        queue_capacity: plugins.queue_capacity,
-        reload_debounce: plugins.reload_debounce.as_duration(),
-        restart_backoff_max: plugins.restart_backoff_max.as_duration(),
-        max_failures: plugins.max_failures,
-        reload_copies_warn: plugins.reload_copies_warn,
-        admin_timeout: plugins.admin_timeout.as_duration(),
-        max_request_timeout: plugins.max_request_timeout.as_duration(),
-        hot_reload: plugins.hot_reload,
-        bot_name: config.platform.credentials.username.clone(),
-        channel: config.platform.channel.clone().unwrap_or_default(),
-        command_prefix: config.platform.command_prefix.clone(),
-    };
-    let lib_dirs = loader::library_dirs(&plugins.directory);
-    let copy_base =
-        loader::copy_base(plugins.copy_directory.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-    let copies = loader::CopyDir::create(&copy_base).with_context(|| {
-        format!(
-            "cannot create the folder for plugin library copies in {}",
-            copy_base.display()
-        )
-    })?;
-    tracing::info!(
-        dirs = ?lib_dirs,
-        copies = %copies.path().display(),
-        interface = loader::interface_name(),
-        "plugin runtime starting"
-    );
-    let host = Host::new(
-        client,
-        tokio::runtime::Handle::current(),
-        settings,
-        lib_dirs,
-        copies,
-        plugins.clone(),
-    );
-    let mut tasks = tokio::task::JoinSet::new();
-    {
-        let host = host.clone();
-        tasks.spawn(async move { admin::serve(host).await.context("admin subjects") });
-    }
-    // The admin subjects must be live before the first lifecycle event goes out.
-    host.client.flush().await.context("NATS flush")?;
-    if host.settings.hot_reload {
-        let host = host.clone();
-        tasks.spawn(async move {
-            watch::watch_libraries(host)
-                .await
-                .context("library watcher")
-        });
-    }
-    if let Some((path, reload)) = config_watch {
-        let host = host.clone();
-        tasks.spawn(async move {
-            watch::watch_config(host, path, reload)
-                .await
-                .context("configuration watcher")
-        });
-    }
-    {
-        let host = host.clone();
-        tasks.spawn(async move {
-            watchdog::run(host).await;
-            Ok(())
-        });
-    }
-    for name in &plugins.enabled {
-        host.enable(name, None);
-    }
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(done) = tasks.join_next() => {
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!("{e:#}"),
-                    Err(e) => tracing::error!("a runtime task ended: {e}"),
-                }
-            }
-        }
-    }
-    tracing::info!("shutting down: unloading plugins");
-    // All at once: each may wait for its plugin's `shutdown`.
-    futures::future::join_all(
-        host.slots()
-            .iter()
-            .map(|slot| host.disable(&slot.name, true)),
-    )
-    .await;
-    let _ = host.client.flush().await;
-    host.copies.remove();
-    Ok(())
 }

@@ -7,7 +7,6 @@
 //! the debounce period is reported on `rosey.runtime.plugin.failed`.
 
 use crate::host::{lock, Control, Host};
-use crate::permissions::Permissions;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use rosey_config::Config;
 use std::collections::{BTreeSet, HashMap};
@@ -208,8 +207,7 @@ pub async fn apply(host: &Arc<Host>, config: Config) {
             continue;
         };
         tracing::info!(plugin = %name, "settings changed; restarting it");
-        *lock(&slot.permissions) = Permissions::for_plugin(name, settings.permissions.as_ref());
-        *lock(&slot.settings) = settings;
+        slot.reconfigure(settings);
         let _ = slot.control_tx.send(Control::Restart { ack: None });
     }
     if old.directory != new.directory

@@ -4,10 +4,9 @@
 //! instance) and exits by itself if the call ever returns. A fresh instance is built from the
 //! serving library and the last saved state on a new worker, which takes over the same queue.
 
-use crate::host::{lock, Host};
+use crate::host::Host;
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::subjects::runtime as events;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,16 +18,9 @@ pub async fn run(host: Arc<Host>) {
     loop {
         interval.tick().await;
         for slot in host.slots() {
-            let busy = *lock(&slot.busy_since);
-            let Some((since, what)) = busy else { continue };
-            if since.elapsed() <= limit {
+            let Some(what) = slot.retire_if_stuck(limit) else {
                 continue;
-            }
-            *lock(&slot.busy_since) = None;
-            slot.epoch.fetch_add(1, Ordering::SeqCst);
-            if let Some(retired) = lock(&slot.live_retired).take() {
-                retired.retire();
-            }
+            };
             let error = format!(
                 "stuck in {what} for more than {limit:?}; replaced by a fresh instance from its last saved state (the stuck thread cannot be stopped and leaks)"
             );

@@ -6,6 +6,8 @@
 //! the host's NATS calls block this thread, not the async runtime).
 
 use crate::bus::{self, Bus, Gate};
+use crate::deferred::Answer;
+use crate::error::{FailureKind, PluginError};
 use crate::host::{lock, Control, Host, Slot};
 use crate::loader::{self, LoadError, LoadedModule};
 use abi_stable::sabi_trait::TD_Opaque;
@@ -13,7 +15,7 @@ use abi_stable::std_types::{RBox, RString, RVec};
 use crossbeam_channel::{never, select, Receiver};
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::ffi::{
-    FfiErrorKind, FfiMetadata, HostHandle_TO, PluginBox, PluginInit, PluginModRef,
+    FfiChannel, FfiErrorKind, FfiMetadata, HostHandle_TO, PluginBox, PluginInit, PluginModRef,
 };
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_plugin_api::Timestamp;
@@ -32,7 +34,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
     let spawned = std::thread::Builder::new()
         .name(format!("plugin-{}", slot.name))
         .spawn(move || {
-            *lock(&thread_slot.worker_thread) = Some(std::thread::current().id());
+            thread_slot.set_worker_thread();
             let mut worker = Worker {
                 host,
                 slot: thread_slot,
@@ -72,6 +74,12 @@ struct Worker {
     next_tick: Instant,
 }
 
+/// Something waiting for the plugin when it stops.
+enum Queued {
+    Message(async_nats::Message),
+    Answer(Answer),
+}
+
 /// Whether the worker goes on after a control request.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -94,6 +102,7 @@ impl Worker {
             self.restart_from_snapshot("replacing a stuck instance");
         }
         let idle: Receiver<async_nats::Message> = never();
+        let no_answers: Receiver<Answer> = never();
         loop {
             if self.stale() {
                 self.abandon();
@@ -117,7 +126,11 @@ impl Worker {
                 .map_or(self.next_tick, |at| at.min(self.next_tick));
             let timeout = wake.saturating_duration_since(now);
             let serving = self.live.is_some() && self.restart_at.is_none();
-            let queue = if serving { &self.slot.queue_rx } else { &idle };
+            let (queue, answers) = if serving {
+                (&self.slot.queue_rx, self.slot.answers.receiver())
+            } else {
+                (&idle, &no_answers)
+            };
             select! {
                 recv(self.slot.control_rx) -> control => {
                     if let Ok(control) = control {
@@ -130,6 +143,12 @@ impl Worker {
                 recv(queue) -> msg => {
                     if let Ok(msg) = msg {
                         self.deliver(msg);
+                    }
+                }
+                recv(answers) -> answer => {
+                    if let Ok(answer) = answer {
+                        self.slot.answers.taken();
+                        self.answer(answer);
                     }
                 }
                 default(timeout) => {}
@@ -157,10 +176,10 @@ impl Worker {
             // A replaced worker must not make the watchdog blame its successor.
             return f();
         }
-        *lock(&self.slot.busy_since) = Some((Instant::now(), what));
+        self.slot.start_call(what);
         let out = f();
         if !self.stale() {
-            *lock(&self.slot.busy_since) = None;
+            self.slot.end_call();
         }
         out
     }
@@ -171,24 +190,40 @@ impl Worker {
         };
         let ffi = bus::from_nats(msg);
         let instance = &mut live.instance;
-        *lock(&self.slot.busy_since) = Some((Instant::now(), "on_message"));
+        self.slot.start_call("on_message");
         let result = instance.on_message(ffi).into_result();
+        self.handled("on_message", result);
+    }
+
+    /// Delivers the outcome of a deferred request.
+    fn answer(&mut self, answer: Answer) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let instance = &mut live.instance;
+        self.slot.start_call("on_answer");
+        let result = instance.on_answer(answer.into_ffi()).into_result();
+        self.handled("on_answer", result);
+    }
+
+    /// Counts a delivered message and deals with what its handler returned.
+    fn handled(&mut self, what: &str, result: Result<(), rosey_plugin_api::ffi::FfiError>) {
         if self.stale() {
             return;
         }
-        *lock(&self.slot.busy_since) = None;
+        self.slot.end_call();
         match result {
             Ok(()) => {
                 self.failures = 0;
-                lock(&self.slot.status).messages += 1;
+                self.slot.update_status(|st| st.messages += 1);
             }
             Err(e) if e.kind == FfiErrorKind::Panic => {
-                lock(&self.slot.status).messages += 1;
+                self.slot.update_status(|st| st.messages += 1);
                 self.fail(e.message.to_string());
             }
             Err(e) => {
-                lock(&self.slot.status).messages += 1;
-                tracing::warn!(plugin = %self.slot.name, "on_message returned an error: {e}");
+                self.slot.update_status(|st| st.messages += 1);
+                tracing::warn!(plugin = %self.slot.name, "{what} returned an error: {e}");
                 self.slot.record_error(&e.to_string());
             }
         }
@@ -201,7 +236,7 @@ impl Worker {
         let instance = &mut live.instance;
         let slot = &self.slot;
         let stale = || slot.epoch.load(Ordering::SeqCst) != self.epoch;
-        *lock(&slot.busy_since) = Some((Instant::now(), "on_tick"));
+        slot.start_call("on_tick");
         let ticked = instance.on_tick().into_result();
         if stale() {
             return;
@@ -209,7 +244,7 @@ impl Worker {
         // An instance that just panicked may be inconsistent: never call into it again.
         if let Err(e) = &ticked {
             if e.kind == FfiErrorKind::Panic {
-                *lock(&self.slot.busy_since) = None;
+                self.slot.end_call();
                 return self.fail(e.message.to_string());
             }
         }
@@ -217,12 +252,12 @@ impl Worker {
         if stale() {
             return;
         }
-        *lock(&self.slot.busy_since) = None;
+        self.slot.end_call();
         if let Err(e) = ticked {
             self.slot.record_error(&format!("on_tick: {e}"));
         }
         match saved {
-            Ok(bytes) => *lock(&self.slot.last_state) = Some(bytes.into_vec()),
+            Ok(bytes) => self.slot.keep_state(bytes.into_vec()),
             Err(e) if e.kind == FfiErrorKind::Panic => self.fail(e.message.to_string()),
             Err(e) => self.slot.record_error(&format!("save_state: {e}")),
         }
@@ -277,19 +312,19 @@ impl Worker {
     }
 
     fn restart_from_snapshot(&mut self, why: &str) {
-        let Some(module) = *lock(&self.slot.module) else {
+        let Some(module) = self.slot.module() else {
             self.slot.set_state(PluginState::Failed);
             return;
         };
-        let saved = lock(&self.slot.last_state).clone();
-        let generation = lock(&self.slot.status).generation;
+        let saved = self.slot.last_state();
+        let generation = self.slot.generation();
         tracing::info!(plugin = %self.slot.name, "{why}");
         match self.construct(module.module, saved, generation) {
             Ok(live) => match self.install(live, module, false) {
                 Ok(()) => self.host.lifecycle(events::PLUGIN_LOADED, &self.slot, None),
-                Err(e) => self.fail(e),
+                Err(e) => self.fail(e.message),
             },
-            Err(e) => self.fail(e),
+            Err(e) => self.fail(e.message),
         }
     }
 
@@ -303,7 +338,7 @@ impl Worker {
                 Flow::Continue
             }
             Control::Restart { ack } => {
-                let current = *lock(&self.slot.module);
+                let current = self.slot.module();
                 let outcome = match current {
                     Some(module) => self.swap_to(module, false),
                     None => self.load(None, true),
@@ -323,19 +358,30 @@ impl Worker {
         }
     }
 
-    fn load(&mut self, path: Option<std::path::PathBuf>, force: bool) -> Result<(), String> {
+    /// A failure of `kind` about this plugin.
+    fn error(&self, kind: FailureKind, message: impl Into<String>) -> PluginError {
+        PluginError::new(self.name(), kind, message)
+    }
+
+    fn load(&mut self, path: Option<std::path::PathBuf>, force: bool) -> Result<(), PluginError> {
         let path = match path.map_or_else(|| self.host.library_for(self.name()), Ok) {
             Ok(p) => p,
-            Err(e) => return Err(self.load_failed(e.to_string())),
+            Err(e) => {
+                let error = self.error(FailureKind::Load, e.to_string());
+                return Err(self.load_failed(error));
+            }
         };
-        let current = lock(&self.slot.module).map(|m| m.hash);
+        let current = self.slot.module().map(|m| m.hash);
         let started = Instant::now();
         match loader::load(&path, &self.host.copies, self.name(), current, force) {
             Err(LoadError::Unchanged { .. }) => {
                 tracing::debug!(plugin = %self.slot.name, "library unchanged; not reloading");
                 Ok(())
             }
-            Err(e) => Err(self.load_failed(e.to_string())),
+            Err(e) => {
+                let error = self.error(FailureKind::Load, e.to_string());
+                Err(self.load_failed(error))
+            }
             Ok(module) => {
                 let copies = self.host.copies.count();
                 if copies > u64::from(self.host.settings.reload_copies_warn) {
@@ -353,53 +399,55 @@ impl Worker {
         }
     }
 
-    fn load_failed(&mut self, error: String) -> String {
+    fn load_failed(&mut self, error: PluginError) -> PluginError {
         if self.stale() {
             // Another worker owns the plugin now; its state is not ours to report.
             return error;
         }
-        let keeps = if self.live.is_some() {
-            "; the previous generation keeps serving"
+        let error = if self.live.is_some() {
+            error.with_note("; the previous generation keeps serving")
         } else {
-            ""
+            error
         };
-        let error = format!("{error}{keeps}");
-        tracing::error!(plugin = %self.slot.name, "{error}");
-        self.slot.record_error(&error);
+        tracing::error!(plugin = %self.slot.name, kind = %error.kind, "{error}");
+        self.slot.record_error(&error.message);
         if self.live.is_none() && !self.disabled {
             self.slot.set_state(PluginState::Failed);
         }
-        self.host
-            .lifecycle(events::PLUGIN_FAILED, &self.slot, Some(error.clone()));
+        self.host.lifecycle(
+            events::PLUGIN_FAILED,
+            &self.slot,
+            Some(error.message.clone()),
+        );
         error
     }
 
     /// Builds a new instance from `module` with the old generation's state, then swaps it in.
     /// On any failure the old generation keeps serving.
-    fn swap_to(&mut self, module: LoadedModule, new_library: bool) -> Result<(), String> {
+    fn swap_to(&mut self, module: LoadedModule, new_library: bool) -> Result<(), PluginError> {
         let saved = match self.live.as_mut() {
             Some(live) => {
                 let instance = &mut live.instance;
-                *lock(&self.slot.busy_since) = Some((Instant::now(), "save_state"));
+                self.slot.start_call("save_state");
                 let saved = instance.save_state().into_result();
-                *lock(&self.slot.busy_since) = None;
+                self.slot.end_call();
                 match saved {
                     Ok(bytes) => Some(bytes.into_vec()),
                     Err(e) => {
                         tracing::warn!(plugin = %self.slot.name, "save_state failed, using the last snapshot: {e}");
-                        lock(&self.slot.last_state).clone()
+                        self.slot.last_state()
                     }
                 }
             }
-            None => lock(&self.slot.last_state).clone(),
+            None => self.slot.last_state(),
         };
-        let generation = lock(&self.slot.status).generation + u64::from(new_library);
+        let generation = self.slot.generation() + u64::from(new_library);
         let live = match self.construct(module.module, saved.clone(), generation) {
             Ok(live) => live,
             Err(e) => return Err(self.load_failed(e)),
         };
         if let Some(bytes) = saved {
-            *lock(&self.slot.last_state) = Some(bytes);
+            self.slot.keep_state(bytes);
         }
         let had_old = self.live.is_some();
         if new_library {
@@ -409,13 +457,12 @@ impl Worker {
         if let Err(e) = self.install(live, module, true) {
             return Err(self.load_failed(e));
         }
-        {
-            let mut st = lock(&self.slot.status);
+        self.slot.update_status(|st| {
             st.generation = generation;
             if had_old || generation > 1 {
                 st.reloads += 1;
             }
-        }
+        });
         let event = if had_old {
             events::PLUGIN_RELOADED
         } else {
@@ -430,16 +477,30 @@ impl Worker {
         module: PluginModRef,
         saved: Option<Vec<u8>>,
         generation: u64,
-    ) -> Result<Live, String> {
+    ) -> Result<Live, PluginError> {
         let retired = Arc::new(Gate::default());
         let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
-        let config_json = lock(&self.slot.settings).plugin_json().to_string();
+        let (config_json, channels) = self.slot.with_settings(|settings| {
+            let channels: RVec<FfiChannel> = self
+                .host
+                .settings
+                .channels
+                .iter()
+                .filter(|c| settings.serves_channel(&c.channel))
+                .map(|c| FfiChannel {
+                    platform: RString::from(c.platform.as_str()),
+                    channel: RString::from(c.channel.as_str()),
+                    bot_name: RString::from(c.bot_name.as_str()),
+                })
+                .collect();
+            (settings.plugin_json().to_string(), channels)
+        });
         let init = PluginInit {
             host: HostHandle_TO::from_ptr(RBox::new(bus), TD_Opaque),
             name: RString::from(self.name()),
             config_json: RString::from(config_json),
-            bot_name: RString::from(self.host.settings.bot_name.as_str()),
-            channel: RString::from(self.host.settings.channel.as_str()),
+            command_prefix: RString::from(self.host.settings.command_prefix.as_str()),
+            channels,
             saved_state: saved.map(RVec::from).into(),
             generation,
         };
@@ -449,7 +510,10 @@ impl Worker {
             Ok(instance) => instance,
             Err(e) => {
                 retired.retire();
-                return Err(format!("the plugin's constructor failed: {e}"));
+                return Err(self.error(
+                    FailureKind::Init,
+                    format!("the plugin's constructor failed: {e}"),
+                ));
             }
         };
         if self.stale() {
@@ -457,17 +521,20 @@ impl Worker {
             // builds its own instance.
             retired.retire();
             std::mem::forget(instance);
-            return Err("replaced while its constructor ran".to_owned());
+            return Err(self.error(FailureKind::Stopped, "replaced while its constructor ran"));
         }
         let metadata = self.busy("metadata", || instance.metadata());
         if metadata.name.as_str() != self.name() {
             retired.close();
             let _ = self.busy("shutdown", || instance.shutdown());
             retired.retire();
-            return Err(format!(
-                "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
-                metadata.name.as_str(),
-                self.name()
+            return Err(self.error(
+                FailureKind::Init,
+                format!(
+                    "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
+                    metadata.name.as_str(),
+                    self.name()
+                ),
             ));
         }
         Ok(Live {
@@ -484,8 +551,8 @@ impl Worker {
         mut live: Live,
         module: LoadedModule,
         shutdown_old: bool,
-    ) -> Result<(), String> {
-        let overrides = lock(&self.slot.settings).plugin_json().clone();
+    ) -> Result<(), PluginError> {
+        let overrides = self.slot.with_settings(|s| s.commands.clone());
         let claimed =
             lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
         let commands = match claimed {
@@ -494,7 +561,7 @@ impl Worker {
                 live.retired.close();
                 let _ = self.busy("shutdown", || live.instance.shutdown());
                 live.retired.retire();
-                return Err(e);
+                return Err(self.error(FailureKind::Init, e));
             }
         };
         if let Some(mut old) = self.live.take() {
@@ -514,14 +581,13 @@ impl Worker {
             tracing::error!(plugin = %self.slot.name, "cannot subscribe to its commands: {e}");
             self.slot.record_error(&e);
         }
-        *lock(&self.slot.module) = Some(module);
-        *lock(&self.slot.live_retired) = Some(live.retired.clone());
-        {
-            let mut st = lock(&self.slot.status);
+        self.slot.set_module(module);
+        self.slot.set_live_gate(live.retired.clone());
+        self.slot.update_status(|st| {
             st.version = live.metadata.version.to_string();
             st.loaded_at = Timestamp::now().secs();
             st.state = PluginState::Running;
-        }
+        });
         self.live = Some(live);
         self.disabled = false;
         self.restart_at = None;
@@ -534,10 +600,20 @@ impl Worker {
         // What was already queued is delivered before the plugin saves and shuts down (no new
         // message is accepted), within one watchdog period; anything left is counted.
         let budget = Instant::now() + self.host.settings.watchdog_timeout;
+        // Answers already in go the same way; those still on their way are lost with the
+        // plugin's subscriptions.
+        let slot = self.slot.clone();
+        let queued = std::iter::from_fn(|| slot.queue_rx.try_recv().ok().map(Queued::Message))
+            .chain(std::iter::from_fn(|| {
+                slot.answers.try_take().map(Queued::Answer)
+            }));
         let mut dropped = 0_u64;
-        while let Ok(msg) = self.slot.queue_rx.try_recv() {
+        for item in queued {
             if self.live.is_some() && self.restart_at.is_none() && Instant::now() < budget {
-                self.deliver(msg);
+                match item {
+                    Queued::Message(msg) => self.deliver(msg),
+                    Queued::Answer(answer) => self.answer(answer),
+                }
                 if self.stale() {
                     return;
                 }
@@ -553,7 +629,7 @@ impl Worker {
         if let Some(mut live) = self.live.take() {
             let saved = self.busy("save_state", || live.instance.save_state().into_result());
             if let Ok(bytes) = saved {
-                *lock(&self.slot.last_state) = Some(bytes.into_vec());
+                self.slot.keep_state(bytes.into_vec());
             }
             live.retired.close();
             let done = self.busy("shutdown", || live.instance.shutdown().into_result());

@@ -360,3 +360,36 @@ async fn database_outage_gets_an_apology_and_loses_nothing() {
         "No quotes yet; add one with !quote add <text>."
     );
 }
+
+/// Quotes refuses unknown configuration keys; an operator's command override is the
+/// runtime's key, taken out before the plugin reads its own, so it loads and both apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_plugin_loads_when_an_operator_overrides_its_command() {
+    let nats = NatsServer::start();
+    let mut obs = Observer::new(&nats).await;
+    let _db = RoseyDb::start(&nats, &obs.client, PATIENCE).await;
+    let _rt = start_runtime(&config(
+        &nats,
+        &shipped_plugin_dir("quotes"),
+        json!({
+            "enabled": ["quotes"],
+            "hot_reload": false,
+            "config": {"quotes": {
+                "max_length": 10,
+                "commands": {"quote": {"min_rank": 2, "cooldown": 0}},
+            }},
+        }),
+    ));
+    obs.event(lifecycle::PLUGIN_LOADED, "quotes").await;
+    // Below the overridden rank: refused without a reply, so the next reply is the
+    // moderator's, whose quote is held to the plugin's own `max_length`.
+    obs.send("quote", "add low rank", "guest", 1.0).await;
+    assert_eq!(
+        quote(&mut obs, "mod", 2.0, "add far too long for ten").await,
+        "That quote is 20 characters; the limit is 10."
+    );
+    assert_eq!(
+        quote(&mut obs, "mod", 2.0, "count").await,
+        "No quotes yet; add one with !quote add <text>."
+    );
+}

@@ -23,7 +23,7 @@ async fn without_hot_reload_a_new_build_waits_for_the_admin_reload() {
         serde_json::json!({
             "enabled": [fixture.name, other.name],
             "hot_reload": false,
-            "config": {other.name.clone(): {"command_prefix": "o"}},
+            "config": {other.name.clone(): {"name_prefix": "o"}},
         }),
     )
     .await;
@@ -68,7 +68,7 @@ async fn a_constructor_that_never_returns_is_marked_and_others_keep_serving() {
         &[&hanging, &healthy],
         serde_json::json!({
             "enabled": [hanging.name, healthy.name],
-            "config": {hanging.name.clone(): {"hang_in_init": true, "command_prefix": "h"}},
+            "config": {hanging.name.clone(): {"hang_in_init": true, "name_prefix": "h"}},
         }),
     )
     .await;

@@ -124,7 +124,10 @@ async fn permissions_rank_cooldown_help_and_conflicts() {
 
     // !help is the runtime's own.
     let help = obs.ask("help", "").await;
-    assert!(help.starts_with("Commands: !boom, !count, !hang"), "{help}");
+    assert!(
+        help.starts_with("Commands: !ask, !boom, !count, !hang"),
+        "{help}"
+    );
     assert_eq!(
         obs.ask("help", "slow").await,
         "!slow: has a cooldown (once every 3600s)"
@@ -169,6 +172,27 @@ async fn a_plugin_built_against_another_interface_is_refused_with_a_short_reason
     obs.event(events::PLUGIN_LOADED, &good.name).await;
     assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
     assert_eq!(obs.info(&stale.name).await.state, PluginState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_against_the_previous_interface_version_is_refused() {
+    let api = plugin_api_at_version("0.1.0");
+    let old = Fixture::with_api("counter", "counter_old", &api);
+    old.build();
+    let (mut obs, _served) = serve(&[&old], serde_json::json!({"enabled": [old.name]})).await;
+    let failed = obs.event(events::PLUGIN_FAILED, &old.name).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("interface version mismatch"), "{error}");
+    assert!(error.contains("0.1.0"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "rebuild the plugin against rosey-plugin-api {}",
+            current_api_version()
+        )),
+        "{error}"
+    );
+    assert!(error.len() < 2000, "{} characters: {error}", error.len());
+    assert_eq!(obs.info(&old.name).await.state, PluginState::Failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +271,7 @@ async fn a_slow_plugin_does_not_delay_others_and_its_overflow_is_counted() {
             "enabled": [slow.name, quick.name],
             "queue_capacity": 2,
             "watchdog_timeout": 600,
-            "config": {quick.name.clone(): {"command_prefix": "q"}},
+            "config": {quick.name.clone(): {"name_prefix": "q"}},
         }),
     )
     .await;

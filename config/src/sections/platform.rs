@@ -133,7 +133,44 @@ impl Default for PlatformConfig {
     }
 }
 
+impl PlatformKind {
+    /// The platform's name as events, commands and action subjects spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlatformKind::Cytube => "cytube",
+            PlatformKind::Console => "console",
+        }
+    }
+}
+
+/// One channel the deployment serves, with the bot's name there: what plugins learn about
+/// where they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedChannel {
+    /// The platform's name ([`PlatformKind::name`]).
+    pub platform: String,
+    /// The channel's name.
+    pub channel: String,
+    /// The bot's user name in that channel.
+    pub bot_name: String,
+}
+
 impl PlatformConfig {
+    /// Every channel the deployment serves: today the one configured channel (the console's
+    /// is `console` when unnamed, as the bot calls it), with the account's name.
+    pub fn served_channels(&self) -> Vec<ServedChannel> {
+        let channel = match (self.kind, &self.channel) {
+            (_, Some(channel)) => channel.clone(),
+            (PlatformKind::Console, None) => "console".to_owned(),
+            (PlatformKind::Cytube, None) => return Vec::new(),
+        };
+        vec![ServedChannel {
+            platform: self.kind.name().to_owned(),
+            channel,
+            bot_name: self.credentials.username.clone(),
+        }]
+    }
+
     /// The pause before retrying an outbound message that failed for a passing reason:
     /// `outbound_retry_pause` when given, else five poll intervals and at least 5 s.
     pub fn outbound_retry_pause(&self) -> std::time::Duration {

@@ -118,7 +118,13 @@ impl PluginsConfig {
     }
 }
 
-/// One plugin's settings: three keys the runtime reads, the rest for the plugin itself.
+/// One plugin's settings: the keys the runtime reads ([`PluginSettings::RUNTIME_KEYS`], each
+/// a field here), and every other key for the plugin itself.
+///
+/// This struct is the one place that says which keys are the runtime's: serde takes each
+/// field's key out before the rest is collected into [`PluginSettings::other`], which is all
+/// the plugin receives. A key added for the runtime is a field here and a name in
+/// `RUNTIME_KEYS` (a test keeps the two in step).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, expecting = "an object")]
 pub struct PluginSettings {
@@ -131,6 +137,9 @@ pub struct PluginSettings {
     /// Subjects the plugin may use; absent means the runtime's default grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<PluginPermissions>,
+    /// Rank and cooldown overrides of the plugin's commands, by command name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, CommandOverride>,
     /// Every other key, kept as written for the plugin (always a JSON object).
     #[serde(flatten)]
     pub other: Verbatim,
@@ -142,12 +151,17 @@ impl Default for PluginSettings {
             channels: None,
             exclude_channels: Vec::new(),
             permissions: None,
+            commands: BTreeMap::new(),
             other: Verbatim::new(serde_json::Value::Object(serde_json::Map::new())),
         }
     }
 }
 
 impl PluginSettings {
+    /// The keys the runtime reads out of `plugins.config.<name>`; the plugin never sees them.
+    pub const RUNTIME_KEYS: [&'static str; 4] =
+        ["channels", "exclude_channels", "permissions", "commands"];
+
     /// Whether the plugin should see events of `channel`.
     pub fn serves_channel(&self, channel: &str) -> bool {
         let included = self
@@ -157,7 +171,8 @@ impl PluginSettings {
         included && !self.exclude_channels.iter().any(|c| c == channel)
     }
 
-    /// The plugin's own settings (every key but the three the runtime reads), secrets included.
+    /// The plugin's own settings (every key but [`PluginSettings::RUNTIME_KEYS`]), secrets
+    /// included.
     pub fn plugin_json(&self) -> &serde_json::Value {
         self.other.value()
     }
@@ -185,6 +200,18 @@ impl PluginSettings {
     }
 }
 
+/// An operator's change to one command's limits (`plugins.config.<name>.commands.<command>`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct CommandOverride {
+    /// The lowest rank allowed to use the command, instead of the plugin's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_rank: Option<f64>,
+    /// Per-user pause between two uses, instead of the plugin's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Seconds>,
+}
+
 /// NATS subjects (wildcards allowed) a plugin may publish to, subscribe to and request on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "an object")]
@@ -195,4 +222,76 @@ pub struct PluginPermissions {
     pub subscribe: Vec<String>,
     /// Subjects the plugin may send requests on.
     pub request: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_runtime_key_is_taken_out_before_the_plugin_sees_its_settings() {
+        let mut written = serde_json::json!({"mine": 1, "deny": {"x": true}});
+        let example = serde_json::json!({
+            "channels": ["a"],
+            "exclude_channels": ["b"],
+            "permissions": {"publish": ["x.y"]},
+            "commands": {"quote": {"min_rank": 2, "cooldown": 1.5}},
+        });
+        // The example must cover the list, so a key added to one and not the other fails.
+        let keys: BTreeSet<&str> = example
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            PluginSettings::RUNTIME_KEYS
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+        );
+        for (k, v) in example.as_object().unwrap() {
+            written[k] = v.clone();
+        }
+        let settings: PluginSettings = serde_json::from_value(written).unwrap();
+        assert_eq!(
+            settings.plugin_json(),
+            &serde_json::json!({"mine": 1, "deny": {"x": true}})
+        );
+        assert_eq!(
+            settings.commands["quote"],
+            CommandOverride {
+                min_rank: Some(2.0),
+                cooldown: Some(Seconds::from_millis(1500)),
+            }
+        );
+        // Every field is a runtime key: serializing the settings without `other` gives them all.
+        let runtime_only = PluginSettings {
+            other: Verbatim::new(serde_json::json!({})),
+            ..settings
+        };
+        let back = serde_json::to_value(&runtime_only).unwrap();
+        let back_keys: BTreeSet<&str> = back
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(back_keys, keys);
+    }
+
+    #[test]
+    fn command_overrides_are_checked() {
+        for bad in [
+            serde_json::json!({"commands": {"quote": {"cooldwon": 1}}}),
+            serde_json::json!({"commands": {"quote": {"cooldown": -1}}}),
+            serde_json::json!({"commands": {"quote": {"min_rank": "high"}}}),
+            serde_json::json!({"commands": ["quote"]}),
+        ] {
+            assert!(
+                serde_json::from_value::<PluginSettings>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

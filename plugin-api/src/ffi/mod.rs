@@ -7,8 +7,9 @@
 //! - [`PluginMod`] is the root module a plugin library exports; its only function,
 //!   [`PluginMod::new`], builds an instance from a [`PluginInit`].
 //! - [`PluginInstance`] is what the runtime calls on a plugin's worker thread.
-//! - [`HostHandle`] is the only capability a plugin gets: NATS publish, request, subscribe
-//!   and a log line, all checked against the plugin's permissions by the runtime.
+//! - [`HostHandle`] is the only capability a plugin gets: NATS publish, request (waiting, or
+//!   deferred with the answer delivered later through [`PluginInstance::on_answer`]),
+//!   subscribe and a log line, all checked against the plugin's permissions by the runtime.
 //!
 //! Data crosses as bytes and strings (payloads are JSON on the wire already), so the interface
 //! stays small. Every prefix type and trait carries `#[sabi(last_prefix_field)]`: fields and
@@ -102,6 +103,31 @@ pub struct FfiMessage {
     pub payload: RVec<u8>,
 }
 
+/// The outcome of a deferred request ([`HostHandle::request_deferred`]), delivered to the
+/// plugin through [`PluginInstance::on_answer`] on its worker thread.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiAnswer {
+    /// The token the plugin chose when it sent the request.
+    pub token: RString,
+    /// The subject the request went to.
+    pub subject: RString,
+    /// The reply (error replies included), or why there is none (timeout, NATS failure).
+    pub result: RResult<FfiMessage, FfiError>,
+}
+
+/// One channel a plugin serves: where it is, and who the bot is there.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct FfiChannel {
+    /// The platform, as events and commands name it (`cytube`, `console`).
+    pub platform: RString,
+    /// The channel's name on that platform.
+    pub channel: RString,
+    /// The bot's user name in that channel.
+    pub bot_name: RString,
+}
+
 /// How important a log line from a plugin is.
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +174,8 @@ pub struct FfiMetadata {
 
 /// The capabilities the runtime lends a plugin: NATS through permission checks, and logging.
 ///
-/// Every method may be called from any thread the plugin owns; `request` blocks the caller.
+/// Every method may be called from any thread the plugin owns; `request` blocks the caller,
+/// `request_deferred` does not.
 #[sabi_trait]
 pub trait HostHandle: Send + Sync {
     /// Publishes a message (its `reply` field, if any, becomes the reply subject).
@@ -165,9 +192,19 @@ pub trait HostHandle: Send + Sync {
     fn unsubscribe(&self, id: u64) -> RResult<(), FfiError>;
 
     /// Writes a line to the runtime's log, tagged with the plugin's name.
+    fn log(&self, level: LogLevel, message: RString);
+
+    /// Sends a request and returns at once; the answer (or the timeout or failure after up to
+    /// `timeout_ms`) reaches the serving generation later through
+    /// [`PluginInstance::on_answer`], tagged with `token`.
     // Methods may be added only after this one, until a major version moves the attribute.
     #[sabi(last_prefix_field)]
-    fn log(&self, level: LogLevel, message: RString);
+    fn request_deferred(
+        &self,
+        message: FfiMessage,
+        timeout_ms: u64,
+        token: RString,
+    ) -> RResult<(), FfiError>;
 }
 
 /// The host handle as the runtime hands it over.
@@ -189,9 +226,12 @@ pub trait PluginInstance: Send {
     fn save_state(&mut self) -> RResult<RVec<u8>, FfiError>;
 
     /// Called once before the instance is dropped for good or replaced.
+    fn shutdown(&mut self) -> RResult<(), FfiError>;
+
+    /// Handles the outcome of a deferred request (made by this generation or an earlier one).
     // Methods may be added only after this one, until a major version moves the attribute.
     #[sabi(last_prefix_field)]
-    fn shutdown(&mut self) -> RResult<(), FfiError>;
+    fn on_answer(&mut self, answer: FfiAnswer) -> RResult<(), FfiError>;
 }
 
 /// A plugin instance as the runtime owns it.
@@ -207,10 +247,11 @@ pub struct PluginInit {
     pub name: RString,
     /// `plugins.config.<name>` without the runtime's keys, as JSON text (`{}` when absent).
     pub config_json: RString,
-    /// The bot's user name on the platform.
-    pub bot_name: RString,
-    /// The channel the bot is configured for (empty when none is configured).
-    pub channel: RString,
+    /// What starts a chat command (`platform.command_prefix`, `!` by default).
+    pub command_prefix: RString,
+    /// Every channel the plugin serves (after its `channels` and `exclude_channels`), with the
+    /// bot's name in each.
+    pub channels: RVec<FfiChannel>,
     /// The previous generation's `save_state` bytes, if there was one.
     pub saved_state: ROption<RVec<u8>>,
     /// Which library generation this is (1 for the first load).
@@ -236,7 +277,8 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
-/// The interface version plugins are checked against (this crate's version).
+/// The interface version plugins are checked against (this crate's version): abi_stable
+/// refuses a library whose version differs in its first non-zero part (0.1 and 0.2 differ).
 pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What a plugin library's header calls to build its root module. Sealed: the only

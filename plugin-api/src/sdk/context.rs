@@ -4,9 +4,9 @@
 use super::error::{Error, ErrorKind, Result};
 use super::glue::{from_ffi_message, to_ffi_message};
 use super::message::Message;
+use super::ChannelInfo;
 use crate::actions::{SendChat, SendPm};
 use crate::commands::Command;
-use crate::error::{ErrorBody, HEADER_CODE};
 use crate::ffi::{HostBox, LogLevel};
 use crate::kv;
 use crate::subjects;
@@ -20,37 +20,45 @@ use std::time::Duration;
 /// How long a request waits when the plugin does not say.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest token a deferred request may carry, in bytes.
+pub const MAX_ANSWER_TOKEN_LEN: usize = 256;
+
 /// Identifies a subscription made with [`Context::subscribe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(pub u64);
 
-/// What the runtime lends a plugin: NATS (checked against its permissions), logging, and who
-/// the bot is. Cheap to clone; a plugin may keep one.
+/// What the runtime lends a plugin: NATS (checked against its permissions), logging, and the
+/// channels it serves with the bot's name in each. Cheap to clone; a plugin may keep one.
 #[derive(Clone)]
 pub struct Context {
     host: Arc<HostBox>,
     name: Arc<str>,
-    bot_name: Arc<str>,
-    channel: Arc<str>,
+    command_prefix: Arc<str>,
+    channels: Arc<[ChannelInfo]>,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("name", &self.name)
-            .field("bot_name", &self.bot_name)
-            .field("channel", &self.channel)
+            .field("command_prefix", &self.command_prefix)
+            .field("channels", &self.channels)
             .finish_non_exhaustive()
     }
 }
 
 impl Context {
-    pub(crate) fn new(host: HostBox, name: &str, bot_name: &str, channel: &str) -> Self {
+    pub(crate) fn new(
+        host: HostBox,
+        name: &str,
+        command_prefix: &str,
+        channels: Vec<ChannelInfo>,
+    ) -> Self {
         Context {
             host: Arc::new(host),
             name: name.into(),
-            bot_name: bot_name.into(),
-            channel: channel.into(),
+            command_prefix: command_prefix.into(),
+            channels: channels.into(),
         }
     }
 
@@ -59,14 +67,26 @@ impl Context {
         &self.name
     }
 
-    /// The bot's user name (so a plugin can ignore its own lines).
-    pub fn bot_name(&self) -> &str {
-        &self.bot_name
+    /// What starts a chat command (`!` by default), so a plugin can skip command lines.
+    pub fn command_prefix(&self) -> &str {
+        &self.command_prefix
     }
 
-    /// The configured channel (empty when none is configured).
-    pub fn channel(&self) -> &str {
-        &self.channel
+    /// Every channel the plugin serves, with the bot's name in each.
+    pub fn channels(&self) -> &[ChannelInfo] {
+        &self.channels
+    }
+
+    /// The bot's user name in a channel the plugin serves.
+    pub fn bot_name_in(&self, platform: &str, channel: &str) -> Option<&str> {
+        super::bot_name_in(&self.channels, platform, channel)
+    }
+
+    /// Whether `user` is the bot itself in that channel (names compare without case), so a
+    /// plugin can ignore its own lines.
+    pub fn is_bot(&self, platform: &str, channel: &str, user: &str) -> bool {
+        self.bot_name_in(platform, channel)
+            .is_some_and(|bot| bot.eq_ignore_ascii_case(user))
     }
 
     /// Publishes raw bytes.
@@ -120,15 +140,54 @@ impl Context {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp> {
-        let answer = self.request(subject, serde_json::to_vec(request)?, timeout)?;
-        let flagged = answer.headers.iter().any(|(k, _)| k == HEADER_CODE);
-        if let Some(body) = ErrorBody::from_reply(flagged, &answer.payload) {
+        let mut answer = self.request(subject, serde_json::to_vec(request)?, timeout)?;
+        answer.subject = subject.to_owned();
+        answer.reply_json()
+    }
+
+    /// Sends a request without waiting: returns at once, and the answer comes back later to
+    /// [`super::Plugin::on_message`] as a message whose [`Message::answer_token`] is `token`
+    /// (read it with [`Message::answer_json`]). Exactly one answer comes for each request
+    /// accepted here: the reply, or the failure once `timeout` has passed. It goes to the
+    /// generation serving when it arrives, so a plugin keeps what it needs to finish the job
+    /// (keyed by `token`, at most [`MAX_ANSWER_TOKEN_LEN`] bytes) in its saved state.
+    ///
+    /// A slow service then never stalls the plugin's worker: other messages are handled
+    /// while the request is pending. The runtime caps the requests pending per plugin
+    /// (`plugins.queue_capacity`); past it this fails with [`ErrorKind::Invalid`].
+    pub fn request_later(
+        &self,
+        token: &str,
+        subject: &str,
+        payload: impl Into<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<()> {
+        if token.len() > MAX_ANSWER_TOKEN_LEN {
             return Err(Error::new(
-                ErrorKind::Service(body.error.code),
-                format!("{subject} answered {}", body.error.message),
+                ErrorKind::Invalid,
+                format!("an answer token is at most {MAX_ANSWER_TOKEN_LEN} bytes"),
             ));
         }
-        answer.json()
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.host
+            .request_deferred(
+                to_ffi_message(Message::new(subject, payload)),
+                millis,
+                RString::from(token),
+            )
+            .into_result()?;
+        Ok(())
+    }
+
+    /// [`Context::request_later`] with a JSON request.
+    pub fn request_json_later<Req: Serialize>(
+        &self,
+        token: &str,
+        subject: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.request_later(token, subject, serde_json::to_vec(request)?, timeout)
     }
 
     /// Subscribes to a subject (wildcards allowed); messages arrive in `on_message`.

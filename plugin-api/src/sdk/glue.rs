@@ -6,10 +6,10 @@ use super::context::Context;
 use super::error::{Error, ErrorKind};
 use super::message::Message;
 use super::state::SavedState;
-use super::{Plugin, Setup};
+use super::{ChannelInfo, Plugin, Setup};
 use crate::ffi::{
-    FfiCommandSpec, FfiError, FfiErrorKind, FfiMessage, FfiMetadata, PluginBox, PluginInit,
-    PluginInstance, PluginInstance_TO, PluginMod, PluginModRef,
+    FfiAnswer, FfiCommandSpec, FfiError, FfiErrorKind, FfiMessage, FfiMetadata, PluginBox,
+    PluginInit, PluginInstance, PluginInstance_TO, PluginMod, PluginModRef,
 };
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -79,7 +79,21 @@ pub(crate) extern "C" fn new_instance<P: Plugin + Package>(
     init: PluginInit,
 ) -> RResult<PluginBox, FfiError> {
     guarded("init", move || {
-        let ctx = Context::new(init.host, &init.name, &init.bot_name, &init.channel);
+        let channels: Vec<ChannelInfo> = init
+            .channels
+            .into_iter()
+            .map(|c| ChannelInfo {
+                platform: c.platform.into_string(),
+                channel: c.channel.into_string(),
+                bot_name: c.bot_name.into_string(),
+            })
+            .collect();
+        let ctx = Context::new(
+            init.host,
+            &init.name,
+            &init.command_prefix,
+            channels.clone(),
+        );
         let config: serde_json::Value = if init.config_json.is_empty() {
             serde_json::Value::Object(serde_json::Map::new())
         } else {
@@ -98,8 +112,8 @@ pub(crate) extern "C" fn new_instance<P: Plugin + Package>(
         };
         let setup = Setup {
             config,
-            bot_name: init.bot_name.into_string(),
-            channel: init.channel.into_string(),
+            command_prefix: init.command_prefix.into_string(),
+            channels,
             saved_state,
             generation: init.generation,
         };
@@ -164,6 +178,20 @@ impl<P: Plugin + Package> PluginInstance for Adapter<P> {
     fn shutdown(&mut self) -> RResult<(), FfiError> {
         guarded("shutdown", || self.plugin.shutdown(&self.ctx))
     }
+
+    fn on_answer(&mut self, answer: FfiAnswer) -> RResult<(), FfiError> {
+        let reply = answer
+            .result
+            .into_result()
+            .map(from_ffi_message)
+            .map_err(Error::from);
+        let msg = Message::answer(
+            answer.token.into_string(),
+            answer.subject.into_string(),
+            reply,
+        );
+        guarded("on_message", || self.plugin.on_message(&self.ctx, msg))
+    }
 }
 
 /// A message as it crosses the boundary.
@@ -191,5 +219,6 @@ pub(crate) fn from_ffi_message(m: FfiMessage) -> Message {
             .map(|Tuple2(k, v)| (k.into_string(), v.into_string()))
             .collect(),
         payload: m.payload.into_vec(),
+        answer_to: None,
     }
 }

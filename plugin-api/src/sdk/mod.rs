@@ -37,6 +37,31 @@
 //!    [`Plugin::on_tick`] runs every `plugins.tick_interval` on the same thread.
 //! 3. When a new build appears, [`Plugin::save_state`] is called and its bytes go to the new
 //!    generation's `init`; then the old generation's [`Plugin::shutdown`] runs.
+//!
+//! # Waiting on a slow service
+//! [`Context::request`] blocks the worker until the answer comes, and every message queued
+//! behind it waits too. [`Context::request_later`] returns at once; the answer (or the timeout)
+//! arrives later in [`Plugin::on_message`], recognised by the token the plugin chose:
+//!
+//! ```
+//! # use rosey_plugin_api::sdk::prelude::*;
+//! # use std::time::Duration;
+//! # #[derive(Default)] struct Ask;
+//! # impl Plugin for Ask {
+//! fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
+//!     if let Some(token) = msg.answer_token() {
+//!         // `token` is the one given below; the answer or the reason there is none.
+//!         let _outcome = msg.answer_json::<serde_json::Value>();
+//!         return Ok(());
+//!     }
+//!     if let Some(cmd) = msg.command() {
+//!         let token = format!("{}/{}", cmd.channel, cmd.user);
+//!         ctx.request_later(&token, "some.service", b"{}".to_vec(), Duration::from_secs(30))?;
+//!     }
+//!     Ok(())
+//! }
+//! # }
+//! ```
 
 mod context;
 mod error;
@@ -48,11 +73,11 @@ mod state;
 #[doc(hidden)]
 pub mod glue;
 
-pub use context::{Context, Kv, SubscriptionId, DEFAULT_REQUEST_TIMEOUT};
+pub use context::{Context, Kv, SubscriptionId, DEFAULT_REQUEST_TIMEOUT, MAX_ANSWER_TOKEN_LEN};
 pub use error::{Error, ErrorKind, Result};
 pub use key_value::{key_segment, KeyValue};
 pub use memory_kv::MemoryKv;
-pub use message::Message;
+pub use message::{AnswerTo, Message};
 pub use state::SavedState;
 
 pub use crate::ffi::LogLevel;
@@ -61,8 +86,8 @@ use std::time::Duration;
 /// Everything a plugin author needs, in one `use`.
 pub mod prelude {
     pub use super::{
-        CommandSpec, Context, Error, ErrorKind, KeyValue, LogLevel, Message, Plugin, Result,
-        SavedState, Setup,
+        ChannelInfo, CommandSpec, Context, Error, ErrorKind, KeyValue, LogLevel, Message, Plugin,
+        Result, SavedState, Setup,
     };
     pub use crate::commands::Command;
     pub use crate::rosey_plugin;
@@ -105,15 +130,36 @@ impl CommandSpec {
     }
 }
 
+/// One channel a plugin serves, and who the bot is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// The platform, as events and commands name it (`cytube`, `console`).
+    pub platform: String,
+    /// The channel's name on that platform.
+    pub channel: String,
+    /// The bot's user name in that channel.
+    pub bot_name: String,
+}
+
+/// The bot's name in `channel` of `platform`, among `channels`.
+fn bot_name_in<'a>(channels: &'a [ChannelInfo], platform: &str, channel: &str) -> Option<&'a str> {
+    channels
+        .iter()
+        .find(|c| c.platform == platform && c.channel == channel)
+        .map(|c| c.bot_name.as_str())
+}
+
 /// What a plugin is given when it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setup {
-    /// `plugins.config.<name>` without the runtime's keys (`{}` when absent).
+    /// `plugins.config.<name>` without the keys the runtime reads (`channels`,
+    /// `exclude_channels`, `permissions`, `commands`); `{}` when absent.
     pub config: serde_json::Value,
-    /// The bot's user name.
-    pub bot_name: String,
-    /// The configured channel (empty when none).
-    pub channel: String,
+    /// What starts a chat command (`!` by default).
+    pub command_prefix: String,
+    /// Every channel the plugin serves (its `channels` and `exclude_channels` applied), with
+    /// the bot's name in each; empty when the deployment names no channel.
+    pub channels: Vec<ChannelInfo>,
     /// What the previous generation saved, if anything.
     pub saved_state: Option<SavedState>,
     /// Which library generation this is (1 for the first load).
@@ -125,15 +171,22 @@ impl Setup {
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         Ok(serde_json::from_value(self.config.clone())?)
     }
+
+    /// The bot's user name in a channel the plugin serves.
+    pub fn bot_name_in(&self, platform: &str, channel: &str) -> Option<&str> {
+        bot_name_in(&self.channels, platform, channel)
+    }
 }
 
 /// A Rosey plugin. Only [`Plugin::on_message`] is required.
 ///
 /// Every method runs on the plugin's worker thread, one call at a time; blocking calls
-/// (`ctx.request`, `ctx.kv()`) are fine there. A panic in any method is caught and reported;
+/// (`ctx.request`, `ctx.kv()`) are fine there for quick services, and `ctx.request_later`
+/// serves the slow ones. A panic in any method is caught and reported;
 /// the runtime then restarts the plugin from its last saved state.
 pub trait Plugin: Default + Send + 'static {
-    /// Handles one delivered message: a declared command, an event, or anything subscribed.
+    /// Handles one delivered message: a declared command, an event, anything subscribed, or
+    /// the answer to a deferred request ([`Message::answer_token`]).
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()>;
 
     /// Called once after construction, with the configuration and the saved state; subscribe

@@ -4,7 +4,8 @@ use super::glue::{new_instance, Package};
 use super::prelude::*;
 use crate::actions::{SendChat, SendPm};
 use crate::ffi::{
-    FfiError, FfiErrorKind, FfiMessage, HostHandle, HostHandle_TO, PluginBox, PluginInit,
+    FfiAnswer, FfiChannel, FfiError, FfiErrorKind, FfiMessage, HostHandle, HostHandle_TO,
+    PluginBox, PluginInit,
 };
 use crate::kv::GetReply;
 use crate::subjects;
@@ -20,6 +21,7 @@ use std::time::Duration;
 struct Recorder {
     published: Mutex<Vec<FfiMessage>>,
     requests: Mutex<Vec<FfiMessage>>,
+    deferred: Mutex<Vec<(FfiMessage, u64, String)>>,
     logs: Mutex<Vec<String>>,
 }
 
@@ -50,12 +52,27 @@ impl HostHandle for FakeHost {
     fn log(&self, _level: LogLevel, message: RString) {
         self.rec.logs.lock().unwrap().push(message.into_string());
     }
+    fn request_deferred(
+        &self,
+        message: FfiMessage,
+        timeout_ms: u64,
+        token: RString,
+    ) -> RResult<(), FfiError> {
+        self.rec
+            .deferred
+            .lock()
+            .unwrap()
+            .push((message, timeout_ms, token.into_string()));
+        ROk(())
+    }
 }
 
 #[derive(Default)]
 struct Echo {
     count: u32,
     kv_value: Option<String>,
+    setup: Option<Setup>,
+    answers: Vec<(String, Result<GetReply>)>,
 }
 
 impl Package for Echo {
@@ -65,13 +82,16 @@ impl Package for Echo {
 }
 
 impl Plugin for Echo {
-    fn init(&mut self, _ctx: &Context, setup: Setup) -> Result<()> {
+    fn init(&mut self, ctx: &Context, setup: Setup) -> Result<()> {
         if setup.config.get("fail").is_some() {
             panic!("asked to fail");
         }
-        if let Some(state) = setup.saved_state {
+        assert_eq!(ctx.command_prefix(), setup.command_prefix);
+        assert_eq!(ctx.channels(), setup.channels.as_slice());
+        if let Some(state) = &setup.saved_state {
             self.count = state.decode_json(1)?.unwrap_or(0);
         }
+        self.setup = Some(setup);
         Ok(())
     }
 
@@ -82,9 +102,28 @@ impl Plugin for Echo {
     }
 
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
+        if let Some(token) = msg.answer_token() {
+            self.answers.push((token.to_owned(), msg.answer_json()));
+            return Ok(());
+        }
         let cmd = msg.command().ok_or_else(|| Error::msg("not a command"))?;
         match cmd.text.as_str() {
             "panic" => panic!("handler exploded"),
+            "later" => ctx.request_json_later(
+                &format!("{}#{}", cmd.user, self.count),
+                "rosey.db.kv.echo.get",
+                &crate::kv::Get { key: "k".into() },
+                Duration::from_millis(1500),
+            ),
+            "answers" => {
+                ANSWERS.with(|a| *a.borrow_mut() = self.answers.clone());
+                Ok(())
+            }
+            "bot?" => {
+                let bot = ctx.is_bot(&cmd.platform, &cmd.channel, "ROSEY");
+                let elsewhere = ctx.is_bot(&cmd.platform, "attic", "rosey");
+                ctx.reply(&cmd, format!("{bot} {elsewhere}"))
+            }
             "kv" => {
                 self.kv_value = ctx.kv().get::<String>("k")?;
                 Ok(())
@@ -117,8 +156,13 @@ fn build(
         host: HostHandle_TO::from_ptr(RBox::new(host), TD_Opaque),
         name: "echo".into(),
         config_json: config.into(),
-        bot_name: "rosey".into(),
-        channel: "lobby".into(),
+        command_prefix: "$".into(),
+        channels: vec![FfiChannel {
+            platform: "cytube".into(),
+            channel: "lobby".into(),
+            bot_name: "rosey".into(),
+        }]
+        .into(),
         saved_state: match saved {
             Some(b) => RSome(RVec::from(b)),
             None => RNone,
@@ -250,7 +294,120 @@ fn kv_helper_speaks_the_contract() {
     assert_eq!(&req.payload[..], br#"{"key":"k"}"#);
 
     // An error reply becomes ErrorKind::Service with the contract's code.
-    let error_answer = FfiMessage {
+    let error_answer = denied_reply();
+    let (plugin, _) = build("{}", None, false, error_answer);
+    let mut plugin = plugin.unwrap();
+    let err = plugin.on_message(command_message("kv", false)).unwrap_err();
+    assert_eq!(err.kind, FfiErrorKind::Nats);
+    assert!(err.message.contains("not yours"), "{}", err.message);
+}
+
+#[test]
+fn setup_carries_the_prefix_and_every_channel_with_the_bots_name() {
+    let (plugin, rec) = build("{}", None, false, FfiMessage::default());
+    let mut plugin = plugin.unwrap();
+    plugin.on_message(command_message("bot?", false)).unwrap();
+    let chat: SendChat = serde_json::from_slice(&rec.published.lock().unwrap()[0].payload).unwrap();
+    // The bot's name matches without case in its own channel only.
+    assert_eq!(chat.content, "true false");
+    let setup = Setup {
+        config: serde_json::json!({}),
+        command_prefix: "!".into(),
+        channels: vec![
+            ChannelInfo {
+                platform: "cytube".into(),
+                channel: "a".into(),
+                bot_name: "ann".into(),
+            },
+            ChannelInfo {
+                platform: "cytube".into(),
+                channel: "b".into(),
+                bot_name: "bob".into(),
+            },
+        ],
+        saved_state: None,
+        generation: 1,
+    };
+    assert_eq!(setup.bot_name_in("cytube", "b"), Some("bob"));
+    assert_eq!(setup.bot_name_in("console", "b"), None);
+}
+
+#[test]
+fn deferred_requests_return_at_once_and_answers_arrive_as_messages() {
+    let (plugin, rec) = build("{}", None, false, FfiMessage::default());
+    let mut plugin = plugin.unwrap();
+    plugin.on_message(command_message("later", false)).unwrap();
+    let (request, timeout_ms, token) = rec.deferred.lock().unwrap()[0].clone();
+    assert_eq!(request.subject.as_str(), "rosey.db.kv.echo.get");
+    assert_eq!((timeout_ms, token.as_str()), (1500, "ann#0"));
+
+    let reply = FfiMessage {
+        payload: br#"{"found":true,"value":"v"}"#.to_vec().into(),
+        ..FfiMessage::default()
+    };
+    plugin
+        .on_answer(FfiAnswer {
+            token: "ann#0".into(),
+            subject: "rosey.db.kv.echo.get".into(),
+            result: ROk(reply),
+        })
+        .unwrap();
+    plugin
+        .on_answer(FfiAnswer {
+            token: "late".into(),
+            subject: "rosey.db.kv.echo.get".into(),
+            result: RErr(FfiError::new(FfiErrorKind::Timeout, "no answer")),
+        })
+        .unwrap();
+    let error_reply = denied_reply();
+    plugin
+        .on_answer(FfiAnswer {
+            token: "refused".into(),
+            subject: "rosey.db.kv.echo.get".into(),
+            result: ROk(error_reply),
+        })
+        .unwrap();
+    // The plugin's state is checked through what it saves: answers were handled by Echo.
+    let echo = answers_of(&mut plugin);
+    assert_eq!(echo.len(), 3);
+    assert_eq!(echo[0].0, "ann#0");
+    assert_eq!(
+        echo[0].1.as_ref().unwrap().value,
+        Some(serde_json::json!("v"))
+    );
+    assert_eq!(echo[1].0, "late");
+    assert_eq!(echo[1].1.as_ref().unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(
+        echo[2].1.as_ref().unwrap_err().kind(),
+        ErrorKind::Service(crate::ErrorCode::Denied)
+    );
+
+    // A message from a subscription is no answer (only `on_answer` makes one).
+    let plain = Message::new("x", b"{}".to_vec());
+    assert_eq!(plain.answer_token(), None);
+    assert_eq!(
+        plain.answer_json::<serde_json::Value>().unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+}
+
+/// The answers an `Echo` instance recorded, read back through a command that reports them.
+fn answers_of(plugin: &mut PluginBox) -> Vec<(String, Result<GetReply>)> {
+    ANSWERS.with(|a| a.borrow_mut().clear());
+    plugin
+        .on_message(command_message("answers", false))
+        .unwrap();
+    ANSWERS.with(|a| a.borrow().clone())
+}
+
+thread_local! {
+    static ANSWERS: std::cell::RefCell<Vec<(String, Result<GetReply>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A service's error reply (`denied`), as the contract's envelope.
+fn denied_reply() -> FfiMessage {
+    FfiMessage {
         headers: vec![Tuple2(
             RString::from(crate::error::HEADER_CODE),
             RString::from("403"),
@@ -260,10 +417,5 @@ fn kv_helper_speaks_the_contract() {
             .to_vec()
             .into(),
         ..FfiMessage::default()
-    };
-    let (plugin, _) = build("{}", None, false, error_answer);
-    let mut plugin = plugin.unwrap();
-    let err = plugin.on_message(command_message("kv", false)).unwrap_err();
-    assert_eq!(err.kind, FfiErrorKind::Nats);
-    assert!(err.message.contains("not yours"), "{}", err.message);
+    }
 }

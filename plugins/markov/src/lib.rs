@@ -54,8 +54,8 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Markov {
     config: Config,
-    bot_name: String,
-    /// The configured channel, bootstrapped from the database's recent chat.
+    /// The first channel served, bootstrapped from the database's recent chat (which holds
+    /// that channel's chat).
     home_channel: String,
     channels: BTreeMap<String, Channel>,
     rng: fastrand::Rng,
@@ -75,8 +75,11 @@ impl Plugin for Markov {
             .validate()
             .map_err(|e| Error::new(ErrorKind::Invalid, format!("markov configuration: {e}")))?;
         self.config = config;
-        self.bot_name = setup.bot_name.clone();
-        self.home_channel = setup.channel.clone();
+        self.home_channel = setup
+            .channels
+            .first()
+            .map(|c| c.channel.clone())
+            .unwrap_or_default();
         self.last_save = now();
         if let Some(state) = &setup.saved_state {
             match snapshot::decode(state) {
@@ -108,11 +111,15 @@ impl Plugin for Markov {
     }
 
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
+        if let Some(cmd) = msg.command() {
+            return if cmd.command == COMMAND {
+                self.on_command(ctx, cmd)
+            } else {
+                Ok(())
+            };
+        }
         if msg.subject == subjects::events::MESSAGE {
             return self.on_chat(ctx, msg.decode()?);
-        }
-        if subjects::commands::name_of(&msg.subject) == Some(COMMAND) {
-            return self.on_command(ctx, msg.decode()?);
         }
         Ok(())
     }
@@ -147,20 +154,23 @@ rosey_plugin!(Markov);
 impl Markov {
     fn on_chat(&mut self, ctx: &Context, event: Event<events::Message>) -> Result<()> {
         let line = &event.body;
-        if line.is_command || line.user.eq_ignore_ascii_case(&self.bot_name) {
+        if line.is_command || ctx.is_bot(&event.platform, &event.channel, &line.user) {
             return Ok(());
         }
+        let bot_name = ctx
+            .bot_name_in(&event.platform, &event.channel)
+            .unwrap_or_default();
         let limits = self.limits();
         let channel = channel_entry(&mut self.channels, &self.config, &event.channel);
         channel.platform.clone_from(&event.platform);
-        let reply = if channel.is_addressed(&line.content, &self.bot_name) {
-            let rest = settings::without_mentions(&line.content, channel.trigger(&self.bot_name));
+        let reply = if channel.is_addressed(&line.content, bot_name) {
+            let rest = settings::without_mentions(&line.content, channel.trigger(bot_name));
             let seed: Vec<&str> = rest.split_whitespace().collect();
             channel.speak(&seed, &limits, &mut self.rng, now())
         } else {
             None
         };
-        channel.hear(&line.content, &self.bot_name);
+        channel.hear(&line.content, bot_name);
         match reply {
             Some(sentence) => say(
                 ctx,
@@ -173,6 +183,9 @@ impl Markov {
     }
 
     fn on_command(&mut self, ctx: &Context, cmd: Command) -> Result<()> {
+        let bot_name = ctx
+            .bot_name_in(&cmd.platform, &cmd.channel)
+            .unwrap_or_default();
         let limits = self.limits();
         let channel = channel_entry(&mut self.channels, &self.config, &cmd.channel);
         if channel.platform.is_empty() {
@@ -182,7 +195,7 @@ impl Markov {
             Err(usage) => usage,
             Ok(MarkovCommand::Help) => USAGE.to_owned(),
             Ok(MarkovCommand::Stats) => channel.stats_text(),
-            Ok(MarkovCommand::Settings) => channel.settings_text(&self.bot_name),
+            Ok(MarkovCommand::Settings) => channel.settings_text(bot_name),
             Ok(MarkovCommand::Speak(seed)) => {
                 let seed: Vec<&str> = seed.iter().map(String::as_str).collect();
                 match channel.speak(&seed, &limits, &mut self.rng, now()) {
@@ -194,7 +207,7 @@ impl Markov {
             Ok(MarkovCommand::Set(_)) if !is_moderator(&cmd) => {
                 "Only moderators can change the markov settings.".to_owned()
             }
-            Ok(MarkovCommand::Set(change)) => channel.apply(change, &self.bot_name),
+            Ok(MarkovCommand::Set(change)) => channel.apply(change, bot_name),
         };
         ctx.reply(&cmd, reply)
     }
@@ -305,12 +318,17 @@ impl Markov {
         let lines: Vec<ChatLine> =
             ctx.request_json(subjects::db::RECENT_CHAT_GET, &request, RESTORE_TIMEOUT)?;
         let trigger = self.config.channel_settings().trigger;
-        let prefix = self.config.command_prefix.as_str();
+        let prefix = ctx.command_prefix();
+        let bot_name = ctx
+            .channels()
+            .first()
+            .map(|c| c.bot_name.as_str())
+            .unwrap_or_default();
         Ok(lines
             .into_iter()
-            .filter(|l| !l.username.eq_ignore_ascii_case(&self.bot_name))
+            .filter(|l| !l.username.eq_ignore_ascii_case(bot_name))
             .filter(|l| prefix.is_empty() || !l.message.starts_with(prefix))
-            .map(|l| settings::without_mentions(&l.message, trigger.word(&self.bot_name)))
+            .map(|l| settings::without_mentions(&l.message, trigger.word(bot_name)))
             .collect())
     }
 

@@ -26,10 +26,6 @@ pub struct Config {
     pub save_interval: u64,
     /// Recent chat lines learned when a channel has no saved chain (0: none).
     pub bootstrap_lines: u32,
-    /// The chat command prefix, to skip commands among bootstrapped lines.
-    pub command_prefix: String,
-    /// Per-command rank and cooldown overrides, read by the runtime.
-    pub commands: Option<serde_json::Value>,
 }
 
 impl Default for Config {
@@ -44,8 +40,6 @@ impl Default for Config {
             max_lines: 50_000,
             save_interval: 60,
             bootstrap_lines: 1000,
-            command_prefix: "!".to_owned(),
-            commands: None,
         }
     }
 }
@@ -213,9 +207,6 @@ mod tests {
             serde_json::from_str::<Config>(r#"{"ordr": 3}"#).is_err(),
             "typos are refused"
         );
-        let c: Config =
-            serde_json::from_str(r#"{"commands": {"markov": {"cooldown": 0}}}"#).unwrap();
-        assert!(c.validate().is_ok(), "the runtime's overrides are accepted");
     }
 
     #[test]

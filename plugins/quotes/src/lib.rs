@@ -46,9 +46,11 @@ const MAX_AUTHOR_CHARS: usize = 64;
 #[derive(Default)]
 pub struct Quotes {
     config: Config,
-    bot_name: String,
-    /// The configured channel: the database's recent chat is this channel's.
-    home_channel: String,
+    /// What starts a chat command, so `!quote grab` never quotes one.
+    command_prefix: String,
+    /// The channels served, with the bot's name in each; the first is the home channel,
+    /// whose chat the database's recent chat holds.
+    channels: Vec<ChannelInfo>,
     books: BTreeMap<String, QuoteBook>,
     recent: RecentLines,
     rng: fastrand::Rng,
@@ -69,8 +71,8 @@ impl Plugin for Quotes {
             .map_err(|e| Error::new(ErrorKind::Invalid, format!("quotes configuration: {e}")))?;
         self.recent = RecentLines::new(config.remembered_speakers);
         self.config = config;
-        self.bot_name = setup.bot_name.clone();
-        self.home_channel = setup.channel.clone();
+        self.command_prefix.clone_from(&setup.command_prefix);
+        self.channels.clone_from(&setup.channels);
         if let Some(saved) = &setup.saved_state {
             match saved.decode_json::<State>(STATE_VERSION) {
                 Ok(Some(state)) => {
@@ -92,29 +94,18 @@ impl Plugin for Quotes {
     }
 
     fn on_message(&mut self, ctx: &Context, msg: Message) -> Result<()> {
+        if let Some(cmd) = msg.command() {
+            return if cmd.command == COMMAND {
+                self.on_command(ctx, &cmd)
+            } else {
+                Ok(())
+            };
+        }
         if msg.subject == subjects::events::MESSAGE {
             let event: Event<events::Message> = msg.decode()?;
             self.hear(&event);
-            return Ok(());
         }
-        if subjects::commands::name_of(&msg.subject) != Some(COMMAND) {
-            return Ok(());
-        }
-        let cmd: Command = msg.decode()?;
-        let storage = ctx.kv();
-        let (home, prefix) = (
-            self.home_channel.clone(),
-            self.config.command_prefix.clone(),
-        );
-        let history = |user: &str| history_line(ctx, &home, &prefix, &cmd.channel, user);
-        let reply = match self.answer(&storage, &cmd, &history) {
-            Ok(reply) => reply,
-            Err(e) => {
-                ctx.warn(format!("!quote failed: {e}"));
-                "Sorry, the quote book is not reachable right now; try again later.".to_owned()
-            }
-        };
-        ctx.reply(&cmd, reply)
+        Ok(())
     }
 
     fn save_state(&mut self) -> Result<Option<SavedState>> {
@@ -135,21 +126,51 @@ rosey_plugin!(Quotes);
 pub type History<'a> = dyn Fn(&str) -> Result<Option<(String, String)>> + 'a;
 
 impl Quotes {
-    /// A plugin with this configuration and bot identity, as `init` would set it up.
-    pub fn new(config: Config, bot_name: &str, home_channel: &str) -> Quotes {
+    /// A plugin with this configuration, command prefix and channels (the bot's name in
+    /// each), as `init` would set it up.
+    pub fn new(config: Config, command_prefix: &str, channels: Vec<ChannelInfo>) -> Quotes {
         Quotes {
             recent: RecentLines::new(config.remembered_speakers),
             config,
-            bot_name: bot_name.to_owned(),
-            home_channel: home_channel.to_owned(),
+            command_prefix: command_prefix.to_owned(),
+            channels,
             ..Quotes::default()
         }
+    }
+
+    /// Answers a `!quote` command, apologizing when the storage fails.
+    fn on_command(&mut self, ctx: &Context, cmd: &Command) -> Result<()> {
+        let storage = ctx.kv();
+        let home = self
+            .channels
+            .first()
+            .map(|c| c.channel.clone())
+            .unwrap_or_default();
+        let prefix = self.command_prefix.clone();
+        let history = |user: &str| history_line(ctx, &home, &prefix, &cmd.channel, user);
+        let reply = match self.answer(&storage, cmd, &history) {
+            Ok(reply) => reply,
+            Err(e) => {
+                ctx.warn(format!("!quote failed: {e}"));
+                "Sorry, the quote book is not reachable right now; try again later.".to_owned()
+            }
+        };
+        ctx.reply(cmd, reply)
+    }
+
+    /// Whether `user` is the bot itself in the event's channel.
+    fn is_bot(&self, event: &Event<events::Message>, user: &str) -> bool {
+        self.channels.iter().any(|c| {
+            c.platform == event.platform
+                && c.channel == event.channel
+                && c.bot_name.eq_ignore_ascii_case(user)
+        })
     }
 
     /// Remembers a chat line for `!quote grab` (commands and the bot's own lines excluded).
     pub fn hear(&mut self, event: &Event<events::Message>) {
         let line = &event.body;
-        if line.is_command || line.user.eq_ignore_ascii_case(&self.bot_name) {
+        if line.is_command || self.is_bot(event, &line.user) {
             return;
         }
         self.recent
@@ -374,6 +395,15 @@ mod tests {
     use rosey_plugin_api::{Timestamp, UserData};
     use serde_json::Value;
 
+    /// The one channel the tests run in, where the bot is `rosey`.
+    fn lobby() -> Vec<ChannelInfo> {
+        vec![ChannelInfo {
+            platform: "console".into(),
+            channel: "lobby".into(),
+            bot_name: "rosey".into(),
+        }]
+    }
+
     fn cmd(user: &str, rank: f64, text: &str) -> Command {
         Command {
             command: COMMAND.into(),
@@ -416,7 +446,7 @@ mod tests {
     impl Fixture {
         fn new() -> Fixture {
             Fixture {
-                quotes: Quotes::new(Config::default(), "rosey", "lobby"),
+                quotes: Quotes::new(Config::default(), "!", lobby()),
                 storage: MemoryKv::new(),
             }
         }
@@ -489,7 +519,7 @@ mod tests {
             ..Config::default()
         };
         let mut f = Fixture::new();
-        f.quotes = Quotes::new(config, "rosey", "lobby");
+        f.quotes = Quotes::new(config, "!", lobby());
         assert_eq!(
             f.say("ann", 0.0, "add eleven chars"),
             "That quote is 12 characters; the limit is 10."
@@ -599,7 +629,7 @@ mod tests {
         f.storage.set_failing(false);
         assert_eq!(f.say("ann", 0.0, "count"), "1 quote.");
         // A fresh plugin (a restart) reads the same book back.
-        let mut restarted = Quotes::new(Config::default(), "rosey", "lobby");
+        let mut restarted = Quotes::new(Config::default(), "!", lobby());
         let reply = restarted
             .answer(&f.storage, &cmd("x", 0.0, "1"), &no_history)
             .unwrap();

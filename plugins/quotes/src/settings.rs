@@ -18,10 +18,6 @@ pub struct Config {
     pub reject_duplicates: bool,
     /// Speakers per channel whose last line is remembered for `!quote grab`.
     pub remembered_speakers: usize,
-    /// The chat command prefix, so `!quote grab` never quotes a command.
-    pub command_prefix: String,
-    /// Per-command rank and cooldown overrides, read by the runtime.
-    pub commands: Option<serde_json::Value>,
 }
 
 impl Default for Config {
@@ -33,8 +29,6 @@ impl Default for Config {
             min_search_length: 3,
             reject_duplicates: true,
             remembered_speakers: 500,
-            command_prefix: "!".to_owned(),
-            commands: None,
         }
     }
 }
@@ -81,8 +75,5 @@ mod tests {
         }
         assert!(serde_json::from_str::<Config>(r#"{"max_lenght": 5}"#).is_err());
         assert!(serde_json::from_str::<Config>(r#"{"max_length": "big"}"#).is_err());
-        let c: Config =
-            serde_json::from_str(r#"{"commands": {"quote": {"cooldown": 0}}}"#).unwrap();
-        assert!(c.validate().is_ok());
     }
 }

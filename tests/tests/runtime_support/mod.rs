@@ -152,14 +152,47 @@ impl Fixture {
 }
 
 /// A copy of plugin-api whose interface differs from the runtime's (one more `LogLevel`
-/// variant), as if a plugin had been built against another release.
+/// variant) under the same version, as if a plugin had been built against a changed release
+/// that forgot to bump it.
 pub fn changed_plugin_api() -> PathBuf {
+    plugin_api_copy("plugin-api-changed", &current_api_version(), |ffi| {
+        let changed = ffi.replacen(
+            "    /// Very fine detail.\n    Trace,\n",
+            "    /// Very fine detail.\n    Trace,\n    /// Added after the runtime was built.\n    Fatal,\n",
+            1,
+        );
+        assert_ne!(ffi, changed, "the LogLevel enum moved; update this test");
+        changed
+    })
+}
+
+/// A copy of plugin-api that says it is interface `version` (same code otherwise), as if a
+/// plugin had been built against another release.
+pub fn plugin_api_at_version(version: &str) -> PathBuf {
+    plugin_api_copy(&format!("plugin-api-{version}"), version, str::to_owned)
+}
+
+/// The runtime's interface version: plugin-api's own.
+pub fn current_api_version() -> String {
+    let manifest = std::fs::read_to_string(workspace_dir().join("plugin-api/Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("plugin-api/Cargo.toml names its version")
+        .to_owned()
+}
+
+/// Copies plugin-api into `<target>/test-plugins/src/<folder>` with `version` and its FFI
+/// module passed through `edit`.
+fn plugin_api_copy(folder: &str, version: &str, edit: impl Fn(&str) -> String) -> PathBuf {
     let src = workspace_dir().join("plugin-api");
-    let dst = plugins_target().join("src").join("plugin-api-changed");
+    let dst = plugins_target().join("src").join(folder);
     copy_tree(&src.join("src"), &dst.join("src"));
-    let manifest = r#"[package]
+    let manifest = format!(
+        r#"[package]
 name = "rosey-plugin-api"
-version = "0.1.0"
+version = "{version}"
 edition = "2021"
 publish = false
 
@@ -169,21 +202,17 @@ ffi = ["dep:abi_stable"]
 nats = []
 
 [dependencies]
-abi_stable = { version = "0.11.3", optional = true }
-serde = { version = "1", features = ["derive"] }
+abi_stable = {{ version = "0.11.3", optional = true }}
+humantime = "2"
+serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 thiserror = "2"
-"#;
+"#
+    );
     write_if_changed(&dst.join("Cargo.toml"), manifest.as_bytes());
     let ffi = dst.join("src/ffi/mod.rs");
     let text = std::fs::read_to_string(&ffi).unwrap();
-    let changed = text.replacen(
-        "    /// Very fine detail.\n    Trace,\n",
-        "    /// Very fine detail.\n    Trace,\n    /// Added after the runtime was built.\n    Fatal,\n",
-        1,
-    );
-    assert_ne!(text, changed, "the LogLevel enum moved; update this test");
-    write_if_changed(&ffi, changed.as_bytes());
+    write_if_changed(&ffi, edit(&text).as_bytes());
     dst
 }
 
