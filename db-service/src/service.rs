@@ -74,6 +74,9 @@ pub async fn run(
     // nothing published after that answer can be missed.
     let jetstream = match stream::ensure_streams(&js, &limits).await {
         Ok(s) => {
+            if let Some(shortfall) = stream::replica_shortfall(s.cached_info(), limits.replicas) {
+                tracing::warn!("{shortfall}");
+            }
             let consumer = ingest::ensure_consumer(&s, settings).await?;
             Some((s, consumer))
         }

@@ -23,6 +23,8 @@ pub struct StreamLimits {
     pub max_bytes: i64,
     /// How long a message id is remembered, so a re-published event is stored once.
     pub duplicate_window: Duration,
+    /// How many JetStream servers keep a copy (`database.stream.replicas`).
+    pub replicas: usize,
 }
 
 impl Default for StreamLimits {
@@ -31,6 +33,7 @@ impl Default for StreamLimits {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         }
     }
 }
@@ -58,6 +61,7 @@ pub fn db_stream_config(limits: &StreamLimits) -> Config {
         max_age: limits.max_age,
         max_bytes: limits.max_bytes,
         duplicate_window: limits.duplicate_window,
+        num_replicas: limits.replicas,
         ..Default::default()
     }
 }
@@ -73,6 +77,7 @@ pub fn dlq_stream_config(limits: &StreamLimits) -> Config {
         discard: DiscardPolicy::Old,
         max_age: limits.max_age,
         max_bytes: limits.max_bytes,
+        num_replicas: limits.replicas,
         ..Default::default()
     }
 }
@@ -90,9 +95,22 @@ async fn ensure(js: &Context, config: Config, name: &'static str) -> Result<Stre
     let differs = current.subjects != config.subjects
         || current.max_age != config.max_age
         || current.max_bytes != config.max_bytes
-        || current.duplicate_window != config.duplicate_window;
+        || current.duplicate_window != config.duplicate_window
+        || current.num_replicas != config.num_replicas;
     if differs {
-        js.update_stream(config).await.map_err(|e| err(&e))?;
+        let replicas = (current.num_replicas, config.num_replicas);
+        js.update_stream(config).await.map_err(|e| {
+            if replicas.0 == replicas.1 {
+                err(&e)
+            } else {
+                err(&format!(
+                    "{e}; it has {} replicas and database.stream.replicas asks for {}: the \
+                     cluster needs at least that many JetStream servers, or run \
+                     `nats stream edit {name} --replicas {}` once it has them",
+                    replicas.0, replicas.1, replicas.1
+                ))
+            }
+        })?;
         stream = js.get_stream(name).await.map_err(|e| err(&e))?;
     }
     Ok(stream)
@@ -106,6 +124,31 @@ pub async fn ensure_db_stream(js: &Context, limits: &StreamLimits) -> Result<Str
 /// Creates [`DLQ_STREAM`] or brings an existing one to the contract's definition.
 pub async fn ensure_dlq_stream(js: &Context, limits: &StreamLimits) -> Result<Stream, StreamError> {
     ensure(js, dlq_stream_config(limits), DLQ_STREAM).await
+}
+
+/// Says, in words for the operator, when a stream keeps fewer copies than
+/// `database.stream.replicas` asks for: a standalone nats-server accepts any replica count and
+/// keeps one, and a cluster smaller than the count cannot place them all.
+pub fn replica_shortfall(
+    info: &async_nats::jetstream::stream::Info,
+    wanted: usize,
+) -> Option<String> {
+    let copies = info
+        .cluster
+        .as_ref()
+        .map_or(1, |cluster| 1 + cluster.replicas.len());
+    (copies < wanted).then(|| {
+        format!(
+            "stream {} keeps {copies} of the {wanted} copies database.stream.replicas asks for: \
+             {}",
+            info.config.name,
+            if info.cluster.is_none() {
+                "this nats-server is not part of a cluster, so it keeps one".to_owned()
+            } else {
+                format!("the cluster needs at least {wanted} JetStream servers")
+            }
+        )
+    })
 }
 
 /// Creates both streams; every process that publishes writes or consumes them calls this.

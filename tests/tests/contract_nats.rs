@@ -3,7 +3,9 @@
 
 use rosey_plugin_api::error::{ErrorBody, ErrorCode};
 use rosey_plugin_api::reply::{error_reply, ok_reply, request_json, RequestError};
-use rosey_plugin_api::stream::{ensure_streams, StreamLimits, DB_STREAM, DLQ_STREAM};
+use rosey_plugin_api::stream::{
+    ensure_streams, replica_shortfall, StreamLimits, DB_STREAM, DLQ_STREAM,
+};
 use rosey_plugin_api::subjects::db;
 use rosey_tests::NatsServer;
 use std::time::Duration;
@@ -37,7 +39,21 @@ async fn streams_capture_exactly_the_write_subjects_and_are_idempotent() {
     js.get_stream(DLQ_STREAM)
         .await
         .expect("dead-letter stream exists");
-
+    // More copies than a lone server can keep: nats-server 2.9 accepts the setting and keeps
+    // one, so the shortfall is reported in plain words.
+    let mut wanting = ensure_streams(
+        &js,
+        &StreamLimits {
+            replicas: 3,
+            ..tighter
+        },
+    )
+    .await
+    .expect("a standalone server takes the setting");
+    let info = wanting.info().await.expect("info").clone();
+    let shortfall = replica_shortfall(&info, 3).expect("one copy is short of three");
+    assert!(shortfall.contains("keeps 1 of the 3"), "{shortfall}");
+    assert_eq!(replica_shortfall(&info, 1), None);
     // A write is stored once even when published twice with the same message id.
     for _ in 0..2 {
         let mut headers = async_nats::HeaderMap::new();

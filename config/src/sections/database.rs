@@ -134,6 +134,12 @@ impl DatabaseConfig {
                 "must be at least 1",
             ));
         }
+        if !(1..=5).contains(&self.stream.replicas) {
+            return Err(Problem::new(
+                "database.stream.replicas",
+                "must be 1 to 5 (JetStream keeps at most five copies)",
+            ));
+        }
         if self.stream.max_bytes == 0 {
             return Err(Problem::new(
                 "database.stream.max_bytes",
@@ -204,6 +210,9 @@ pub struct StreamConfig {
     pub max_bytes: u64,
     /// Window in which a repeated message ID is dropped as a duplicate.
     pub duplicate_window: Seconds,
+    /// How many JetStream servers keep a copy of Rosey's streams (1 to 5; 3 on a three-node
+    /// cluster survives the loss of one node). An existing stream is brought to it at start.
+    pub replicas: u8,
 }
 
 impl Default for StreamConfig {
@@ -212,6 +221,7 @@ impl Default for StreamConfig {
             max_age_days: 7,
             max_bytes: 1 << 30,
             duplicate_window: Seconds::from_secs(120),
+            replicas: 1,
         }
     }
 }
@@ -230,6 +240,7 @@ impl StreamConfig {
             max_age: self.max_age(),
             max_bytes: i64::try_from(self.max_bytes).unwrap_or(i64::MAX),
             duplicate_window: self.duplicate_window.as_duration(),
+            replicas: usize::from(self.replicas),
         }
     }
 }
