@@ -100,7 +100,8 @@ pub fn sentence(
 /// Where to start growing a seeded sentence (up to `k` windows): windows holding the whole
 /// seed, else windows holding its last known word.
 fn seed_windows(chain: &Chain, seed: &[&str], k: usize, rng: &mut fastrand::Rng) -> Vec<Window> {
-    let options: Vec<&[Token]> = seed.iter().map(|w| chain.tokens_for(w)).collect();
+    let spellings: Vec<Vec<Token>> = seed.iter().map(|w| chain.tokens_for(w)).collect();
+    let options: Vec<&[Token]> = spellings.iter().map(Vec::as_slice).collect();
     let whole = chain.find_windows(&options, k, rng);
     if !whole.is_empty() {
         return whole;
