@@ -81,6 +81,10 @@ impl Hasher for TokenHasher {
     }
 }
 
+/// Where a window occurs in the chain's corpus: a window found by [`Chain::find_windows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place(Pos);
+
 /// A chain's size, for `!markov stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainStats {
@@ -357,13 +361,14 @@ impl Chain {
 
     /// Up to `k` windows ending with `seed` (one set of acceptable tokens per seed word, at
     /// most `order` words), drawn uniformly among all such windows that have a next token.
-    /// Every place the seed occurs in a learned line ends one such window.
+    /// Every place the seed occurs in a learned line ends one such window. They are given as
+    /// places, read with [`Chain::window_at`] when used (a sentence usually needs one).
     pub(crate) fn find_windows(
         &self,
         seed: &[&[Token]],
         k: usize,
         rng: &mut fastrand::Rng,
-    ) -> Vec<Window> {
+    ) -> Vec<Place> {
         let mut chosen: Vec<Pos> = Vec::new();
         let Some(last_options) = seed.last() else {
             return Vec::new();
@@ -399,10 +404,12 @@ impl Chain {
                 }
             }
         }
-        chosen
-            .into_iter()
-            .map(|p| self.corpus.window(p, self.order))
-            .collect()
+        chosen.into_iter().map(Place).collect()
+    }
+
+    /// The window found at `place`.
+    pub(crate) fn window_at(&self, place: Place) -> Window {
+        self.corpus.window(place.0, self.order)
     }
 
     /// Whether `tokens` is exactly a line the chain learned.
@@ -644,14 +651,14 @@ mod tests {
         // "Cat" ends one window: (The, Cat).
         let found = c.find_windows(&[&cat], 10, &mut rng);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0][1], cat[0]);
+        assert_eq!(c.window_at(found[0])[1], cat[0]);
         let the = c.tokens_for("the");
         assert_eq!(c.find_windows(&[&the], 10, &mut rng).len(), 1);
         let sat = c.tokens_for("sat");
         assert_eq!(c.find_windows(&[&sat], 10, &mut rng).len(), 1);
         let found = c.find_windows(&[&cat, &sat], 10, &mut rng);
         assert_eq!(found.len(), 1);
-        assert_eq!(c.window_words(&found[0]), [cat[0], sat[0]]);
+        assert_eq!(c.window_words(&c.window_at(found[0])), [cat[0], sat[0]]);
         assert!(c.find_windows(&[&sat, &cat], 10, &mut rng).is_empty());
         assert!(c
             .find_windows(&[&c.tokens_for("nope")], 10, &mut rng)
@@ -674,7 +681,7 @@ mod tests {
         for _ in 0..200 {
             let found = c.find_windows(&[&x], 3, &mut rng);
             assert_eq!(found.len(), 3);
-            seen.extend(found.iter().map(|w| w[0]));
+            seen.extend(found.iter().map(|&p| c.window_at(p)[0]));
         }
         assert_eq!(seen.len(), 30, "every window can be drawn");
     }

@@ -25,6 +25,15 @@ pub(super) struct Corpus {
     starts: VecDeque<Pos>,
 }
 
+/// Makes room for `extra` more items, growing by an eighth rather than doubling, so that a
+/// large corpus holds at most about 12.5 % of spare room (the copies this costs are a few
+/// milliseconds over a whole corpus).
+pub(super) fn grow_by_eighths<T>(items: &mut VecDeque<T>, extra: usize) {
+    if items.len() + extra > items.capacity() {
+        items.reserve_exact((items.len() / 8).max(extra).max(64));
+    }
+}
+
 impl Corpus {
     /// Lines kept.
     pub(super) fn lines(&self) -> usize {
@@ -47,6 +56,8 @@ impl Corpus {
     /// Appends a line; returns its start. The caller keeps positions below `u32::MAX`.
     pub(super) fn push(&mut self, tokens: &[Token]) -> Pos {
         let start = Pos::try_from(self.end()).unwrap_or(Pos::MAX);
+        grow_by_eighths(&mut self.arena, tokens.len() + 1);
+        grow_by_eighths(&mut self.starts, 1);
         self.arena.extend(tokens.iter().copied());
         self.arena.push_back(END);
         self.starts.push_back(start);

@@ -119,6 +119,10 @@ impl Windows {
                     let id = match free.pop() {
                         Some(id) => id,
                         None => {
+                            if lists.len() == lists.capacity() {
+                                // Grown by eighths like the corpus: queues are many.
+                                lists.reserve_exact((lists.len() / 8).max(64));
+                            }
                             lists.push(VecDeque::with_capacity(KEPT_CAPACITY));
                             u32::try_from(lists.len() - 1).unwrap_or(SINGLE - 1)
                         }
