@@ -84,17 +84,24 @@ fn live() -> (isize, isize) {
     )
 }
 
-fn corpus() -> Vec<String> {
+/// `LINES` lines over a vocabulary of `vocabulary` words, with one word in `one_off` (if
+/// not 0) replaced by a word seen nowhere else, as typos and pasted names are.
+fn corpus(vocabulary: usize, one_off: usize) -> Vec<String> {
     let mut rng = fastrand::Rng::with_seed(42);
-    let words: Vec<String> = (0..VOCABULARY).map(|i| format!("w{i}")).collect();
+    let words: Vec<String> = (0..vocabulary).map(|i| format!("w{i}")).collect();
+    let mut unique = 0;
     (0..LINES)
         .map(|_| {
             let n = rng.usize(3..=15);
             (0..n)
                 .map(|_| {
+                    if one_off > 0 && rng.usize(0..one_off) == 0 {
+                        unique += 1;
+                        return format!("u{unique}");
+                    }
                     // Squaring a uniform draw favours low indexes: a rough Zipf skew.
                     let u = rng.f64();
-                    words[((u * u) * VOCABULARY as f64) as usize].as_str()
+                    words[((u * u) * vocabulary as f64) as usize].clone()
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -294,6 +301,18 @@ fn reload(order: usize, chain: &Chain) {
     );
 }
 
+/// The memory of a chain of `S` keeping `max_lines` learned from `lines`, in MiB.
+fn memory<S: Subject>(order: usize, max_lines: usize, lines: &[String]) -> f64 {
+    let before = live();
+    let mut chain = S::new(order, max_lines);
+    for line in lines {
+        chain.learn(line);
+    }
+    let bytes = live().0 - before.0;
+    drop(chain);
+    mib(bytes)
+}
+
 /// Steady state of a busy channel: the corpus is full, so every new line also unlearns the
 /// oldest one.
 fn bounded<S: Subject>(lines: &[String]) {
@@ -318,7 +337,7 @@ fn bounded<S: Subject>(lines: &[String]) {
 }
 
 fn main() {
-    let lines = corpus();
+    let lines = corpus(VOCABULARY, 0);
     let words: usize = lines.iter().map(|l| l.split(' ').count()).sum();
     let text: usize = lines.iter().map(String::len).sum();
     println!(
@@ -336,4 +355,28 @@ fn main() {
     }
     bounded::<baseline::chain::Chain>(&lines);
     bounded::<Chain>(&lines);
+
+    // Real chat has more distinct words (names, typos, emotes) than the corpus above: ten
+    // times the vocabulary, and one word in 50 seen only once.
+    let wide_vocabulary = 50_000;
+    let wide = corpus(wide_vocabulary, 50);
+    let distinct: std::collections::HashSet<&str> =
+        wide.iter().flat_map(|l| l.split(' ')).collect();
+    println!(
+        "order 2, vocabulary {wide_vocabulary} and one word in 50 seen once ({} distinct words): memory old {:.1} MiB, new {:.1} MiB",
+        distinct.len(),
+        memory::<baseline::chain::Chain>(2, LINES, &wide),
+        memory::<Chain>(2, LINES, &wide)
+    );
+
+    // One channel at the default bound, after learning all the lines (so the vocabulary
+    // also holds the words of the lines forgotten).
+    let default_lines = Config::default().max_lines;
+    for order in 1..=5 {
+        println!(
+            "order {order} new, max_lines {default_lines} (the default): memory {:.1} MiB on the first corpus, {:.1} MiB on the wide one",
+            memory::<Chain>(order, default_lines, &lines),
+            memory::<Chain>(order, default_lines, &wide)
+        );
+    }
 }

@@ -7,8 +7,9 @@
 //! Lines are forgotten oldest first, so a window's oldest occurrence is always the one to
 //! drop: the front of its queue.
 //!
-//! Entries are grouped by the window's last token, one small table per token: the windows a
-//! seed word ends are the entries of that word's table, with no separate index to keep.
+//! Entries are grouped by the window's last token, one small table per token (or the entry
+//! itself for a token ending a single window): the windows a seed word ends are the entries
+//! of that word's table, with no separate index to keep.
 
 use super::corpus::{Corpus, Pos};
 use super::{Token, TokenHasher, Window};
@@ -66,12 +67,26 @@ impl<'a> Occurrences<'a> {
     }
 }
 
+/// The windows ending with one word. Most words (rare ones above all) end a single window,
+/// which is kept inline rather than in a table of its own.
+#[derive(Debug, Clone, Default)]
+enum Ending {
+    /// No window.
+    #[default]
+    Empty,
+    /// One window.
+    One(Slot),
+    /// Several windows, hashed by their tokens before the last (boxed: an entry stays 16
+    /// bytes, for the many words that end one window or none).
+    Many(Box<HashTable<Slot>>),
+}
+
 /// Every window the chain knows, except the one of start markers only (every line's
 /// start, which the corpus lists already).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Windows {
-    /// Last token -> the windows ending with it, hashed by their other tokens.
-    by_last: Vec<HashTable<Slot>>,
+    /// Last token -> the windows ending with it.
+    by_last: Vec<Ending>,
     /// Queues of positions for the windows that occur more than once.
     lists: Vec<VecDeque<Pos>>,
     /// Queues in `lists` free for reuse.
@@ -87,6 +102,65 @@ fn prefix_hash(prefix: &[Token]) -> u64 {
         h.write_u32(t);
     }
     h.finish()
+}
+
+/// Adds position `p`, the newest, to the window of `slot`.
+fn push_occurrence(slot: &mut Slot, p: Pos, lists: &mut Vec<VecDeque<Pos>>, free: &mut Vec<u32>) {
+    if slot.list != SINGLE {
+        lists[slot.list as usize].push_back(p);
+        return;
+    }
+    let id = match free.pop() {
+        Some(id) => id,
+        None => {
+            if lists.len() == lists.capacity() {
+                // Grown by eighths like the corpus: queues are many.
+                lists.reserve_exact((lists.len() / 8).max(64));
+            }
+            lists.push(VecDeque::with_capacity(KEPT_CAPACITY));
+            u32::try_from(lists.len() - 1).unwrap_or(SINGLE - 1)
+        }
+    };
+    let list = &mut lists[id as usize];
+    list.push_back(slot.head);
+    list.push_back(p);
+    slot.list = id;
+}
+
+/// Removes position `p`, the oldest, from the window of `slot`; true when the window no
+/// longer occurs.
+fn pop_occurrence(
+    slot: &mut Slot,
+    p: Pos,
+    lists: &mut [VecDeque<Pos>],
+    free: &mut Vec<u32>,
+) -> bool {
+    if slot.list == SINGLE {
+        return slot.head == p;
+    }
+    let list = &mut lists[slot.list as usize];
+    if list.front() == Some(&p) {
+        list.pop_front();
+    }
+    slot.head = list.front().copied().unwrap_or(p);
+    if list.len() <= 1 {
+        list.clear();
+        list.shrink_to(KEPT_CAPACITY);
+        free.push(slot.list);
+        slot.list = SINGLE;
+    }
+    false
+}
+
+impl Ending {
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        let (one, many) = match self {
+            Ending::Empty => (None, None),
+            Ending::One(slot) => (Some(slot), None),
+            Ending::Many(table) => (None, Some(table.as_ref().iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl Windows {
@@ -105,44 +179,35 @@ impl Windows {
         } = self;
         let last = window[order - 1] as usize;
         if by_last.len() <= last {
-            by_last.resize_with(last + 1, HashTable::new);
+            by_last.resize_with(last + 1, Ending::default);
         }
-        let entry = by_last[last].entry(
-            prefix_hash(&window[..order - 1]),
-            |s| corpus.window_is(s.head, order, &window[..order]),
-            |s| prefix_hash(&corpus.window(s.head, order)[..order - 1]),
-        );
-        match entry {
-            Entry::Occupied(mut e) => {
-                let slot = e.get_mut();
-                if slot.list == SINGLE {
-                    let id = match free.pop() {
-                        Some(id) => id,
-                        None => {
-                            if lists.len() == lists.capacity() {
-                                // Grown by eighths like the corpus: queues are many.
-                                lists.reserve_exact((lists.len() / 8).max(64));
-                            }
-                            lists.push(VecDeque::with_capacity(KEPT_CAPACITY));
-                            u32::try_from(lists.len() - 1).unwrap_or(SINGLE - 1)
-                        }
-                    };
-                    let list = &mut lists[id as usize];
-                    list.push_back(slot.head);
-                    list.push_back(p);
-                    slot.list = id;
-                } else {
-                    lists[slot.list as usize].push_back(p);
+        let is_window = |s: &Slot| corpus.window_is(s.head, order, &window[..order]);
+        let rehash = |s: &Slot| prefix_hash(&corpus.window(s.head, order)[..order - 1]);
+        let hash = prefix_hash(&window[..order - 1]);
+        let new = Slot {
+            head: p,
+            list: SINGLE,
+        };
+        let ending = &mut by_last[last];
+        match ending {
+            Ending::Empty => *ending = Ending::One(new),
+            Ending::One(slot) if is_window(slot) => {
+                return push_occurrence(slot, p, lists, free);
+            }
+            Ending::One(slot) => {
+                let mut table = HashTable::with_capacity(2);
+                table.insert_unique(rehash(slot), *slot, rehash);
+                table.insert_unique(hash, new, rehash);
+                *ending = Ending::Many(Box::new(table));
+            }
+            Ending::Many(table) => match table.entry(hash, is_window, rehash) {
+                Entry::Occupied(mut e) => return push_occurrence(e.get_mut(), p, lists, free),
+                Entry::Vacant(v) => {
+                    v.insert(new);
                 }
-            }
-            Entry::Vacant(v) => {
-                v.insert(Slot {
-                    head: p,
-                    list: SINGLE,
-                });
-                *count += 1;
-            }
+            },
         }
+        *count += 1;
     }
 
     /// Forgets the occurrence of `window` at `p`, its oldest.
@@ -153,37 +218,34 @@ impl Windows {
             free,
             count,
         } = self;
-        let Some(table) = by_last.get_mut(window[order - 1] as usize) else {
+        let Some(ending) = by_last.get_mut(window[order - 1] as usize) else {
             return;
         };
-        let found = table.find_entry(prefix_hash(&window[..order - 1]), |s| {
-            corpus.window_is(s.head, order, &window[..order])
-        });
-        let Ok(mut e) = found else {
-            return;
-        };
-        let slot = e.get_mut();
-        if slot.list == SINGLE {
-            if slot.head == p {
-                e.remove();
-                *count -= 1;
-                if table.is_empty() {
-                    // A word no longer ending any window gives its table's memory back.
-                    *table = HashTable::new();
+        let is_window = |s: &Slot| corpus.window_is(s.head, order, &window[..order]);
+        match ending {
+            Ending::Empty => {}
+            Ending::One(slot) => {
+                if is_window(slot) && pop_occurrence(slot, p, lists, free) {
+                    *ending = Ending::Empty;
+                    *count -= 1;
                 }
             }
-            return;
-        }
-        let list = &mut lists[slot.list as usize];
-        if list.front() == Some(&p) {
-            list.pop_front();
-        }
-        slot.head = list.front().copied().unwrap_or(p);
-        if list.len() <= 1 {
-            list.clear();
-            list.shrink_to(KEPT_CAPACITY);
-            free.push(slot.list);
-            slot.list = SINGLE;
+            Ending::Many(table) => {
+                let hash = prefix_hash(&window[..order - 1]);
+                let Ok(mut e) = table.find_entry(hash, is_window) else {
+                    return;
+                };
+                if pop_occurrence(e.get_mut(), p, lists, free) {
+                    e.remove();
+                    *count -= 1;
+                    if table.len() == 1 {
+                        // The table's memory goes back; the last window is kept inline.
+                        if let Some(&last) = table.iter().next() {
+                            *ending = Ending::One(last);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -194,10 +256,12 @@ impl Windows {
         order: usize,
         window: &[Token],
     ) -> Option<Occurrences<'_>> {
-        let table = self.by_last.get(window[order - 1] as usize)?;
-        let slot = table.find(prefix_hash(&window[..order - 1]), |s| {
-            corpus.window_is(s.head, order, &window[..order])
-        })?;
+        let is_window = |s: &&Slot| corpus.window_is(s.head, order, &window[..order]);
+        let slot = match self.by_last.get(window[order - 1] as usize)? {
+            Ending::Empty => None,
+            Ending::One(slot) => Some(slot).filter(is_window),
+            Ending::Many(table) => table.find(prefix_hash(&window[..order - 1]), |s| is_window(&s)),
+        }?;
         Some(self.occurrences(slot))
     }
 
@@ -213,7 +277,7 @@ impl Windows {
         self.by_last
             .get(token as usize)
             .into_iter()
-            .flat_map(HashTable::iter)
+            .flat_map(Ending::iter)
             .map(|slot| self.occurrences(slot))
     }
 
@@ -222,8 +286,14 @@ impl Windows {
     pub(super) fn all(&self) -> impl Iterator<Item = Occurrences<'_>> {
         self.by_last
             .iter()
-            .flat_map(HashTable::iter)
+            .flat_map(Ending::iter)
             .map(|slot| self.occurrences(slot))
+    }
+
+    /// The size of one word's entry.
+    #[cfg(test)]
+    pub(super) fn ending_size() -> usize {
+        std::mem::size_of::<Ending>()
     }
 
     /// Queues in the pool, used or free.
