@@ -34,6 +34,20 @@ pub(super) fn grow_by_eighths<T>(items: &mut VecDeque<T>, extra: usize) {
     }
 }
 
+/// [`grow_by_eighths`] for the chain's other large arrays.
+pub(super) fn grow_vec_by_eighths<T>(items: &mut Vec<T>, extra: usize) {
+    if items.len() + extra > items.capacity() {
+        items.reserve_exact((items.len() / 8).max(extra).max(64));
+    }
+}
+
+/// [`grow_by_eighths`] for the vocabulary's text.
+pub(super) fn grow_text_by_eighths(text: &mut String, extra: usize) {
+    if text.len() + extra > text.capacity() {
+        text.reserve_exact((text.len() / 8).max(extra).max(256));
+    }
+}
+
 impl Corpus {
     /// Lines kept.
     pub(super) fn lines(&self) -> usize {

@@ -3,6 +3,7 @@
 //! A word costs its bytes, two offsets and two hash slots (exact spelling and lower case),
 //! not three boxed strings and three hash-map entries.
 
+use super::corpus::{grow_text_by_eighths, grow_vec_by_eighths};
 use super::{Token, END, START};
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
@@ -44,6 +45,7 @@ fn slice<'a>(text: &'a str, ends: &[u32], id: usize) -> &'a str {
 /// Appends `word` to a text buffer and returns its end offset (saturating: a buffer of 4 GiB
 /// of distinct words is beyond any chat).
 fn push_text(text: &mut String, word: &str) -> u32 {
+    grow_text_by_eighths(text, word.len());
     text.push_str(word);
     u32::try_from(text.len()).unwrap_or(u32::MAX)
 }
@@ -88,6 +90,9 @@ impl Vocabulary {
         // The vocabulary would need 4 billion distinct words to overflow; saturate anyway
         // rather than panic on input.
         let id = Token::try_from(self.ends.len()).unwrap_or(NONE - 1);
+        // Vocabularies of chat run to tens of thousands of words: grown by eighths.
+        grow_vec_by_eighths(&mut self.ends, 1);
+        grow_vec_by_eighths(&mut self.fold_next, 1);
         self.ends.push(push_text(&mut self.text, word));
         let (text, ends, hasher) = (&self.text, &self.ends, &self.hasher);
         self.ids.insert_unique(hash, id, |&t| {
@@ -111,6 +116,8 @@ impl Vocabulary {
             return id;
         }
         let id = u32::try_from(self.folded_ends.len()).unwrap_or(u32::MAX);
+        grow_vec_by_eighths(&mut self.folded_ends, 1);
+        grow_vec_by_eighths(&mut self.fold_first, 1);
         self.folded_ends
             .push(push_text(&mut self.folded_text, folded));
         self.fold_first.push(NONE);

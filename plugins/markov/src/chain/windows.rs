@@ -11,7 +11,7 @@
 //! itself for a token ending a single window): the windows a seed word ends are the entries
 //! of that word's table, with no separate index to keep.
 
-use super::corpus::{Corpus, Pos};
+use super::corpus::{grow_vec_by_eighths, Corpus, Pos};
 use super::{Token, TokenHasher, Window};
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
@@ -113,10 +113,8 @@ fn push_occurrence(slot: &mut Slot, p: Pos, lists: &mut Vec<VecDeque<Pos>>, free
     let id = match free.pop() {
         Some(id) => id,
         None => {
-            if lists.len() == lists.capacity() {
-                // Grown by eighths like the corpus: queues are many.
-                lists.reserve_exact((lists.len() / 8).max(64));
-            }
+            // Grown by eighths like the corpus: queues are many.
+            grow_vec_by_eighths(lists, 1);
             lists.push(VecDeque::with_capacity(KEPT_CAPACITY));
             u32::try_from(lists.len() - 1).unwrap_or(SINGLE - 1)
         }
@@ -179,6 +177,7 @@ impl Windows {
         } = self;
         let last = window[order - 1] as usize;
         if by_last.len() <= last {
+            grow_vec_by_eighths(by_last, last + 1 - by_last.len());
             by_last.resize_with(last + 1, Ending::default);
         }
         let is_window = |s: &Slot| corpus.window_is(s.head, order, &window[..order]);
