@@ -6,9 +6,9 @@
 //! found in the middle of a line.
 //!
 //! The layout is flat, so a large chain stays small (see `BENCHMARKS.md`):
-//! - [`vocabulary`]: words as `u32` tokens, every word's text once in one buffer;
-//! - [`corpus`]: the learned lines (bounded by `max_lines`) as tokens in one arena;
-//! - [`windows`]: each window as the corpus positions where it occurs, read from the corpus
+//! - `vocabulary`: words as `u32` tokens, every word's text once in one buffer;
+//! - `corpus`: the learned lines (bounded by `max_lines`) as tokens in one arena;
+//! - `windows`: each window as the corpus positions where it occurs, read from the corpus
 //!   instead of stored as tokens and counts. One position serves both directions (the token
 //!   at it follows the window, the one before the window precedes it) and drawing a random
 //!   occurrence draws a neighbour in proportion to how often it was seen.
