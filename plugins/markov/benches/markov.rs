@@ -201,7 +201,8 @@ impl Subject for baseline::chain::Chain {
     }
 }
 
-/// Learns the corpus into a chain of `S` and measures it; returns the chain.
+/// Learns the corpus into a chain of `S` and measures its memory, learning and relearning;
+/// returns the chain.
 fn measure<S: Subject>(order: usize, lines: &[String]) -> S {
     let name = S::NAME;
     let before = live();
@@ -224,38 +225,6 @@ fn measure<S: Subject>(order: usize, lines: &[String]) -> S {
         chain.states()
     );
 
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut verbatim = 0;
-    let times: Vec<Duration> = (0..SENTENCES)
-        .map(|_| {
-            let started = Instant::now();
-            let s = chain.sentence(&[], &mut rng).expect("a sentence");
-            let took = started.elapsed();
-            verbatim += usize::from(s.1);
-            black_box(s);
-            took
-        })
-        .collect();
-    println!(
-        "order {order} {name}: random sentence {} ({SENTENCES} sentences, {verbatim} verbatim)",
-        summary(times)
-    );
-    let seeds: Vec<String> = (0..SEEDED)
-        .map(|i| format!("w{}", (i * 7) % VOCABULARY))
-        .collect();
-    let times: Vec<Duration> = seeds
-        .iter()
-        .map(|seed| {
-            let started = Instant::now();
-            black_box(chain.sentence(&[seed], &mut rng));
-            started.elapsed()
-        })
-        .collect();
-    println!(
-        "order {order} {name}: seeded sentence {} ({SEEDED} one-word seeds)",
-        summary(times)
-    );
-
     let (rebuilt, wall, cpu) = timed(|| chain.rebuilt());
     println!(
         "order {order} {name}: relearn the corpus (restart, reload, !markov order) {} wall, {} on CPU",
@@ -264,6 +233,68 @@ fn measure<S: Subject>(order: usize, lines: &[String]) -> S {
     );
     drop(rebuilt);
     chain
+}
+
+/// One sentence from each chain, in turns (the first chain goes first on even turns), each
+/// timed: both see the same load on a shared machine.
+fn in_turns<A: Subject, B: Subject>(
+    turns: usize,
+    a: &A,
+    b: &B,
+    mut call_a: impl FnMut(&A, usize) -> Option<(String, bool)>,
+    mut call_b: impl FnMut(&B, usize) -> Option<(String, bool)>,
+) -> [(Vec<Duration>, usize); 2] {
+    let mut out = [(Vec::new(), 0), (Vec::new(), 0)];
+    for turn in 0..turns {
+        for side in [turn % 2, 1 - turn % 2] {
+            let started = Instant::now();
+            let s = if side == 0 {
+                call_a(a, turn)
+            } else {
+                call_b(b, turn)
+            };
+            out[side].0.push(started.elapsed());
+            out[side].1 += usize::from(s.as_ref().is_some_and(|s| s.1));
+            black_box(s);
+        }
+    }
+    out
+}
+
+/// Random and seeded sentences of both chains, timed in turns.
+fn sentences<A: Subject, B: Subject>(order: usize, a: &A, b: &B) {
+    let mut rngs = (fastrand::Rng::with_seed(7), fastrand::Rng::with_seed(7));
+    let random = in_turns(
+        SENTENCES,
+        a,
+        b,
+        |a, _| a.sentence(&[], &mut rngs.0),
+        |b, _| b.sentence(&[], &mut rngs.1),
+    );
+    let seeds: Vec<String> = (0..SEEDED)
+        .map(|i| format!("w{}", (i * 7) % VOCABULARY))
+        .collect();
+    let mut rngs = (fastrand::Rng::with_seed(8), fastrand::Rng::with_seed(8));
+    let seeded = in_turns(
+        SEEDED,
+        a,
+        b,
+        |a, i| a.sentence(&[&seeds[i]], &mut rngs.0),
+        |b, i| b.sentence(&[&seeds[i]], &mut rngs.1),
+    );
+    for (name, (random, verbatim), (seeded, _)) in [
+        (A::NAME, random[0].clone(), seeded[0].clone()),
+        (B::NAME, random[1].clone(), seeded[1].clone()),
+    ] {
+        println!(
+            "order {order} {name}: random sentence {} ({SENTENCES} sentences, {verbatim} verbatim)",
+            summary(random)
+        );
+        println!(
+            "order {order} {name}: seeded sentence {} ({SEEDED} one-word seeds)",
+            summary(seeded)
+        );
+    }
 }
 
 /// The hot-reload path of the plugin: state encoded by the old generation, decoded and
@@ -349,8 +380,10 @@ fn main() {
         .map(|v| v.split(',').filter_map(|o| o.trim().parse().ok()).collect())
         .unwrap_or_else(|| (1..=5).collect());
     for order in orders {
-        drop(measure::<baseline::chain::Chain>(order, &lines));
+        let old = measure::<baseline::chain::Chain>(order, &lines);
         let chain = measure::<Chain>(order, &lines);
+        sentences(order, &old, &chain);
+        drop(old);
         reload(order, &chain);
     }
     bounded::<baseline::chain::Chain>(&lines);
