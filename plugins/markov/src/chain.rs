@@ -704,7 +704,7 @@ mod tests {
                 let found = !c.find_windows(&[&options], 1, &mut rng).is_empty();
                 assert_eq!(found, known, "{word}");
             }
-            assert_eq!(Windows::ending_size(), 16);
+            assert_eq!(Windows::ending_size(), 40);
             let (pooled, free) = c.windows.pooled();
             assert!(free <= pooled && pooled < 400, "{pooled} queues");
         }

@@ -67,8 +67,10 @@ impl<'a> Occurrences<'a> {
     }
 }
 
-/// The windows ending with one word. Most words (rare ones above all) end a single window,
-/// which is kept inline rather than in a table of its own.
+/// The windows ending with one word. Many words (rare ones above all) end a single window,
+/// which is kept inline rather than in a table of its own. The table is not boxed: a lookup
+/// is bound by memory latency, and a box would add a dependent cache miss to every step of a
+/// sentence (about a third slower in a profile) to save 24 bytes a word.
 #[derive(Debug, Clone, Default)]
 enum Ending {
     /// No window.
@@ -76,9 +78,8 @@ enum Ending {
     Empty,
     /// One window.
     One(Slot),
-    /// Several windows, hashed by their tokens before the last (boxed: an entry stays 16
-    /// bytes, for the many words that end one window or none).
-    Many(Box<HashTable<Slot>>),
+    /// Several windows, hashed by their tokens before the last.
+    Many(HashTable<Slot>),
 }
 
 /// Every window the chain knows, except the one of start markers only (every line's
@@ -155,7 +156,7 @@ impl Ending {
         let (one, many) = match self {
             Ending::Empty => (None, None),
             Ending::One(slot) => (Some(slot), None),
-            Ending::Many(table) => (None, Some(table.as_ref().iter())),
+            Ending::Many(table) => (None, Some(table.iter())),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
@@ -197,7 +198,7 @@ impl Windows {
                 let mut table = HashTable::with_capacity(2);
                 table.insert_unique(rehash(slot), *slot, rehash);
                 table.insert_unique(hash, new, rehash);
-                *ending = Ending::Many(Box::new(table));
+                *ending = Ending::Many(table);
             }
             Ending::Many(table) => match table.entry(hash, is_window, rehash) {
                 Entry::Occupied(mut e) => return push_occurrence(e.get_mut(), p, lists, free),
