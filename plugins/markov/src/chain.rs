@@ -1,20 +1,31 @@
 //! A word-level Markov chain of a fixed order, learned from chat lines.
 //!
-//! Every line is padded with `order` start markers before it and `order` end markers after
-//! it. One table maps each window of `order` tokens to the tokens that followed it and to the
-//! tokens that came before it, so a sentence can grow in both directions from a seed found in
-//! the middle of a line (one table, not two, halves the hash lookups of learning).
+//! Every line is padded with `order` start markers before it and an end marker after it. The
+//! chain knows every window of `order` tokens that is followed by something, with the token
+//! after it and the token before it, so a sentence can grow in both directions from a seed
+//! found in the middle of a line.
 //!
-//! The chain keeps the lines it learned (its corpus, bounded by `max_lines`) as word tokens.
-//! The corpus is the chain's compact serialized form: as text it is smaller than the tables
-//! for any order above 1, it survives a change of order, and relearning it is fast (see
-//! `BENCHMARKS.md`). Lines dropped from a full corpus are unlearned, so memory stays bounded;
-//! only the vocabulary keeps the words of forgotten lines until the chain is relearned (at a
-//! hot reload, a restart or a change of order).
+//! The layout is flat, so a large chain stays small (see `BENCHMARKS.md`):
+//! - `vocabulary`: words as `u32` tokens, every word's text once in one buffer;
+//! - `corpus`: the learned lines (bounded by `max_lines`) as tokens in one arena;
+//! - `windows`: each window as the corpus positions where it occurs, read from the corpus
+//!   instead of stored as tokens and counts. One position serves both directions (the token
+//!   at it follows the window, the one before the window precedes it) and drawing a random
+//!   occurrence draws a neighbour in proportion to how often it was seen.
+//!
+//! The corpus is also the chain's serialized form: as text it survives a change of order and
+//! of layout, and relearning it is fast. Lines dropped from a full corpus are unlearned, so
+//! memory stays bounded; only the vocabulary keeps the words of forgotten lines until the
+//! chain is relearned (at a hot reload, a restart or a change of order).
 
-use std::collections::hash_map::{DefaultHasher, Entry};
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+mod corpus;
+mod vocabulary;
+mod windows;
+
+use corpus::{Corpus, Pos};
+use std::hash::Hasher;
+use vocabulary::Vocabulary;
+use windows::Windows;
 
 /// The lowest order a chain may have.
 pub const MIN_ORDER: usize = 1;
@@ -37,8 +48,12 @@ pub(crate) const END: Token = 1;
 const PAD: Token = Token::MAX;
 
 /// `order` consecutive tokens (the rest of the array is [`PAD`]): a fixed-size `Copy` key, so
-/// learning never allocates a key.
+/// walking the chain never allocates.
 pub(crate) type Window = [Token; MAX_ORDER];
+
+/// Positions are `u32`; past this many tokens learned, the chain is relearned from its own
+/// corpus so that positions start again from zero (a busy channel gets there after months).
+const POSITION_LIMIT: u64 = u32::MAX as u64 - 2 * (MAX_WORDS_PER_LINE as u64 + 1);
 
 /// The chain's tables hash small integer arrays millions of times; SipHash's resistance to
 /// collision attacks buys nothing here (keys are vocabulary indexes, not attacker bytes),
@@ -52,18 +67,8 @@ impl Hasher for TokenHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Windows hash as one 20-byte slice: take it eight bytes at a time.
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.write_u64(u64::from_le_bytes(word));
+        for &b in bytes {
+            self.write_u64(u64::from(b));
         }
     }
 
@@ -74,165 +79,11 @@ impl Hasher for TokenHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<TokenHasher>>;
-/// Words are attacker-chosen text, so they keep std's keyed hasher.
-type WordMap<V> = HashMap<Box<str>, V>;
-
-/// Above this many distinct tokens a window gets a hash index (the start and end windows
-/// see thousands of distinct words).
-const INDEX_ABOVE: usize = 16;
-
-/// The tokens seen next to one window, with how often each was seen.
-///
-/// Most windows of a chat corpus are followed by a single token, so that case is stored
-/// inline: no allocation for the majority of a large chain's entries.
-#[derive(Debug, Clone, Default)]
-pub(crate) enum Followers {
-    /// Nothing seen (a window at a line's start has no predecessor, at its end no successor).
-    #[default]
-    Empty,
-    /// One distinct token, seen `count` times.
-    One {
-        /// The token.
-        token: Token,
-        /// How often.
-        count: u32,
-    },
-    /// Several distinct tokens.
-    Many(Box<ManyFollowers>),
-}
-
-/// Several distinct tokens with their counts.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ManyFollowers {
-    options: Vec<(Token, u32)>,
-    total: u32,
-    /// Token -> position in `options`, once there are more than [`INDEX_ABOVE`].
-    index: Option<FastMap<Token, usize>>,
-}
-
-impl Followers {
-    fn is_empty(&self) -> bool {
-        matches!(self, Followers::Empty)
-    }
-
-    fn add(&mut self, token: Token) {
-        match self {
-            Followers::Empty => *self = Followers::One { token, count: 1 },
-            Followers::One { token: t, count } if *t == token => *count = count.saturating_add(1),
-            Followers::One { token: t, count } => {
-                let mut many = ManyFollowers {
-                    options: vec![(*t, *count)],
-                    total: *count,
-                    index: None,
-                };
-                many.add(token);
-                *self = Followers::Many(Box::new(many));
-            }
-            Followers::Many(many) => many.add(token),
-        }
-    }
-
-    /// Forgets one occurrence of `token`.
-    fn remove(&mut self, token: Token) {
-        let now_empty = match self {
-            Followers::One { token: t, count } if *t == token => {
-                *count -= 1;
-                *count == 0
-            }
-            Followers::Empty | Followers::One { .. } => false,
-            Followers::Many(many) => many.remove(token),
-        };
-        if now_empty {
-            *self = Followers::Empty;
-        }
-    }
-
-    /// A token drawn with probability proportional to how often it was seen.
-    pub(crate) fn pick(&self, rng: &mut fastrand::Rng) -> Option<Token> {
-        match self {
-            Followers::Empty => None,
-            Followers::One { token, .. } => Some(*token),
-            Followers::Many(many) => many.pick(rng),
-        }
-    }
-}
-
-/// What the chain knows about one window: the tokens after it and the tokens before it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Transitions {
-    next: Followers,
-    prev: Followers,
-    /// Where the window sits in [`Chain::ending`]'s list for its last word, while `next`
-    /// is not empty.
-    slot: u32,
-}
-
-impl ManyFollowers {
-    fn position(&self, token: Token) -> Option<usize> {
-        match &self.index {
-            Some(index) => index.get(&token).copied(),
-            None => self.options.iter().position(|(t, _)| *t == token),
-        }
-    }
-
-    fn add(&mut self, token: Token) {
-        self.total = self.total.saturating_add(1);
-        if let Some(i) = self.position(token) {
-            self.options[i].1 += 1;
-            return;
-        }
-        self.options.push((token, 1));
-        let last = self.options.len() - 1;
-        match &mut self.index {
-            Some(index) => {
-                index.insert(token, last);
-            }
-            None if self.options.len() > INDEX_ABOVE => {
-                let index = self.options.iter().enumerate().map(|(i, (t, _))| (*t, i));
-                self.index = Some(index.collect());
-            }
-            None => {}
-        }
-    }
-
-    fn remove(&mut self, token: Token) -> bool {
-        if let Some(i) = self.position(token) {
-            self.total -= 1;
-            self.options[i].1 -= 1;
-            if self.options[i].1 == 0 {
-                self.options.swap_remove(i);
-                if let Some(index) = &mut self.index {
-                    index.remove(&token);
-                    if let Some((moved, _)) = self.options.get(i) {
-                        index.insert(*moved, i);
-                    }
-                }
-            }
-        }
-        self.options.is_empty()
-    }
-
-    fn pick(&self, rng: &mut fastrand::Rng) -> Option<Token> {
-        if self.total == 0 {
-            return None;
-        }
-        let mut roll = rng.u32(0..self.total);
-        for &(token, count) in &self.options {
-            if roll < count {
-                return Some(token);
-            }
-            roll -= count;
-        }
-        None
-    }
-}
+/// Where a window occurs in the chain's corpus: a window found by [`Chain::find_windows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place(Pos);
 
 /// A chain's size, for `!markov stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,19 +101,11 @@ pub struct ChainStats {
 pub struct Chain {
     order: usize,
     max_lines: usize,
-    /// Token -> word; indexes 0 and 1 are the markers.
-    words: Vec<Box<str>>,
-    ids: WordMap<Token>,
-    /// Lower-cased word -> every token spelled that way, for case-insensitive seeds.
-    folded: WordMap<Vec<Token>>,
-    table: FastMap<Window, Transitions>,
-    /// Word -> every window that ends with it and has a next token: where a seed is looked
-    /// up, so a seeded sentence costs no scan of the whole table.
-    ending: FastMap<Token, Vec<Window>>,
-    /// Fingerprints of learned lines, to tell a generated sentence that copies one.
-    fingerprints: FastMap<u64, u32>,
-    /// The learned lines as tokens, oldest first: unlearning needs no tokenizing.
-    corpus: VecDeque<Box<[Token]>>,
+    vocabulary: Vocabulary,
+    corpus: Corpus,
+    windows: Windows,
+    /// [`POSITION_LIMIT`], lowered by tests to reach it.
+    position_limit: u64,
 }
 
 /// Splits a chat line into the words worth learning: no links, no absurdly long tokens, at
@@ -286,6 +129,22 @@ pub fn clamp_order(order: usize) -> usize {
     order.clamp(MIN_ORDER, MAX_ORDER)
 }
 
+/// A line's tokens with `order` start markers before them and an end marker after: window
+/// `i` is `padded[i..i + order]` and is followed by `padded[i + order]`.
+fn padded(order: usize, tokens: &[Token]) -> ([Token; MAX_WORDS_PER_LINE + MAX_ORDER + 1], usize) {
+    let n = tokens.len().min(MAX_WORDS_PER_LINE);
+    let mut padded = [START; MAX_WORDS_PER_LINE + MAX_ORDER + 1];
+    padded[order..order + n].copy_from_slice(&tokens[..n]);
+    padded[order + n] = END;
+    (padded, n)
+}
+
+fn window_of(tokens: &[Token]) -> Window {
+    let mut window = [PAD; MAX_ORDER];
+    window[..tokens.len()].copy_from_slice(tokens);
+    window
+}
+
 impl Chain {
     /// An empty chain of `order` (clamped to the supported range) keeping at most
     /// `max_lines` lines (at least one).
@@ -293,13 +152,10 @@ impl Chain {
         Chain {
             order: clamp_order(order),
             max_lines: max_lines.max(1),
-            words: vec!["".into(), "".into()],
-            ids: HashMap::new(),
-            folded: HashMap::new(),
-            table: FastMap::default(),
-            ending: FastMap::default(),
-            fingerprints: FastMap::default(),
-            corpus: VecDeque::new(),
+            vocabulary: Vocabulary::new(),
+            corpus: Corpus::default(),
+            windows: Windows::default(),
+            position_limit: POSITION_LIMIT,
         }
     }
 
@@ -315,27 +171,33 @@ impl Chain {
 
     /// Lines, states and words.
     pub fn stats(&self) -> ChainStats {
+        let lines = self.corpus.lines();
         ChainStats {
-            lines: self.corpus.len(),
-            states: self.table.values().filter(|t| !t.next.is_empty()).count(),
-            words: self.words.len() - 2,
+            lines,
+            // The window of start markers only is every line's start.
+            states: self.windows.len() + usize::from(lines > 0),
+            words: self.vocabulary.len() - 2,
         }
     }
 
     /// Whether nothing has been learned.
     pub fn is_empty(&self) -> bool {
-        self.corpus.is_empty()
+        self.corpus.lines() == 0
     }
 
     /// The learned lines, oldest first, as they were normalized (words joined by spaces).
     pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
-        self.corpus.iter().map(|tokens| self.render(tokens))
+        self.corpus.iter().map(|tokens| {
+            let mut text = String::new();
+            self.render_into(tokens, &mut text);
+            text
+        })
     }
 
     /// Appends every line, oldest first, each followed by `\n`: the lines in one buffer
     /// without a String per line, for the state saved at every tick.
     pub fn write_lines(&self, out: &mut String) {
-        for tokens in &self.corpus {
+        for tokens in self.corpus.iter() {
             self.render_into(tokens, out);
             out.push('\n');
         }
@@ -344,12 +206,12 @@ impl Chain {
     /// The text of word tokens joined by spaces.
     pub(crate) fn render(&self, tokens: &[Token]) -> String {
         let mut text = String::new();
-        self.render_into(tokens, &mut text);
+        self.render_into(tokens.iter().copied(), &mut text);
         text
     }
 
-    fn render_into(&self, tokens: &[Token], out: &mut String) {
-        for (i, &t) in tokens.iter().enumerate() {
+    fn render_into(&self, tokens: impl Iterator<Item = Token>, out: &mut String) {
+        for (i, t) in tokens.enumerate() {
             if i > 0 {
                 out.push(' ');
             }
@@ -364,93 +226,67 @@ impl Chain {
         let mut tokens = [START; MAX_WORDS_PER_LINE];
         let mut count = 0;
         for word in tokenize(line) {
-            tokens[count] = self.intern(word);
+            tokens[count] = self.vocabulary.intern(word);
             count += 1;
         }
         if count == 0 {
             return false;
         }
-        let tokens = &tokens[..count];
-        let (order, table, ending) = (self.order, &mut self.table, &mut self.ending);
-        for_each_window(order, tokens, |window, before, after| {
-            let transitions = table.entry(window).or_default();
-            if after != PAD {
-                if transitions.next.is_empty() {
-                    if let Some(list) = ending_list(ending, &window, order) {
-                        transitions.slot = u32::try_from(list.len()).unwrap_or(u32::MAX);
-                        list.push(window);
-                    }
-                }
-                transitions.next.add(after);
-            }
-            if before != PAD {
-                transitions.prev.add(before);
-            }
-        });
-        *self.fingerprints.entry(fingerprint(tokens)).or_insert(0) += 1;
-        self.corpus.push_back(tokens.into());
-        while self.corpus.len() > self.max_lines {
-            if let Some(oldest) = self.corpus.pop_front() {
-                self.unlearn(&oldest);
-            }
+        if self.corpus.end() + count as u64 + 1 > self.position_limit {
+            self.restart_positions();
+        }
+        self.add_line(&tokens[..count]);
+        while self.corpus.lines() > self.max_lines {
+            self.forget_oldest();
         }
         true
+    }
+
+    /// Adds a line of word tokens to the corpus and its windows to the tables.
+    fn add_line(&mut self, tokens: &[Token]) {
+        let start = self.corpus.push(tokens);
+        let (padded, n) = padded(self.order, tokens);
+        // Window 0 (start markers only) is the line's start, which the corpus lists.
+        for i in 1..=n {
+            let window = window_of(&padded[i..i + self.order]);
+            self.windows
+                .add(&self.corpus, self.order, &window, start + i as Pos);
+        }
+    }
+
+    /// Unlearns the oldest line.
+    fn forget_oldest(&mut self) {
+        let Some((start, words)) = self.corpus.oldest() else {
+            return;
+        };
+        for i in 1..=words {
+            let p = start + i as Pos;
+            let window = self.corpus.window(p, self.order);
+            self.windows.remove(&self.corpus, self.order, &window, p);
+        }
+        self.corpus.pop_oldest();
+    }
+
+    /// Relearns the corpus from position zero, so positions never overflow.
+    fn restart_positions(&mut self) {
+        let lines: Vec<Vec<Token>> = self.corpus.iter().map(Iterator::collect).collect();
+        self.corpus = Corpus::default();
+        self.windows = Windows::default();
+        for tokens in &lines {
+            self.add_line(tokens);
+        }
     }
 
     /// A chain of another order (or corpus bound) learned from the same lines.
     pub fn rebuilt(&self, order: usize, max_lines: usize) -> Chain {
         let mut chain = Chain::new(order, max_lines);
-        for line in self.lines() {
-            chain.learn(&line);
+        let mut text = String::new();
+        for tokens in self.corpus.iter() {
+            text.clear();
+            self.render_into(tokens, &mut text);
+            chain.learn(&text);
         }
         chain
-    }
-
-    fn intern(&mut self, word: &str) -> Token {
-        if let Some(&id) = self.ids.get(word) {
-            return id;
-        }
-        // The vocabulary would need 4 billion distinct words to overflow; saturate anyway
-        // rather than panic on input.
-        let id = Token::try_from(self.words.len()).unwrap_or(PAD - 1);
-        self.words.push(word.into());
-        self.ids.insert(word.into(), id);
-        self.folded
-            .entry(word.to_lowercase().into_boxed_str())
-            .or_default()
-            .push(id);
-        id
-    }
-
-    fn unlearn(&mut self, tokens: &[Token]) {
-        let (order, table, ending) = (self.order, &mut self.table, &mut self.ending);
-        for_each_window(order, tokens, |window, before, after| {
-            let mut freed_slot = None;
-            if let Entry::Occupied(mut e) = table.entry(window) {
-                let transitions = e.get_mut();
-                if after != PAD {
-                    transitions.next.remove(after);
-                    if transitions.next.is_empty() {
-                        freed_slot = Some(transitions.slot as usize);
-                    }
-                }
-                if before != PAD {
-                    transitions.prev.remove(before);
-                }
-                if transitions.next.is_empty() && transitions.prev.is_empty() {
-                    e.remove();
-                }
-            }
-            if let Some(slot) = freed_slot {
-                unindex(table, ending, &window, slot, order);
-            }
-        });
-        if let Entry::Occupied(mut e) = self.fingerprints.entry(fingerprint(tokens)) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
     }
 
     /// The window a sentence starts from.
@@ -460,14 +296,32 @@ impl Chain {
         window
     }
 
+    fn is_start_window(&self, window: &Window) -> bool {
+        window[..self.order].iter().all(|&t| t == START)
+    }
+
     /// The next token after `window`, if the chain knows the window.
     pub(crate) fn next(&self, window: &Window, rng: &mut fastrand::Rng) -> Option<Token> {
-        self.table.get(window)?.next.pick(rng)
+        let p = if self.is_start_window(window) {
+            self.corpus.random_start(rng)?
+        } else {
+            self.windows
+                .find(&self.corpus, self.order, window)?
+                .pick(rng)
+        };
+        Some(self.corpus.token(p))
     }
 
     /// The token before `window`, if the chain knows the window.
     pub(crate) fn prev(&self, window: &Window, rng: &mut fastrand::Rng) -> Option<Token> {
-        self.table.get(window)?.prev.pick(rng)
+        if self.is_start_window(window) {
+            return None;
+        }
+        let p = self
+            .windows
+            .find(&self.corpus, self.order, window)?
+            .pick(rng);
+        Some(self.corpus.before_window(p, self.order))
     }
 
     /// `window` moved one token forward, with `token` entering at its end.
@@ -497,127 +351,104 @@ impl Chain {
 
     /// The text of a word token.
     pub(crate) fn word(&self, token: Token) -> &str {
-        self.words.get(token as usize).map_or("", |w| w)
+        self.vocabulary.word(token)
     }
 
     /// Every token spelled like `word`, ignoring case.
-    pub(crate) fn tokens_for(&self, word: &str) -> &[Token] {
-        self.folded
-            .get(word.to_lowercase().as_str())
-            .map_or(&[], Vec::as_slice)
+    pub(crate) fn tokens_for(&self, word: &str) -> Vec<Token> {
+        self.vocabulary.tokens_for(word)
     }
 
     /// Up to `k` windows ending with `seed` (one set of acceptable tokens per seed word, at
     /// most `order` words), drawn uniformly among all such windows that have a next token.
-    /// Every place the seed occurs in a learned line ends one such window.
+    /// Every place the seed occurs in a learned line ends one such window. They are given as
+    /// places, read with [`Chain::window_at`] when used (a sentence usually needs one).
     pub(crate) fn find_windows(
         &self,
         seed: &[&[Token]],
         k: usize,
         rng: &mut fastrand::Rng,
-    ) -> Vec<Window> {
-        let mut chosen = Vec::new();
+    ) -> Vec<Place> {
+        let mut chosen: Vec<Pos> = Vec::new();
         let Some(last_options) = seed.last() else {
-            return chosen;
+            return Vec::new();
         };
         if seed.len() > self.order || seed.iter().any(|s| s.is_empty()) {
-            return chosen;
+            return Vec::new();
         }
         let offset = self.order - seed.len();
         let mut seen = 0usize;
-        let candidates = last_options
-            .iter()
-            .filter_map(|t| self.ending.get(t))
-            .flatten();
-        for window in candidates {
-            let fits = seed
-                .iter()
-                .enumerate()
-                .all(|(i, options)| options.contains(&window[offset + i]));
-            if !fits {
-                continue;
-            }
-            // Reservoir sampling: every matching window is equally likely to be kept.
-            seen += 1;
-            if chosen.len() < k {
-                chosen.push(*window);
-            } else {
-                let slot = rng.usize(0..seen);
-                if slot < k {
-                    chosen[slot] = *window;
+        for &last in *last_options {
+            for occurrences in self.windows.ending_with(last) {
+                let head = occurrences.head();
+                // The last token matches by construction; the others are read back.
+                if seed.len() > 1 {
+                    let window = self.corpus.window(head, self.order);
+                    let fits = seed
+                        .iter()
+                        .enumerate()
+                        .all(|(i, options)| options.contains(&window[offset + i]));
+                    if !fits {
+                        continue;
+                    }
+                }
+                // Reservoir sampling: every matching window is equally likely to be kept.
+                seen += 1;
+                if chosen.len() < k {
+                    chosen.push(head);
+                } else {
+                    let slot = rng.usize(0..seen);
+                    if slot < k {
+                        chosen[slot] = head;
+                    }
                 }
             }
         }
-        chosen
+        chosen.into_iter().map(Place).collect()
+    }
+
+    /// The window found at `place`.
+    pub(crate) fn window_at(&self, place: Place) -> Window {
+        self.corpus.window(place.0, self.order)
     }
 
     /// Whether `tokens` is exactly a line the chain learned.
     pub(crate) fn is_learned_line(&self, tokens: &[Token]) -> bool {
-        self.fingerprints.contains_key(&fingerprint(tokens))
-    }
-}
-
-/// The list in `ending` for `window`'s last token, when that token is a word.
-fn ending_list<'a>(
-    ending: &'a mut FastMap<Token, Vec<Window>>,
-    window: &Window,
-    order: usize,
-) -> Option<&'a mut Vec<Window>> {
-    let last = window[order - 1];
-    (last != START && last != END).then(|| ending.entry(last).or_default())
-}
-
-/// Removes `window` from its word's list in `ending` (at `slot`), updating the slot of the
-/// window moved into its place.
-fn unindex(
-    table: &mut FastMap<Window, Transitions>,
-    ending: &mut FastMap<Token, Vec<Window>>,
-    window: &Window,
-    slot: usize,
-    order: usize,
-) {
-    let Some(list) = ending_list(ending, window, order) else {
-        return;
-    };
-    if list.get(slot) != Some(window) {
-        return;
-    }
-    list.swap_remove(slot);
-    if let Some(moved) = list.get(slot).copied() {
-        if let Some(t) = table.get_mut(&moved) {
-            t.slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        if tokens.is_empty() || tokens.len() > MAX_WORDS_PER_LINE {
+            return false;
         }
+        let (padded, n) = padded(self.order, tokens);
+        // Such a line holds every window of `tokens`: look at the places of the rarest, or
+        // of the first that occurs only once (most windows of chat do).
+        let mut rarest: Option<(usize, windows::Occurrences<'_>)> = None;
+        for i in 1..=n {
+            let Some(found) =
+                self.windows
+                    .find(&self.corpus, self.order, &padded[i..i + self.order])
+            else {
+                return false;
+            };
+            if rarest.is_none_or(|(_, r)| found.count() < r.count()) {
+                rarest = Some((i, found));
+            }
+            if found.count() == 1 {
+                break;
+            }
+        }
+        let Some((i, found)) = rarest else {
+            return false;
+        };
+        found.iter().any(|p| {
+            p.checked_sub(i as Pos)
+                .is_some_and(|s| self.corpus.line_is(s, tokens))
+        })
     }
-}
-
-/// Calls `f(window, before, after)` for every position of a line of at most
-/// [`MAX_WORDS_PER_LINE`] tokens padded with `order` markers on each side; `before` or
-/// `after` is [`PAD`] where the window has no such neighbour worth recording.
-fn for_each_window(order: usize, tokens: &[Token], mut f: impl FnMut(Window, Token, Token)) {
-    let n = tokens.len().min(MAX_WORDS_PER_LINE);
-    let mut padded = [END; MAX_WORDS_PER_LINE + 2 * MAX_ORDER];
-    padded[..order].fill(START);
-    padded[order..order + n].copy_from_slice(&tokens[..n]);
-    // Window i covers padded[i..i + order]. Forward (next) windows end at the last word at
-    // most (i <= n); backward (prev) windows start at the first word at least (i >= order).
-    for i in 0..=n + order {
-        let mut window = [PAD; MAX_ORDER];
-        window[..order].copy_from_slice(&padded[i..i + order]);
-        let before = if i >= order { padded[i - 1] } else { PAD };
-        let after = if i <= n { padded[i + order] } else { PAD };
-        f(window, before, after);
-    }
-}
-
-fn fingerprint(tokens: &[Token]) -> u64 {
-    let mut h = DefaultHasher::new();
-    tokens.hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn chain_of(order: usize, lines: &[&str]) -> Chain {
         let mut c = Chain::new(order, 1000);
@@ -625,6 +456,84 @@ mod tests {
             c.learn(l);
         }
         c
+    }
+
+    fn token(c: &Chain, word: &str) -> Token {
+        c.tokens_for(word)
+            .into_iter()
+            .find(|&t| c.word(t) == word)
+            .expect("a known word")
+    }
+
+    /// Window (as words, markers spelled `<s>` and `</s>`) -> the words seen after it and
+    /// the words seen before it, with their counts.
+    type Model = BTreeMap<Vec<String>, (BTreeMap<String, usize>, BTreeMap<String, usize>)>;
+
+    fn spell(c: &Chain, t: Token) -> String {
+        match t {
+            START => "<s>".to_owned(),
+            END => "</s>".to_owned(),
+            t => c.word(t).to_owned(),
+        }
+    }
+
+    /// What the compact tables hold, read back from them.
+    fn model_of_chain(c: &Chain) -> Model {
+        let mut model = Model::new();
+        let mut add = |window: Vec<String>, next: String, prev: Option<String>| {
+            let (n, p) = model.entry(window).or_default();
+            *n.entry(next).or_default() += 1;
+            if let Some(prev) = prev {
+                *p.entry(prev).or_default() += 1;
+            }
+        };
+        // The start window's occurrences are the lines' starts.
+        for tokens in c.corpus.iter() {
+            let first: Vec<Token> = tokens.take(1).collect();
+            let window = vec!["<s>".to_owned(); c.order];
+            add(
+                window,
+                spell(c, first.first().copied().unwrap_or(END)),
+                None,
+            );
+        }
+        for occurrences in c.windows.all() {
+            let window = c.corpus.window(occurrences.head(), c.order);
+            let words: Vec<String> = window[..c.order].iter().map(|&t| spell(c, t)).collect();
+            for p in occurrences.iter() {
+                assert_eq!(
+                    c.corpus.window(p, c.order),
+                    window,
+                    "an occurrence elsewhere"
+                );
+                let next = spell(c, c.corpus.token(p));
+                let prev = spell(c, c.corpus.before_window(p, c.order));
+                add(words.clone(), next, Some(prev));
+            }
+        }
+        model
+    }
+
+    /// The transitions in `lines`, counted naively.
+    fn model_of_lines(order: usize, lines: &[String]) -> Model {
+        let mut model = Model::new();
+        for line in lines {
+            let words: Vec<String> = tokenize(line).map(str::to_owned).collect();
+            if words.is_empty() {
+                continue;
+            }
+            let mut padded = vec!["<s>".to_owned(); order];
+            padded.extend(words.iter().cloned());
+            padded.push("</s>".to_owned());
+            for i in 0..=words.len() {
+                let (n, p) = model.entry(padded[i..i + order].to_vec()).or_default();
+                *n.entry(padded[i + order].clone()).or_default() += 1;
+                if i > 0 {
+                    *p.entry(padded[i - 1].clone()).or_default() += 1;
+                }
+            }
+        }
+        model
     }
 
     #[test]
@@ -652,6 +561,7 @@ mod tests {
         let mut blank = c.clone();
         assert!(!blank.learn("  https://only.a/link  "));
         assert_eq!(blank.stats(), s);
+        assert_eq!(Chain::new(2, 5).stats().states, 0);
     }
 
     #[test]
@@ -659,6 +569,7 @@ mod tests {
         let c = chain_of(2, &["a b c"]);
         let mut rng = fastrand::Rng::with_seed(1);
         let w = c.start_window();
+        assert_eq!(c.prev(&w, &mut rng), None);
         let a = c.next(&w, &mut rng).unwrap();
         assert_eq!(c.word(a), "a");
         let w = c.shift_forward(&w, a);
@@ -672,6 +583,22 @@ mod tests {
         assert_eq!(c.word(back), "a");
         let w = c.shift_backward(&w, back);
         assert_eq!(c.prev(&w, &mut rng), Some(START));
+        let unknown = c.shift_forward(&w, END);
+        assert_eq!(c.next(&unknown, &mut rng), None);
+    }
+
+    #[test]
+    fn neighbours_are_drawn_in_proportion_to_their_counts() {
+        let c = chain_of(1, &["x a", "x a", "x a", "x b"]);
+        let mut rng = fastrand::Rng::with_seed(9);
+        let x = c.shift_forward(&c.start_window(), token(&c, "x"));
+        let a = token(&c, "a");
+        let draws = 4000;
+        let hits = (0..draws)
+            .filter(|_| c.next(&x, &mut rng) == Some(a))
+            .count();
+        // Expected 3 in 4: 3000 draws, standard deviation about 27.
+        assert!((2800..3200).contains(&hits), "{hits}");
     }
 
     #[test]
@@ -683,91 +610,13 @@ mod tests {
         assert_eq!(c.lines().collect::<Vec<_>>(), ["three four", "five six"]);
         let fresh = chain_of(2, &["three four", "five six"]);
         assert_eq!(c.stats().states, fresh.stats().states);
-        let one: Vec<Token> = vec![c.ids["one"], c.ids["two"]];
+        assert_eq!(model_of_chain(&c), model_of_chain(&fresh));
+        let one = [token(&c, "one"), token(&c, "two")];
         assert!(!c.is_learned_line(&one));
-        let three: Vec<Token> = vec![c.ids["three"], c.ids["four"]];
+        let three = [token(&c, "three"), token(&c, "four")];
         assert!(c.is_learned_line(&three));
-    }
-
-    #[test]
-    fn followers_stay_consistent_past_the_index_threshold() {
-        let mut f = ManyFollowers::default();
-        for round in 0..3 {
-            for t in 0..100 {
-                f.add(t + round);
-            }
-        }
-        assert!(f.index.is_some());
-        for t in 0..100 {
-            f.remove(t);
-        }
-        // Added: 0 once, 1 twice, 2..=99 three times, 100 twice, 101 once; then 0..100
-        // removed once each.
-        for t in 0..102 {
-            let expected = match t {
-                0 => 0,
-                1 | 101 => 1,
-                _ => 2,
-            };
-            let got = f.position(t).map_or(0, |i| f.options[i].1);
-            assert_eq!(got, expected, "token {t}");
-        }
-        assert_eq!(f.total, 300 - 100);
-        let mut rng = fastrand::Rng::with_seed(3);
-        assert!(f.pick(&mut rng).is_some());
-        let mut one = Followers::default();
-        assert_eq!(one.pick(&mut rng), None);
-        one.add(5);
-        one.add(5);
-        assert!(matches!(one, Followers::One { count: 2, .. }));
-        one.add(6);
-        one.remove(5);
-        one.remove(5);
-        one.remove(9);
-        assert_eq!(one.pick(&mut rng), Some(6));
-        one.remove(6);
-        assert!(one.is_empty());
-    }
-
-    /// Checks that `ending` lists exactly the windows with a next token ending in a word,
-    /// each at the slot its entry records.
-    fn assert_index_consistent(c: &Chain) {
-        let mut expected = 0;
-        for (window, t) in &c.table {
-            let last = window[c.order - 1];
-            if t.next.is_empty() || last == START || last == END {
-                continue;
-            }
-            expected += 1;
-            let list = &c.ending[&last];
-            assert_eq!(list.get(t.slot as usize), Some(window), "{window:?}");
-        }
-        let listed: usize = c.ending.values().map(Vec::len).sum();
-        assert_eq!(listed, expected);
-    }
-
-    #[test]
-    fn seed_index_survives_forgetting() {
-        let mut rng = fastrand::Rng::with_seed(11);
-        for order in 1..=3 {
-            let mut c = Chain::new(order, 50);
-            for i in 0..400 {
-                let n = rng.usize(1..8);
-                let line: Vec<String> = (0..n).map(|_| format!("w{}", rng.usize(0..30))).collect();
-                c.learn(&line.join(" "));
-                if i % 37 == 0 {
-                    assert_index_consistent(&c);
-                }
-            }
-            assert_index_consistent(&c);
-            // Every seed the chain knows is found.
-            for word in c.words.iter().skip(2) {
-                let options = c.tokens_for(word);
-                let known = c.lines().any(|l| l.split(' ').any(|w| w == &**word));
-                let found = !c.find_windows(&[options], 1, &mut rng).is_empty();
-                assert_eq!(found, known, "{word}");
-            }
-        }
+        assert!(!c.is_learned_line(&three[..1]), "a prefix is no line");
+        assert!(!c.is_learned_line(&[]));
     }
 
     #[test]
@@ -777,8 +626,10 @@ mod tests {
         c.learn("hi there");
         c.learn("bye now");
         c.learn("ok"); // drops the first "hi there"
-        let hi: Vec<Token> = vec![c.ids["hi"], c.ids["there"]];
+        let hi = [token(&c, "hi"), token(&c, "there")];
         assert!(c.is_learned_line(&hi), "the second copy is still learned");
+        c.learn("ok");
+        assert!(!c.is_learned_line(&hi));
     }
 
     #[test]
@@ -798,21 +649,83 @@ mod tests {
         assert_eq!(cat.len(), 1);
         let mut rng = fastrand::Rng::with_seed(7);
         // "Cat" ends one window: (The, Cat).
-        let found = c.find_windows(&[cat], 10, &mut rng);
+        let found = c.find_windows(&[&cat], 10, &mut rng);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0][1], cat[0]);
+        assert_eq!(c.window_at(found[0])[1], cat[0]);
         let the = c.tokens_for("the");
-        assert_eq!(c.find_windows(&[the], 10, &mut rng).len(), 1);
+        assert_eq!(c.find_windows(&[&the], 10, &mut rng).len(), 1);
         let sat = c.tokens_for("sat");
-        assert_eq!(c.find_windows(&[sat], 10, &mut rng).len(), 1);
-        let found = c.find_windows(&[cat, sat], 10, &mut rng);
+        assert_eq!(c.find_windows(&[&sat], 10, &mut rng).len(), 1);
+        let found = c.find_windows(&[&cat, &sat], 10, &mut rng);
         assert_eq!(found.len(), 1);
-        assert_eq!(c.window_words(&found[0]), [cat[0], sat[0]]);
+        assert_eq!(c.window_words(&c.window_at(found[0])), [cat[0], sat[0]]);
+        assert!(c.find_windows(&[&sat, &cat], 10, &mut rng).is_empty());
         assert!(c
-            .find_windows(&[c.tokens_for("nope")], 10, &mut rng)
+            .find_windows(&[&c.tokens_for("nope")], 10, &mut rng)
             .is_empty());
-        let too_long = [cat, sat, cat];
+        let too_long = [&cat[..], &sat[..], &cat[..]];
         assert!(c.find_windows(&too_long, 10, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn seeds_are_drawn_among_all_their_windows() {
+        let lines: Vec<String> = (0..30).map(|i| format!("p{i} x q{i}")).collect();
+        let mut c = Chain::new(2, 100);
+        for l in &lines {
+            c.learn(l);
+        }
+        let x = c.tokens_for("x");
+        let mut rng = fastrand::Rng::with_seed(2);
+        assert_eq!(c.find_windows(&[&x], 100, &mut rng).len(), 30);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let found = c.find_windows(&[&x], 3, &mut rng);
+            assert_eq!(found.len(), 3);
+            seen.extend(found.iter().map(|&p| c.window_at(p)[0]));
+        }
+        assert_eq!(seen.len(), 30, "every window can be drawn");
+    }
+
+    #[test]
+    fn seed_index_survives_forgetting() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for order in 1..=3 {
+            let mut c = Chain::new(order, 50);
+            for _ in 0..400 {
+                let n = rng.usize(1..8);
+                let line: Vec<String> = (0..n).map(|_| format!("w{}", rng.usize(0..30))).collect();
+                c.learn(&line.join(" "));
+            }
+            // Every seed the chain knows is found.
+            for i in 0..30 {
+                let word = format!("w{i}");
+                let options = c.tokens_for(&word);
+                let known = c.lines().any(|l| l.split(' ').any(|w| w == word));
+                let found = !c.find_windows(&[&options], 1, &mut rng).is_empty();
+                assert_eq!(found, known, "{word}");
+            }
+            assert_eq!(Windows::ending_size(), 40);
+            let (pooled, free) = c.windows.pooled();
+            assert!(free <= pooled && pooled < 400, "{pooled} queues");
+        }
+    }
+
+    #[test]
+    fn positions_start_again_before_they_overflow() {
+        let mut c = Chain::new(2, 5);
+        c.position_limit = 60;
+        let lines: Vec<String> = (0..200)
+            .map(|i| format!("a{} b c{}", i % 7, i % 3))
+            .collect();
+        for l in &lines {
+            c.learn(l);
+            assert!(c.corpus.end() <= 60);
+        }
+        let kept = &lines[195..];
+        assert_eq!(c.lines().collect::<Vec<_>>(), kept);
+        assert_eq!(model_of_chain(&c), model_of_lines(2, kept));
+        let mut rng = fastrand::Rng::with_seed(3);
+        assert!(c.next(&c.start_window(), &mut rng).is_some());
     }
 
     #[test]
@@ -824,5 +737,125 @@ mod tests {
         let mut all = String::new();
         c.write_lines(&mut all);
         assert_eq!(all, "héllo <b>wörld</b> 🎉\n'; DROP TABLE x; --\n");
+    }
+
+    #[test]
+    fn every_order_matches_a_naive_count() {
+        let lines: Vec<String> = [
+            "the cat sat on the mat",
+            "the cat ran",
+            "a a a a a a a",
+            "The Cat sat",
+            "on the mat the cat sat on the mat",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for order in MIN_ORDER..=MAX_ORDER {
+            let mut c = Chain::new(order, 100);
+            for l in &lines {
+                c.learn(l);
+            }
+            assert_eq!(model_of_chain(&c), model_of_lines(order, &lines), "{order}");
+            assert_eq!(c.stats().states, model_of_lines(order, &lines).len());
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::generate::{self, Limits};
+        use proptest::prelude::*;
+
+        const WORDS: [&str; 6] = ["a", "b", "c", "A", "dd", "é"];
+
+        fn lines() -> impl Strategy<Value = Vec<String>> {
+            let line = prop::collection::vec(0..WORDS.len(), 1..8)
+                .prop_map(|ws| ws.iter().map(|&w| WORDS[w]).collect::<Vec<_>>().join(" "));
+            prop::collection::vec(line, 1..24)
+        }
+
+        /// Whether every step of `words` (a generated sentence) is a transition of `model`;
+        /// `complete`: also from the start markers and to the end marker.
+        fn only_learned_steps(model: &Model, order: usize, words: &[&str], complete: bool) {
+            let mut padded: Vec<String> = Vec::new();
+            if complete {
+                padded.extend(std::iter::repeat_n("<s>".to_owned(), order));
+            }
+            padded.extend(words.iter().map(|w| (*w).to_owned()));
+            if complete {
+                padded.push("</s>".to_owned());
+            }
+            for step in padded.windows(order + 1) {
+                let next = &step[order];
+                let known = model
+                    .get(&step[..order])
+                    .is_some_and(|(n, _)| n.contains_key(next));
+                assert!(known, "{step:?} in {words:?} was never learned");
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// The compact chain holds exactly the transitions of the lines it keeps: the
+            /// oldest lines unlearned leave the chain of the remaining ones, and what it
+            /// generates steps only along learned transitions.
+            #[test]
+            fn compact_chain_is_the_chain_of_its_lines(
+                lines in lines(),
+                order in MIN_ORDER..=MAX_ORDER,
+                max_lines in 1usize..8,
+                seed in any::<u64>(),
+            ) {
+                let mut chain = Chain::new(order, max_lines);
+                for line in &lines {
+                    prop_assert!(chain.learn(line));
+                }
+                let kept = &lines[lines.len().saturating_sub(max_lines)..];
+                let model = model_of_lines(order, kept);
+                prop_assert_eq!(chain.lines().collect::<Vec<_>>(), kept);
+                prop_assert_eq!(&model_of_chain(&chain), &model);
+                let mut fresh = Chain::new(order, max_lines);
+                for line in kept {
+                    fresh.learn(line);
+                }
+                // (The vocabulary keeps forgotten words until the chain is relearned.)
+                let (stats, expected) = (chain.stats(), fresh.stats());
+                prop_assert_eq!((stats.lines, stats.states), (expected.lines, expected.states));
+
+                for line in &lines {
+                    let tokens: Vec<Token> =
+                        line.split(' ').map(|w| token(&chain, w)).collect();
+                    prop_assert_eq!(chain.is_learned_line(&tokens), kept.contains(line));
+                }
+
+                let mut rng = fastrand::Rng::with_seed(seed);
+                for (window, (next, _)) in &model {
+                    let tokens: Vec<Token> = window
+                        .iter()
+                        .map(|w| if w == "<s>" { START } else { token(&chain, w) })
+                        .collect();
+                    let window = window_of(&tokens);
+                    for _ in 0..4 {
+                        let drawn = chain.next(&window, &mut rng).map(|t| spell(&chain, t));
+                        prop_assert!(drawn.is_some_and(|d| next.contains_key(&d)));
+                    }
+                }
+                let limits = Limits::default();
+                for seed_word in ["", "a", "B", "dd", "zz"] {
+                    let seed: Vec<&str> = [seed_word].into_iter().filter(|w| !w.is_empty()).collect();
+                    let sentence = generate::sentence(&chain, &seed, &limits, &mut rng)
+                        .expect("a chain with lines answers");
+                    let words: Vec<&str> = sentence.text.split(' ').collect();
+                    // No word was refused for length (the longest is 2 characters): both
+                    // ends were reached.
+                    let complete = words.len() < limits.max_words
+                        && sentence.text.chars().count() + 3 <= limits.max_chars;
+                    only_learned_steps(&model, order, &words, complete);
+                    if complete {
+                        prop_assert_eq!(sentence.verbatim, kept.contains(&sentence.text));
+                    }
+                }
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! that, the best candidate is returned anyway, because `!markov` must always answer.
 //! Length (one chat message) and time are bounded.
 
-use crate::chain::{Chain, Token, Window, END, START};
+use crate::chain::{Chain, Place, Token, Window, END, START};
 use std::time::{Duration, Instant};
 
 /// How big a sentence may get and how hard to try.
@@ -74,7 +74,7 @@ pub fn sentence(
         // Seeded candidates start from different matching windows, so they vary.
         let window = match starts.len() {
             0 => chain.start_window(),
-            n => starts[attempt % n],
+            n => chain.window_at(starts[attempt % n]),
         };
         let Some((tokens, complete)) = walk(chain, window, limits, rng) else {
             continue;
@@ -99,8 +99,9 @@ pub fn sentence(
 
 /// Where to start growing a seeded sentence (up to `k` windows): windows holding the whole
 /// seed, else windows holding its last known word.
-fn seed_windows(chain: &Chain, seed: &[&str], k: usize, rng: &mut fastrand::Rng) -> Vec<Window> {
-    let options: Vec<&[Token]> = seed.iter().map(|w| chain.tokens_for(w)).collect();
+fn seed_windows(chain: &Chain, seed: &[&str], k: usize, rng: &mut fastrand::Rng) -> Vec<Place> {
+    let spellings: Vec<Vec<Token>> = seed.iter().map(|w| chain.tokens_for(w)).collect();
+    let options: Vec<&[Token]> = spellings.iter().map(Vec::as_slice).collect();
     let whole = chain.find_windows(&options, k, rng);
     if !whole.is_empty() {
         return whole;

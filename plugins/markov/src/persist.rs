@@ -401,4 +401,54 @@ pub(crate) mod tests {
         storage.set_failing(true);
         assert!(load_index(&storage).is_err());
     }
+
+    /// Chains saved by the build before the compact chain (commit 0685f1e):
+    /// `fixtures/kv-v1.json` holds every key that build's `save_channel` wrote for two
+    /// channels. They load into the compact chain unchanged, with no migration, because the
+    /// storage holds lines, not tables.
+    #[test]
+    fn chains_saved_by_the_previous_build_load() {
+        let storage = MemoryKv::new();
+        let dump: BTreeMap<String, Value> =
+            serde_json::from_str(include_str!("../fixtures/kv-v1.json")).unwrap();
+        for (key, value) in &dump {
+            storage.set(key, value, None).unwrap();
+        }
+        let index = load_index(&storage).unwrap();
+        assert_eq!(index.channels.len(), 2);
+        let lobby = load_channel(&storage, "lobby", &index.channels["lobby"]).unwrap();
+        assert_eq!(lobby.lines.len(), 5);
+        assert_eq!(lobby.lines[1], "héllo <b>wörld</b> 🎉 '; DROP TABLE x; --");
+        let channel = crate::channel::Channel::restored(
+            lobby.settings.clone(),
+            100,
+            &lobby.platform,
+            lobby.lines.iter().map(String::as_str),
+        );
+        assert_eq!(channel.chain.lines().collect::<Vec<_>>(), lobby.lines);
+        let other =
+            load_channel(&storage, "other room/é", &index.channels["other room/é"]).unwrap();
+        assert_eq!(other.settings.order, 3);
+        assert_eq!(
+            other.lines,
+            ["one two three four", "two three four five six", "x"]
+        );
+        // Saving again (settings only) keeps the chunks the old build wrote.
+        let mut index = index;
+        let corpus = Corpus {
+            lines: &lobby.lines,
+            unsaved: 0,
+        };
+        save_channel(
+            &storage,
+            &mut index,
+            "lobby",
+            &lobby.settings,
+            "cytube",
+            corpus,
+        )
+        .unwrap();
+        let reloaded = load_channel(&storage, "lobby", &index.channels["lobby"]).unwrap();
+        assert_eq!(reloaded.lines, lobby.lines);
+    }
 }

@@ -37,7 +37,7 @@ impl Default for Config {
             probability: 0.0,
             min_interval: 300,
             max_chars: 200,
-            max_lines: 50_000,
+            max_lines: 75_000,
             save_interval: 60,
             bootstrap_lines: 1000,
         }

@@ -177,4 +177,51 @@ mod tests {
         extra.push(b'x');
         assert!(decode(&SavedState::new(VERSION, extra)).is_err());
     }
+
+    /// A hot reload from the build before the compact chain (commit 0685f1e) to this one:
+    /// `fixtures/state-v1.bin` is the state that build's `save_state` wrote for two channels
+    /// (orders 2 and 3, hostile text, changed settings). The chains travel as lines, so
+    /// the new generation relearns them into its own layout; encoding them again gives the
+    /// very same bytes.
+    #[test]
+    fn state_of_the_previous_build_restores_into_the_compact_chain() {
+        let old = include_bytes!("../fixtures/state-v1.bin").to_vec();
+        let snap = decode(&SavedState::new(VERSION, old.clone()))
+            .unwrap()
+            .unwrap();
+        assert!(snap.header.restored);
+        assert_eq!(snap.header.last_save, 1_700_000_100);
+        let mut channels = BTreeMap::new();
+        for (header, lines) in snap.header.channels.into_iter().zip(snap.lines) {
+            let mut channel = Channel::restored(
+                header.settings.clone(),
+                100,
+                &header.platform,
+                lines.iter().map(String::as_str),
+            );
+            assert_eq!(channel.chain.lines().collect::<Vec<_>>(), lines);
+            assert_eq!(channel.chain.order(), header.settings.order);
+            channel.heard = header.heard;
+            channel.last_spoke = header.last_spoke;
+            channel.dirty = header.dirty;
+            channel.unsaved = header.unsaved;
+            channels.insert(header.name, channel);
+        }
+        let lobby = &channels["lobby"];
+        assert_eq!(lobby.chain.stats().lines, 5);
+        assert_eq!(lobby.last_spoke, Some(1_700_000_000));
+        let other = &channels["other room/é"];
+        assert_eq!(other.chain.order(), 3);
+        assert_eq!(other.settings.probability, 0.25);
+        let mut rng = fastrand::Rng::with_seed(5);
+        let limits = crate::generate::Limits::default();
+        let s = crate::generate::sentence(&lobby.chain, &["CAT"], &limits, &mut rng).unwrap();
+        assert!(
+            s.seeded && s.text.to_lowercase().contains("cat"),
+            "{}",
+            s.text
+        );
+        let again = encode(true, &snap.header.index, 1_700_000_100, &channels).unwrap();
+        assert_eq!(again.bytes, old, "the format is unchanged");
+    }
 }
