@@ -161,6 +161,87 @@ impl NatsServer {
     }
 }
 
+/// Several nats-servers routed into one JetStream cluster on loopback ports, each with a store
+/// of its own: what an operator runs across machines, here on one.
+pub struct NatsCluster {
+    /// The nodes, named `n0`, `n1`, ... (their JetStream server names).
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes routed to each other; JetStream elects its leader once they meet,
+    /// which callers wait for (see [`NatsCluster::wait_for_jetstream`]).
+    pub fn start(size: usize) -> NatsCluster {
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let nodes = (0..size)
+            .map(|i| {
+                let routes = route_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let name = format!("n{i}");
+                let listen = format!("nats://127.0.0.1:{}", route_ports[i]);
+                NatsServer::start_with_args(&[
+                    "--name",
+                    &name,
+                    "--cluster_name",
+                    "rosey-test",
+                    "--cluster",
+                    &listen,
+                    "--routes",
+                    &routes,
+                ])
+            })
+            .collect();
+        NatsCluster { nodes }
+    }
+
+    /// Every node's client URL, comma-separated (`nats.server` takes that form).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node JetStream calls `name` (`n0`, ...).
+    pub fn node_named(&mut self, name: &str) -> Option<&mut NatsServer> {
+        let index: usize = name.strip_prefix('n')?.parse().ok()?;
+        self.nodes.get_mut(index)
+    }
+
+    /// Waits until the cluster places a stream with a copy on every node (a probe stream,
+    /// deleted again): until then JetStream has no leader, or not every node has joined.
+    pub async fn wait_for_jetstream(&self, client: &async_nats::Client, patience: Duration) {
+        let js = async_nats::jetstream::new(client.clone());
+        let replicas = self.nodes.len();
+        let ready = wait_until_async(patience, || {
+            let js = js.clone();
+            async move {
+                let probe = async_nats::jetstream::stream::Config {
+                    name: "CLUSTER_PROBE".to_owned(),
+                    subjects: vec!["cluster.probe".to_owned()],
+                    num_replicas: replicas,
+                    ..Default::default()
+                };
+                match js.create_stream(probe).await {
+                    Ok(_) => js.delete_stream("CLUSTER_PROBE").await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ready,
+            "the cluster's JetStream was not ready within {patience:?}"
+        );
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();

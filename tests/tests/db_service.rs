@@ -15,7 +15,7 @@ use rosey_plugin_api::subjects::{db, kv as kv_subject};
 use rosey_plugin_api::{actions, kv};
 use rosey_tests::{
     rosey_db_command, start_rosey_db, wait_for_rosey_db, wait_until, wait_until_async, ChildGuard,
-    NatsServer,
+    NatsCluster, NatsServer,
 };
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -1183,4 +1183,72 @@ async fn a_recreated_stream_is_followed_from_its_start_not_skipped() {
         count(&path, "SELECT COUNT(*) FROM recent_chat")
     );
     assert_eq!(last_sequence(&path), 15);
+}
+
+/// On a three-node cluster keeping three copies of the stream, rosey-db (connected to one node)
+/// ingests a burst published through another while the node leading the stream is killed and
+/// restarted: nothing is lost and nothing is applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_loses_the_stream_leader_mid_burst_and_nothing_is_lost_or_doubled() {
+    let mut cluster = NatsCluster::start(3);
+    let client = async_nats::connect(cluster.nodes[2].url()).await.unwrap();
+    cluster
+        .wait_for_jetstream(&client, Duration::from_secs(60))
+        .await;
+    let (dir, path) = temp_db();
+    let config = config_file(dir.path(), json!({"stream": {"replicas": 3}}));
+    let mut cmd = rosey_tests::command("rosey-db");
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--nats")
+        .arg(cluster.nodes[1].url())
+        .arg("--db")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _service = ChildGuard::spawn("rosey-db", cmd);
+    rosey_tests::wait_for_rosey_db(&client, WAIT).await;
+
+    // Three copies, all caught up, before the burst; the leader is the node to lose.
+    let js = jetstream::new(client.clone());
+    let deadline = std::time::Instant::now() + WAIT;
+    let leader = loop {
+        let info = match js.get_stream(DB_STREAM).await {
+            Ok(mut stream) => stream.info().await.ok().map(|i| i.clone()),
+            Err(_) => None,
+        };
+        let placed = info
+            .and_then(|i| i.cluster)
+            .filter(|c| c.replicas.len() == 2 && c.replicas.iter().all(|r| r.current));
+        if let Some(leader) = placed.and_then(|c| c.leader) {
+            break leader;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream never had three current copies"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let (users, lines) = (20, 48);
+    let events = session_events(users, lines, now() - 1000);
+    let (first, second) = events.split_at(events.len() / 2);
+    publish_reliably(&js, first, "cluster-a").await;
+    cluster
+        .node_named(&leader)
+        .expect("the leader is a node")
+        .stop();
+    publish_reliably(&js, second, "cluster-b").await;
+    cluster
+        .node_named(&leader)
+        .expect("the leader is a node")
+        .restart();
+    let total = events.len() as i64;
+    assert!(
+        wait_until(Duration::from_secs(120), || last_sequence(&path) == total),
+        "not every event applied (at {} of {total})",
+        last_sequence(&path)
+    );
+    assert_sessions_exact(&path, users, lines);
 }
