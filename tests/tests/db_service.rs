@@ -1215,7 +1215,7 @@ async fn a_three_node_cluster_loses_the_stream_leader_mid_burst_and_nothing_is_l
     let deadline = std::time::Instant::now() + WAIT;
     let leader = loop {
         let info = match js.get_stream(DB_STREAM).await {
-            Ok(mut stream) => stream.info().await.ok().map(|i| i.clone()),
+            Ok(mut stream) => stream.info().await.ok().cloned(),
             Err(_) => None,
         };
         let placed = info
