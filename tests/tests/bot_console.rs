@@ -3,83 +3,31 @@
 
 mod bot_support;
 
-use bot_support::{bot_command, next_json, next_message, request, write_config, WAIT};
+use bot_support::{next_json, next_message, request, ConsoleBot, WAIT};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
 use rosey_plugin_api::events::{BotStatus, Event, Message};
 use rosey_plugin_api::stream::DB_STREAM;
 use rosey_plugin_api::subjects;
-use rosey_tests::{command, ChildGuard, NatsServer};
+use rosey_tests::{command, NatsServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
-/// A running console bot: its stdin, and its stdout lines as they come.
-struct ConsoleBot {
-    child: ChildGuard,
-    stdin: Option<ChildStdin>,
-    stdout: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl ConsoleBot {
-    fn start(nats: &NatsServer) -> ConsoleBot {
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(
-            dir.path(),
-            &json!({
-                "platform": {
-                    "type": "console",
-                    "console_user": "tester",
-                    "credentials": {"username": "rosey"},
-                    "status_interval": 0.2,
-                    "outbound_poll_interval": 0.2,
-                    "flood": {"commands_per_minute": 3, "block_seconds": 300}
-                },
-                "logging": {"level": "info", "chat_log_file": "chat.log"}
-            }),
-        );
-        let mut cmd = bot_command(&config, nats);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = ChildGuard::spawn("rosey-bot", cmd);
-        let stdin = child.child_mut().stdin.take();
-        let out = child.child_mut().stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        ConsoleBot {
-            child,
-            stdin,
-            stdout: rx,
-            _dir: dir,
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn next_stdout(&self) -> String {
-        self.stdout
-            .recv_timeout(WAIT)
-            .expect("the bot printed nothing in time")
-    }
-
-    fn chat_log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("chat.log")).unwrap_or_default()
-    }
+/// The console bot these tests drive: `tester` types, `rosey` answers.
+fn start_console_bot(nats: &NatsServer) -> ConsoleBot {
+    ConsoleBot::start(&json!({
+        "nats": {"server": nats.url()},
+        "platform": {
+            "type": "console",
+            "console_user": "tester",
+            "credentials": {"username": "rosey"},
+            "status_interval": 0.2,
+            "outbound_poll_interval": 0.2,
+            "flood": {"commands_per_minute": 3, "block_seconds": 300}
+        },
+        "logging": {"level": "info", "chat_log_file": "chat.log"}
+    }))
 }
 
 /// Asserts that an action was accepted: `{"ok": true}`.
@@ -149,7 +97,7 @@ async fn typed_lines_become_events_commands_and_db_writes() {
         .subscribe("rosey.platform.console.line")
         .await
         .unwrap();
-    let mut bot = ConsoleBot::start(&nats);
+    let mut bot = start_console_bot(&nats);
     wait_serving(&client).await;
 
     bot.type_line("hello &amp; <b>world</b>");
@@ -234,7 +182,7 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
         .subscribe(subjects::events::BOT_STATUS)
         .await
         .unwrap();
-    let mut bot = ConsoleBot::start(&nats);
+    let mut bot = start_console_bot(&nats);
     wait_serving(&client).await;
 
     let chat = subjects::platform::send("console", subjects::platform::action::CHAT).unwrap();
@@ -395,7 +343,7 @@ async fn actions_print_on_stdout_and_errors_are_replied() {
 async fn one_chatty_source_cannot_starve_another() {
     let nats = NatsServer::start();
     let client = nats.connect().await;
-    let mut bot = ConsoleBot::start(&nats);
+    let mut bot = start_console_bot(&nats);
     bot.type_line("/pm help");
     assert!(bot.next_stdout().starts_with("[pm] Commands:"));
     let chat = subjects::platform::send("console", subjects::platform::action::CHAT).unwrap();
@@ -432,7 +380,7 @@ async fn one_chatty_source_cannot_starve_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_bot_while_its_input_is_still_open() {
     let nats = NatsServer::start();
-    let mut bot = ConsoleBot::start(&nats);
+    let mut bot = start_console_bot(&nats);
     bot.type_line("/pm help");
     assert!(bot.next_stdout().starts_with("[pm] Commands:"));
     // A terminal (or `rosey up`) keeps stdin open; SIGTERM must still stop the bot.
@@ -447,7 +395,7 @@ async fn moderators_are_exempt_from_the_command_flood_guard() {
     let client = nats.connect().await;
     // The limit is 3 per minute; the console user is a moderator, so all 6 go through.
     let mut commands = client.subscribe(subjects::commands::ALL).await.unwrap();
-    let mut bot = ConsoleBot::start(&nats);
+    let mut bot = start_console_bot(&nats);
     wait_serving(&client).await;
     for i in 0..6 {
         bot.type_line(&format!("!count {i}"));
@@ -463,7 +411,7 @@ async fn without_jetstream_writes_fall_back_to_plain_publishes() {
     let nats = NatsServer::start_without_jetstream();
     let client = nats.connect().await;
     let mut logs = client.subscribe(subjects::db::MESSAGE_LOG).await.unwrap();
-    let mut bot = ConsoleBot::start(&nats);
+    let mut bot = start_console_bot(&nats);
     wait_serving(&client).await;
     bot.type_line("plain please");
     let log: Value = next_json(&mut logs).await;

@@ -5,8 +5,10 @@
 use futures::StreamExt;
 use rosey_plugin_api::events::{BotStatus, Event};
 use rosey_tests::{command, ChildGuard, NatsServer};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// How long the bot tests wait for any one message or condition.
@@ -105,4 +107,70 @@ pub async fn request(
         .request(subject.to_owned(), body.to_string().into())
         .await
         .unwrap()
+}
+
+/// A running console bot: its stdin, and its stdout lines as they come.
+pub struct ConsoleBot {
+    /// The process.
+    pub child: ChildGuard,
+    /// What the console user types (`None` once closed).
+    pub stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    dir: tempfile::TempDir,
+}
+
+impl ConsoleBot {
+    /// Starts `rosey-bot` on `config` (written to a folder of its own, which relative paths
+    /// in it, such as a chat log, resolve against), with its stdin and stdout piped.
+    pub fn start(config: &serde_json::Value) -> ConsoleBot {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), config);
+        let mut cmd = command("rosey-bot");
+        cmd.arg("--config")
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = ChildGuard::spawn("rosey-bot", cmd);
+        let stdin = child.child_mut().stdin.take();
+        let out = child.child_mut().stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        ConsoleBot {
+            child,
+            stdin,
+            stdout: rx,
+            dir,
+        }
+    }
+
+    /// Types one line (chat from the console user).
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The bot's next line on stdout (what it said), within [`WAIT`].
+    pub fn next_stdout(&self) -> String {
+        self.next_stdout_within(WAIT)
+            .expect("the bot printed nothing in time")
+    }
+
+    /// The bot's next line on stdout within `wait`, if it said one.
+    pub fn next_stdout_within(&self, wait: Duration) -> Option<String> {
+        self.stdout.recv_timeout(wait).ok()
+    }
+
+    /// The chat log file (`logging.chat_log_file: "chat.log"`), empty when absent.
+    pub fn chat_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chat.log")).unwrap_or_default()
+    }
 }
