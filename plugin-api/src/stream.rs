@@ -11,6 +11,10 @@ use thiserror::Error;
 pub const DB_STREAM: &str = "ROSEY_DB";
 /// The stream holding write events the database service could not apply.
 pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
+/// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
+/// several runtimes on one NATS never serve one plugin together.
+pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
+
 /// The database service's durable consumer on [`DB_STREAM`].
 pub const DB_CONSUMER: &str = "rosey-db";
 

@@ -164,7 +164,7 @@ async fn handle(host: &Arc<Host>, kind: Kind, msg: &Message) -> Result<Bytes, Er
         Kind::Enable => {
             let name = plugin_name(msg)?;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            host.enable(&name, Some(tx));
+            crate::lease::enable(host, &name, Some(tx)).await;
             wait(host, &name, rx).await?;
             ok_reply(&rosey_plugin_api::actions::Ok::YES)
         }

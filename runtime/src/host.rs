@@ -8,6 +8,7 @@
 
 use crate::commands::{CommandTable, Cooldowns};
 use crate::error::{FailureKind, PluginError};
+use crate::lease::Leases;
 use crate::loader::{self, CopyDir, LoadedModule};
 use crate::permissions::{Access, Permissions};
 use async_nats::{Client, Message};
@@ -354,6 +355,8 @@ pub struct Host {
     pub commands: Mutex<CommandTable>,
     /// Per-user, per-command cooldowns.
     pub cooldowns: Mutex<Cooldowns>,
+    /// Which plugins this runtime may serve, when several share one NATS.
+    pub leases: Arc<Leases>,
     next_sub_id: AtomicU64,
 }
 
@@ -366,6 +369,7 @@ impl Host {
         lib_dirs: Vec<PathBuf>,
         copies: CopyDir,
         plugins_config: PluginsConfig,
+        leases: Arc<Leases>,
     ) -> Arc<Host> {
         Arc::new(Host {
             client,
@@ -377,6 +381,7 @@ impl Host {
             slots: Mutex::new(BTreeMap::new()),
             commands: Mutex::new(CommandTable::default()),
             cooldowns: Mutex::new(Cooldowns::default()),
+            leases,
             next_sub_id: AtomicU64::new(1),
         })
     }
@@ -408,6 +413,22 @@ impl Host {
                 format!("{name:?} is not a valid plugin name (1 to 32 of a-z, 0-9, _ or -)"),
             );
             tracing::error!(plugin = name, "{error}");
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(error));
+            }
+            return;
+        }
+        if !self.leases.holds(name) {
+            // The lease keeper ([`crate::lease::keep`]) enables it once this runtime holds it.
+            let error = PluginError::new(
+                name,
+                FailureKind::Stopped,
+                format!(
+                    "this runtime does not hold plugin {name:?}'s lease: another runtime on this \
+                     NATS serves it (this one takes over if that one stops)"
+                ),
+            );
+            tracing::info!(plugin = name, "{error}");
             if let Some(ack) = ack {
                 let _ = ack.send(Err(error));
             }

@@ -23,6 +23,7 @@ mod commands;
 mod deferred;
 mod error;
 mod host;
+mod lease;
 mod loader;
 mod permissions;
 mod watch;
@@ -34,6 +35,7 @@ use host::{Host, Settings};
 use rosey_config::Config;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The configuration file to follow while running: its path, and how to read it again (the
 /// binary's command-line overrides applied), so edits are applied without a restart.
@@ -98,6 +100,14 @@ async fn serve(
         interface = loader::interface_name(),
         "plugin runtime starting"
     );
+    let leases = Arc::new(
+        lease::Leases::open(
+            &client,
+            plugins.lease_ttl.as_duration(),
+            usize::from(config.database.stream.replicas),
+        )
+        .await,
+    );
     let host = Host::new(
         client,
         tokio::runtime::Handle::current(),
@@ -105,6 +115,7 @@ async fn serve(
         lib_dirs,
         copies,
         plugins.clone(),
+        leases,
     );
     let mut tasks = tokio::task::JoinSet::new();
     {
@@ -136,8 +147,14 @@ async fn serve(
             Ok(())
         });
     }
-    for name in &plugins.enabled {
-        host.enable(name, None);
+    {
+        // Enables each configured plugin once this runtime holds its lease, and keeps the
+        // leases renewed.
+        let host = host.clone();
+        tasks.spawn(async move {
+            lease::keep(host).await;
+            Ok(())
+        });
     }
     tokio::pin!(shutdown);
     loop {
@@ -160,6 +177,8 @@ async fn serve(
             .map(|slot| host.disable(&slot.name, true)),
     )
     .await;
+    // A standby runtime takes over at once instead of after a lease's lifetime.
+    host.leases.release_all().await;
     let _ = host.client.flush().await;
     host.copies.remove();
     Ok(())

@@ -190,13 +190,15 @@ pub async fn apply(host: &Arc<Host>, config: Config) {
     let after: BTreeSet<&String> = new.enabled.iter().collect();
     for name in after.difference(&before) {
         tracing::info!(plugin = %name, "enabled in the configuration");
-        host.enable(name, None);
+        crate::lease::enable(host, name, None).await;
     }
     for name in before.difference(&after) {
         tracing::info!(plugin = %name, "removed from the configuration");
         if let Err(e) = host.disable(name, true).await {
             tracing::warn!(plugin = %name, "{e}");
         }
+        // Another runtime configured with it may serve it now.
+        host.leases.release(name).await;
     }
     for name in after.intersection(&before) {
         let settings = new.settings(name).cloned().unwrap_or_default();

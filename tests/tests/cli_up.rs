@@ -398,7 +398,19 @@ fn run_to_end(mut cmd: Command) -> (std::process::ExitStatus, String) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start rosey up");
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(child) => break child,
+            // A binary copied a moment ago: another test thread that forked meanwhile holds its
+            // write handle until it execs, and the kernel refuses to run it until then.
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("start rosey up: {e}"),
+        }
+    };
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();

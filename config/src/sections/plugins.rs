@@ -48,6 +48,10 @@ pub struct PluginsConfig {
     pub max_request_timeout: Seconds,
     /// How long the runtime waits at exit for threads still in plugin code (0: not at all).
     pub shutdown_timeout: Seconds,
+    /// How long a runtime's claim on a plugin lasts without renewal: when several runtimes
+    /// share one NATS, one serves each plugin and the others take over within this time of its
+    /// death (at once when it stops cleanly). Renewed every third of it.
+    pub lease_ttl: Seconds,
 }
 
 impl Default for PluginsConfig {
@@ -68,6 +72,7 @@ impl Default for PluginsConfig {
             admin_timeout: Seconds::from_secs(30),
             max_request_timeout: Seconds::from_secs(60),
             shutdown_timeout: Seconds::from_secs(1),
+            lease_ttl: Seconds::from_secs(10),
         }
     }
 }
@@ -108,6 +113,12 @@ impl PluginsConfig {
         }
         positive("plugins.admin_timeout", self.admin_timeout)?;
         positive("plugins.max_request_timeout", self.max_request_timeout)?;
+        if self.lease_ttl.as_duration() < std::time::Duration::from_secs(1) {
+            return Err(Problem::new(
+                "plugins.lease_ttl",
+                "must be at least 1 second (it is renewed every third of it)",
+            ));
+        }
         Ok(())
     }
 
