@@ -55,7 +55,9 @@ pub struct Answers {
 impl Answers {
     /// An empty queue for at most `cap` pending requests.
     pub fn new(cap: usize) -> Answers {
-        let (tx, rx) = crossbeam_channel::bounded(cap);
+        // Unbounded in the channel's terms, bounded by `cap` through `pending`: a bounded
+        // channel would allocate all `cap` slots up front, for every plugin, used or not.
+        let (tx, rx) = crossbeam_channel::unbounded();
         Answers {
             tx,
             rx,
@@ -130,8 +132,7 @@ pub fn send(
                 };
                 FfiError::new(kind, format!("request to {subject}: {e}"))
             });
-        // Never full (no more answers than pending requests); disconnected once the plugin
-        // was stopped, and then nobody waits for the answer.
+        // Fails only once the plugin was stopped, and then nobody waits for the answer.
         if tx
             .try_send(Answer {
                 token,
