@@ -7,6 +7,12 @@ use rosey_bot::platform::cytube::CytubePlatform;
 use rosey_config::{CommonArgs, PlatformKind};
 use std::process::ExitCode;
 
+// glibc's malloc keeps the memory of a burst of small allocations (a 50,000-user list parses
+// into millions) long after it is freed; mimalloc returns it to the system within moments
+// (BENCHMARKS.md, "rosey-bot under a huge user list").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Holds one channel's chat connection and publishes it on NATS.
 #[derive(Debug, Parser)]
 #[command(name = "rosey-bot", version, about)]
