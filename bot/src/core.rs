@@ -115,6 +115,7 @@ impl Settings {
                 setup_timeout: p.stream_setup_timeout.as_duration(),
                 setup_max_delay: p.stream_setup_max_delay.as_duration(),
                 retry_max_delay: p.db_write_retry_max_delay.as_duration(),
+                backlog: p.db_write_backlog,
             },
             live_publish_timeout: p.live_publish_timeout.as_duration(),
             outbound_duplicate_window: p.outbound_duplicate_window.as_duration(),

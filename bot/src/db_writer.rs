@@ -6,7 +6,8 @@
 //! waits for the database service: the stream holds writes until it comes. A write larger than
 //! the server's `max_payload` can never be stored: it is logged and dropped, not retried.
 //!
-//! The backlog is bounded ([`BACKLOG`] writes, [`BACKLOG_BYTES`] bytes). When it is full the
+//! The backlog is bounded (`platform.db_write_backlog` writes, [`BACKLOG`] by default, and
+//! [`BACKLOG_BYTES`] bytes). When it is full the
 //! writer waits for room, which stops the event loop and so the reading of the chat socket
 //! (backpressure) instead of dropping a write. While NATS is reachable, room comes with the
 //! next acknowledgement (NATS stores about 10,000 writes a second), so a stall lasts
@@ -30,9 +31,10 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-/// Most writes waiting in memory for NATS; a full backlog holds up the event loop (and so the
-/// reading of the chat socket) instead of dropping a write.
-pub const BACKLOG: usize = 100_000;
+/// Default most writes waiting in memory for NATS (`platform.db_write_backlog`); a full
+/// backlog holds up the event loop (and so the reading of the chat socket) instead of dropping
+/// a write.
+pub const BACKLOG: usize = rosey_config::sections::platform::DEFAULT_DB_WRITE_BACKLOG;
 /// Most bytes of payload waiting in memory (a chat line may be 64 KiB).
 pub const BACKLOG_BYTES: usize = 64 << 20;
 /// How long NATS may fail to store writes before the log says what is held and what may go.
@@ -64,8 +66,9 @@ fn is_sample(subject: &str) -> bool {
 }
 
 /// The writes waiting for the publishing task.
-#[derive(Default)]
 struct Queue {
+    /// Most writes held (`platform.db_write_backlog`).
+    limit: usize,
     jobs: VecDeque<Job>,
     /// Writes in `jobs`.
     writes: usize,
@@ -80,8 +83,20 @@ struct Queue {
 }
 
 impl Queue {
+    fn new(limit: usize) -> Self {
+        Queue {
+            limit,
+            jobs: VecDeque::new(),
+            writes: 0,
+            bytes: 0,
+            chat_lines: 0,
+            samples: 0,
+            dropped_samples: 0,
+        }
+    }
+
     fn has_room(&self, size: usize) -> bool {
-        self.writes < BACKLOG && self.bytes + size <= BACKLOG_BYTES.max(size)
+        self.writes < self.limit && self.bytes + size <= BACKLOG_BYTES.max(size)
     }
 
     fn count(&mut self, w: &Write, sign: isize) {
@@ -167,7 +182,8 @@ impl Shared {
 }
 
 /// How long stream set-up and write retries wait (`platform.stream_setup_timeout`,
-/// `platform.stream_setup_max_delay`, `platform.db_write_retry_max_delay`).
+/// `platform.stream_setup_max_delay`, `platform.db_write_retry_max_delay`), and how many
+/// writes may wait (`platform.db_write_backlog`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbTiming {
     /// How long one attempt to set up the database stream may take.
@@ -176,6 +192,8 @@ pub struct DbTiming {
     pub setup_max_delay: Duration,
     /// Largest pause between attempts to publish one write.
     pub retry_max_delay: Duration,
+    /// Most writes held in memory (`platform.db_write_backlog`).
+    pub backlog: usize,
 }
 
 /// The handle the core queues writes through; cheap to clone.
@@ -191,7 +209,7 @@ impl DbWriter {
     /// Starts the publishing task on `client`.
     pub fn start(client: async_nats::Client, limits: StreamLimits, timing: DbTiming) -> DbWriter {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue::new(timing.backlog)),
             queued: Notify::new(),
             room: Notify::new(),
         });
@@ -357,7 +375,7 @@ fn report_outage(shared: &Shared, down_for: Duration) {
         held_writes = q.writes,
         held_chat_lines = q.chat_lines,
         held_bytes = q.bytes,
-        backlog_writes = BACKLOG,
+        backlog_writes = q.limit,
         backlog_bytes = BACKLOG_BYTES,
         "NATS has not stored a database write for a long time. Kept: every held write, in \
          order, in memory, stored once NATS is back. When the backlog is full, status and count \
@@ -471,7 +489,7 @@ mod tests {
 
     #[test]
     fn the_queue_counts_and_evicts_only_samples() {
-        let mut q = Queue::default();
+        let mut q = Queue::new(BACKLOG);
         q.push(write(subjects::db::STATUS_UPDATE, 10));
         q.push(write(subjects::db::MESSAGE_LOG, 20));
         q.push(write(subjects::db::STATS_USER_COUNT, 30));

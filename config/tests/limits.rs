@@ -1,4 +1,5 @@
-//! The bot's edge limits (`platform.max_users`, `max_frame_bytes`, `max_line_bytes`): their
+//! The bot's limits (`platform.max_users`, `max_frame_bytes`, `max_line_bytes`,
+//! `db_write_backlog`): their
 //! defaults, values read from the file, and values outside their bounds rejected with the key.
 
 mod common;
@@ -12,6 +13,7 @@ fn defaults_are_far_above_real_channels_and_lines() {
     assert_eq!(p.max_users, 10_000);
     assert_eq!(p.max_frame_bytes, 8 << 20);
     assert_eq!(p.max_line_bytes, 64 << 10);
+    assert_eq!(p.db_write_backlog, 100_000);
     let loaded = load(
         r#"{"platform": {"max_users": 60000, "max_frame_bytes": 16777216, "max_line_bytes": 2048}}"#,
     )
@@ -62,6 +64,16 @@ fn values_outside_the_bounds_are_rejected() {
             "must not exceed platform.max_frame_bytes",
         ),
         (r#"{"max_users": -1}"#, "max_users", "invalid value"),
+        (
+            r#"{"db_write_backlog": 9}"#,
+            "db_write_backlog",
+            "must be between 10 and",
+        ),
+        (
+            r#"{"db_write_backlog": 20000000}"#,
+            "db_write_backlog",
+            "must be between 10 and",
+        ),
     ] {
         assert_rejects(
             &format!(r#"{{"platform": {json}}}"#),

@@ -510,6 +510,42 @@ async fn a_muted_bot_refuses_chat_and_reports_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_backlog_holds_the_chat_instead_of_dropping_lines() {
+    let (mut nats, client, mock) = start_servers(mock_options()).await;
+    // A backlog of 20 writes, far below the lines said while NATS is away.
+    let (_bot, _status) = start_joined_bot(
+        &nats,
+        &client,
+        &mock,
+        json!({"db_write_backlog": 20, "ping_timeout": 60}),
+    )
+    .await;
+    assert!(mock.chat_from("alice", "before"));
+    wait_db_writes(&client, subjects::db::MESSAGE_LOG, 1).await;
+    nats.stop();
+    for i in 0..200 {
+        assert!(mock.chat_from("alice", &format!("during {i}")));
+    }
+    // Long enough for the backlog to fill and the bot to stop reading.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart();
+    let client = nats.connect().await;
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 201).await;
+    let messages: Vec<String> = logs
+        .iter()
+        .map(|v| v["message"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected = vec!["before".to_owned()];
+    expected.extend((0..200).map(|i| format!("during {i}")));
+    assert_eq!(messages, expected, "every line once, in order");
+    assert_eq!(
+        mock.connections(),
+        1,
+        "the stall did not cost the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_restart_loses_no_database_write() {
     let (mut nats, client, mock) = start_servers(mock_options()).await;
     let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;

@@ -28,6 +28,13 @@ pub const MIN_LINE_BYTES: usize = 1 << 10;
 /// Largest `platform.max_line_bytes`: what rosey-db accepts as one chat line.
 pub const MAX_LINE_BYTES: usize = 256 << 10;
 
+/// Default `platform.db_write_backlog`: ten seconds of NATS's pace, minutes of a busy channel.
+pub const DEFAULT_DB_WRITE_BACKLOG: usize = 100_000;
+/// Smallest `platform.db_write_backlog`.
+pub const MIN_DB_WRITE_BACKLOG: usize = 10;
+/// Largest `platform.db_write_backlog` (the backlog is also held under 64 MiB of payload).
+pub const MAX_DB_WRITE_BACKLOG: usize = 10_000_000;
+
 /// The chat service the bot talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,6 +124,9 @@ pub struct PlatformConfig {
     /// Largest chat or PM line (as the server's HTML) accepted, in bytes; a longer one is
     /// rejected before it is decoded.
     pub max_line_bytes: usize,
+    /// Most database writes held in memory while NATS has not stored them; when full, the bot
+    /// stops reading the chat instead of dropping a write.
+    pub db_write_backlog: usize,
 }
 
 impl Default for PlatformConfig {
@@ -155,6 +165,7 @@ impl Default for PlatformConfig {
             max_users: DEFAULT_MAX_USERS,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            db_write_backlog: DEFAULT_DB_WRITE_BACKLOG,
         }
     }
 }
@@ -276,6 +287,12 @@ impl PlatformConfig {
             return Err(Problem::new(
                 "platform.max_line_bytes",
                 format!("must be between {MIN_LINE_BYTES} and {MAX_LINE_BYTES}"),
+            ));
+        }
+        if !(MIN_DB_WRITE_BACKLOG..=MAX_DB_WRITE_BACKLOG).contains(&self.db_write_backlog) {
+            return Err(Problem::new(
+                "platform.db_write_backlog",
+                format!("must be between {MIN_DB_WRITE_BACKLOG} and {MAX_DB_WRITE_BACKLOG}"),
             ));
         }
         if self.max_line_bytes > self.max_frame_bytes {

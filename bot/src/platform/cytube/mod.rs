@@ -351,7 +351,6 @@ impl CytubePlatform {
                         Frame::Open(info) => {
                             let interval = Duration::from_millis(info.ping_interval_ms);
                             watchdog = self.watchdog.max(interval.mul_f64(1.5));
-                            deadline = Instant::now() + watchdog;
                             send!(protocol::CONNECT);
                         }
                         Frame::Connect(_) => {
@@ -426,6 +425,9 @@ impl CytubePlatform {
                         }
                         Frame::Ack { .. } | Frame::Pong(_) | Frame::Noop => {}
                     }
+                    // Handing the frame over may have waited (backpressure from a full write
+                    // backlog); frames already buffered must not be taken for silence.
+                    deadline = Instant::now() + watchdog;
                 }
                 request = actions.recv() => {
                     let Some((action, done)) = request else { return End::Shutdown };
