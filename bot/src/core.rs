@@ -177,6 +177,17 @@ impl Ctx {
             return;
         };
         let limit = self.nats.server_info().max_payload;
+        let truncated = serde_json::json!({"truncated": true});
+        if limit > 0 && bytes.len() > limit && event.platform_data == truncated {
+            // Without platform_data already (a huge user list): the body alone is too large.
+            tracing::warn!(
+                subject,
+                size = bytes.len(),
+                limit,
+                "event too large for NATS even without platform_data; not published"
+            );
+            return;
+        }
         let bytes = if limit > 0 && bytes.len() > limit {
             tracing::warn!(
                 subject,
@@ -184,7 +195,7 @@ impl Ctx {
                 limit,
                 "event too large; platform_data dropped"
             );
-            event.platform_data = serde_json::json!({"truncated": true});
+            event.platform_data = truncated;
             let Ok(bytes) = serde_json::to_vec(&event) else {
                 tracing::error!(subject, "cannot encode event");
                 return;
@@ -405,7 +416,13 @@ pub async fn run<P: Platform>(
         .await
         .is_err()
     {
-        tracing::warn!("NATS did not store every database write before shutdown");
+        let lost = ctx.db.pending();
+        tracing::error!(
+            lost_writes = lost.writes,
+            lost_chat_lines = lost.chat_lines,
+            lost_bytes = lost.bytes,
+            "NATS did not store every database write before shutdown; these are lost"
+        );
     }
     if !matches!(
         tokio::time::timeout_at(deadline, nats.flush()).await,

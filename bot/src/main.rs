@@ -10,6 +10,7 @@ use std::process::ExitCode;
 // glibc's malloc keeps the memory of a burst of small allocations (a 50,000-user list parses
 // into millions) long after it is freed; mimalloc returns it to the system within moments
 // (BENCHMARKS.md, "rosey-bot under a huge user list").
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -99,6 +99,51 @@ fn profile_fits(profile: &Value) -> bool {
     size <= MAX_PROFILE_BYTES
 }
 
+/// A `userlist` frame over this size is read without a JSON tree
+/// ([`CytubeNormalizer::big_user_list`]) and not forwarded raw (it exceeds NATS's default
+/// `max_payload` anyway).
+pub const BIG_FRAME_BYTES: usize = 1 << 20;
+
+/// A user entry of a big `userlist`, typed; any other field (`aliases`, `ip`) is skipped.
+#[derive(Debug, serde::Deserialize)]
+struct WireUser {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    rank: Option<f64>,
+    #[serde(default)]
+    profile: Option<Value>,
+    #[serde(default)]
+    meta: Option<WireMeta>,
+}
+
+/// The flags of a [`WireUser`].
+#[derive(Debug, Default, serde::Deserialize)]
+struct WireMeta {
+    #[serde(default)]
+    afk: Option<bool>,
+    #[serde(default)]
+    muted: Option<bool>,
+    #[serde(default)]
+    smuted: Option<bool>,
+}
+
+impl WireUser {
+    /// The same user [`user_data`] makes of the JSON form, moving the strings (no copy).
+    fn into_user(self) -> Result<UserData, BadUser> {
+        let name = self.name.ok_or(BadUser::NoName)?;
+        if !is_valid_username(&name) {
+            return Err(BadUser::InvalidName);
+        }
+        let mut data = UserData::new(name, self.rank.filter(|r| r.is_finite()).unwrap_or(0.0));
+        let meta = self.meta.unwrap_or_default();
+        data.is_afk = meta.afk.unwrap_or(false);
+        data.is_muted = meta.muted.unwrap_or(false) || meta.smuted.unwrap_or(false);
+        data.profile = self.profile.filter(profile_fits);
+        Ok(data)
+    }
+}
+
 /// The limits applied at the edge, before a frame's content grows into events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EdgeLimits {
@@ -308,24 +353,44 @@ impl CytubeNormalizer {
             self.refuse(refused::MALFORMED, "userlist");
             return Vec::new();
         };
+        self.cut_users(
+            entries.iter(),
+            |e| e.get("name").and_then(Value::as_str),
+            user_data,
+            |e| e.get("profile").is_some(),
+        )
+    }
+
+    /// The users of `entries`, cut to [`EdgeLimits::max_users`] keeping the bot's own entry,
+    /// whatever form the entries have (a JSON tree, or [`WireUser`] for a big frame).
+    fn cut_users<T>(
+        &mut self,
+        entries: impl ExactSizeIterator<Item = T>,
+        name_of: impl Fn(&T) -> Option<&str>,
+        build: impl Fn(T) -> Result<UserData, BadUser>,
+        has_profile: impl Fn(&T) -> bool,
+    ) -> Vec<UserData> {
         let cap = self.limits.max_users;
-        let mut users = Vec::with_capacity(entries.len().min(cap));
+        let sent = entries.len();
+        let mut users = Vec::with_capacity(sent.min(cap));
         let mut own_seen = false;
         let mut over = 0usize;
         for entry in entries {
-            let is_own = entry
-                .get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| self.is_self(n));
+            let is_own = name_of(&entry).is_some_and(|n| self.is_self(n));
             // Past the cap only the bot's own entry is still looked for.
             let wanted = is_own && !own_seen;
             if users.len() >= cap && !wanted {
                 over += 1;
                 continue;
             }
-            match user_data(entry) {
+            let had_profile = has_profile(&entry);
+            let shown: String = name_of(&entry)
+                .filter(|n| !is_valid_username(n))
+                .map(|n| n.chars().take(40).collect())
+                .unwrap_or_default();
+            match build(entry) {
                 Ok(user) => {
-                    if entry.get("profile").is_some() && user.profile.is_none() {
+                    if had_profile && user.profile.is_none() {
                         self.rejections.count(refused::BIG_PROFILE, &user.username);
                     }
                     if is_own {
@@ -339,11 +404,6 @@ impl CytubeNormalizer {
                     users.push(user);
                 }
                 Err(BadUser::InvalidName) => {
-                    let shown: String = str_field(entry, "name")
-                        .unwrap_or_default()
-                        .chars()
-                        .take(40)
-                        .collect();
                     self.refuse(refused::INVALID_NAME, &shown);
                 }
                 Err(BadUser::NoName) => {
@@ -353,18 +413,52 @@ impl CytubeNormalizer {
         }
         if over > 0 {
             self.refused_last = true;
-            self.rejections.count(
-                refused::USERLIST_OVER_CAP,
-                &format!("{} users", entries.len()),
-            );
+            self.rejections
+                .count(refused::USERLIST_OVER_CAP, &format!("{sent} users"));
             tracing::warn!(
-                sent = entries.len(),
+                sent,
                 kept = users.len(),
                 max_users = cap,
                 "the server sent more users than platform.max_users; the list is cut"
             );
         }
         users
+    }
+
+    /// A `userlist` frame larger than [`BIG_FRAME_BYTES`], read straight into users without
+    /// the JSON tree (whose millions of small allocations would fragment the heap for good);
+    /// `None` when `frame` is not such a frame or has an unusual shape (the caller then takes
+    /// the general path). Its raw form is not forwarded: it would exceed NATS's `max_payload`.
+    pub fn big_user_list(
+        &mut self,
+        frame: &str,
+        received: Timestamp,
+    ) -> Option<Vec<PlatformEvent>> {
+        if frame.len() <= BIG_FRAME_BYTES {
+            return None;
+        }
+        let array = frame.strip_prefix("42")?;
+        if !array.trim_start().starts_with("[\"userlist\"") {
+            return None;
+        }
+        let (_, entries): (String, Vec<WireUser>) = serde_json::from_str(array).ok()?;
+        self.refused_last = true;
+        let users = self.cut_users(
+            entries.into_iter(),
+            |w| w.name.as_deref(),
+            WireUser::into_user,
+            |w| w.profile.is_some(),
+        );
+        self.seen_userlist = true;
+        let mut out = vec![PlatformEvent::UserList {
+            users,
+            meta: Meta {
+                timestamp: received,
+                platform_data: serde_json::json!({"truncated": true}),
+            },
+        }];
+        self.maybe_joined(&mut out);
+        Some(out)
     }
 
     /// Forgets the connection state; call it for every new connection, whose join replays
@@ -1310,6 +1404,48 @@ mod tests {
         let out = n.normalize("userlist", &json!(list[..2]), ts());
         assert!(matches!(&out[0], PlatformEvent::UserList { users, .. } if users.len() == 2));
         assert!(!n.refused_last());
+    }
+
+    #[test]
+    fn a_big_user_list_is_read_typed_like_the_json_form() {
+        let mut list: Vec<Value> = (0..12_000)
+            .map(|i| {
+                json!({"name": format!("user{i}"), "rank": 1.5, "profile": {"image": "i", "text": "t"},
+                       "meta": {"afk": i % 2 == 0, "muted": false, "smuted": i % 3 == 0, "aliases": [], "ip": "x"}})
+            })
+            .collect();
+        list.push(json!({"name": "bad name"}));
+        list.push(json!({"name": "rawbot4", "rank": 3}));
+        let frame = format!("42{}", json!(["userlist", list]));
+        assert!(frame.len() > BIG_FRAME_BYTES);
+        let limits = EdgeLimits {
+            max_users: 10_000,
+            max_line_bytes: 1024,
+        };
+        let mut typed = CytubeNormalizer::with_limits("rawbot4", limits);
+        let mut general = CytubeNormalizer::with_limits("rawbot4", limits);
+        let fast = typed.big_user_list(&frame, ts()).expect("read typed");
+        let slow = general.normalize("userlist", &json!(list), ts());
+        let users = |out: &[PlatformEvent]| match &out[0] {
+            PlatformEvent::UserList { users, .. } => users.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(users(&fast), users(&slow));
+        assert_eq!(users(&fast).len(), 10_000);
+        assert_eq!(users(&fast).last().unwrap().username, "rawbot4");
+        assert!(typed.refused_last());
+        // A small frame, another event or an unusual shape takes the general path.
+        assert!(typed.big_user_list(r#"42["userlist",[]]"#, ts()).is_none());
+        let other = format!(
+            "42{}",
+            json!(["chatMsg", {"msg": "x".repeat(BIG_FRAME_BYTES)}])
+        );
+        assert!(typed.big_user_list(&other, ts()).is_none());
+        let odd = format!(
+            "42{}",
+            json!(["userlist", [{"name": "a", "rank": "x".repeat(BIG_FRAME_BYTES)}]])
+        );
+        assert!(typed.big_user_list(&odd, ts()).is_none());
     }
 
     #[test]

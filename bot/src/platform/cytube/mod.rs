@@ -340,6 +340,20 @@ impl CytubePlatform {
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => return End::Lost(format!("websocket error: {e}")),
                     };
+                    // A huge user list is read without a JSON tree (see `big_user_list`).
+                    if let Some(events_of) = normalizer.big_user_list(&text, Timestamp::now()) {
+                        drop(text);
+                        for event in events_of {
+                            if matches!(event, PlatformEvent::Joined { .. }) {
+                                *joined = true;
+                            }
+                            if events.send(event).await.is_err() {
+                                return End::Shutdown;
+                            }
+                        }
+                        deadline = Instant::now() + watchdog;
+                        continue;
+                    }
                     let frame = match protocol::parse(&text) {
                         Ok(f) => f,
                         Err(e) => {
