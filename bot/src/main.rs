@@ -7,9 +7,9 @@ use rosey_bot::platform::cytube::CytubePlatform;
 use rosey_config::{CommonArgs, PlatformKind};
 use std::process::ExitCode;
 
-// glibc's malloc keeps the memory of a burst of small allocations (a 50,000-user list parses
-// into millions) long after it is freed; mimalloc returns it to the system within moments
-// (BENCHMARKS.md, "rosey-bot under a huge user list").
+// glibc's malloc kept every byte of a burst (a 50,000-user list) once the channel was back to
+// three users; mimalloc returns part of it, and nearly all with MIMALLOC_PURGE_DELAY=0 in the
+// environment (BENCHMARKS.md, "rosey-bot under a huge user list").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
