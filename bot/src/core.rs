@@ -23,7 +23,7 @@ use rosey_plugin_api::actions::{
 use rosey_plugin_api::commands::{parse_command_line, Command};
 use rosey_plugin_api::db::{
     MessageLog, OutboundGet, OutboundMarkFailed, OutboundMarkSent, OutboundMessage, StatsHighWater,
-    StatsUserCount, StatusUpdate, UserJoined, UserLeft,
+    StatsUserCount, StatusUpdate, UserJoined, UserLeft, UserSessions, MAX_SESSION_NAMES,
 };
 use rosey_plugin_api::events::{
     self as ev, BotStatus, Event, MediaChange, PlaylistRemove, PollClose, UserCount,
@@ -35,8 +35,9 @@ use rosey_plugin_api::{ErrorBody, ErrorCode, Timestamp, UserData};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -84,6 +85,8 @@ pub struct Settings {
     pub chat_log_file: Option<PathBuf>,
     /// Media log file.
     pub media_log_file: Option<PathBuf>,
+    /// Most users kept for the channel (`platform.max_users`).
+    pub max_users: usize,
 }
 
 impl Settings {
@@ -108,6 +111,7 @@ impl Settings {
                 setup_timeout: p.stream_setup_timeout.as_duration(),
                 setup_max_delay: p.stream_setup_max_delay.as_duration(),
                 retry_max_delay: p.db_write_retry_max_delay.as_duration(),
+                backlog: p.db_write_backlog,
             },
             live_publish_timeout: p.live_publish_timeout.as_duration(),
             outbound_duplicate_window: p.outbound_duplicate_window.as_duration(),
@@ -115,6 +119,7 @@ impl Settings {
             shutdown_flush_timeout: p.shutdown_flush_timeout.as_duration(),
             chat_log_file: config.logging.chat_log_file.clone(),
             media_log_file: config.logging.media_log_file.clone(),
+            max_users: p.max_users,
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct Ctx {
     /// Chat and media log files.
     pub logs: LogFiles,
     flood: Mutex<FloodGuard>,
+    /// Joins ignored because the channel already had `max_users` users.
+    joins_over_cap: AtomicU64,
 }
 
 impl Ctx {
@@ -166,6 +173,17 @@ impl Ctx {
             return;
         };
         let limit = self.nats.server_info().max_payload;
+        let truncated = serde_json::json!({"truncated": true});
+        if limit > 0 && bytes.len() > limit && event.platform_data == truncated {
+            // Without platform_data already (a huge user list): the body alone is too large.
+            tracing::warn!(
+                subject,
+                size = bytes.len(),
+                limit,
+                "event too large for NATS even without platform_data; not published"
+            );
+            return;
+        }
         let bytes = if limit > 0 && bytes.len() > limit {
             tracing::warn!(
                 subject,
@@ -173,7 +191,7 @@ impl Ctx {
                 limit,
                 "event too large; platform_data dropped"
             );
-            event.platform_data = serde_json::json!({"truncated": true});
+            event.platform_data = truncated;
             let Ok(bytes) = serde_json::to_vec(&event) else {
                 tracing::error!(subject, "cannot encode event");
                 return;
@@ -275,15 +293,17 @@ impl Ctx {
             .await;
     }
 
-    fn write_status(&self) {
+    async fn write_status(&self) {
         let status_data = self.state().status_data();
-        self.db.write(
-            subjects::db::STATUS_UPDATE,
-            &StatusUpdate {
-                status_data,
-                timestamp: Some(Timestamp::now()),
-            },
-        );
+        self.db
+            .write(
+                subjects::db::STATUS_UPDATE,
+                &StatusUpdate {
+                    status_data,
+                    timestamp: Some(Timestamp::now()),
+                },
+            )
+            .await;
     }
 
     /// Recomputes whether the bot may chat at all, so the queue fails fast instead of
@@ -339,6 +359,7 @@ pub async fn run<P: Platform>(
             settings.flood_per_minute,
             settings.flood_block,
         )),
+        joins_over_cap: AtomicU64::new(0),
         settings,
     });
 
@@ -378,12 +399,12 @@ pub async fn run<P: Platform>(
         task.abort();
     }
     worker.abort();
-    platform_task.abort();
+    leave_platform(&ctx, &mut events_rx, platform_task).await;
     ctx.state().joined = false;
     // As the original's close(): whoever is present stops being counted when the bot stops.
-    close_sessions(&ctx, Timestamp::now());
+    close_sessions(&ctx, Timestamp::now()).await;
     ctx.publish_status().await;
-    ctx.write_status();
+    ctx.write_status().await;
     // Queued durable writes are stored, and the last publishes sent, before we go; one
     // deadline bounds both, since NATS may be down.
     let deadline = tokio::time::Instant::now() + ctx.settings.shutdown_flush_timeout;
@@ -391,7 +412,13 @@ pub async fn run<P: Platform>(
         .await
         .is_err()
     {
-        tracing::warn!("NATS did not store every database write before shutdown");
+        let lost = ctx.db.pending();
+        tracing::error!(
+            lost_writes = lost.writes,
+            lost_chat_lines = lost.chat_lines,
+            lost_bytes = lost.bytes,
+            "NATS did not store every database write before shutdown; these are lost"
+        );
     }
     if !matches!(
         tokio::time::timeout_at(deadline, nats.flush()).await,
@@ -402,24 +429,95 @@ pub async fn run<P: Platform>(
     result
 }
 
-/// Ends every open session at `at` and forgets the user list.
-fn close_sessions(ctx: &Ctx, at: Timestamp) {
-    let users = std::mem::take(&mut ctx.state().users).into_values();
-    write_leaves(ctx, users, at);
+/// How long the platform may take to leave the channel at shutdown.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Asks the platform to leave cleanly (CyTube: a websocket close frame) and applies what it
+/// still reports meanwhile, within [`LEAVE_TIMEOUT`].
+async fn leave_platform(
+    ctx: &Arc<Ctx>,
+    events_rx: &mut mpsc::Receiver<PlatformEvent>,
+    mut task: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
+    let (done, _answer) = tokio::sync::oneshot::channel();
+    let request = ctx.actions.send((PlatformAction::Disconnect, done));
+    tokio::pin!(request);
+    let mut requested = false;
+    loop {
+        tokio::select! {
+            sent = &mut request, if !requested => {
+                requested = true;
+                if sent.is_err() {
+                    break;
+                }
+            }
+            // The request may queue behind events the platform is handing over.
+            event = events_rx.recv() => match event {
+                Some(event) => handle_event(ctx, event).await,
+                None => break,
+            },
+            _ = &mut task => return,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("the platform did not leave in time; closing without a goodbye");
+                break;
+            }
+        }
+    }
+    task.abort();
 }
 
-/// One durable leave write per user, at `at`: their sessions end there.
-fn write_leaves(ctx: &Ctx, users: impl IntoIterator<Item = UserData>, at: Timestamp) {
-    for user in users {
-        ctx.db.write(
-            subjects::db::USER_LEFT,
-            &UserLeft {
-                username: user.username.clone(),
-                timestamp: Some(at),
-                user_data: Some(user),
-            },
-        );
+/// Ends every open session at `at` and forgets the user list.
+async fn close_sessions(ctx: &Ctx, at: Timestamp) {
+    let users = std::mem::take(&mut ctx.state().users);
+    let left = users.into_values().map(|u| u.username).collect();
+    write_sessions(ctx, left, Vec::new(), at).await;
+}
+
+/// Sessions closed and opened at `at`, coalesced: one durable write per
+/// [`MAX_SESSION_NAMES`] names instead of one per user (a user list of tens of thousands
+/// would otherwise flood the backlog).
+async fn write_sessions(ctx: &Ctx, left: Vec<String>, joined: Vec<String>, at: Timestamp) {
+    let mut left = left.into_iter().peekable();
+    let mut joined = joined.into_iter().peekable();
+    while left.peek().is_some() || joined.peek().is_some() {
+        let left_part: Vec<String> = left.by_ref().take(MAX_SESSION_NAMES).collect();
+        let room = MAX_SESSION_NAMES - left_part.len();
+        let joined_part: Vec<String> = joined.by_ref().take(room).collect();
+        ctx.db
+            .write(
+                subjects::db::USER_SESSIONS,
+                &UserSessions {
+                    left: left_part,
+                    joined: joined_part,
+                    timestamp: Some(at),
+                },
+            )
+            .await;
     }
+}
+
+/// What a user list changes: who left and who arrived since `known`, by hashing (linear in
+/// both lists); each name once, as the list spells it.
+pub fn user_list_diff(
+    known: &BTreeMap<String, UserData>,
+    users: &[UserData],
+) -> (Vec<String>, Vec<String>) {
+    let mut listed: HashSet<String> = HashSet::with_capacity(users.len());
+    let mut arrived = Vec::new();
+    for u in users {
+        let key = u.username.to_lowercase();
+        if !known.contains_key(&key) && !listed.contains(&key) {
+            arrived.push(u.username.clone());
+        }
+        listed.insert(key);
+    }
+    let departed = known
+        .iter()
+        .filter(|(key, _)| !listed.contains(*key))
+        .map(|(_, u)| u.username.clone())
+        .collect();
+    (departed, arrived)
 }
 
 /// Applies one platform event: state first, then what gets published.
@@ -439,17 +537,17 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             tracing::info!(bot_name, channel = ctx.channel, "joined the channel");
             ctx.refresh_chat_gate();
             ctx.publish_status().await;
-            ctx.write_status();
+            ctx.write_status().await;
         }
         PlatformEvent::Disconnected { reason } => {
             ctx.state().joined = false;
             tracing::warn!(reason, "disconnected from the platform");
             // Nobody is seen while we are away: sessions end now, and the next user list
             // opens them again (else the outage would be credited to everyone present).
-            close_sessions(ctx, Timestamp::now());
+            close_sessions(ctx, Timestamp::now()).await;
             ctx.refresh_chat_gate();
             ctx.publish_status().await;
-            ctx.write_status();
+            ctx.write_status().await;
         }
         PlatformEvent::Chat {
             user,
@@ -469,40 +567,16 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         }
         PlatformEvent::UserList { users, meta } => {
             let count = users.len();
-            let (chat_count, connected, arrived, departed) = {
+            let (chat_count, connected, departed, arrived) = {
                 let mut s = ctx.state();
                 // The list replaces what we knew: whoever appeared or vanished meanwhile (at
                 // start-up, everyone present) opens or closes a session, so their time and
                 // lines are counted, as if they had joined or left in front of us.
-                let arrived: Vec<UserData> = users
-                    .iter()
-                    .filter(|u| s.user(&u.username).is_none())
-                    .cloned()
-                    .collect();
-                let departed: Vec<UserData> = s
-                    .users
-                    .values()
-                    .filter(|old| {
-                        !users
-                            .iter()
-                            .any(|u| u.username.eq_ignore_ascii_case(&old.username))
-                    })
-                    .cloned()
-                    .collect();
+                let (departed, arrived) = user_list_diff(&s.users, &users);
                 s.set_users(&users);
-                (s.chat_count(), s.connected_count, arrived, departed)
+                (s.chat_count(), s.connected_count, departed, arrived)
             };
-            write_leaves(ctx, departed, meta.timestamp);
-            for user in arrived {
-                ctx.db.write(
-                    subjects::db::USER_JOINED,
-                    &UserJoined {
-                        username: user.username.clone(),
-                        timestamp: Some(meta.timestamp),
-                        user_data: Some(user),
-                    },
-                );
-            }
+            write_sessions(ctx, departed, arrived, meta.timestamp).await;
             ctx.refresh_chat_gate();
             ctx.publish_event(
                 subjects::events::USER_LIST,
@@ -511,21 +585,35 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             )
             .await;
             publish_count(ctx, &meta).await;
-            ctx.db.write(
-                subjects::db::STATS_HIGH_WATER,
-                &StatsHighWater {
-                    chat_count,
-                    connected_count: connected,
-                    timestamp: Some(meta.timestamp),
-                },
-            );
+            ctx.db
+                .write(
+                    subjects::db::STATS_HIGH_WATER,
+                    &StatsHighWater {
+                        chat_count,
+                        connected_count: connected,
+                        timestamp: Some(meta.timestamp),
+                    },
+                )
+                .await;
         }
         PlatformEvent::UserJoin { user, meta } => {
-            let (chat_count, connected) = {
+            let (added, chat_count, connected) = {
                 let mut s = ctx.state();
-                s.add_user(&user);
-                (s.chat_count(), s.connected_count)
+                let added = s.add_user(&user, ctx.settings.max_users);
+                (added, s.chat_count(), s.connected_count)
             };
+            if !added {
+                let n = ctx.joins_over_cap.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        user = user.username,
+                        max_users = ctx.settings.max_users,
+                        refused_so_far = n,
+                        "a join past platform.max_users is ignored"
+                    );
+                }
+                return;
+            }
             let name = user.username.clone();
             ctx.publish_event(
                 subjects::events::USER_JOIN,
@@ -537,22 +625,26 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             )
             .await;
             publish_count(ctx, &meta).await;
-            ctx.db.write(
-                subjects::db::USER_JOINED,
-                &UserJoined {
-                    username: name,
-                    timestamp: Some(meta.timestamp),
-                    user_data: Some(user),
-                },
-            );
-            ctx.db.write(
-                subjects::db::STATS_HIGH_WATER,
-                &StatsHighWater {
-                    chat_count,
-                    connected_count: connected,
-                    timestamp: Some(meta.timestamp),
-                },
-            );
+            ctx.db
+                .write(
+                    subjects::db::USER_JOINED,
+                    &UserJoined {
+                        username: name,
+                        timestamp: Some(meta.timestamp),
+                        user_data: Some(user),
+                    },
+                )
+                .await;
+            ctx.db
+                .write(
+                    subjects::db::STATS_HIGH_WATER,
+                    &StatsHighWater {
+                        chat_count,
+                        connected_count: connected,
+                        timestamp: Some(meta.timestamp),
+                    },
+                )
+                .await;
             ctx.refresh_chat_gate();
         }
         PlatformEvent::UserLeave { user, meta } => {
@@ -567,14 +659,16 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             )
             .await;
             publish_count(ctx, &meta).await;
-            ctx.db.write(
-                subjects::db::USER_LEFT,
-                &UserLeft {
-                    username: user,
-                    timestamp: Some(meta.timestamp),
-                    user_data: last,
-                },
-            );
+            ctx.db
+                .write(
+                    subjects::db::USER_LEFT,
+                    &UserLeft {
+                        username: user,
+                        timestamp: Some(meta.timestamp),
+                        user_data: last,
+                    },
+                )
+                .await;
         }
         PlatformEvent::UserUpdate { user, patch, meta } => {
             let updated = ctx.state().update_user(&user, &patch);
@@ -611,14 +705,16 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
                 &meta,
             )
             .await;
-            ctx.db.write(
-                subjects::db::STATS_HIGH_WATER,
-                &StatsHighWater {
-                    chat_count,
-                    connected_count: Some(count),
-                    timestamp: Some(meta.timestamp),
-                },
-            );
+            ctx.db
+                .write(
+                    subjects::db::STATS_HIGH_WATER,
+                    &StatsHighWater {
+                        chat_count,
+                        connected_count: Some(count),
+                        timestamp: Some(meta.timestamp),
+                    },
+                )
+                .await;
         }
         PlatformEvent::OwnRank(rank) => {
             let changed = {
@@ -738,15 +834,17 @@ async fn handle_chat(
         ChatOrigin::History | ChatOrigin::Shadow | ChatOrigin::Server => return,
         ChatOrigin::Own => {
             ctx.logs.chat(meta.timestamp, &user, &content);
-            ctx.db.write(
-                subjects::db::MESSAGE_LOG,
-                &MessageLog {
-                    username: user,
-                    message: content,
-                    timestamp: Some(meta.timestamp),
-                    user_data: None,
-                },
-            );
+            ctx.db
+                .write(
+                    subjects::db::MESSAGE_LOG,
+                    &MessageLog {
+                        username: user,
+                        message: content,
+                        timestamp: Some(meta.timestamp),
+                        user_data: None,
+                    },
+                )
+                .await;
             return;
         }
         ChatOrigin::Live => {}
@@ -765,15 +863,17 @@ async fn handle_chat(
         &meta,
     )
     .await;
-    ctx.db.write(
-        subjects::db::MESSAGE_LOG,
-        &MessageLog {
-            username: user.clone(),
-            message: content.clone(),
-            timestamp: Some(meta.timestamp),
-            user_data: user_data.clone(),
-        },
-    );
+    ctx.db
+        .write(
+            subjects::db::MESSAGE_LOG,
+            &MessageLog {
+                username: user.clone(),
+                message: content.clone(),
+                timestamp: Some(meta.timestamp),
+                user_data: user_data.clone(),
+            },
+        )
+        .await;
     if let Some(parsed) = parsed {
         publish_command(ctx, parsed, content, user, user_data, false, meta.timestamp).await;
     }
@@ -1104,24 +1204,30 @@ async fn poll_outbound(ctx: Arc<Ctx>) {
             handled.insert(m.id, tokio::time::Instant::now() + pause);
             let now = Some(Timestamp::now());
             match result {
-                Ok(()) => ctx.db.write(
-                    subjects::db::OUTBOUND_MARK_SENT,
-                    &OutboundMarkSent {
-                        message_id: m.id,
-                        timestamp: now,
-                    },
-                ),
+                Ok(()) => {
+                    ctx.db
+                        .write(
+                            subjects::db::OUTBOUND_MARK_SENT,
+                            &OutboundMarkSent {
+                                message_id: m.id,
+                                timestamp: now,
+                            },
+                        )
+                        .await
+                }
                 Err(e) => {
                     tracing::warn!(id = m.id, error = %e, "outbound message not sent");
-                    ctx.db.write(
-                        subjects::db::OUTBOUND_MARK_FAILED,
-                        &OutboundMarkFailed {
-                            message_id: m.id,
-                            error: e.to_string(),
-                            permanent: e.is_permanent(),
-                            timestamp: now,
-                        },
-                    );
+                    ctx.db
+                        .write(
+                            subjects::db::OUTBOUND_MARK_FAILED,
+                            &OutboundMarkFailed {
+                                message_id: m.id,
+                                error: e.to_string(),
+                                permanent: e.is_permanent(),
+                                timestamp: now,
+                            },
+                        )
+                        .await;
                 }
             }
         }
@@ -1142,7 +1248,7 @@ async fn periodic(ctx: Arc<Ctx>) {
             _ = status.tick() => {
                 ctx.publish_status().await;
                 if ctx.state().joined {
-                    ctx.write_status();
+                    ctx.write_status().await;
                 }
             }
             _ = counts.tick() => {
@@ -1155,7 +1261,7 @@ async fn periodic(ctx: Arc<Ctx>) {
                     })
                 };
                 if let Some(sample) = sample {
-                    ctx.db.write(subjects::db::STATS_USER_COUNT, &sample);
+                    ctx.db.write(subjects::db::STATS_USER_COUNT, &sample).await;
                 }
             }
         }
@@ -1164,7 +1270,43 @@ async fn periodic(ctx: Arc<Ctx>) {
 
 #[cfg(test)]
 mod tests {
-    use super::action_source;
+    use super::{action_source, user_list_diff};
+    use rosey_plugin_api::UserData;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn user_list_diffs_find_who_left_and_arrived() {
+        let known: BTreeMap<String, UserData> = ["Alice", "bob", "carol"]
+            .iter()
+            .map(|n| (n.to_lowercase(), UserData::new(*n, 0.0)))
+            .collect();
+        let list: Vec<UserData> = ["alice", "Dave", "carol", "dave", "erin"]
+            .iter()
+            .map(|n| UserData::new(*n, 0.0))
+            .collect();
+        let (departed, arrived) = user_list_diff(&known, &list);
+        assert_eq!(departed, ["bob"]);
+        // Each new name once, spelled as the list first spells it.
+        assert_eq!(arrived, ["Dave", "erin"]);
+    }
+
+    #[test]
+    fn replacing_two_disjoint_50k_lists_is_a_full_diff() {
+        let list = |prefix: &str| -> Vec<UserData> {
+            (0..50_000)
+                .map(|i| UserData::new(format!("{prefix}{i}"), 0.0))
+                .collect()
+        };
+        let a = list("a");
+        let known: BTreeMap<String, UserData> = a
+            .iter()
+            .map(|u| (u.username.to_lowercase(), u.clone()))
+            .collect();
+        let (departed, arrived) = user_list_diff(&known, &list("b"));
+        assert_eq!((departed.len(), arrived.len()), (50_000, 50_000));
+        let (departed, arrived) = user_list_diff(&known, &a);
+        assert!(departed.is_empty() && arrived.is_empty());
+    }
     use rosey_plugin_api::actions::HEADER_SOURCE;
 
     #[test]

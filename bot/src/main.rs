@@ -4,6 +4,13 @@ use clap::Parser;
 use rosey_config::{service, signal::shutdown_signal, CommonArgs};
 use std::process::ExitCode;
 
+// glibc's malloc kept every byte of a burst (a 50,000-user list) once the channel was back to
+// three users; mimalloc returns part of it, and nearly all with MIMALLOC_PURGE_DELAY=0 in the
+// environment (BENCHMARKS.md, "rosey-bot under a huge user list").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Holds one channel's chat connection and publishes it on NATS.
 #[derive(Debug, Parser)]
 #[command(name = "rosey-bot", version, about)]

@@ -32,13 +32,43 @@ pub fn html_to_text(html: &str) -> String {
     html_escape::decode_html_entities(&stripped).into_owned()
 }
 
-/// A CyTube user object (`addUser`, `userlist` entries) as the contract's user object.
-pub fn user_data(user: &Value) -> Option<UserData> {
-    let name = user.get("name")?.as_str()?;
-    if name.is_empty() {
-        return None;
+/// CyTube's rule for user names, guests included: `^[\w-]{1,20}$` (JavaScript's `\w`, so
+/// ASCII letters, digits and `_`). A name the server should never send is not forwarded.
+pub fn is_valid_username(name: &str) -> bool {
+    (1..=20).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The largest profile (`{image, text}`, JSON-encoded) kept with a user; a larger one is
+/// dropped (the user is kept). CyTube limits both fields to a few hundred characters.
+pub const MAX_PROFILE_BYTES: usize = 4096;
+
+/// Why a user object was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadUser {
+    /// No `name` string.
+    NoName,
+    /// A name CyTube would never give a user.
+    InvalidName,
+}
+
+/// A CyTube user object (`addUser`, `userlist` entries) as the contract's user object; the
+/// name must follow [`is_valid_username`], and an oversized profile is left out.
+pub fn user_data(user: &Value) -> Result<UserData, BadUser> {
+    let name = user
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or(BadUser::NoName)?;
+    if !is_valid_username(name) {
+        return Err(BadUser::InvalidName);
     }
-    let rank = user.get("rank").and_then(Value::as_f64).unwrap_or(0.0);
+    let rank = user
+        .get("rank")
+        .and_then(Value::as_f64)
+        .filter(|r| r.is_finite())
+        .unwrap_or(0.0);
     let meta = user.get("meta");
     let flag = |key: &str| {
         meta.and_then(|m| m.get(key))
@@ -48,8 +78,140 @@ pub fn user_data(user: &Value) -> Option<UserData> {
     let mut data = UserData::new(name, rank);
     data.is_afk = flag("afk");
     data.is_muted = flag("muted") || flag("smuted");
-    data.profile = user.get("profile").filter(|p| p.is_object()).cloned();
-    Some(data)
+    data.profile = user.get("profile").filter(|p| profile_fits(p)).cloned();
+    Ok(data)
+}
+
+/// Whether a profile value is an object small enough to keep.
+fn profile_fits(profile: &Value) -> bool {
+    let Some(map) = profile.as_object() else {
+        return false;
+    };
+    let mut size = 0usize;
+    for (k, v) in map {
+        size += k.len()
+            + match v {
+                Value::String(s) => s.len(),
+                Value::Array(_) | Value::Object(_) => MAX_PROFILE_BYTES + 1,
+                _ => 8,
+            };
+    }
+    size <= MAX_PROFILE_BYTES
+}
+
+/// A `userlist` frame over this size is read without a JSON tree
+/// ([`CytubeNormalizer::big_user_list`]) and not forwarded raw (it exceeds NATS's default
+/// `max_payload` anyway).
+pub const BIG_FRAME_BYTES: usize = 1 << 20;
+
+/// A user entry of a big `userlist`, typed; any other field (`aliases`, `ip`) is skipped.
+#[derive(Debug, serde::Deserialize)]
+struct WireUser {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    rank: Option<f64>,
+    #[serde(default)]
+    profile: Option<Value>,
+    #[serde(default)]
+    meta: Option<WireMeta>,
+}
+
+/// The flags of a [`WireUser`].
+#[derive(Debug, Default, serde::Deserialize)]
+struct WireMeta {
+    #[serde(default)]
+    afk: Option<bool>,
+    #[serde(default)]
+    muted: Option<bool>,
+    #[serde(default)]
+    smuted: Option<bool>,
+}
+
+impl WireUser {
+    /// The same user [`user_data`] makes of the JSON form, moving the strings (no copy).
+    fn into_user(self) -> Result<UserData, BadUser> {
+        let name = self.name.ok_or(BadUser::NoName)?;
+        if !is_valid_username(&name) {
+            return Err(BadUser::InvalidName);
+        }
+        let mut data = UserData::new(name, self.rank.filter(|r| r.is_finite()).unwrap_or(0.0));
+        let meta = self.meta.unwrap_or_default();
+        data.is_afk = meta.afk.unwrap_or(false);
+        data.is_muted = meta.muted.unwrap_or(false) || meta.smuted.unwrap_or(false);
+        data.profile = self.profile.filter(profile_fits);
+        Ok(data)
+    }
+}
+
+/// The limits applied at the edge, before a frame's content grows into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Most users kept from one user list (`platform.max_users`).
+    pub max_users: usize,
+    /// Largest chat or PM line, as the server's HTML (`platform.max_line_bytes`).
+    pub max_line_bytes: usize,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            max_users: rosey_config::sections::platform::DEFAULT_MAX_USERS,
+            max_line_bytes: rosey_config::sections::platform::DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+/// What the edge refused, counted by kind; each kind is logged when first seen, then only
+/// counted (a hostile server must not flood the log either).
+#[derive(Debug, Clone, Default)]
+pub struct Rejections {
+    counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Rejections {
+    /// Counts one refusal of `kind`, logging it the first time.
+    pub fn count(&mut self, kind: &'static str, detail: &str) {
+        let n = self.counts.entry(kind).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            tracing::warn!(
+                kind,
+                detail,
+                "frame content refused at the edge and not forwarded (later ones of this kind \
+                 are only counted)"
+            );
+        }
+    }
+
+    /// How many of `kind` were refused.
+    pub fn of(&self, kind: &str) -> u64 {
+        self.counts.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Every kind seen and its count.
+    pub fn counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.counts
+    }
+}
+
+/// Kinds of [`Rejections`].
+pub mod refused {
+    /// A user (list entry, join, leave, update, chat or PM author) with a name CyTube never
+    /// gives.
+    pub const INVALID_NAME: &str = "invalid user name";
+    /// A user object without a name.
+    pub const NO_NAME: &str = "user without a name";
+    /// A chat line over `platform.max_line_bytes`.
+    pub const LONG_CHAT: &str = "chat line over max_line_bytes";
+    /// A PM over `platform.max_line_bytes`.
+    pub const LONG_PM: &str = "pm over max_line_bytes";
+    /// A user list over `platform.max_users` (cut to the limit).
+    pub const USERLIST_OVER_CAP: &str = "user list over max_users";
+    /// A profile too large to keep (the user is kept without it).
+    pub const BIG_PROFILE: &str = "profile over 4 KiB";
+    /// A chat line, PM or user event without the fields CyTube always sends, with their types.
+    pub const MALFORMED: &str = "malformed chat or user event";
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -129,17 +291,174 @@ pub struct CytubeNormalizer {
     seen_userlist: bool,
     logged_in: bool,
     joined: bool,
+    limits: EdgeLimits,
+    rejections: Rejections,
+    /// Whether the last frame normalized was refused (or cut) at the edge, so its raw form
+    /// is not forwarded either.
+    refused_last: bool,
 }
 
 impl CytubeNormalizer {
     /// A normalizer for a bot logging in as `bot_name`.
     pub fn new(bot_name: impl Into<String>) -> Self {
+        Self::with_limits(bot_name, EdgeLimits::default())
+    }
+
+    /// A normalizer for `bot_name` applying `limits`.
+    pub fn with_limits(bot_name: impl Into<String>, limits: EdgeLimits) -> Self {
         CytubeNormalizer {
             bot_name: bot_name.into(),
             seen_userlist: false,
             logged_in: false,
             joined: false,
+            limits,
+            rejections: Rejections::default(),
+            refused_last: false,
         }
+    }
+
+    /// What the edge refused so far (over every connection).
+    pub fn rejections(&self) -> &Rejections {
+        &self.rejections
+    }
+
+    /// Whether the last [`Self::normalize`] call refused or cut its frame: its raw event must
+    /// not be forwarded.
+    pub fn refused_last(&self) -> bool {
+        self.refused_last
+    }
+
+    fn refuse(&mut self, kind: &'static str, detail: &str) -> Vec<PlatformEvent> {
+        self.refused_last = true;
+        self.rejections.count(kind, detail);
+        Vec::new()
+    }
+
+    /// A user name from `data[key]`: `None` when absent (a wrong shape), refused when invalid.
+    fn checked_name<'a>(&mut self, data: &'a Value, key: &str) -> Option<&'a str> {
+        let name = str_field(data, key)?;
+        if is_valid_username(name) {
+            Some(name)
+        } else {
+            let shown: String = name.chars().take(40).collect();
+            self.refuse(refused::INVALID_NAME, &shown);
+            None
+        }
+    }
+
+    /// The users of a `userlist`, cut to [`EdgeLimits::max_users`] (the bot's own entry is
+    /// always kept); linear in the list's length.
+    fn user_list(&mut self, data: &Value) -> Vec<UserData> {
+        let Some(entries) = data.as_array() else {
+            self.refuse(refused::MALFORMED, "userlist");
+            return Vec::new();
+        };
+        self.cut_users(
+            entries.iter(),
+            |e| e.get("name").and_then(Value::as_str),
+            user_data,
+            |e| e.get("profile").is_some(),
+        )
+    }
+
+    /// The users of `entries`, cut to [`EdgeLimits::max_users`] keeping the bot's own entry,
+    /// whatever form the entries have (a JSON tree, or [`WireUser`] for a big frame).
+    fn cut_users<T>(
+        &mut self,
+        entries: impl ExactSizeIterator<Item = T>,
+        name_of: impl Fn(&T) -> Option<&str>,
+        build: impl Fn(T) -> Result<UserData, BadUser>,
+        has_profile: impl Fn(&T) -> bool,
+    ) -> Vec<UserData> {
+        let cap = self.limits.max_users;
+        let sent = entries.len();
+        let mut users = Vec::with_capacity(sent.min(cap));
+        let mut own_seen = false;
+        let mut over = 0usize;
+        for entry in entries {
+            let is_own = name_of(&entry).is_some_and(|n| self.is_self(n));
+            // Past the cap only the bot's own entry is still looked for.
+            let wanted = is_own && !own_seen;
+            if users.len() >= cap && !wanted {
+                over += 1;
+                continue;
+            }
+            let had_profile = has_profile(&entry);
+            let shown: String = name_of(&entry)
+                .filter(|n| !is_valid_username(n))
+                .map(|n| n.chars().take(40).collect())
+                .unwrap_or_default();
+            match build(entry) {
+                Ok(user) => {
+                    if had_profile && user.profile.is_none() {
+                        self.rejections.count(refused::BIG_PROFILE, &user.username);
+                    }
+                    if is_own {
+                        own_seen = true;
+                        if users.len() >= cap {
+                            // Make room: the bot must know its own state.
+                            users.pop();
+                            over += 1;
+                        }
+                    }
+                    users.push(user);
+                }
+                Err(BadUser::InvalidName) => {
+                    self.refuse(refused::INVALID_NAME, &shown);
+                }
+                Err(BadUser::NoName) => {
+                    self.refuse(refused::NO_NAME, "user list entry");
+                }
+            }
+        }
+        if over > 0 {
+            self.refused_last = true;
+            self.rejections
+                .count(refused::USERLIST_OVER_CAP, &format!("{sent} users"));
+            tracing::warn!(
+                sent,
+                kept = users.len(),
+                max_users = cap,
+                "the server sent more users than platform.max_users; the list is cut"
+            );
+        }
+        users
+    }
+
+    /// A `userlist` frame larger than [`BIG_FRAME_BYTES`], read straight into users without
+    /// the JSON tree (whose millions of small allocations would fragment the heap for good);
+    /// `None` when `frame` is not such a frame or has an unusual shape (the caller then takes
+    /// the general path). Its raw form is not forwarded: it would exceed NATS's `max_payload`.
+    pub fn big_user_list(
+        &mut self,
+        frame: &str,
+        received: Timestamp,
+    ) -> Option<Vec<PlatformEvent>> {
+        if frame.len() <= BIG_FRAME_BYTES {
+            return None;
+        }
+        let array = frame.strip_prefix("42")?;
+        if !array.trim_start().starts_with("[\"userlist\"") {
+            return None;
+        }
+        let (_, entries): (String, Vec<WireUser>) = serde_json::from_str(array).ok()?;
+        self.refused_last = true;
+        let users = self.cut_users(
+            entries.into_iter(),
+            |w| w.name.as_deref(),
+            WireUser::into_user,
+            |w| w.profile.is_some(),
+        );
+        self.seen_userlist = true;
+        let mut out = vec![PlatformEvent::UserList {
+            users,
+            meta: Meta {
+                timestamp: received,
+                platform_data: serde_json::json!({"truncated": true}),
+            },
+        }];
+        self.maybe_joined(&mut out);
+        Some(out)
     }
 
     /// Forgets the connection state; call it for every new connection, whose join replays
@@ -148,6 +467,12 @@ impl CytubeNormalizer {
         self.seen_userlist = false;
         self.logged_in = false;
         self.joined = false;
+        if !self.rejections.counts().is_empty() {
+            tracing::warn!(
+                refused = ?self.rejections.counts(),
+                "frame content refused at the edge so far"
+            );
+        }
     }
 
     /// The bot's name as the server spells it.
@@ -174,13 +499,22 @@ impl CytubeNormalizer {
             .get("time")
             .and_then(Value::as_i64)
             .and_then(Timestamp::from_millis);
+        self.refused_last = false;
         let mut out = Vec::new();
         match event {
             "chatMsg" => {
                 let (Some(user), Some(msg)) = (str_field(data, "username"), str_field(data, "msg"))
                 else {
-                    return out;
+                    return self.refuse(refused::MALFORMED, "chatMsg");
                 };
+                if msg.len() > self.limits.max_line_bytes {
+                    return self.refuse(refused::LONG_CHAT, &format!("{} bytes", msg.len()));
+                }
+                // Server pseudo-users (`[server]`, `[voteskip]`) are the only other names.
+                let pseudo = user.starts_with('[') && user.ends_with(']') && user.len() <= 22;
+                if !pseudo && self.checked_name(data, "username").is_none() {
+                    return out;
+                }
                 let shadow = data
                     .get("meta")
                     .and_then(|m| m.get("shadow"))
@@ -188,7 +522,7 @@ impl CytubeNormalizer {
                     .unwrap_or(false);
                 let origin = if !self.seen_userlist {
                     ChatOrigin::History
-                } else if user.starts_with('[') && user.ends_with(']') {
+                } else if pseudo {
                     ChatOrigin::Server
                 } else if shadow {
                     ChatOrigin::Shadow
@@ -207,8 +541,14 @@ impl CytubeNormalizer {
             "pm" => {
                 let (Some(user), Some(msg)) = (str_field(data, "username"), str_field(data, "msg"))
                 else {
-                    return out;
+                    return self.refuse(refused::MALFORMED, "pm");
                 };
+                if msg.len() > self.limits.max_line_bytes {
+                    return self.refuse(refused::LONG_PM, &format!("{} bytes", msg.len()));
+                }
+                if self.checked_name(data, "username").is_none() {
+                    return out;
+                }
                 // The server echoes our own PMs back to us; they are not PMs *to* the bot.
                 if self.is_self(user) {
                     return out;
@@ -221,27 +561,46 @@ impl CytubeNormalizer {
                 });
             }
             "userlist" => {
-                let users = data
-                    .as_array()
-                    .map(|a| a.iter().filter_map(user_data).collect())
-                    .unwrap_or_default();
+                // Not a list: nothing is replaced (an empty list would end every session).
+                if !data.is_array() {
+                    return self.refuse(refused::MALFORMED, "userlist");
+                }
+                let users = self.user_list(data);
                 self.seen_userlist = true;
-                out.push(PlatformEvent::UserList {
-                    users,
-                    meta: meta(None),
-                });
+                // A cut list's original is not passed on (nor copied) whole.
+                let meta = if self.refused_last {
+                    Meta {
+                        timestamp: received,
+                        platform_data: serde_json::json!({"truncated": true}),
+                    }
+                } else {
+                    meta(None)
+                };
+                out.push(PlatformEvent::UserList { users, meta });
                 self.maybe_joined(&mut out);
             }
-            "addUser" => {
-                if let Some(user) = user_data(data) {
+            "addUser" => match user_data(data) {
+                Ok(user) => {
+                    if data.get("profile").is_some() && user.profile.is_none() {
+                        self.rejections.count(refused::BIG_PROFILE, &user.username);
+                    }
                     out.push(PlatformEvent::UserJoin {
                         user,
                         meta: meta(None),
                     });
                 }
-            }
+                Err(BadUser::InvalidName) => {
+                    self.checked_name(data, "name");
+                }
+                Err(BadUser::NoName) => {
+                    self.refuse(refused::MALFORMED, "addUser");
+                }
+            },
             "userLeave" => {
-                if let Some(name) = str_field(data, "name").filter(|n| !n.is_empty()) {
+                if str_field(data, "name").is_none() {
+                    return self.refuse(refused::MALFORMED, "userLeave");
+                }
+                if let Some(name) = self.checked_name(data, "name") {
                     out.push(PlatformEvent::UserLeave {
                         user: name.to_owned(),
                         meta: meta(None),
@@ -257,7 +616,7 @@ impl CytubeNormalizer {
                 }
             }
             "setAFK" | "setUserMeta" | "setUserRank" | "setUserProfile" => {
-                let Some(name) = str_field(data, "name").filter(|n| !n.is_empty()) else {
+                let Some(name) = self.checked_name(data, "name") else {
                     return out;
                 };
                 let mut patch = UserPatch::default();
@@ -273,7 +632,7 @@ impl CytubeNormalizer {
                         };
                     }
                     "setUserRank" => patch.rank = data.get("rank").and_then(Value::as_f64),
-                    _ => patch.profile = data.get("profile").filter(|p| p.is_object()).cloned(),
+                    _ => patch.profile = data.get("profile").filter(|p| profile_fits(p)).cloned(),
                 }
                 if patch != UserPatch::default() {
                     out.push(PlatformEvent::UserUpdate {
@@ -639,8 +998,8 @@ mod tests {
             ),
             (1.5, false, false, false)
         );
-        assert!(user_data(&json!({"rank": 1})).is_none());
-        assert!(user_data(&json!({"name": 5})).is_none());
+        assert_eq!(user_data(&json!({"rank": 1})), Err(BadUser::NoName));
+        assert_eq!(user_data(&json!({"name": 5})), Err(BadUser::NoName));
 
         let out = feed(&mut n, r#"42["userLeave",{"name":"modbob"}]"#);
         assert!(matches!(&out[..], [PlatformEvent::UserLeave { user, .. }] if user == "modbob"));
@@ -933,6 +1292,173 @@ mod tests {
     }
 
     #[test]
+    fn names_follow_cytube_rules() {
+        for good in ["a", "rawbot4", "Mod_Bob-2", &"x".repeat(20)] {
+            assert!(is_valid_username(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            &"x".repeat(21),
+            &"x".repeat(100_000),
+            "evil.user",
+            "has space",
+            "é",
+            "nul\0",
+            "\u{fffd}",
+            "[server]",
+            "a\nb",
+        ] {
+            assert!(!is_valid_username(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_names_and_long_lines_are_refused_counted_and_marked() {
+        let mut n = CytubeNormalizer::with_limits(
+            "rawbot4",
+            EdgeLimits {
+                max_users: 10,
+                max_line_bytes: 1024,
+            },
+        );
+        feed(
+            &mut n,
+            r#"42["login",{"success":true,"name":"rawbot4","guest":true}]"#,
+        );
+        feed(&mut n, r#"42["userlist",[{"name":"rawbot4","rank":0}]]"#);
+        let long = "y".repeat(1025);
+        let refused_frames = [
+            json!(["chatMsg", {"username": "", "msg": "hi", "time": 1}]),
+            json!(["chatMsg", {"username": "x".repeat(100_000), "msg": "hi", "time": 1}]),
+            json!(["chatMsg", {"username": "evil.user", "msg": "!cmd", "time": 1}]),
+            json!(["chatMsg", {"username": "alice", "msg": long, "time": 1}]),
+            json!(["pm", {"username": "alice", "msg": long, "to": "rawbot4"}]),
+            json!(["pm", {"username": "a b", "msg": "hi", "to": "rawbot4"}]),
+            json!(["addUser", {"name": "", "rank": 0}]),
+            json!(["userLeave", {"name": "x".repeat(300)}]),
+            json!(["setAFK", {"name": "", "afk": true}]),
+        ];
+        for frame in &refused_frames {
+            let out = feed(&mut n, &format!("42{frame}"));
+            assert!(out.is_empty(), "{frame}: {out:?}");
+            assert!(n.refused_last(), "{frame}");
+        }
+        assert_eq!(n.rejections().of(refused::INVALID_NAME), 7);
+        assert_eq!(n.rejections().of(refused::LONG_CHAT), 1);
+        assert_eq!(n.rejections().of(refused::LONG_PM), 1);
+        // A valid line right after is not marked, and server pseudo-users still pass.
+        let out = feed(
+            &mut n,
+            r#"42["chatMsg",{"username":"alice","msg":"fine","time":1}]"#,
+        );
+        assert_eq!(out.len(), 1);
+        assert!(!n.refused_last());
+        let out = feed(
+            &mut n,
+            r#"42["chatMsg",{"username":"[server]","msg":"whisper","time":1}]"#,
+        );
+        assert!(matches!(
+            &out[..],
+            [PlatformEvent::Chat {
+                origin: ChatOrigin::Server,
+                ..
+            }]
+        ));
+        // A user list keeps its valid users only.
+        let out = feed(
+            &mut n,
+            &format!(
+                "42{}",
+                json!(["userlist", [{"name": "rawbot4"}, {"name": "ok"}, {"name": "bad name"}, {"rank": 1}]])
+            ),
+        );
+        let PlatformEvent::UserList { users, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["rawbot4", "ok"]);
+        assert_eq!(n.rejections().of(refused::NO_NAME), 1);
+    }
+
+    #[test]
+    fn a_user_list_over_the_cap_is_cut_keeping_the_bot() {
+        let mut n = CytubeNormalizer::with_limits(
+            "rawbot4",
+            EdgeLimits {
+                max_users: 3,
+                max_line_bytes: 1024,
+            },
+        );
+        let mut list: Vec<Value> = (0..10).map(|i| json!({"name": format!("u{i}")})).collect();
+        list.push(json!({"name": "RawBot4", "rank": 2}));
+        let out = n.normalize("userlist", &json!(list), ts());
+        let PlatformEvent::UserList { users, meta } = &out[0] else {
+            panic!("{out:?}")
+        };
+        let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["u0", "u1", "RawBot4"]);
+        assert!(n.refused_last(), "the cut list's raw form is not forwarded");
+        assert_eq!(meta.platform_data, json!({"truncated": true}));
+        assert_eq!(n.rejections().of(refused::USERLIST_OVER_CAP), 1);
+        // Under the cap nothing is cut.
+        let out = n.normalize("userlist", &json!(list[..2]), ts());
+        assert!(matches!(&out[0], PlatformEvent::UserList { users, .. } if users.len() == 2));
+        assert!(!n.refused_last());
+    }
+
+    #[test]
+    fn a_big_user_list_is_read_typed_like_the_json_form() {
+        let mut list: Vec<Value> = (0..12_000)
+            .map(|i| {
+                json!({"name": format!("user{i}"), "rank": 1.5, "profile": {"image": "i", "text": "t"},
+                       "meta": {"afk": i % 2 == 0, "muted": false, "smuted": i % 3 == 0, "aliases": [], "ip": "x"}})
+            })
+            .collect();
+        list.push(json!({"name": "bad name"}));
+        list.push(json!({"name": "rawbot4", "rank": 3}));
+        let frame = format!("42{}", json!(["userlist", list]));
+        assert!(frame.len() > BIG_FRAME_BYTES);
+        let limits = EdgeLimits {
+            max_users: 10_000,
+            max_line_bytes: 1024,
+        };
+        let mut typed = CytubeNormalizer::with_limits("rawbot4", limits);
+        let mut general = CytubeNormalizer::with_limits("rawbot4", limits);
+        let fast = typed.big_user_list(&frame, ts()).expect("read typed");
+        let slow = general.normalize("userlist", &json!(list), ts());
+        let users = |out: &[PlatformEvent]| match &out[0] {
+            PlatformEvent::UserList { users, .. } => users.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(users(&fast), users(&slow));
+        assert_eq!(users(&fast).len(), 10_000);
+        assert_eq!(users(&fast).last().unwrap().username, "rawbot4");
+        assert!(typed.refused_last());
+        // A small frame, another event or an unusual shape takes the general path.
+        assert!(typed.big_user_list(r#"42["userlist",[]]"#, ts()).is_none());
+        let other = format!(
+            "42{}",
+            json!(["chatMsg", {"msg": "x".repeat(BIG_FRAME_BYTES)}])
+        );
+        assert!(typed.big_user_list(&other, ts()).is_none());
+        let odd = format!(
+            "42{}",
+            json!(["userlist", [{"name": "a", "rank": "x".repeat(BIG_FRAME_BYTES)}]])
+        );
+        assert!(typed.big_user_list(&odd, ts()).is_none());
+    }
+
+    #[test]
+    fn oversized_profiles_are_left_out() {
+        let big = json!({"name": "alice", "profile": {"image": "", "text": "x".repeat(5000)}});
+        let user = user_data(&big).unwrap();
+        assert_eq!(user.username, "alice");
+        assert!(user.profile.is_none());
+        let nested = json!({"name": "alice", "profile": {"text": {"deep": [1]}}});
+        assert!(user_data(&nested).unwrap().profile.is_none());
+    }
+
+    #[test]
     fn wrong_shapes_produce_nothing() {
         let mut n = joined();
         for (event, data) in [
@@ -945,8 +1471,15 @@ mod tests {
             ("delete", json!(7)),
             ("newPoll", json!({"title": "t"})),
             ("rank", json!({})),
+            ("userlist", json!({"name": "x"})),
         ] {
             assert!(n.normalize(event, &data, ts()).is_empty(), "{event} {data}");
+            if ["chatMsg", "pm", "addUser"].contains(&event) {
+                assert!(
+                    n.refused_last(),
+                    "{event} {data} is not forwarded raw either"
+                );
+            }
         }
     }
 

@@ -41,8 +41,9 @@ pub fn permissions_for(action: &PlatformAction) -> &'static [&'static str] {
         A::PlaylistMove { .. } => &["playlistmove"],
         A::Kick { .. } => &["kick"],
         A::Clear => &["chatclear"],
-        // PMs, AFK and pausing need no channel permission (pausing needs the leader instead).
-        A::Pm { .. } | A::Afk(_) | A::Pause { .. } => &[],
+        // PMs, AFK and pausing need no channel permission (pausing needs the leader instead);
+        // leaving is the bot's own, never asked for from outside.
+        A::Pm { .. } | A::Afk(_) | A::Pause { .. } | A::Disconnect => &[],
     }
 }
 

@@ -107,17 +107,19 @@ pub async fn run_command(ctx: &Arc<Ctx>, user: &str, line: &str) {
         Ok(text) => (text, PmCommandResult::Success, None),
         Err(e) => (format!("Error: {e}"), PmCommandResult::Error, Some(e)),
     };
-    ctx.db.write(
-        subjects::db::ACTION_PM_COMMAND,
-        &PmCommand {
-            username: user.to_owned(),
-            command: command.clone(),
-            args: rest.to_owned(),
-            result: audit_result,
-            error,
-            timestamp: Some(Timestamp::now()),
-        },
-    );
+    ctx.db
+        .write(
+            subjects::db::ACTION_PM_COMMAND,
+            &PmCommand {
+                username: user.to_owned(),
+                command: command.clone(),
+                args: rest.to_owned(),
+                result: audit_result,
+                error,
+                timestamp: Some(Timestamp::now()),
+            },
+        )
+        .await;
     for chunk in pack_lines(&reply) {
         if let Err(e) = ctx
             .chat

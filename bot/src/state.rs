@@ -107,10 +107,14 @@ impl ChannelState {
             .collect();
     }
 
-    /// Adds (or replaces) a user.
-    pub fn add_user(&mut self, user: &UserData) {
-        self.users
-            .insert(user.username.to_lowercase(), user.clone());
+    /// Adds (or replaces) a user; a new user is refused (false) once `max_users` are known.
+    pub fn add_user(&mut self, user: &UserData, max_users: usize) -> bool {
+        let key = user.username.to_lowercase();
+        if self.users.len() >= max_users && !self.users.contains_key(&key) {
+            return false;
+        }
+        self.users.insert(key, user.clone());
+        true
     }
 
     /// Removes a user, returning them as last known.
@@ -264,6 +268,20 @@ mod tests {
         assert_eq!(uids(&s), [1, 3]);
         s.current_uid = Some(3);
         assert_eq!(s.current_item().unwrap().uid, 3);
+    }
+
+    #[test]
+    fn joins_past_the_cap_are_refused_but_known_users_update() {
+        let mut s = ChannelState::new("cytube", "c", "bot", "");
+        assert!(s.add_user(&UserData::new("a", 0.0), 2));
+        assert!(s.add_user(&UserData::new("b", 0.0), 2));
+        assert!(!s.add_user(&UserData::new("c", 0.0), 2));
+        assert!(
+            s.add_user(&UserData::new("A", 2.0), 2),
+            "a known user is replaced"
+        );
+        assert_eq!(s.chat_count(), 2);
+        assert!(s.is_moderator("a"));
     }
 
     #[test]

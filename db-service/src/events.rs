@@ -19,6 +19,8 @@ pub enum WriteEvent {
     UserJoined(wire::UserJoined),
     /// `rosey.db.user.left`.
     UserLeft(wire::UserLeft),
+    /// `rosey.db.user.sessions`.
+    UserSessions(wire::UserSessions),
     /// `rosey.db.message.log`.
     MessageLog(wire::MessageLog),
     /// `rosey.db.stats.user_count`.
@@ -113,6 +115,30 @@ pub fn decode(subject_name: &str, bytes: &[u8]) -> Result<WriteEvent, ErrorBody>
             check_username(&e.username)?;
             WriteEvent::UserLeft(e)
         }
+        subject::USER_SESSIONS => {
+            let e: wire::UserSessions = payload::decode(bytes)?;
+            let names = e.left.len() + e.joined.len();
+            // The bot never sends an empty one; an object that names nobody is not this write.
+            if names == 0 {
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidJson,
+                    "a sessions write names no user in `left` or `joined`",
+                ));
+            }
+            if names > wire::MAX_SESSION_NAMES {
+                return Err(ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "{names} names in one sessions write; the limit is {}",
+                        wire::MAX_SESSION_NAMES
+                    ),
+                ));
+            }
+            for name in e.left.iter().chain(&e.joined) {
+                check_username(name)?;
+            }
+            WriteEvent::UserSessions(e)
+        }
         subject::MESSAGE_LOG => {
             let e: wire::MessageLog = payload::decode(bytes)?;
             check_username(&e.username)?;
@@ -169,6 +195,7 @@ impl WriteEvent {
         match self {
             WriteEvent::UserJoined(e) => e.timestamp.map(|t| t.secs()),
             WriteEvent::UserLeft(e) => e.timestamp.map(|t| t.secs()),
+            WriteEvent::UserSessions(e) => e.timestamp.map(|t| t.secs()),
             WriteEvent::MessageLog(e) => e.timestamp.map(|t| t.secs()),
             WriteEvent::UserCount(e) => e.timestamp.map(|t| t.secs()),
             WriteEvent::HighWater(e) => e.timestamp.map(|t| t.secs()),
@@ -186,6 +213,15 @@ impl WriteEvent {
         match self {
             WriteEvent::UserJoined(e) => store::user_joined(conn, &e.username, ts),
             WriteEvent::UserLeft(e) => store::user_left(conn, &e.username, ts),
+            WriteEvent::UserSessions(e) => {
+                for name in &e.left {
+                    store::user_left(conn, name, ts)?;
+                }
+                for name in &e.joined {
+                    store::user_joined(conn, name, ts)?;
+                }
+                Ok(())
+            }
             WriteEvent::MessageLog(e) => store::chat_message(conn, &e.username, &e.message, ts),
             WriteEvent::UserCount(e) => {
                 store::log_user_count(conn, e.chat_count, e.connected_count, ts)
@@ -229,9 +265,13 @@ mod tests {
 
     #[test]
     fn decodes_every_write_subject() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 10] = [
             (subject::USER_JOINED, r#"{"username":"a"}"#),
             (subject::USER_LEFT, r#"{"username":"a","timestamp":5}"#),
+            (
+                subject::USER_SESSIONS,
+                r#"{"left":["a"],"joined":["b","c"],"timestamp":5}"#,
+            ),
             (subject::MESSAGE_LOG, r#"{"username":"a","message":"hi"}"#),
             (subject::STATS_USER_COUNT, r#"{}"#),
             (subject::STATS_HIGH_WATER, r#"{"chat_count":3}"#),
@@ -303,6 +343,28 @@ mod tests {
             let err = decode(s, p).expect_err(s);
             assert_eq!(err.error.code, code, "{s} {:?}", String::from_utf8_lossy(p));
         }
+        let too_many = serde_json::json!({"joined": vec!["a"; wire::MAX_SESSION_NAMES + 1]});
+        assert_eq!(
+            decode(subject::USER_SESSIONS, too_many.to_string().as_bytes())
+                .unwrap_err()
+                .error
+                .code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            decode(subject::USER_SESSIONS, br#"{"username":"a"}"#)
+                .unwrap_err()
+                .error
+                .code,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            decode(subject::USER_SESSIONS, br#"{"left":["a",""]}"#)
+                .unwrap_err()
+                .error
+                .code,
+            ErrorCode::InvalidJson
+        );
         let huge = format!(r#"{{"username":"{}"}}"#, "é".repeat(200));
         assert_eq!(
             decode(subject::USER_JOINED, huge.as_bytes())

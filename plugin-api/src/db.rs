@@ -33,6 +33,26 @@ pub struct UserLeft {
     pub user_data: Option<UserData>,
 }
 
+/// The most names one [`UserSessions`] write carries (`left` and `joined` together), so a
+/// write stays far below NATS's `max_payload` with CyTube's 20-character names; a larger
+/// change is split into several writes.
+pub const MAX_SESSION_NAMES: usize = 2_000;
+
+/// `rosey.db.user.sessions`: sessions closed (`left`) then opened (`joined`) at `timestamp`,
+/// in one write; what a user list replacing the last one, or a lost connection, changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSessions {
+    /// Users whose sessions end (applied first).
+    #[serde(default)]
+    pub left: Vec<String>,
+    /// Users whose sessions start.
+    #[serde(default)]
+    pub joined: Vec<String>,
+    /// When it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+}
+
 /// `rosey.db.message.log`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageLog {

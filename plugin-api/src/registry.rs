@@ -415,6 +415,14 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"username": "alice", "timestamp": 1_700_000_000, "user_data": user()})
         ),
         spec!(
+            d::USER_SESSIONS,
+            Write,
+            "bot → db",
+            db::UserSessions,
+            "left?, joined?, timestamp?",
+            json!({"left": ["bob"], "joined": ["alice", "carol"], "timestamp": 1_700_000_000})
+        ),
+        spec!(
             d::MESSAGE_LOG,
             Write,
             "bot → db",

@@ -214,6 +214,9 @@ pub mod db {
     pub const USER_JOINED: &str = "rosey.db.user.joined";
     /// A user left: closes the session and credits its time.
     pub const USER_LEFT: &str = "rosey.db.user.left";
+    /// Many sessions closed and opened at one time (a user list replacing the last, the
+    /// connection's end): one write instead of one per user.
+    pub const USER_SESSIONS: &str = "rosey.db.user.sessions";
     /// A chat line: counts it and keeps it in the recent chat.
     pub const MESSAGE_LOG: &str = "rosey.db.message.log";
     /// A user-count sample for the history graph.
@@ -231,9 +234,10 @@ pub mod db {
 
     /// Exactly the subjects the database stream captures (never a request subject: a stream on
     /// a request subject would answer every request with a publish ack).
-    pub const WRITE_SUBJECTS: [&str; 9] = [
+    pub const WRITE_SUBJECTS: [&str; 10] = [
         USER_JOINED,
         USER_LEFT,
+        USER_SESSIONS,
         MESSAGE_LOG,
         STATS_USER_COUNT,
         STATS_HIGH_WATER,

@@ -249,8 +249,12 @@ impl Drop for NatsServer {
 }
 
 /// The folder holding the workspace's binaries: the test executable lives in
-/// `target/<profile>/deps/`, the binaries one level up.
+/// `target/<profile>/deps/`, the binaries one level up. `ROSEY_BIN_DIR` names another folder
+/// (a benchmark run from a debug test binary against release binaries).
 pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ROSEY_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("the test executable has a path");
     let deps = exe.parent().expect("the test executable is in a folder");
     if deps.ends_with("deps") {

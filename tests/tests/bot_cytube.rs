@@ -236,13 +236,19 @@ async fn live_chat_is_normalized_history_is_not_and_db_gets_each_line_once() {
         ],
         "each live line once, no history, shadow or [server] lines"
     );
+    // Everyone present at start-up opens a session (one coalesced write), then carol once.
+    let sessions = db_writes(&client, subjects::db::USER_SESSIONS).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        session_names(&sessions, "joined"),
+        ["alice", "modbob", "rosey"]
+    );
     let joined = db_writes(&client, subjects::db::USER_JOINED).await;
     let joined: Vec<&str> = joined
         .iter()
         .map(|v| v["username"].as_str().unwrap())
         .collect();
-    // Everyone present at start-up opens a session, then carol once.
-    assert_eq!(joined, ["alice", "modbob", "rosey", "carol"]);
+    assert_eq!(joined, ["carol"]);
     let left = db_writes(&client, subjects::db::USER_LEFT).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["username"], "carol");
@@ -504,6 +510,42 @@ async fn a_muted_bot_refuses_chat_and_reports_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_backlog_holds_the_chat_instead_of_dropping_lines() {
+    let (mut nats, client, mock) = start_servers(mock_options()).await;
+    // A backlog of 20 writes, far below the lines said while NATS is away.
+    let (_bot, _status) = start_joined_bot(
+        &nats,
+        &client,
+        &mock,
+        json!({"db_write_backlog": 20, "ping_timeout": 60}),
+    )
+    .await;
+    assert!(mock.chat_from("alice", "before"));
+    wait_db_writes(&client, subjects::db::MESSAGE_LOG, 1).await;
+    nats.stop();
+    for i in 0..200 {
+        assert!(mock.chat_from("alice", &format!("during {i}")));
+    }
+    // Long enough for the backlog to fill and the bot to stop reading.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart();
+    let client = nats.connect().await;
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 201).await;
+    let messages: Vec<String> = logs
+        .iter()
+        .map(|v| v["message"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected = vec!["before".to_owned()];
+    expected.extend((0..200).map(|i| format!("during {i}")));
+    assert_eq!(messages, expected, "every line once, in order");
+    assert_eq!(
+        mock.connections(),
+        1,
+        "the stall did not cost the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_restart_loses_no_database_write() {
     let (mut nats, client, mock) = start_servers(mock_options()).await;
     let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
@@ -674,6 +716,8 @@ async fn hostile_frames_and_names_do_not_break_the_bot() {
     let (nats, client, mock) = start_servers(mock_options()).await;
     let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
     let mut commands = client.subscribe(subjects::commands::ALL).await.unwrap();
+    let raw_chat = subjects::platform::raw("cytube", "chatMsg").unwrap();
+    let mut raw = client.subscribe(raw_chat).await.unwrap();
     let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
     for frame in [
         "42[not json",
@@ -689,29 +733,165 @@ async fn hostile_frames_and_names_do_not_break_the_bot() {
     ] {
         assert!(mock.send_frame(frame.into()));
     }
-    mock.send_frame(format!(
-        "42{}",
-        json!(["chatMsg", {"username": "alice", "msg": "x".repeat(600_000), "meta": {}, "time": 1}])
-    ));
+    // Names CyTube never gives (`^[\w-]{1,20}$`) and a line far over its 1,000 characters:
+    // refused at the edge, neither published (raw or normalized) nor written.
+    let huge_name = "n".repeat(100_000);
+    for data in [
+        json!({"username": "alice", "msg": "x".repeat(600_000), "meta": {}, "time": 1}),
+        json!({"username": "", "msg": "!empty", "meta": {}, "time": 1}),
+        json!({"username": huge_name, "msg": "!huge", "meta": {}, "time": 1}),
+        json!({"username": "evil.user", "msg": "!dotted", "meta": {}, "time": 1}),
+    ] {
+        assert!(mock.send_event("chatMsg", data));
+    }
+    assert!(mock.send_event("addUser", user("", 0.0)));
+    assert!(mock.send_event("addUser", user(&huge_name, 0.0)));
+    assert!(mock.send_event("userLeave", json!({"name": huge_name})));
     mock.chat_from("alice", "!rosey.> wildcard");
     mock.chat_from("alice", "!a*b star");
-    mock.chat_from("evil.user", "!ok from a dotted name");
+    mock.chat_from("alice", "!ok after the refused ones");
     let mut contents = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..3 {
         let m: Event<Message> = next_json(&mut messages).await;
-        contents.push(m.body.content.chars().take(20).collect::<String>());
+        contents.push(m.body.content);
     }
-    assert_eq!(contents[0], "x".repeat(20));
     assert_eq!(
-        &contents[1..],
-        ["!rosey.> wildcard", "!a*b star", "!ok from a dotted na"]
+        contents,
+        [
+            "!rosey.> wildcard",
+            "!a*b star",
+            "!ok after the refused ones"
+        ]
     );
     let cmd: Command = next_json(&mut commands).await;
+    assert_eq!((cmd.command.as_str(), cmd.user.as_str()), ("ok", "alice"));
+    // The raw subject saw the valid lines only (the history replay, then the three).
+    let mut raw_lines = Vec::new();
+    while raw_lines.last().map(String::as_str) != Some("!ok after the refused ones") {
+        let v: Value = serde_json::from_slice(&next_message(&mut raw).await.payload).unwrap();
+        raw_lines.push(v["msg"].as_str().unwrap_or_default().to_owned());
+    }
     assert_eq!(
-        (cmd.command.as_str(), cmd.user.as_str()),
-        ("ok", "evil.user")
+        raw_lines,
+        [
+            "old &amp; replayed",
+            "!rosey.> wildcard",
+            "!a*b star",
+            "!ok after the refused ones"
+        ]
     );
+    let logged = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 3).await;
+    assert_eq!(logged.len(), 3, "{logged:?}");
+    assert!(logged.iter().all(|w| w["username"] == "alice"));
+    let joined = db_writes(&client, subjects::db::USER_JOINED).await;
+    assert!(joined.is_empty(), "no join for a refused name: {joined:?}");
+    let left = db_writes(&client, subjects::db::USER_LEFT).await;
+    assert!(left.is_empty(), "no leave for a refused name: {left:?}");
     assert_eq!(mock.connections(), 1, "the bot kept its connection");
+}
+
+/// Every name in the `field` lists of the stored `rosey.db.user.sessions` writes, sorted.
+fn session_names(writes: &[Value], field: &str) -> Vec<String> {
+    let mut n: Vec<String> = writes
+        .iter()
+        .filter_map(|w| w[field].as_array())
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    n.sort();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_list_over_max_users_is_cut_and_later_joins_ignored() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let mut counts = client
+        .subscribe(subjects::events::USER_COUNT)
+        .await
+        .unwrap();
+    let mut joins = client.subscribe(subjects::events::USER_JOIN).await.unwrap();
+    let (_bot, _status) = start_joined_bot(&nats, &client, &mock, json!({"max_users": 100})).await;
+    let mut users: Vec<Value> = (0..1_000).map(|i| user(&format!("u{i}"), 0.0)).collect();
+    users.push(user("rosey", 2.0));
+    assert!(mock.send_event("userlist", json!(users)));
+    loop {
+        let c: Event<rosey_plugin_api::events::UserCount> = next_json(&mut counts).await;
+        if c.body.chat_count == 100 {
+            break;
+        }
+        assert!(
+            c.body.chat_count < 100,
+            "over the cap: {}",
+            c.body.chat_count
+        );
+    }
+    // Full: a newcomer is ignored; someone already known still updates.
+    assert!(mock.send_event("addUser", user("late", 0.0)));
+    assert!(mock.send_event("addUser", user("u1", 1.0)));
+    let join: Event<UserJoin> = next_json(&mut joins).await;
+    assert_eq!(join.body.user, "u1");
+    // The cut list kept the first 99 users and the bot's own entry (sent last): 99 sessions
+    // open and the two users missing from it leave, in one write.
+    let sessions = wait_db_writes(&client, subjects::db::USER_SESSIONS, 2).await;
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let mut expected: Vec<String> = (0..99).map(|i| format!("u{i}")).collect();
+    expected.sort();
+    assert_eq!(session_names(&sessions[1..], "joined"), expected);
+    assert_eq!(session_names(&sessions[1..], "left"), ["alice", "modbob"]);
+    // A valid line still gets through at once.
+    assert!(mock.chat_from("alice", "still here"));
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 1).await;
+    assert_eq!(logs[0]["message"], "still here");
+    let joined = db_writes(&client, subjects::db::USER_JOINED).await;
+    assert!(joined.iter().all(|w| w["username"] != "late"), "{joined:?}");
+    assert_eq!(mock.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_and_lines_over_their_limits_are_refused_before_parsing() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let mut messages = client.subscribe(subjects::events::MESSAGE).await.unwrap();
+    let (_bot, mut status) = start_joined_bot(
+        &nats,
+        &client,
+        &mock,
+        json!({"max_frame_bytes": 65536, "max_line_bytes": 1024}),
+    )
+    .await;
+    // A line over max_line_bytes is refused; the connection stays.
+    assert!(mock.chat_from("alice", &"l".repeat(2_000)));
+    assert!(mock.chat_from("alice", "short"));
+    let m: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(m.body.content, "short");
+    assert_eq!(mock.connections(), 1);
+    // A frame over max_frame_bytes ends the connection (tungstenite refuses it from its
+    // header); the bot comes back and loses nothing after it.
+    assert!(mock.chat_from("alice", &"f".repeat(100_000)));
+    wait_disconnected(&mut status, WAIT).await;
+    wait_connected(&mut status, WAIT).await;
+    assert!(mock.chat_from("alice", "after"));
+    let m: Event<Message> = next_json(&mut messages).await;
+    assert_eq!(m.body.content, "after");
+    let logs = wait_db_writes(&client, subjects::db::MESSAGE_LOG, 2).await;
+    let lines: Vec<&str> = logs.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(lines, ["short", "after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_says_goodbye_with_a_close_frame() {
+    let (nats, client, mock) = start_servers(mock_options()).await;
+    let (bot, _status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
+    assert_eq!(mock.close_frames(), 0);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &bot._child.id().to_string()])
+        .status();
+    wait_for("a websocket close frame", || mock.close_frames() == 1).await;
+    // And the sessions still end at the stop.
+    let sessions = wait_db_writes(&client, subjects::db::USER_SESSIONS, 2).await;
+    assert_eq!(
+        session_names(&sessions[1..], "left"),
+        ["alice", "modbob", "rosey"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1006,36 +1186,31 @@ async fn a_database_write_too_large_for_nats_is_dropped_without_holding_up_the_r
 async fn sessions_end_when_the_connection_drops_and_when_the_bot_stops() {
     let (nats, client, mock) = start_servers(mock_options()).await;
     let (bot, mut status) = start_joined_bot(&nats, &client, &mock, json!({})).await;
-    let names = |writes: &[Value]| -> Vec<String> {
-        let mut n: Vec<String> = writes
-            .iter()
-            .filter_map(|w| w["username"].as_str().map(str::to_owned))
-            .collect();
-        n.sort();
-        n
-    };
-    let present = names(&wait_db_writes(&client, subjects::db::USER_JOINED, 3).await);
+    // The first user list opens everyone's session in one write.
+    let writes = wait_db_writes(&client, subjects::db::USER_SESSIONS, 1).await;
+    let present = session_names(&writes[..1], "joined");
     assert_eq!(present, ["alice", "modbob", "rosey"]);
 
     // While the bot is away nobody is seen: every session ends at the drop...
     let dropped_at = rosey_plugin_api::Timestamp::now().secs();
     assert!(mock.drop_connection());
     wait_disconnected(&mut status, WAIT).await;
-    let left = wait_db_writes(&client, subjects::db::USER_LEFT, 3).await;
-    assert_eq!(names(&left), present);
-    assert!(left
-        .iter()
-        .all(|w| w["timestamp"].as_i64().is_some_and(|t| t >= dropped_at)));
+    let writes = wait_db_writes(&client, subjects::db::USER_SESSIONS, 2).await;
+    assert_eq!(session_names(&writes[1..2], "left"), present);
+    assert!(writes[1]["timestamp"]
+        .as_i64()
+        .is_some_and(|t| t >= dropped_at));
     // ...and opens again with the next user list.
     wait_connected(&mut status, WAIT).await;
-    wait_db_writes(&client, subjects::db::USER_JOINED, 6).await;
+    let writes = wait_db_writes(&client, subjects::db::USER_SESSIONS, 3).await;
+    assert_eq!(session_names(&writes[2..3], "joined"), present);
 
     // Stopping the bot ends them too, as the original's close() did.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &bot._child.id().to_string()])
         .status();
-    let left = wait_db_writes(&client, subjects::db::USER_LEFT, 6).await;
-    assert_eq!(names(&left[3..]), present);
+    let writes = wait_db_writes(&client, subjects::db::USER_SESSIONS, 4).await;
+    assert_eq!(session_names(&writes[3..], "left"), present);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `rosey-bot`, `rosey-db`, `nats-server` and the mock CyTube server as separate processes
 //! (the mock in-process): chat lines and joins reach SQLite exactly once, replayed history
-//! never, across a database-service restart; queued outbound messages are sent and marked.
+//! never, across a database-service restart; queued outbound messages are sent and marked;
+//! huge user lists replacing each other lose no chat line and keep the sessions right.
 
 mod bot_support;
 mod mock_cytube;
@@ -50,7 +51,12 @@ async fn start_joined_bot(
 
 /// Rows of `sql` once there are at least `min` of them (read-only, while rosey-db writes).
 fn wait_rows(db: &PathBuf, sql: &str, min: usize) -> Vec<Vec<String>> {
-    let deadline = Instant::now() + WAIT;
+    wait_rows_within(db, sql, min, WAIT)
+}
+
+/// [`wait_rows`] with its own bound, for work that takes long on a debug build.
+fn wait_rows_within(db: &PathBuf, sql: &str, min: usize, wait: Duration) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + wait;
     loop {
         let rows =
             rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -239,5 +245,91 @@ async fn queued_outbound_messages_are_sent_and_marked_in_sqlite() {
             .count(),
         1,
         "sent once"
+    );
+}
+
+/// A `userlist` frame of `n` users named `<prefix><i>`, plus `also` (the bot, a chatter).
+fn big_user_list(prefix: &str, n: usize, also: &[&str]) -> String {
+    let mut users: Vec<Value> = (0..n).map(|i| user(&format!("{prefix}{i}"), 0.0)).collect();
+    users.extend(also.iter().map(|name| user(name, 1.0)));
+    format!("42{}", json!(["userlist", users]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_after_alternating_50k_user_lists_all_reaches_sqlite() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bot_data.db");
+    let _db_service = start_db(&nats, &db);
+    let mock = MockCytube::start(MockOptions {
+        users: vec![user("alice", 1.0)],
+        ..Default::default()
+    })
+    .await;
+    let mut status = client
+        .subscribe(subjects::events::BOT_STATUS)
+        .await
+        .unwrap();
+    let config = write_config(
+        dir.path(),
+        &json!({"platform": {
+            "type": "cytube", "domain": mock.domain(), "channel": "test",
+            "credentials": {"username": "rosey"}, "max_users": 60_000
+        }}),
+    );
+    let _bot = spawn_quiet_bot(&config, &nats);
+    wait_connected(&mut status, WAIT).await;
+
+    // Each list replaces the last entirely: 50,000 sessions end and 50,000 begin, four times
+    // (the writes of the original design overflowed the backlog and dropped the chat).
+    let lists = [
+        big_user_list("a", 50_000, &["rosey", "alice"]),
+        big_user_list("b", 50_000, &["rosey", "alice"]),
+    ];
+    for round in 0..4 {
+        assert!(mock.send_frame(lists[round % 2].clone()));
+    }
+    for i in 0..50 {
+        assert!(mock.chat_from("alice", &format!("line {i}")));
+    }
+    // 400,000 session changes go through a debug rosey-db first: a generous bound.
+    let rows = wait_rows_within(
+        &db,
+        "SELECT message FROM recent_chat WHERE username = 'alice' ORDER BY id",
+        50,
+        Duration::from_secs(300),
+    );
+    let lines: Vec<String> = rows.into_iter().map(|r| r[0].clone()).collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, expected, "every line, once, in order");
+
+    // The sessions follow the lists: the last one (b*) is open, the first (a*) closed.
+    let open = wait_rows(
+        &db,
+        "SELECT COUNT(*) FROM user_stats WHERE current_session_start IS NOT NULL \
+         AND username LIKE 'b%'",
+        1,
+    );
+    assert_eq!(open, [["50000".to_owned()]]);
+    let closed = wait_rows(
+        &db,
+        "SELECT COUNT(*) FROM user_stats WHERE current_session_start IS NULL \
+         AND username LIKE 'a%'",
+        1,
+    );
+    assert_eq!(closed, [["50000".to_owned()]]);
+
+    // Coalesced: a few sessions writes per list, not one write per user.
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js
+        .get_stream(rosey_plugin_api::stream::DB_STREAM)
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert!(
+        info.state.messages < 1_000,
+        "{} writes for four lists and 50 lines",
+        info.state.messages
     );
 }

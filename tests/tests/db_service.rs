@@ -185,8 +185,21 @@ async fn every_subject_lands_and_every_request_answers() {
     )
     .await;
     publish(&js, db::ACTION_PM_COMMAND, json!({"username": "admin", "command": "stats", "args": "", "result": "success", "timestamp": t + 6})).await;
+    // Sessions in bulk (a user list replacing the last): closed first, then opened.
+    publish(
+        &js,
+        db::USER_SESSIONS,
+        json!({"joined": ["bob", "carol"], "timestamp": t + 50}),
+    )
+    .await;
+    publish(
+        &js,
+        db::USER_SESSIONS,
+        json!({"left": ["bob"], "joined": ["dave"], "timestamp": t + 80}),
+    )
+    .await;
     assert!(
-        wait_until(WAIT, || last_sequence(&path) == 11),
+        wait_until(WAIT, || last_sequence(&path) == 13),
         "events not applied"
     );
 
@@ -200,6 +213,24 @@ async fn every_subject_lands_and_every_request_answers() {
         )
         .unwrap();
     assert_eq!(alice, (t, 1, 40, None));
+    let sessions: Vec<(String, i64, Option<i64>)> = c
+        .prepare(
+            "SELECT username, COALESCE(total_time_connected, 0), current_session_start
+             FROM user_stats WHERE username IN ('bob', 'carol', 'dave') ORDER BY username",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        sessions,
+        [
+            ("bob".to_owned(), 30, None),
+            ("carol".to_owned(), 0, Some(t + 50)),
+            ("dave".to_owned(), 0, Some(t + 80)),
+        ]
+    );
     assert_eq!(
         count(
             &path,
@@ -273,7 +304,10 @@ async fn every_subject_lands_and_every_request_answers() {
         (7, Some(t + 3))
     );
     assert_eq!(stats.high_water_connected.users, 9);
-    assert_eq!(stats.total_users_seen, 1);
+    assert_eq!(
+        stats.total_users_seen, 4,
+        "alice, then bob, carol and dave in bulk"
+    );
     assert_eq!(stats.top_chatters[0].username, "alice");
     let user: UserStats = req(&client, db::QUERY_USER_STATS, json!({"username": "alice"})).await;
     assert!(user.found);

@@ -157,6 +157,10 @@ impl Platform for ConsolePlatform {
                     };
                     let _ = events.send(update).await;
                 }
+                PlatformAction::Disconnect => {
+                    let _ = done.send(Ok(()));
+                    return Ok(());
+                }
                 other => tracing::info!(action = ?other, "console: action accepted"),
             }
             let _ = done.send(Ok(()));

@@ -285,6 +285,8 @@ pub enum PlatformAction {
         /// Where to pause, in seconds.
         current_time: f64,
     },
+    /// Leave the channel cleanly (a websocket close frame) and stop: the bot is shutting down.
+    Disconnect,
 }
 
 /// Why a platform could not carry out an action.

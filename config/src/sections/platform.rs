@@ -8,6 +8,34 @@ use crate::secret::Secret;
 use crate::sections::proxy::SocksProxy;
 use crate::sections::{positive, require_non_empty, secret_non_empty};
 
+/// Default `platform.max_users`: far above any real channel (the busiest cytu.be channels show
+/// hundreds of users in chat, not thousands).
+pub const DEFAULT_MAX_USERS: usize = 10_000;
+/// Smallest `platform.max_users` (the bot itself and one other).
+pub const MIN_MAX_USERS: usize = 2;
+/// Largest `platform.max_users`.
+pub const MAX_MAX_USERS: usize = 1_000_000;
+/// Default `platform.max_frame_bytes`: room for a playlist of tens of thousands of items.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 << 20;
+/// Smallest `platform.max_frame_bytes`.
+pub const MIN_FRAME_BYTES: usize = 64 << 10;
+/// Largest `platform.max_frame_bytes`.
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
+/// Default `platform.max_line_bytes`: CyTube cuts a line at 1,000 characters before its filters
+/// escape and decorate it; 64 KiB of HTML leaves room for entities, links and emote images.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 10;
+/// Smallest `platform.max_line_bytes`.
+pub const MIN_LINE_BYTES: usize = 1 << 10;
+/// Largest `platform.max_line_bytes`: what rosey-db accepts as one chat line.
+pub const MAX_LINE_BYTES: usize = 256 << 10;
+
+/// Default `platform.db_write_backlog`: ten seconds of NATS's pace, minutes of a busy channel.
+pub const DEFAULT_DB_WRITE_BACKLOG: usize = 100_000;
+/// Smallest `platform.db_write_backlog`.
+pub const MIN_DB_WRITE_BACKLOG: usize = 10;
+/// Largest `platform.db_write_backlog` (the backlog is also held under 64 MiB of payload).
+pub const MAX_DB_WRITE_BACKLOG: usize = 10_000_000;
+
 /// The chat service the bot talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +121,18 @@ pub struct PlatformConfig {
     pub flood: FloodConfig,
     /// Longest chat message the bot sends in one piece (longer ones are split).
     pub max_message_len: usize,
+    /// Most users the bot keeps for one channel; a user list or join beyond it is cut (with a
+    /// warning) so a hostile server cannot grow the bot's memory without bound.
+    pub max_users: usize,
+    /// Largest websocket message accepted from the server, in bytes; a larger one ends the
+    /// connection before it is buffered or parsed.
+    pub max_frame_bytes: usize,
+    /// Largest chat or PM line (as the server's HTML) accepted, in bytes; a longer one is
+    /// rejected before it is decoded.
+    pub max_line_bytes: usize,
+    /// Most database writes held in memory while NATS has not stored them; when full, the bot
+    /// stops reading the chat instead of dropping a write.
+    pub db_write_backlog: usize,
 }
 
 impl Default for PlatformConfig {
@@ -129,6 +169,10 @@ impl Default for PlatformConfig {
             shutdown_flush_timeout: Seconds::from_secs(5),
             flood: FloodConfig::default(),
             max_message_len: 320,
+            max_users: DEFAULT_MAX_USERS,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            db_write_backlog: DEFAULT_DB_WRITE_BACKLOG,
         }
     }
 }
@@ -285,6 +329,39 @@ impl PlatformConfig {
             return Err(Problem::new(
                 "platform.max_message_len",
                 "must be at least 1",
+            ));
+        }
+        if !(MIN_MAX_USERS..=MAX_MAX_USERS).contains(&self.max_users) {
+            return Err(Problem::new(
+                "platform.max_users",
+                format!("must be between {MIN_MAX_USERS} and {MAX_MAX_USERS}"),
+            ));
+        }
+        if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame_bytes) {
+            return Err(Problem::new(
+                "platform.max_frame_bytes",
+                format!("must be between {MIN_FRAME_BYTES} and {MAX_FRAME_BYTES}"),
+            ));
+        }
+        if !(MIN_LINE_BYTES..=MAX_LINE_BYTES).contains(&self.max_line_bytes) {
+            return Err(Problem::new(
+                "platform.max_line_bytes",
+                format!("must be between {MIN_LINE_BYTES} and {MAX_LINE_BYTES}"),
+            ));
+        }
+        if !(MIN_DB_WRITE_BACKLOG..=MAX_DB_WRITE_BACKLOG).contains(&self.db_write_backlog) {
+            return Err(Problem::new(
+                "platform.db_write_backlog",
+                format!("must be between {MIN_DB_WRITE_BACKLOG} and {MAX_DB_WRITE_BACKLOG}"),
+            ));
+        }
+        if self.max_line_bytes > self.max_frame_bytes {
+            return Err(Problem::new(
+                "platform.max_line_bytes",
+                format!(
+                    "must not exceed platform.max_frame_bytes ({})",
+                    self.max_frame_bytes
+                ),
             ));
         }
         Ok(())

@@ -144,6 +144,7 @@ struct Shared {
     connections: usize,
     joins: usize,
     pongs: usize,
+    close_frames: usize,
     tls_failures: usize,
     refused: usize,
     received: Vec<(String, Value)>,
@@ -343,6 +344,11 @@ impl MockCytube {
         self.lock().pongs
     }
 
+    /// Websocket close frames received from the bot (a clean goodbye).
+    pub fn close_frames(&self) -> usize {
+        self.lock().close_frames
+    }
+
     /// TLS handshakes that failed (a client that does not trust the certificate).
     pub fn tls_failures(&self) -> usize {
         self.lock().tls_failures
@@ -454,7 +460,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             incoming = source.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(_))) => {
+                        shared.lock().unwrap().close_frames += 1;
+                        break;
+                    }
+                    None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
                 let mut replies: Vec<String> = Vec::new();

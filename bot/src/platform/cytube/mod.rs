@@ -7,7 +7,7 @@ pub mod proxy;
 pub mod socketconfig;
 
 use super::{ActionError, ActionRequest, Platform, PlatformAction, PlatformEvent};
-use crate::normalize::CytubeNormalizer;
+use crate::normalize::{CytubeNormalizer, EdgeLimits};
 use crate::protocol::{self, Frame};
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// After this many failed connections in a row, wait at least [`RATE_LIMIT_FLOOR`]: models
@@ -31,6 +32,14 @@ const SLOW_RETRY_CAP: Duration = Duration::from_secs(15 * 60);
 /// The floor of the backoff after [`FAST_RETRIES`]: models CyTube's one connection per 10 s
 /// once the burst is spent.
 const RATE_LIMIT_FLOOR: Duration = Duration::from_secs(10);
+/// How long the closing handshake may take when the bot leaves (the close frame is sent at
+/// once; this bounds waiting for the server's answer on a dead link).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type WsConnection =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<Box<dyn Transport>>>;
+type WsSink = futures::stream::SplitSink<WsConnection, WsMessage>;
+type WsStream = futures::stream::SplitStream<WsConnection>;
 
 /// The CyTube connector's settings.
 #[derive(Clone)]
@@ -45,6 +54,10 @@ pub struct CytubePlatform {
     connect_timeout: Duration,
     min_delay: Duration,
     max_delay: Duration,
+    /// Largest websocket message accepted (`platform.max_frame_bytes`).
+    max_frame_bytes: usize,
+    /// What the normalizer refuses at the edge.
+    limits: EdgeLimits,
     tls: Arc<rustls::ClientConfig>,
     /// The client for socketconfig discovery.
     http: reqwest::Client,
@@ -125,6 +138,11 @@ impl CytubePlatform {
             connect_timeout: p.connect_timeout.as_duration(),
             min_delay: p.reconnect_min_delay.as_duration(),
             max_delay: p.reconnect_max_delay.as_duration(),
+            max_frame_bytes: p.max_frame_bytes,
+            limits: EdgeLimits {
+                max_users: p.max_users,
+                max_line_bytes: p.max_line_bytes,
+            },
             tls: socketconfig::tls_config().context("cannot set up TLS")?,
             http: socketconfig::http_client(
                 p.connect_timeout.as_duration(),
@@ -242,6 +260,9 @@ impl CytubePlatform {
                 "mediaUpdate",
                 json!({"id": media_id, "type": kind, "currentTime": current_time, "paused": true}),
             ),
+            PlatformAction::Disconnect => {
+                return Err(ActionError::Invalid("a disconnect is not a frame".into()))
+            }
         })
     }
 
@@ -291,11 +312,15 @@ impl CytubePlatform {
             } else {
                 tokio_tungstenite::Connector::Plain
             };
+            // The size limits apply to the frame header, before its payload is read.
+            let ws_config = WebSocketConfig::default()
+                .max_message_size(Some(self.max_frame_bytes))
+                .max_frame_size(Some(self.max_frame_bytes));
             let stream = self.open_transport(&url).await?;
             tokio_tungstenite::client_async_tls_with_config(
                 url.as_str(),
                 stream,
-                None,
+                Some(ws_config),
                 Some(connector),
             )
             .await
@@ -313,6 +338,10 @@ impl CytubePlatform {
                     Err(_) => return End::Lost("connecting timed out".into()),
                 },
                 request = actions.recv() => match request {
+                    Some((PlatformAction::Disconnect, done)) => {
+                        let _ = done.send(Ok(()));
+                        return End::Shutdown;
+                    }
                     Some((_, done)) => {
                         let _ = done.send(Err(ActionError::NotConnected));
                     }
@@ -321,6 +350,30 @@ impl CytubePlatform {
             }
         };
         let (mut sink, mut stream) = ws.split();
+        let end = self
+            .serve(&mut sink, &mut stream, events, actions, normalizer, joined)
+            .await;
+        // Leave with a close frame whatever the reason (after `41` CyTube expects the client
+        // to close); a dead link only costs the bounded wait.
+        if tokio::time::timeout(CLOSE_TIMEOUT, sink.close())
+            .await
+            .is_err()
+        {
+            tracing::debug!("the websocket close handshake timed out");
+        }
+        end
+    }
+
+    /// Serves one open websocket until the connection ends.
+    async fn serve(
+        &self,
+        sink: &mut WsSink,
+        stream: &mut WsStream,
+        events: &mpsc::Sender<PlatformEvent>,
+        actions: &mut mpsc::Receiver<ActionRequest>,
+        normalizer: &mut CytubeNormalizer,
+        joined: &mut bool,
+    ) -> End {
         // Until the server's handshake names its ping interval, the connect timeout applies.
         let mut watchdog = self.connect_timeout;
         let mut deadline = Instant::now() + watchdog;
@@ -348,6 +401,20 @@ impl CytubePlatform {
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => return End::Lost(format!("websocket error: {e}")),
                     };
+                    // A huge user list is read without a JSON tree (see `big_user_list`).
+                    if let Some(events_of) = normalizer.big_user_list(&text, Timestamp::now()) {
+                        drop(text);
+                        for event in events_of {
+                            if matches!(event, PlatformEvent::Joined { .. }) {
+                                *joined = true;
+                            }
+                            if events.send(event).await.is_err() {
+                                return End::Shutdown;
+                            }
+                        }
+                        deadline = Instant::now() + watchdog;
+                        continue;
+                    }
                     let frame = match protocol::parse(&text) {
                         Ok(f) => f,
                         Err(e) => {
@@ -359,7 +426,6 @@ impl CytubePlatform {
                         Frame::Open(info) => {
                             let interval = Duration::from_millis(info.ping_interval_ms);
                             watchdog = self.watchdog.max(interval.mul_f64(1.5));
-                            deadline = Instant::now() + watchdog;
                             send!(protocol::CONNECT);
                         }
                         Frame::Connect(_) => {
@@ -384,9 +450,10 @@ impl CytubePlatform {
                         }
                         Frame::Close => return End::Lost("the server closed the session".into()),
                         Frame::Event { name, data, .. } => {
-                            if events.send(PlatformEvent::Raw { event: name.clone(), data: data.clone() }).await.is_err() {
-                                return End::Shutdown;
-                            }
+                            // Normalized first (it reads the data), so the raw event takes the
+                            // data without a copy, and what the edge refuses is not passed on.
+                            let normalized = normalizer.normalize(&name, &data, Timestamp::now());
+                            let refused = normalizer.refused_last();
                             match name.as_str() {
                                 "kick" => {
                                     let reason = data.get("reason").and_then(Value::as_str).unwrap_or("kicked");
@@ -411,8 +478,13 @@ impl CytubePlatform {
                                 }
                                 _ => {}
                             }
+                            if !refused
+                                && events.send(PlatformEvent::Raw { event: name, data }).await.is_err()
+                            {
+                                return End::Shutdown;
+                            }
                             let mut failed_login = None;
-                            for event in normalizer.normalize(&name, &data, Timestamp::now()) {
+                            for event in normalized {
                                 match &event {
                                     PlatformEvent::Joined { .. } => *joined = true,
                                     PlatformEvent::LoginFailed { error } => failed_login = Some(error.clone()),
@@ -428,9 +500,16 @@ impl CytubePlatform {
                         }
                         Frame::Ack { .. } | Frame::Pong(_) | Frame::Noop => {}
                     }
+                    // Handing the frame over may have waited (backpressure from a full write
+                    // backlog); frames already buffered must not be taken for silence.
+                    deadline = Instant::now() + watchdog;
                 }
                 request = actions.recv() => {
                     let Some((action, done)) = request else { return End::Shutdown };
+                    if action == PlatformAction::Disconnect {
+                        let _ = done.send(Ok(()));
+                        return End::Shutdown;
+                    }
                     if !*joined {
                         let _ = done.send(Err(ActionError::NotConnected));
                         continue;
@@ -474,7 +553,7 @@ impl Platform for CytubePlatform {
         events: mpsc::Sender<PlatformEvent>,
         mut actions: mpsc::Receiver<ActionRequest>,
     ) -> anyhow::Result<()> {
-        let mut normalizer = CytubeNormalizer::new(self.username.clone());
+        let mut normalizer = CytubeNormalizer::with_limits(self.username.clone(), self.limits);
         let mut failures: u32 = 0;
         let mut slow_streak: u32 = 0;
         loop {
@@ -527,6 +606,10 @@ impl Platform for CytubePlatform {
                 tokio::select! {
                     () = tokio::time::sleep_until(wake) => break,
                     request = actions.recv() => match request {
+                        Some((PlatformAction::Disconnect, done)) => {
+                            let _ = done.send(Ok(()));
+                            return Ok(());
+                        }
                         Some((_, done)) => { let _ = done.send(Err(ActionError::NotConnected)); }
                         None => return Ok(()),
                     },
