@@ -416,6 +416,11 @@ fn spawn(spec: &Spec) -> Result<Child> {
             std::process::id().to_string(),
         )
         .kill_on_drop(true);
+    // The bot's allocator gives a burst's memory back at once (a huge user list; see
+    // BENCHMARKS.md), as deploy/rosey-bot.service asks too; an operator's own setting wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        cmd.env("MIMALLOC_PURGE_DELAY", "0");
+    }
     // Its own process group: the terminal's Ctrl-C must reach `rosey up` alone, which then
     // stops the children in order.
     #[cfg(unix)]
