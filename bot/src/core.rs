@@ -6,7 +6,6 @@ use crate::chat_queue::{ChatError, ChatQueue, Destination, TokenBucket, REFUSAL_
 use crate::db_writer::{DbTiming, DbWriter};
 use crate::flood::{FloodGuard, FloodVerdict};
 use crate::logfiles::LogFiles;
-use crate::normalize::required_rank;
 use crate::platform::{
     ActionError, ActionRequest, ChatOrigin, Meta, Platform, PlatformAction, PlatformEvent,
 };
@@ -144,6 +143,8 @@ pub struct Ctx {
     pub actions: mpsc::Sender<ActionRequest>,
     /// Chat and media log files.
     pub logs: LogFiles,
+    /// The platform's rank for an action its channel's permissions do not name.
+    default_rank: fn(&str) -> f64,
     flood: Mutex<FloodGuard>,
     /// Joins ignored because the channel already had `max_users` users.
     joins_over_cap: AtomicU64,
@@ -245,6 +246,15 @@ impl Ctx {
         done.await.unwrap_or(Err(ChatError::Closed))
     }
 
+    /// The rank the channel asks for `action`: its permissions, else the platform's default.
+    fn required_rank(&self, state: &ChannelState, action: &str) -> f64 {
+        state
+            .permissions
+            .get(action)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| (self.default_rank)(action))
+    }
+
     /// Fails unless the bot is joined with a rank the channel's `permission` requires.
     pub fn check_permission(&self, permission: &str) -> Result<(), ErrorBody> {
         let state = self.state();
@@ -257,11 +267,11 @@ impl Ctx {
         // An open playlist lets ranks at its `oplaylist*` level act too, as CyTube does.
         if permission.starts_with("playlist")
             && !state.playlist_locked
-            && state.own_rank >= required_rank(&state.permissions, &format!("o{permission}"))
+            && state.own_rank >= self.required_rank(&state, &format!("o{permission}"))
         {
             return Ok(());
         }
-        let needed = required_rank(&state.permissions, permission);
+        let needed = self.required_rank(&state, permission);
         if state.own_rank < needed {
             return Err(ErrorBody::new(
                 ErrorCode::Denied,
@@ -315,7 +325,7 @@ impl Ctx {
                 None
             } else if s.bot_muted() {
                 Some(ChatError::Muted("the bot is muted in the channel".into()))
-            } else if s.own_rank < required_rank(&s.permissions, "chat") {
+            } else if s.own_rank < self.required_rank(&s, "chat") {
                 Some(ChatError::Denied(format!(
                     "the bot's rank {} may not chat in this channel",
                     s.own_rank
@@ -360,6 +370,7 @@ pub async fn run<P: Platform>(
             settings.flood_block,
         )),
         joins_over_cap: AtomicU64::new(0),
+        default_rank: P::default_rank,
         settings,
     });
 

@@ -6,10 +6,11 @@
 //!
 //! # Layout
 //! - [`platform`]: the [`platform::Platform`] boundary (no NATS in it) and its connectors,
-//!   [`platform::console`] and [`platform::cytube`].
-//! - [`protocol`]: the Engine.IO / Socket.IO frame codec CyTube speaks.
-//! - [`normalize`]: CyTube events to platform-neutral events (HTML decoding, users, intake
-//!   rules).
+//!   [`platform::console`] and [`platform::cytube`]. Everything CyTube-specific lives under
+//!   the latter: its frame codec ([`platform::cytube::protocol`]), the normalizer from its
+//!   events to platform-neutral ones ([`platform::cytube::normalize`]: HTML decoding, users,
+//!   intake rules, its permission defaults), discovery, media links and the SOCKS5 proxy. The
+//!   core below imports none of it, so a second platform needs no change there.
 //! - [`core`]: the event loop, publishing, the action server, the outbound poller.
 //! - [`rules`]: the one rule book for actions (what the channel must allow), for NATS and the
 //!   PM shell alike.
@@ -22,9 +23,7 @@ pub mod core;
 pub mod db_writer;
 pub mod flood;
 pub mod logfiles;
-pub mod normalize;
 pub mod platform;
-pub mod protocol;
 pub mod rules;
 pub mod shell;
 pub mod state;

@@ -68,6 +68,11 @@ impl ConsolePlatform {
 }
 
 impl Platform for ConsolePlatform {
+    fn default_rank(_action: &str) -> f64 {
+        // The console has no channel rules: the person typing may do anything.
+        0.0
+    }
+
     fn name(&self) -> &'static str {
         "console"
     }

@@ -314,6 +314,13 @@ pub trait Platform: Send + 'static {
     /// The channel this connector serves.
     fn channel(&self) -> &str;
 
+    /// The rank an action (`chat`, `kick`, `playlistadd`, ...) needs when the channel's
+    /// [`PlatformEvent::Permissions`] do not name it: the platform's own defaults, which the
+    /// core's rule book falls back on.
+    fn default_rank(action: &str) -> f64
+    where
+        Self: Sized;
+
     /// Connects (and reconnects) until `actions` closes, sending what happens to `events`.
     fn run(
         self,

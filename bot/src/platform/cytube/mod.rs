@@ -3,14 +3,16 @@
 //! jittered exponential backoff.
 
 pub mod media_link;
+pub mod normalize;
+pub mod protocol;
 pub mod proxy;
 pub mod socketconfig;
 
 use super::{ActionError, ActionRequest, Platform, PlatformAction, PlatformEvent};
-use crate::normalize::{CytubeNormalizer, EdgeLimits};
-use crate::protocol::{self, Frame};
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
+use normalize::{CytubeNormalizer, EdgeLimits};
+use protocol::Frame;
 use proxy::ProxyRoute;
 use rosey_config::PlatformConfig;
 use rosey_plugin_api::events::PlaylistAfter;
@@ -540,6 +542,10 @@ impl CytubePlatform {
 }
 
 impl Platform for CytubePlatform {
+    fn default_rank(action: &str) -> f64 {
+        normalize::default_permission(action)
+    }
+
     fn name(&self) -> &'static str {
         "cytube"
     }
