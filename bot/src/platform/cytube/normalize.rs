@@ -814,8 +814,8 @@ pub fn required_rank(permissions: &Map<String, Value>, action: &str) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use crate::platform::cytube::protocol::{parse, Frame};
     use super::*;
+    use crate::platform::cytube::protocol::{parse, Frame};
     use serde_json::json;
 
     fn ts() -> Timestamp {
