@@ -4,7 +4,7 @@
 use super::context::*;
 use crate::chat_queue::{Destination, REFUSAL_PAUSE};
 use crate::flood::FloodVerdict;
-use crate::platform::{ChatOrigin, Meta, PlatformEvent};
+use crate::platform::{ChatOrigin, Meta, PlatformEvent, UserPatch};
 use crate::shell;
 use rosey_plugin_api::actions::PlatformError;
 use rosey_plugin_api::commands::{parse_command_line, Command};
@@ -121,157 +121,13 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         } => {
             handle_pm(ctx, user, recipient, content, meta).await;
         }
-        PlatformEvent::UserList { users, meta } => {
-            let count = users.len();
-            let (chat_count, connected, departed, arrived) = {
-                let mut s = ctx.state();
-                // The list replaces what we knew: whoever appeared or vanished meanwhile (at
-                // start-up, everyone present) opens or closes a session, so their time and
-                // lines are counted, as if they had joined or left in front of us.
-                let (departed, arrived) = user_list_diff(&s.users, &users);
-                s.set_users(&users);
-                (s.chat_count(), s.connected_count, departed, arrived)
-            };
-            write_sessions(ctx, departed, arrived, meta.timestamp).await;
-            ctx.refresh_chat_gate();
-            ctx.publish_event(
-                subjects::events::USER_LIST,
-                ev::UserList { users, count },
-                &meta,
-            )
-            .await;
-            publish_count(ctx, &meta).await;
-            ctx.db
-                .write(
-                    subjects::db::STATS_HIGH_WATER,
-                    &StatsHighWater {
-                        chat_count,
-                        connected_count: connected,
-                        timestamp: Some(meta.timestamp),
-                    },
-                )
-                .await;
-        }
-        PlatformEvent::UserJoin { user, meta } => {
-            let (added, chat_count, connected) = {
-                let mut s = ctx.state();
-                let added = s.add_user(&user, ctx.settings.max_users);
-                (added, s.chat_count(), s.connected_count)
-            };
-            if !added {
-                let n = ctx.joins_over_cap.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        user = user.username,
-                        max_users = ctx.settings.max_users,
-                        refused_so_far = n,
-                        "a join past platform.max_users is ignored"
-                    );
-                }
-                return;
-            }
-            let name = user.username.clone();
-            ctx.publish_event(
-                subjects::events::USER_JOIN,
-                ev::UserJoin {
-                    user: name.clone(),
-                    user_data: user.clone(),
-                },
-                &meta,
-            )
-            .await;
-            publish_count(ctx, &meta).await;
-            ctx.db
-                .write(
-                    subjects::db::USER_JOINED,
-                    &UserJoined {
-                        username: name,
-                        timestamp: Some(meta.timestamp),
-                        user_data: Some(user),
-                    },
-                )
-                .await;
-            ctx.db
-                .write(
-                    subjects::db::STATS_HIGH_WATER,
-                    &StatsHighWater {
-                        chat_count,
-                        connected_count: connected,
-                        timestamp: Some(meta.timestamp),
-                    },
-                )
-                .await;
-            ctx.refresh_chat_gate();
-        }
-        PlatformEvent::UserLeave { user, meta } => {
-            let last = ctx.state().remove_user(&user);
-            ctx.publish_event(
-                subjects::events::USER_LEAVE,
-                ev::UserLeave {
-                    user: user.clone(),
-                    user_data: last.clone(),
-                },
-                &meta,
-            )
-            .await;
-            publish_count(ctx, &meta).await;
-            ctx.db
-                .write(
-                    subjects::db::USER_LEFT,
-                    &UserLeft {
-                        username: user,
-                        timestamp: Some(meta.timestamp),
-                        user_data: last,
-                    },
-                )
-                .await;
-        }
+        PlatformEvent::UserList { users, meta } => on_user_list(ctx, users, meta).await,
+        PlatformEvent::UserJoin { user, meta } => on_user_join(ctx, user, meta).await,
+        PlatformEvent::UserLeave { user, meta } => on_user_leave(ctx, user, meta).await,
         PlatformEvent::UserUpdate { user, patch, meta } => {
-            let updated = ctx.state().update_user(&user, &patch);
-            match updated {
-                Some((user_data, changed)) if !changed.is_empty() => {
-                    ctx.refresh_chat_gate();
-                    ctx.publish_event(
-                        subjects::events::USER_UPDATE,
-                        ev::UserUpdate {
-                            user: user_data.username.clone(),
-                            user_data,
-                            changed,
-                        },
-                        &meta,
-                    )
-                    .await;
-                }
-                Some(_) => {}
-                None => tracing::debug!(user, "update for an unknown user ignored"),
-            }
+            on_user_update(ctx, user, patch, meta).await
         }
-        PlatformEvent::ConnectedCount { count, meta } => {
-            let chat_count = {
-                let mut s = ctx.state();
-                s.connected_count = Some(count);
-                s.chat_count()
-            };
-            ctx.publish_event(
-                subjects::events::USER_COUNT,
-                UserCount {
-                    chat_count,
-                    connected_count: count,
-                },
-                &meta,
-            )
-            .await;
-            ctx.db
-                .write(
-                    subjects::db::STATS_HIGH_WATER,
-                    &StatsHighWater {
-                        chat_count,
-                        connected_count: Some(count),
-                        timestamp: Some(meta.timestamp),
-                    },
-                )
-                .await;
-        }
+        PlatformEvent::ConnectedCount { count, meta } => on_connected_count(ctx, count, meta).await,
         PlatformEvent::OwnRank(rank) => {
             let changed = {
                 let mut s = ctx.state();
@@ -377,6 +233,154 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         }
         PlatformEvent::ServerError(msg) => tracing::warn!(msg, "server error"),
     }
+}
+
+/// A user list replaces what the bot knew: sessions open and close for the difference.
+async fn on_user_list(ctx: &Arc<Ctx>, users: Vec<UserData>, meta: Meta) {
+    let count = users.len();
+    let (chat_count, connected, departed, arrived) = {
+        let mut s = ctx.state();
+        // The list replaces what we knew: whoever appeared or vanished meanwhile (at
+        // start-up, everyone present) opens or closes a session, so their time and
+        // lines are counted, as if they had joined or left in front of us.
+        let (departed, arrived) = user_list_diff(&s.users, &users);
+        s.set_users(&users);
+        (s.chat_count(), s.connected_count, departed, arrived)
+    };
+    write_sessions(ctx, departed, arrived, meta.timestamp).await;
+    ctx.refresh_chat_gate();
+    ctx.publish_event(
+        subjects::events::USER_LIST,
+        ev::UserList { users, count },
+        &meta,
+    )
+    .await;
+    publish_count(ctx, &meta).await;
+    write_high_water(ctx, chat_count, connected, meta.timestamp).await;
+}
+
+/// One user joined (unless the channel is at `max_users`).
+async fn on_user_join(ctx: &Arc<Ctx>, user: UserData, meta: Meta) {
+    let (added, chat_count, connected) = {
+        let mut s = ctx.state();
+        let added = s.add_user(&user, ctx.settings.max_users);
+        (added, s.chat_count(), s.connected_count)
+    };
+    if !added {
+        let n = ctx.joins_over_cap.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                user = user.username,
+                max_users = ctx.settings.max_users,
+                refused_so_far = n,
+                "a join past platform.max_users is ignored"
+            );
+        }
+        return;
+    }
+    let name = user.username.clone();
+    ctx.publish_event(
+        subjects::events::USER_JOIN,
+        ev::UserJoin {
+            user: name.clone(),
+            user_data: user.clone(),
+        },
+        &meta,
+    )
+    .await;
+    publish_count(ctx, &meta).await;
+    ctx.db
+        .write(
+            subjects::db::USER_JOINED,
+            &UserJoined {
+                username: name,
+                timestamp: Some(meta.timestamp),
+                user_data: Some(user),
+            },
+        )
+        .await;
+    write_high_water(ctx, chat_count, connected, meta.timestamp).await;
+    ctx.refresh_chat_gate();
+}
+
+/// One user left.
+async fn on_user_leave(ctx: &Arc<Ctx>, user: String, meta: Meta) {
+    let last = ctx.state().remove_user(&user);
+    ctx.publish_event(
+        subjects::events::USER_LEAVE,
+        ev::UserLeave {
+            user: user.clone(),
+            user_data: last.clone(),
+        },
+        &meta,
+    )
+    .await;
+    publish_count(ctx, &meta).await;
+    ctx.db
+        .write(
+            subjects::db::USER_LEFT,
+            &UserLeft {
+                username: user,
+                timestamp: Some(meta.timestamp),
+                user_data: last,
+            },
+        )
+        .await;
+}
+
+/// A user's rank, AFK or mute changed.
+async fn on_user_update(ctx: &Arc<Ctx>, user: String, patch: UserPatch, meta: Meta) {
+    let updated = ctx.state().update_user(&user, &patch);
+    match updated {
+        Some((user_data, changed)) if !changed.is_empty() => {
+            ctx.refresh_chat_gate();
+            ctx.publish_event(
+                subjects::events::USER_UPDATE,
+                ev::UserUpdate {
+                    user: user_data.username.clone(),
+                    user_data,
+                    changed,
+                },
+                &meta,
+            )
+            .await;
+        }
+        Some(_) => {}
+        None => tracing::debug!(user, "update for an unknown user ignored"),
+    }
+}
+
+/// The count of everyone connected, chat or not.
+async fn on_connected_count(ctx: &Arc<Ctx>, count: u64, meta: Meta) {
+    let chat_count = {
+        let mut s = ctx.state();
+        s.connected_count = Some(count);
+        s.chat_count()
+    };
+    ctx.publish_event(
+        subjects::events::USER_COUNT,
+        UserCount {
+            chat_count,
+            connected_count: count,
+        },
+        &meta,
+    )
+    .await;
+    write_high_water(ctx, chat_count, Some(count), meta.timestamp).await;
+}
+
+/// Records the channel's counts as a candidate high-water mark (rosey-db keeps the highest).
+async fn write_high_water(ctx: &Ctx, chat_count: u64, connected: Option<u64>, at: Timestamp) {
+    ctx.db
+        .write(
+            subjects::db::STATS_HIGH_WATER,
+            &StatsHighWater {
+                chat_count,
+                connected_count: connected,
+                timestamp: Some(at),
+            },
+        )
+        .await;
 }
 
 pub(crate) async fn handle_chat(
