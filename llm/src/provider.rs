@@ -290,10 +290,7 @@ impl Provider {
                 return Err(AttemptError::RateLimited { retry_after: after });
             }
             if !status.is_success() {
-                let excerpt: String = String::from_utf8_lossy(&body[..body.len().min(200)])
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect();
+                let excerpt = self.excerpt(status.as_u16(), &body);
                 return Err(AttemptError::Status {
                     status: status.as_u16(),
                     excerpt,
@@ -306,6 +303,26 @@ impl Provider {
             Ok(result) => result,
             Err(_) => Err(AttemptError::Timeout(timeout)),
         }
+    }
+
+    /// The start of an error body for the log and the reply, never with the key: providers
+    /// echo (part of) a wrong key on 401/403, so those bodies are not shown at all.
+    fn excerpt(&self, status: u16, body: &[u8]) -> String {
+        if status == 401 || status == 403 {
+            return "the provider refused the API key (the body is not shown: it may echo the key)"
+                .to_owned();
+        }
+        // Replace the key before cutting, so a key cut in half cannot slip through.
+        let mut text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]).into_owned();
+        if let Some(key) = self.api_key.as_ref().map(Secret::expose) {
+            if !key.is_empty() {
+                text = text.replace(key, rosey_config::REDACTED);
+            }
+        }
+        text.chars()
+            .take(200)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
     }
 
     /// Reads the answer of the provider's API.
@@ -439,6 +456,15 @@ mod tests {
         }
         let or = Provider::from_config(&config("openrouter"));
         assert_eq!(or.headers().get("X-Title").unwrap(), "Rosey");
+    }
+
+    #[test]
+    fn error_bodies_never_show_the_key() {
+        let p = Provider::from_config(&config("openai"));
+        assert!(!p
+            .excerpt(401, b"Incorrect API key provided: sk-test-991")
+            .contains("sk-"));
+        assert_eq!(p.excerpt(500, b"oops sk-test-991 oops"), "oops *** oops");
     }
 
     #[test]
