@@ -732,3 +732,51 @@ async fn the_key_shows_up_in_no_log_line_reply_or_log_file() {
         );
     }
 }
+
+#[tokio::test]
+async fn rosey_status_and_config_check_know_the_gateway() {
+    let mock = Mock::start(openai_ok("ok", "gpt-test")).await;
+    mock.push(Answer::Http(500, vec![], "down".into()));
+    mock.push(Answer::Http(500, vec![], "down".into()));
+    mock.push(Answer::Http(500, vec![], "down".into()));
+    let gw = Gateway::start(openai_section(&mock)).await;
+    gw.chat(&simple("hi")).await.unwrap_err();
+    let config = gw.dir.path().join("config.json");
+    let out = command("rosey")
+        .arg("status")
+        .arg("--config")
+        .arg(&config)
+        .env("ROSEY_TEST_LLM_KEY", KEY)
+        .output()
+        .expect("run rosey status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rosey-llm    up (version"), "{stdout}");
+    assert!(
+        stdout.contains("llm          openai with gpt-test, 0 chat(s) in flight, 0 queued (limit 8); last error: provider unavailable: the provider answered HTTP 500: down"),
+        "{stdout}"
+    );
+    let out = command("rosey")
+        .args(["config", "check"])
+        .arg(&config)
+        .env("ROSEY_TEST_LLM_KEY", KEY)
+        .output()
+        .expect("run rosey config check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "llm: enabled, provider openai with model gpt-test (rosey up starts rosey-llm)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains(KEY) && stdout.contains("\"api_key\": \"***\""),
+        "{stdout}"
+    );
+}
