@@ -780,3 +780,66 @@ async fn rosey_status_and_config_check_know_the_gateway() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn two_instances_share_the_chats_through_the_queue_group() {
+    let mock = Mock::start(openai_ok("ok", "gpt-test")).await;
+    let gw = Gateway::start(openai_section(&mock)).await;
+    // A second rosey-llm on the same configuration and server.
+    let stderr = std::fs::File::create(gw.dir.path().join("stderr-2.log")).unwrap();
+    let mut cmd = command("rosey-llm");
+    cmd.arg("--config")
+        .arg(gw.dir.path().join("config.json"))
+        .env("ROSEY_TEST_LLM_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let _second = ChildGuard::spawn("rosey-llm (second)", cmd);
+    let stats = || async {
+        let mut replies = Vec::new();
+        let inbox = gw.client.new_inbox();
+        let mut sub = gw.client.subscribe(inbox.clone()).await.unwrap();
+        gw.client
+            .publish_with_reply(
+                format!("{}.rosey-llm", subjects::service::STATS),
+                inbox,
+                "".into(),
+            )
+            .await
+            .unwrap();
+        while let Ok(Some(msg)) = tokio::time::timeout(
+            Duration::from_millis(500),
+            futures::StreamExt::next(&mut sub),
+        )
+        .await
+        {
+            replies.push(serde_json::from_slice::<Value>(&msg.payload).unwrap());
+        }
+        replies
+    };
+    let both = wait_until_async(PATIENCE, || async { stats().await.len() == 2 }).await;
+    assert!(both, "the second instance never answered $SRV.STATS");
+    // Every chat is answered exactly once, and both instances answer some (40 chats picked at
+    // random between two members: all on one side has a chance of 2^-39).
+    for i in 0..40 {
+        gw.chat(&simple(&format!("line {i}")))
+            .await
+            .expect("answered");
+    }
+    assert_eq!(mock.seen().len(), 40, "each chat reached the provider once");
+    let answered: Vec<u64> = stats()
+        .await
+        .iter()
+        .map(|s| {
+            s["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "chat")
+                .map(|e| e["data"]["total"]["answered"].as_u64().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(answered.iter().sum::<u64>(), 40, "{answered:?}");
+    assert!(answered.iter().all(|n| *n > 0), "{answered:?}");
+}
