@@ -208,15 +208,18 @@ impl Gateway {
         &self,
         call: &Call<'_>,
     ) -> Result<crate::provider::Answer, AttemptError> {
+        let timeout = self.limits.request_timeout.as_duration();
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let permit = self.slots.acquire().await;
+        // A chat waits for a slot at most one timeout: its sender is gone by then anyway.
+        let permit = tokio::time::timeout(timeout, self.slots.acquire()).await;
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        let Ok(_permit) = permit else {
-            return Err(AttemptError::Connect("the gateway is stopping".to_owned()));
+        let _permit = match permit {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(AttemptError::Connect("the gateway is stopping".to_owned())),
+            Err(_) => return Err(AttemptError::Busy(timeout, self.limits.concurrency)),
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
-        let timeout = self.limits.request_timeout.as_duration();
         let mut attempt = 0u32;
         loop {
             let result = self
@@ -292,6 +295,7 @@ pub fn to_error_body(error: &AttemptError) -> ErrorBody {
         | AttemptError::TooLarge(_) => (ErrorCode::Unavailable, "provider unavailable"),
         AttemptError::RateLimited { .. } => (ErrorCode::RateLimited, "provider rate limited"),
         AttemptError::Timeout(_) => (ErrorCode::Timeout, "provider timed out"),
+        AttemptError::Busy(..) => (ErrorCode::Timeout, "gateway busy"),
     };
     ErrorBody::new(code, format!("{prefix}: {error}"))
 }

@@ -83,6 +83,9 @@ pub enum AttemptError {
     /// No complete answer within the timeout.
     #[error("the provider did not answer within {0:?}")]
     Timeout(Duration),
+    /// Every provider slot stayed busy for a whole timeout.
+    #[error("no free slot within {0:?}: {1} chats are already at the provider")]
+    Busy(Duration, usize),
     /// HTTP 429; `retry_after` is the provider's `Retry-After`, if it gave one in seconds.
     #[error("the provider refused for rate (HTTP 429){}", retry_hint(*.retry_after))]
     RateLimited {
@@ -119,9 +122,10 @@ impl AttemptError {
         match self {
             AttemptError::Connect(_) | AttemptError::RateLimited { .. } => true,
             AttemptError::Status { status, .. } => *status >= 500,
-            AttemptError::Timeout(_) | AttemptError::Malformed(_) | AttemptError::TooLarge(_) => {
-                false
-            }
+            AttemptError::Timeout(_)
+            | AttemptError::Busy(..)
+            | AttemptError::Malformed(_)
+            | AttemptError::TooLarge(_) => false,
         }
     }
 

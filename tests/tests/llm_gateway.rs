@@ -843,3 +843,34 @@ async fn two_instances_share_the_chats_through_the_queue_group() {
     assert_eq!(answered.iter().sum::<u64>(), 40, "{answered:?}");
     assert!(answered.iter().all(|n| *n > 0), "{answered:?}");
 }
+
+#[tokio::test]
+async fn a_chat_waits_for_a_free_slot_at_most_one_timeout() {
+    let mock = Mock::start(openai_ok("done", "gpt-test")).await;
+    // The first chat holds the only slot through a 5 s Retry-After pause.
+    mock.push(Answer::Http(
+        429,
+        vec![("Retry-After", "5".into())],
+        "{}".into(),
+    ));
+    let mut section = openai_section(&mock);
+    section["gateway"] = json!({"concurrency": 1, "request_timeout": 1, "max_retry_wait": 10});
+    let gw = Arc::new(Gateway::start(section).await);
+    let pending = {
+        let gw = gw.clone();
+        tokio::spawn(async move { gw.chat(&simple("first")).await })
+    };
+    let held = wait_until_async(PATIENCE, || async { mock.seen().len() == 1 }).await;
+    assert!(held, "the first chat never reached the provider");
+    // The next chat gives up after one timeout (1 s), well before the slot frees, never sent.
+    let err = gw.chat(&simple("second")).await.unwrap_err();
+    assert_eq!(err.error.code, ErrorCode::Timeout, "{err}");
+    assert_eq!(
+        err.error.message,
+        "gateway busy: no free slot within 1s: 1 chats are already at the provider"
+    );
+    assert_eq!(mock.seen().len(), 1);
+    assert_eq!(pending.await.unwrap().unwrap().text, "done");
+    assert_eq!(mock.seen().len(), 2);
+    assert_eq!(gw.chat(&simple("third")).await.unwrap().text, "done");
+}
