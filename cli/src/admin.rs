@@ -142,6 +142,31 @@ pub async fn status(config: &Config) -> Result<()> {
             s["id"].as_str().unwrap_or("?")
         );
     }
+    if config.llm.enabled {
+        match request_json::<_, rosey_plugin_api::llm::Status>(
+            &client,
+            subjects::llm::STATUS,
+            &serde_json::json!({}),
+            Duration::from_secs(2),
+        )
+        .await
+        {
+            Ok(s) => println!(
+                "llm          {} with {}, {} chat(s) in flight, {} queued (limit {}){}",
+                s.provider,
+                s.default_model,
+                s.in_flight,
+                s.queued,
+                s.concurrency,
+                s.last_error
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            ),
+            Err(e) => println!("llm          enabled but rosey-llm does not answer ({e})"),
+        }
+    } else {
+        println!("llm          disabled (llm.enabled is false)");
+    }
     let js = async_nats::jetstream::new(client.clone());
     match js.get_stream(DB_STREAM).await {
         Ok(stream) => match stream.consumer_info(DB_CONSUMER).await {

@@ -24,7 +24,8 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start NATS (when local and not running), rosey-db, rosey-runtime and rosey-bot, and keep
+    /// Start NATS (when local and not running), rosey-db, rosey-llm (when llm.enabled),
+    /// rosey-runtime and rosey-bot, and keep
     /// them running until Ctrl-C.
     Up(CommonArgs),
     /// Manage the runtime's plugins.
@@ -324,6 +325,16 @@ fn config_check(file: Option<&Path>) -> Result<()> {
         "{}",
         serde_json::to_string_pretty(&config.to_redacted_json())?
     );
+    let llm = &config.llm;
+    if llm.enabled {
+        eprintln!(
+            "llm: enabled, provider {} with model {} (rosey up starts rosey-llm)",
+            llm.provider.as_str(),
+            llm.default_model()
+        );
+    } else {
+        eprintln!("llm: disabled (rosey-llm is not started)");
+    }
     eprintln!(
         "{}: ok",
         file.map(|p| p.display().to_string())

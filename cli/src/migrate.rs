@@ -120,7 +120,8 @@ impl Migrator {
                 }
                 "shell" => self.shell_v1(value),
                 "db" => self.db_path(key, value),
-                "llm" | "web" | "metrics" => {
+                "llm" => self.llm(value),
+                "web" | "metrics" => {
                     self.verbatim.insert(key.clone(), value.clone());
                 }
                 "_comment" | "_note" => {
@@ -146,7 +147,8 @@ impl Migrator {
                 "shell" => self.shell_v2(value),
                 "logging" => self.logging_v2(value),
                 "plugins" => self.plugins_section(key, value),
-                "llm" | "web" | "metrics" => {
+                "llm" => self.llm(value),
+                "web" | "metrics" => {
                     self.verbatim.insert(key.clone(), value.clone());
                 }
                 "_comment" | "_note" => {
@@ -158,6 +160,20 @@ impl Migrator {
         if !self.platform.contains_key("type") {
             self.platform.insert("type".into(), json!("cytube"));
         }
+    }
+
+    /// The `llm` block carries over whole (our `llm` section keeps the original's keys); keys
+    /// written in the file are kept but pointed out, since `api_key_env` keeps them out of it.
+    fn llm(&mut self, value: &Value) {
+        for provider in ["openai", "openrouter"] {
+            if value[provider]["api_key"].is_string() {
+                self.warn(format!(
+                    "llm.{provider}.api_key: carried over as written; consider \
+                     llm.{provider}.api_key_env or api_key_file to keep the key out of the file"
+                ));
+            }
+        }
+        self.verbatim.insert("llm".to_owned(), value.clone());
     }
 
     fn domain(&mut self, path: &str, value: &Value) {
@@ -575,6 +591,22 @@ mod tests {
             m.warnings
         );
         assert!(m.output.get("mystery").is_none());
+    }
+
+    #[test]
+    fn llm_block_carries_over_whole_with_a_word_on_plain_keys() {
+        let llm = json!({"enabled": true, "provider": "openai",
+                         "openai": {"api_key": "sk-1", "model": "m", "base_url": "http://x"},
+                         "triggers": {"commands": ["!ai"]}});
+        let m = migrate(&json!({"domain": "https://x", "llm": llm})).unwrap();
+        assert_eq!(m.output["llm"], llm);
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.starts_with("llm.openai.api_key:") && !w.contains("sk-1")),
+            "{:?}",
+            m.warnings
+        );
     }
 
     #[test]

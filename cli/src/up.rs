@@ -47,7 +47,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 enum Probe {
     /// Something accepts TCP connections on this host and port (nats-server).
     Listening(String, u16),
-    /// The NATS service of this name answers `$SRV.PING` (rosey-db).
+    /// The NATS service of this name answers `$SRV.PING` (rosey-db, rosey-llm).
     Service(&'static str),
     /// The runtime lists every one of these plugins, none of them still loading.
     Plugins(Vec<String>),
@@ -246,6 +246,11 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
             "rosey-db",
             "not started (database.service_enabled is false)",
         );
+    }
+    if config.llm.enabled {
+        specs.push(ours("rosey-llm", false, Probe::Service("rosey-llm")));
+    } else {
+        status("rosey-llm", "not started (llm.enabled is false)");
     }
     specs.push(ours(
         "rosey-runtime",

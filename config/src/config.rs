@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Problem;
 use crate::sections::database::DatabaseConfig;
+use crate::sections::llm::LlmConfig;
 use crate::sections::logging::{LogFormat, LoggingConfig};
 use crate::sections::nats::NatsConfig;
 use crate::sections::platform::PlatformConfig;
@@ -36,9 +37,8 @@ pub struct Config {
     pub shell: ShellConfig,
     /// Diagnostics and chat log files.
     pub logging: LoggingConfig,
-    /// LLM settings, kept verbatim for the LLM plugin.
-    #[serde(skip_serializing_if = "Verbatim::is_absent")]
-    pub llm: Verbatim,
+    /// LLM chat: the provider part for `rosey-llm`, the rest for the `llm` plugin.
+    pub llm: LlmConfig,
     /// Web front-end settings, kept verbatim for a feature to come.
     #[serde(skip_serializing_if = "Verbatim::is_absent")]
     pub web: Verbatim,
@@ -61,7 +61,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             shell: ShellConfig::default(),
             logging: LoggingConfig::default(),
-            llm: Verbatim::default(),
+            llm: LlmConfig::default(),
             web: Verbatim::default(),
             metrics: Verbatim::default(),
             warnings: Vec::new(),
@@ -111,6 +111,7 @@ impl Config {
         self.nats.validate()?;
         self.database.validate()?;
         self.plugins.validate()?;
+        self.llm.validate()?;
         self.logging.validate()
     }
 
@@ -120,6 +121,7 @@ impl Config {
         self.database.resolve_paths(base_dir);
         self.plugins.resolve_paths(base_dir);
         self.logging.resolve_paths(base_dir);
+        self.llm.resolve_paths(base_dir);
     }
 
     /// Records remarks about keys that are accepted but have no effect.

@@ -67,6 +67,11 @@ pub use crate::error::ConfigError;
 pub use crate::seconds::Seconds;
 pub use crate::secret::{Secret, REDACTED, SECRET_KEYS};
 pub use crate::sections::database::{db_subject, DatabaseConfig, StreamConfig, DB_SUBJECTS};
+pub use crate::sections::llm::{
+    AmbientChat, GatewayConfig, Greetings, KeywordTrigger, LlmConfig, LlmPluginSettings,
+    LlmProvider, OllamaConfig, OnJoin, OnStatusChange, OpenAiConfig, OpenRouterConfig,
+    SpecificUser, TriggersConfig,
+};
 pub use crate::sections::logging::{LogFormat, LoggingConfig};
 pub use crate::sections::nats::{NatsConfig, TlsConfig};
 pub use crate::sections::platform::{

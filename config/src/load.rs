@@ -30,7 +30,7 @@ const V1_KEYS: [&str; 13] = [
 ];
 
 /// Sections held in Rust structs; serde would also read them from arrays, positionally.
-const OBJECT_PATHS: [&str; 14] = [
+const OBJECT_PATHS: [&str; 25] = [
     "platform",
     "platform.credentials",
     "platform.chat_rate",
@@ -45,6 +45,17 @@ const OBJECT_PATHS: [&str; 14] = [
     "shell",
     "logging",
     "database.nats_subjects",
+    "llm",
+    "llm.openai",
+    "llm.ollama",
+    "llm.openrouter",
+    "llm.gateway",
+    "llm.triggers",
+    "llm.triggers.ambient_chat",
+    "llm.triggers.greetings",
+    "llm.triggers.greetings.on_join",
+    "llm.triggers.greetings.on_join.specific_users",
+    "llm.triggers.greetings.on_status_change",
 ];
 
 /// How the key path of an error about the whole document is shown.
@@ -116,6 +127,10 @@ impl Config {
         })?;
         config.validate().map_err(|p| p.invalid(file))?;
         config.resolve_paths(base_dir);
+        config
+            .llm
+            .read_system_prompt()
+            .map_err(|p| p.invalid(file))?;
         config.collect_warnings();
         Ok(config)
     }

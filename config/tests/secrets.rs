@@ -81,10 +81,9 @@ fn secrets_from_env_file_and_plain_text_never_print() {
         "nats-pw-relative-2718"
     );
     assert_eq!(
-        config.llm.value()["openai"]["api_key"],
+        config.llm.openai.api_key.as_ref().unwrap().expose(),
         "sk-llm-api-key-3141"
     );
-    assert!(config.llm.value()["openai"].get("api_key_env").is_none());
     let quotes = config.plugins.settings("quotes").unwrap();
     assert_eq!(quotes.plugin_json()["token"], "plugin-token-1618");
 

@@ -29,17 +29,26 @@ pub enum ErrorCode {
     Denied,
     /// The service failed; retrying may help.
     Internal,
+    /// A third party the service depends on (an LLM provider) is down or answered nonsense.
+    Unavailable,
+    /// A third party refused for rate, or the caller spent its budget; retry later.
+    RateLimited,
+    /// A third party did not answer in time.
+    Timeout,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and docs.
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::InvalidJson,
         ErrorCode::MissingField,
         ErrorCode::TooLarge,
         ErrorCode::NotFound,
         ErrorCode::Denied,
         ErrorCode::Internal,
+        ErrorCode::Unavailable,
+        ErrorCode::RateLimited,
+        ErrorCode::Timeout,
     ];
 
     /// The HTTP-like status that goes in [`HEADER_CODE`].
@@ -50,6 +59,9 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
             ErrorCode::Internal => 500,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Timeout => 504,
         }
     }
 
@@ -62,6 +74,9 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Denied => "denied",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }
@@ -155,7 +170,10 @@ mod tests {
                 ("too_large", 413),
                 ("not_found", 404),
                 ("denied", 403),
-                ("internal", 500)
+                ("internal", 500),
+                ("unavailable", 503),
+                ("rate_limited", 429),
+                ("timeout", 504)
             ]
         );
         for c in ErrorCode::ALL {

@@ -10,6 +10,7 @@
 //! - [`events`], [`commands`], [`actions`]: what the bot publishes and what it acts on.
 //! - [`db`], [`kv`]: durable database writes and database requests.
 //! - [`admin`]: the plugin runtime's administration subjects.
+//! - [`llm`]: LLM chat requests served by `rosey-llm`.
 //! - [`error`], [`payload`]: the error reply every request subject uses, and decoding.
 //! - [`registry`]: the table of every subject with its payload types.
 //! - `stream` and `reply` (feature `nats`): the one JetStream stream definition and helpers to
@@ -28,6 +29,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod kv;
+pub mod llm;
 pub mod payload;
 pub mod registry;
 pub mod subjects;

@@ -1,7 +1,7 @@
 //! The table of every subject of the contract, with its payload and reply types and an example
 //! of each, from which `docs/SUBJECTS.md` is checked (and can be regenerated).
 
-use crate::{actions, admin, commands, db, events, kv, subjects};
+use crate::{actions, admin, commands, db, events, kv, llm, subjects};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -685,6 +685,41 @@ pub fn all() -> Vec<SubjectSpec> {
             "name, version, generation, error?",
             lifecycle()
         ),
+        spec!(
+            subjects::llm::CHAT,
+            Request,
+            "plugin → llm",
+            llm::ChatRequest,
+            "messages, model?, temperature?, max_tokens?",
+            json!({"messages": [{"role": "system", "content": "You are Rosey."},
+                                {"role": "user", "content": "hi"}],
+                   "model": "llama3", "temperature": 0.7, "max_tokens": 200}),
+            llm::ChatReply,
+            json!({"text": "hello!", "model": "llama3",
+                   "usage": {"prompt_tokens": 12, "completion_tokens": 3}, "latency_ms": 420})
+        ),
+        spec!(
+            subjects::llm::STATUS,
+            Request,
+            "plugin → llm",
+            llm::StatusRequest,
+            "",
+            json!({}),
+            llm::Status,
+            json!({"provider": "ollama", "default_model": "llama3", "in_flight": 1, "queued": 0,
+                   "concurrency": 16, "last_error": "provider unavailable: connection refused"})
+        ),
+        spec!(
+            subjects::llm::USAGE,
+            Request,
+            "operator → llm",
+            llm::UsageRequest,
+            "",
+            json!({}),
+            llm::UsageReport,
+            json!({"total": {"answered": 3, "failed": 1, "over_budget": 0, "prompt_tokens": 40, "completion_tokens": 9},
+                   "by_source": {"llm": {"answered": 3, "failed": 1, "over_budget": 0, "prompt_tokens": 40, "completion_tokens": 9}}})
+        ),
     ]
 }
 
@@ -726,6 +761,7 @@ mod tests {
         let mut fixed: Vec<&str> = vec![];
         fixed.extend(subjects::db::WRITE_SUBJECTS);
         fixed.extend(subjects::db::REQUEST_SUBJECTS);
+        fixed.extend(subjects::llm::REQUEST_SUBJECTS);
         fixed.push(subjects::db::DLQ);
         fixed.extend([
             subjects::runtime::PLUGINS_LIST,

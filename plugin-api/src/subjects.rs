@@ -368,6 +368,18 @@ pub mod runtime {
     pub const PLUGIN_ALL: &str = "rosey.runtime.plugin.>";
 }
 
+/// LLM chat, served by `rosey-llm` in a queue group.
+pub mod llm {
+    /// Request: answer a conversation.
+    pub const CHAT: &str = "rosey.llm.chat";
+    /// Request: the provider, the default model and how busy the gateway is.
+    pub const STATUS: &str = "rosey.llm.status";
+    /// Request: counters of answered and refused chats and tokens, per sender.
+    pub const USAGE: &str = "rosey.llm.usage";
+    /// Every request subject of the gateway.
+    pub const REQUEST_SUBJECTS: [&str; 3] = [CHAT, STATUS, USAGE];
+}
+
 /// The NATS service-discovery subjects (`$SRV.*`) that `rosey-db` and `rosey-runtime` answer
 /// through async-nats's service API; `rosey status` asks them.
 pub mod service {

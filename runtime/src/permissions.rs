@@ -41,7 +41,8 @@ impl std::fmt::Display for Access {
 
 impl Permissions {
     /// The grant for `plugin`: the configured lists when there are any, else the default
-    /// (events in; chat and PM out; its own key-value storage and the read-only queries).
+    /// (events in; chat and PM out; its own key-value storage, the read-only queries and LLM
+    /// chat and status).
     /// Answering on reply inboxes is always allowed; commands are checked apart (a plugin may
     /// subscribe to its own commands and to commands no other plugin serves).
     pub fn for_plugin(plugin: &str, configured: Option<&PluginPermissions>) -> Self {
@@ -64,6 +65,9 @@ impl Permissions {
                         subjects::db::USER_COUNT_HISTORY_GET.to_owned(),
                         subjects::db::QUERY_CHANNEL_STATS.to_owned(),
                         subjects::db::QUERY_USER_STATS.to_owned(),
+                        // rosey-llm's per-plugin budget is the guard on these.
+                        subjects::llm::CHAT.to_owned(),
+                        subjects::llm::STATUS.to_owned(),
                     ])
                     .collect(),
             },
@@ -149,6 +153,9 @@ mod tests {
         assert!(!p.allows(Access::Request, "rosey.db.kv.markov.get"));
         assert!(p.allows(Access::Request, "rosey.db.query.user_stats"));
         assert!(!p.allows(Access::Request, "rosey.db.maintenance.run"));
+        assert!(p.allows(Access::Request, "rosey.llm.chat"));
+        assert!(p.allows(Access::Request, "rosey.llm.status"));
+        assert!(!p.allows(Access::Request, "rosey.llm.usage"));
     }
 
     #[test]

@@ -85,6 +85,29 @@ fn v1_file_converts_every_key() {
     let config = Config::load(&new).expect("converted file loads");
     assert_eq!(config.platform.kind, PlatformKind::Cytube);
     assert_eq!(config.platform.channel.as_deref(), Some("AKWHR89327M"));
+    // The whole llm block is typed now: every original key landed where it belongs.
+    let llm = &config.llm;
+    assert!(!llm.enabled);
+    assert_eq!(llm.provider, rosey_config::LlmProvider::Ollama);
+    assert_eq!(llm.max_tokens, 200);
+    assert!(llm.log_only);
+    assert_eq!(
+        llm.openai.api_key.as_ref().map(|k| k.expose()),
+        Some("sk-x")
+    );
+    assert_eq!(llm.openrouter.site_name.as_deref(), Some("n"));
+    assert_eq!(llm.ollama.model, "llama");
+    assert_eq!(llm.triggers.commands, ["!ai"]);
+    assert_eq!(llm.triggers.keywords[0].phrases, ["hi"]);
+    assert_eq!(
+        llm.triggers.greetings.on_join.specific_users["bob"],
+        rosey_config::SpecificUser::Greeting("hey bob".to_owned())
+    );
+    assert!(llm
+        .system_prompt_file
+        .as_ref()
+        .unwrap()
+        .ends_with("prompt.txt"));
 }
 
 #[test]

@@ -512,3 +512,55 @@ fn up_warns_when_the_existing_server_has_no_jetstream() {
     assert!(child.wait().unwrap().success());
     assert!(gone(bot));
 }
+
+#[test]
+fn up_with_llm_enabled_starts_rosey_llm_after_rosey_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    // Nothing listens on port 9: rosey-llm serves status all the same.
+    json["llm"] = json!({"enabled": true, "provider": "ollama",
+                         "ollama": {"base_url": "http://127.0.0.1:9", "model": "tiny"}});
+    std::fs::write(&config, json.to_string()).unwrap();
+    let up = RoseyUp::start(&config);
+    for name in [
+        "nats-server",
+        "rosey-db",
+        "rosey-llm",
+        "rosey-runtime",
+        "rosey-bot",
+    ] {
+        up.wait_running(name, None);
+    }
+    let log = up.log();
+    let line_of = |name: &str, state: &str| {
+        log.lines()
+            .position(|l| status_pid(l, name, state).is_some())
+            .unwrap_or_else(|| panic!("no {name} {state} in:\n{log}"))
+    };
+    // Started in order, each once the one before is ready.
+    assert!(
+        line_of("rosey-db", "running") < line_of("rosey-llm", "started"),
+        "{log}"
+    );
+    assert!(
+        line_of("rosey-llm", "running") < line_of("rosey-runtime", "started"),
+        "{log}"
+    );
+    let server = json["nats"]["server"].as_str().unwrap().to_owned();
+    let status: rosey_plugin_api::llm::Status =
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let client = async_nats::connect(server).await.expect("connect");
+            rosey_plugin_api::reply::request_json(
+                &client,
+                rosey_plugin_api::subjects::llm::STATUS,
+                &json!({}),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("rosey-llm answers")
+        });
+    assert_eq!(status.provider, "ollama");
+    assert_eq!(status.default_model, "tiny");
+}

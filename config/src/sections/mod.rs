@@ -1,6 +1,7 @@
 //! The typed sections of the file, one module each, and the small checks they share.
 
 pub mod database;
+pub mod llm;
 pub mod logging;
 pub mod nats;
 pub mod platform;
