@@ -28,7 +28,7 @@ pub mod rules;
 pub mod shell;
 pub mod state;
 
-use crate::core::Settings;
+use crate::core::BotSettings;
 use crate::platform::console::ConsolePlatform;
 use crate::platform::cytube::CytubePlatform;
 use rosey_config::{Config, PlatformKind};
@@ -39,7 +39,7 @@ use std::future::Future;
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // The error already names the server and says what failed.
     let nats = rosey_config::connect::connect(&config.nats).await?;
-    let settings = Settings::from_config(&config);
+    let settings = BotSettings::from_config(&config);
     let p = &config.platform;
     let bot_name = p.credentials.username.clone();
     match p.kind {

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 /// Batching and consumer settings, from the `database` configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub struct IngestSettings {
     /// Most events in one transaction.
     pub batch_size: usize,
     /// How long a batch waits for more events before committing.
@@ -58,7 +58,7 @@ pub enum IngestError {
 /// Creates (or finds) the durable consumer the service reads the stream with.
 pub async fn ensure_consumer(
     stream: &JsStream,
-    settings: Settings,
+    settings: IngestSettings,
 ) -> Result<PullConsumer, IngestError> {
     let pending = i64::try_from(settings.batch_size.saturating_mul(4)).unwrap_or(i64::MAX);
     let consumer: PullConsumer = stream
@@ -277,7 +277,7 @@ pub async fn run_jetstream(
     mut consumer: PullConsumer,
     writer: Writer,
     stored_position: u64,
-    settings: Settings,
+    settings: IngestSettings,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
     initial_dead: Vec<StoredDeadLetter>,
@@ -402,7 +402,7 @@ pub async fn run_jetstream(
 pub async fn run_core(
     client: async_nats::Client,
     writer: Writer,
-    settings: Settings,
+    settings: IngestSettings,
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
     initial_dead: Vec<StoredDeadLetter>,

@@ -62,7 +62,7 @@ pub async fn run(
     let client = rosey_config::connect::connect(&config.nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     let limits = db.stream.limits();
-    let settings = ingest::Settings {
+    let settings = ingest::IngestSettings {
         batch_size: db.batch_size,
         batch_wait: db.batch_wait.as_duration(),
         ack_wait: db.ack_wait.as_duration(),

@@ -34,7 +34,7 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The runtime's timing and identity, from the configuration.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RuntimeSettings {
     /// How often plugins get `on_tick` (and their state is snapshot).
     pub tick_interval: Duration,
     /// How long one call may run before the plugin is deemed stuck.
@@ -343,7 +343,7 @@ pub struct Host {
     /// The tokio runtime, for blocking calls from plugin worker threads.
     pub rt: Handle,
     /// Timing and identity.
-    pub settings: Settings,
+    pub settings: RuntimeSettings,
     /// Where libraries are looked for.
     pub lib_dirs: Vec<PathBuf>,
     /// The per-run library copies.
@@ -365,7 +365,7 @@ impl Host {
     pub fn new(
         client: Client,
         rt: Handle,
-        settings: Settings,
+        settings: RuntimeSettings,
         lib_dirs: Vec<PathBuf>,
         copies: CopyDir,
         plugins_config: PluginsConfig,

@@ -31,7 +31,7 @@ mod watchdog;
 mod worker;
 
 use anyhow::Context as _;
-use host::{Host, Settings};
+use host::{Host, RuntimeSettings};
 use rosey_config::Config;
 use std::future::Future;
 use std::path::PathBuf;
@@ -71,7 +71,7 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let plugins = config.plugins.clone();
-    let settings = Settings {
+    let settings = RuntimeSettings {
         tick_interval: plugins.tick_interval.as_duration(),
         watchdog_timeout: plugins.watchdog_timeout.as_duration(),
         queue_capacity: plugins.queue_capacity,

@@ -1,5 +1,11 @@
 //! Watching for new plugin builds and for configuration changes.
 //!
+//! The debounce is our own rather than `notify-debouncer-full`'s, for what that crate cannot
+//! do: it is per plugin, not per path (one `cargo build` touches the library, its `.d` file and
+//! `deps/`, in several folders), a folder that does not exist yet is re-armed when it appears,
+//! and a library still invalid once quiet is reported as a failure; the timing runs on tokio's
+//! clock like the rest of the runtime.
+//!
 //! Cargo replaces `target/<profile>/lib<name>.so` by unlinking it and linking a new inode;
 //! other tools copy or rename a file into place. The folder (not the file) is watched, so all
 //! of these are seen; events are debounced per plugin, and the worker skips a file whose

@@ -11,7 +11,7 @@ use rosey_plugin_api::actions::{
     SendPlaylistEntry, SendPlaylistMove, SendPm,
 };
 use rosey_plugin_api::reply::error_reply;
-use rosey_plugin_api::subjects::platform as psub;
+use rosey_plugin_api::subjects::platform as platform_subjects;
 use rosey_plugin_api::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -40,7 +40,8 @@ pub(crate) fn channel_of(payload: &[u8]) -> Option<String> {
 }
 
 pub(crate) async fn serve_action(ctx: &Arc<Ctx>, msg: async_nats::Message) {
-    let Some(action) = psub::action_of(ctx.platform, &msg.subject).map(str::to_owned) else {
+    let Some(action) = platform_subjects::action_of(ctx.platform, &msg.subject).map(str::to_owned)
+    else {
         return;
     };
     let result = if msg.payload.len() > MAX_ACTION_BYTES {
@@ -121,18 +122,18 @@ pub(crate) async fn run_action(
 
 /// Reads an action request (the last token of its subject, and its payload) as the platform
 /// action it asks for; what it may do is the rule book's ([`rules`]) to decide.
-pub(crate) fn decode_action(action: &str, payload: &[u8]) -> Result<PlatformAction, ErrorBody> {
-    use psub::action as a;
-    Ok(match action {
-        a::CHAT => PlatformAction::Chat(decode::<SendChat>(payload)?.content),
-        a::PM => {
+pub(crate) fn decode_action(name: &str, payload: &[u8]) -> Result<PlatformAction, ErrorBody> {
+    use platform_subjects::action;
+    Ok(match name {
+        action::CHAT => PlatformAction::Chat(decode::<SendChat>(payload)?.content),
+        action::PM => {
             let req: SendPm = decode(payload)?;
             PlatformAction::Pm {
                 to: req.to,
                 content: req.content,
             }
         }
-        a::PLAYLIST_ADD => {
+        action::PLAYLIST_ADD => {
             let req: SendPlaylistAdd = decode(payload)?;
             PlatformAction::PlaylistAdd {
                 url: req.url,
@@ -140,33 +141,35 @@ pub(crate) fn decode_action(action: &str, payload: &[u8]) -> Result<PlatformActi
                 temporary: req.temporary,
             }
         }
-        a::PLAYLIST_REMOVE => {
+        action::PLAYLIST_REMOVE => {
             PlatformAction::PlaylistRemove(decode::<SendPlaylistEntry>(payload)?.uid)
         }
-        a::PLAYLIST_JUMP => PlatformAction::PlaylistJump(decode::<SendPlaylistEntry>(payload)?.uid),
-        a::PLAYLIST_MOVE => {
+        action::PLAYLIST_JUMP => {
+            PlatformAction::PlaylistJump(decode::<SendPlaylistEntry>(payload)?.uid)
+        }
+        action::PLAYLIST_MOVE => {
             let req: SendPlaylistMove = decode(payload)?;
             PlatformAction::PlaylistMove {
                 uid: req.uid,
                 after: req.after,
             }
         }
-        a::PLAYLIST_NEXT => {
+        action::PLAYLIST_NEXT => {
             decode::<SendChannelAction>(payload)?;
             PlatformAction::PlaylistNext
         }
-        a::KICK => {
+        action::KICK => {
             let req: SendKick = decode(payload)?;
             PlatformAction::Kick {
                 user: req.user,
                 reason: req.reason,
             }
         }
-        a::CLEAR => {
+        action::CLEAR => {
             decode::<SendChannelAction>(payload)?;
             PlatformAction::Clear
         }
-        a::AFK => PlatformAction::Afk(decode::<SendAfk>(payload)?.afk),
+        action::AFK => PlatformAction::Afk(decode::<SendAfk>(payload)?.afk),
         other => {
             return Err(ErrorBody::new(
                 ErrorCode::NotFound,

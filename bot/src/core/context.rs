@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 /// The core's settings, taken from the configuration once.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct BotSettings {
     /// What starts a command.
     pub command_prefix: String,
     /// Commands per minute before a user is ignored.
@@ -69,11 +69,11 @@ pub struct Settings {
     pub max_users: usize,
 }
 
-impl Settings {
+impl BotSettings {
     /// The settings a configuration asks for.
     pub fn from_config(config: &Config) -> Self {
         let p = &config.platform;
-        Settings {
+        BotSettings {
             command_prefix: p.command_prefix.clone(),
             flood_per_minute: p.flood.commands_per_minute,
             flood_block: p.flood.block_seconds.as_duration(),
@@ -112,8 +112,8 @@ pub struct Ctx {
     pub platform: &'static str,
     /// The channel served.
     pub channel: String,
-    /// Settings.
-    pub settings: Settings,
+    /// What the configuration asks of the bot.
+    pub settings: BotSettings,
     /// The channel state (changed only by the event loop).
     pub state: Mutex<ChannelState>,
     /// Outgoing chat and PMs.

@@ -12,7 +12,7 @@ use rosey_plugin_api::db::{
     MessageLog, StatsHighWater, UserJoined, UserLeft, UserSessions, MAX_SESSION_NAMES,
 };
 use rosey_plugin_api::events::{self as ev, MediaChange, PlaylistRemove, PollClose, UserCount};
-use rosey_plugin_api::subjects::{self, platform as psub};
+use rosey_plugin_api::subjects::{self, platform as platform_subjects};
 use rosey_plugin_api::{Timestamp, UserData};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -79,7 +79,7 @@ pub fn user_list_diff(
 /// Applies one platform event: state first, then what gets published.
 pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
     match event {
-        PlatformEvent::Raw { event, data } => match psub::raw(ctx.platform, &event) {
+        PlatformEvent::Raw { event, data } => match platform_subjects::raw(ctx.platform, &event) {
             Ok(subject) => ctx.publish_json(subject, &data).await,
             Err(e) => tracing::debug!(error = %e, "raw event not forwarded"),
         },
@@ -229,7 +229,7 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         PlatformEvent::ChatRefused(msg) => {
             tracing::warn!(msg, "the server refuses the bot's chat");
             ctx.chat.pause(REFUSAL_PAUSE);
-            report_error(ctx, psub::action::CHAT, &msg).await;
+            report_error(ctx, platform_subjects::action::CHAT, &msg).await;
         }
         PlatformEvent::ServerError(msg) => tracing::warn!(msg, "server error"),
     }
@@ -546,7 +546,7 @@ pub(crate) async fn publish_count(ctx: &Ctx, meta: &Meta) {
 
 /// Publishes an action failure on `rosey.platform.<p>.error`.
 pub async fn report_error(ctx: &Ctx, action: &str, error: &str) {
-    let Ok(subject) = psub::error(ctx.platform) else {
+    let Ok(subject) = platform_subjects::error(ctx.platform) else {
         return;
     };
     ctx.publish_json(

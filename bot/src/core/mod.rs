@@ -14,7 +14,7 @@ mod context;
 mod events;
 mod timers;
 
-pub use context::{Ctx, Settings};
+pub use context::{BotSettings, Ctx};
 pub use events::{handle_event, report_error, user_list_diff};
 
 use crate::chat_queue::{ChatQueue, TokenBucket};
@@ -26,7 +26,7 @@ use crate::state::ChannelState;
 use actions::*;
 use anyhow::Context as _;
 use events::*;
-use rosey_plugin_api::subjects::platform as psub;
+use rosey_plugin_api::subjects::platform as platform_subjects;
 use rosey_plugin_api::Timestamp;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 pub async fn run<P: Platform>(
     platform: P,
     nats: async_nats::Client,
-    settings: Settings,
+    settings: BotSettings,
     bot_name: &str,
     server: &str,
     shutdown: impl std::future::Future<Output = ()>,
@@ -70,7 +70,7 @@ pub async fn run<P: Platform>(
         settings,
     });
 
-    let send_subject = psub::send_all(name).context("platform name")?;
+    let send_subject = platform_subjects::send_all(name).context("platform name")?;
     let actions_sub = nats
         .subscribe(send_subject.clone())
         .await
