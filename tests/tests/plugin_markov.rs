@@ -61,23 +61,20 @@ async fn wait_for_lines(obs: &mut Observer, lines: usize) -> String {
     panic!("never reached {lines} lines; last answer: {last:?}");
 }
 
-/// The words every corpus line of the tests is made of.
-const CORPUS: &[&str] = &[
-    "the quick brown fox jumps over the lazy dog",
-    "the lazy cat sleeps all day long",
-    "a quick brown bear eats honey all day",
-    "my dog jumps over the fence every morning",
-    "every morning the cat eats its breakfast",
-    "the bear sleeps over the winter",
-];
+/// The lines the markov tests learn (the plugin's unit tests use the same file).
+const CORPUS_TEXT: &str = include_str!("../../plugins/markov/testdata/corpus.txt");
+
+fn corpus() -> Vec<&'static str> {
+    CORPUS_TEXT.lines().collect()
+}
 
 fn corpus_words() -> std::collections::HashSet<&'static str> {
-    CORPUS.iter().flat_map(|l| l.split(' ')).collect()
+    corpus().into_iter().flat_map(|l| l.split(' ')).collect()
 }
 
 /// Publishes every line of the corpus as alice's chat.
 async fn teach_corpus(client: &async_nats::Client) {
-    for line in CORPUS {
+    for line in corpus() {
         publish_chat(client, "alice", line, false).await;
     }
 }
@@ -106,7 +103,7 @@ async fn commands_speaking_and_hostile_input() {
     // Commands and the bot's own lines are not learned.
     publish_chat(&obs.client, "alice", "!markov stats", true).await;
     publish_chat(&obs.client, "rosey", "i am the bot talking", false).await;
-    let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
+    let stats = wait_for_lines(&mut obs, corpus().len()).await;
     assert!(stats.contains("distinct states"), "{stats}");
 
     // Sentences use only learned words and fit one chat message.
@@ -150,7 +147,7 @@ async fn commands_speaking_and_hostile_input() {
     // The addressed line was learned too, without the bot's name.
     assert_eq!(
         obs.next_chat().await,
-        format!("Order set to 3; relearned {} lines.", CORPUS.len() + 1)
+        format!("Order set to 3; relearned {} lines.", corpus().len() + 1)
     );
     obs.send("markov", "trigger botty", "mod", 2.0).await;
     assert_eq!(obs.next_chat().await, "Trigger: \"botty\".");
@@ -190,7 +187,7 @@ async fn commands_speaking_and_hostile_input() {
     // Learning off: lines are not learned. Every earlier line is in first (the addressed
     // one and carol's), and the line sent while learning is off is handled before it is
     // turned back on.
-    let before = wait_for_lines(&mut obs, CORPUS.len() + 2).await;
+    let before = wait_for_lines(&mut obs, corpus().len() + 2).await;
     obs.send("markov", "learn off", "mod", 2.0).await;
     assert_eq!(obs.next_chat().await, "Learning is off.");
     let handled = obs.info("markov").await.messages;
@@ -215,7 +212,7 @@ async fn commands_speaking_and_hostile_input() {
     for line in hostile {
         publish_chat(&obs.client, "mallory", line, false).await;
     }
-    let after = wait_for_lines(&mut obs, CORPUS.len() + 2 + hostile.len()).await;
+    let after = wait_for_lines(&mut obs, corpus().len() + 2 + hostile.len()).await;
     assert_ne!(before, after);
     let seeded = obs.ask("markov", "<script>alert('x')</script>").await;
     assert!(seeded.contains("<script>alert('x')</script>"), "{seeded:?}");
@@ -300,7 +297,7 @@ async fn chain_survives_a_hot_reload() {
     teach_corpus(&obs.client).await;
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
-    let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
+    let stats = wait_for_lines(&mut obs, corpus().len()).await;
     assert!(
         saved_index(&obs.client).await.is_none(),
         "nothing was saved to the storage yet"
@@ -339,10 +336,10 @@ async fn chain_and_settings_survive_a_restart() {
     teach_corpus(&obs.client).await;
     obs.send("markov", "order 1", "mod", 2.0).await;
     obs.next_chat().await;
-    let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
+    let stats = wait_for_lines(&mut obs, corpus().len()).await;
     let saved = wait_until_async(PATIENCE, || async {
         saved_index(&obs.client).await.is_some_and(|index| {
-            saved_lines(&index) == CORPUS.len() as u64
+            saved_lines(&index) == corpus().len() as u64
                 && index["channels"]["lobby"]["settings"]["order"] == 1
         })
     })
@@ -361,7 +358,7 @@ async fn chain_and_settings_survive_a_restart() {
     )
     .await;
     let _rt = start_markov(&mut obs, &nats, settings).await;
-    assert_eq!(wait_for_lines(&mut obs, CORPUS.len()).await, stats);
+    assert_eq!(wait_for_lines(&mut obs, corpus().len()).await, stats);
     assert!(obs.ask("markov", "settings").await.starts_with("order 1,"));
     assert_speaks_from_corpus(&mut obs).await;
 }
@@ -375,7 +372,7 @@ async fn chain_is_saved_on_shutdown() {
     let settings = markov_config(json!({"save_interval": 3600}));
     let mut rt = start_markov(&mut obs, &nats, settings.clone()).await;
     teach_corpus(&obs.client).await;
-    let stats = wait_for_lines(&mut obs, CORPUS.len()).await;
+    let stats = wait_for_lines(&mut obs, corpus().len()).await;
     assert!(saved_index(&obs.client).await.is_none());
 
     let status = rt.child.terminate(PATIENCE);
@@ -383,12 +380,12 @@ async fn chain_is_saved_on_shutdown() {
     let saved = wait_until_async(PATIENCE, || async {
         saved_index(&obs.client)
             .await
-            .is_some_and(|index| saved_lines(&index) == CORPUS.len() as u64)
+            .is_some_and(|index| saved_lines(&index) == corpus().len() as u64)
     })
     .await;
     assert!(saved, "the chain was saved when the runtime stopped");
     let _rt = start_markov(&mut obs, &nats, settings).await;
-    assert_eq!(wait_for_lines(&mut obs, CORPUS.len()).await, stats);
+    assert_eq!(wait_for_lines(&mut obs, corpus().len()).await, stats);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,14 +208,13 @@ mod tests {
         c
     }
 
-    const CORPUS: &[&str] = &[
-        "the quick brown fox jumps over the lazy dog",
-        "the lazy cat sleeps all day long",
-        "a quick brown bear eats honey all day",
-        "my dog jumps over the fence every morning",
-        "every morning the cat eats its breakfast",
-        "the bear sleeps over the winter",
-    ];
+    /// The lines the markov tests learn, shared with the integration tests
+    /// (`tests/tests/plugin_markov.rs`).
+    const CORPUS_TEXT: &str = include_str!("../testdata/corpus.txt");
+
+    fn corpus() -> Vec<&'static str> {
+        CORPUS_TEXT.lines().collect()
+    }
 
     #[test]
     fn empty_chain_gives_nothing() {
@@ -235,13 +234,13 @@ mod tests {
 
     #[test]
     fn prefers_sentences_that_copy_no_line() {
-        let c = chain_of(2, CORPUS);
+        let c = chain_of(2, &corpus());
         for seed in 0..50 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let s = sentence(&c, &[], &Limits::default(), &mut rng).unwrap();
             assert!(!s.verbatim, "seed {seed}: {:?}", s.text);
             assert!(
-                !CORPUS.contains(&s.text.as_str()),
+                !corpus().contains(&s.text.as_str()),
                 "seed {seed}: {:?}",
                 s.text
             );
@@ -250,7 +249,7 @@ mod tests {
 
     #[test]
     fn mid_sentence_seed_grows_both_ways() {
-        let c = chain_of(2, CORPUS);
+        let c = chain_of(2, &corpus());
         for seed in 0..30 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let s = sentence(&c, &["BROWN"], &Limits::default(), &mut rng).unwrap();
@@ -264,7 +263,7 @@ mod tests {
 
     #[test]
     fn two_word_seed_stays_together() {
-        let c = chain_of(2, CORPUS);
+        let c = chain_of(2, &corpus());
         let mut rng = fastrand::Rng::with_seed(3);
         let s = sentence(&c, &["lazy", "cat"], &Limits::default(), &mut rng).unwrap();
         assert!(s.text.contains("lazy cat"), "{:?}", s.text);
@@ -272,7 +271,7 @@ mod tests {
 
     #[test]
     fn unknown_seed_falls_back_to_known_word_then_random() {
-        let c = chain_of(2, CORPUS);
+        let c = chain_of(2, &corpus());
         let mut rng = fastrand::Rng::with_seed(4);
         let s = sentence(&c, &["honey", "zzz"], &Limits::default(), &mut rng).unwrap();
         assert!(s.seeded && s.text.contains("honey"), "{:?}", s.text);
@@ -307,7 +306,7 @@ mod tests {
     #[test]
     fn every_order_generates() {
         for order in 1..=5 {
-            let c = chain_of(order, CORPUS);
+            let c = chain_of(order, &corpus());
             let mut rng = fastrand::Rng::with_seed(order as u64);
             let s = sentence(&c, &["over"], &Limits::default(), &mut rng).unwrap();
             assert!(s.text.contains("over"), "order {order}: {:?}", s.text);
