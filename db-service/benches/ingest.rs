@@ -4,15 +4,18 @@
 //! the same server give the baseline: one on the prober's own thread, one in a process of its
 //! own (this binary started again with `ROSEY_BENCH_RESPONDER_URL`), as rosey-db is.
 //!
+//! The nats-server, process guards and readiness wait are the integration tests' own
+//! (`rosey_tests`).
+//!
 //! Run: `cargo bench -p rosey-db-service --bench ingest` (needs `nats-server` on PATH).
 
-use rosey_plugin_api::db::{ChannelStats, OutboundGet, OutboundMessage};
+use rosey_plugin_api::db::{OutboundGet, OutboundMessage};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::db;
+use rosey_tests::{wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::json;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,22 +28,6 @@ const RESPONDER_SUBJECT: &str = "bench.responder";
 
 const USERS: usize = 1000;
 const LINES: usize = 18;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn last_sequence(path: &Path) -> i64 {
     rusqlite::Connection::open(path)
@@ -199,31 +186,15 @@ fn main() {
 
 async fn run_round() -> Round {
     let store = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let _nats = Killed(
-        Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path().join("js"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH"),
-    );
-    let url = format!("nats://127.0.0.1:{port}");
-    let client = loop {
-        match async_nats::connect(&url).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let _responder = Killed(
-        Command::new(std::env::current_exe().expect("this binary"))
-            .env(RESPONDER_URL_ENV, &url)
-            .env(RESPONDER_SUBJECT_ENV, RESPONDER_SUBJECT)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("responder process"),
-    );
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let client = nats.connect().await;
+    let mut responder = Command::new(std::env::current_exe().expect("this binary"));
+    responder
+        .env(RESPONDER_URL_ENV, &url)
+        .env(RESPONDER_SUBJECT_ENV, RESPONDER_SUBJECT)
+        .stdout(Stdio::null());
+    let _responder = ChildGuard::spawn("responder", responder);
     while client
         .request(RESPONDER_SUBJECT, "{}".into())
         .await
@@ -232,31 +203,17 @@ async fn run_round() -> Round {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let db_path = store.path().join("bench.db");
-    let service = Killed(
-        Command::new(env!("CARGO_BIN_EXE_rosey-db"))
-            .arg("--nats")
-            .arg(&url)
-            .arg("--db")
-            .arg(&db_path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("rosey-db"),
-    );
-    let pid = service.0.id();
-    loop {
-        let r: Result<ChannelStats, _> = request_json(
-            &client,
-            db::QUERY_CHANNEL_STATS,
-            &json!({}),
-            Duration::from_millis(500),
-        )
-        .await;
-        if r.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut service = Command::new(env!("CARGO_BIN_EXE_rosey-db"));
+    service
+        .arg("--nats")
+        .arg(&url)
+        .arg("--db")
+        .arg(&db_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    let service = ChildGuard::spawn("rosey-db", service);
+    let pid = service.id();
+    wait_for_rosey_db(&client, Duration::from_secs(30)).await;
 
     // Idle latency first.
     let mut idle = Vec::new();
