@@ -81,7 +81,10 @@ pub async fn run(
             Some((s, consumer))
         }
         Err(e) => {
-            if js.query_account().await.is_ok() {
+            // The server's own word (its INFO), not an account query: async-nats 0.51 cannot read
+            // nats-server 2.9's account info, and a failed setup must never be mistaken for a
+            // server without JetStream (that would silently give up durability).
+            if client.server_info().jetstream {
                 return Err(e).context("JetStream is available but the stream cannot be set up");
             }
             tracing::debug!(error = %e, "no JetStream");

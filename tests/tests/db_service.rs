@@ -1286,3 +1286,34 @@ async fn a_three_node_cluster_loses_the_stream_leader_mid_burst_and_nothing_is_l
     );
     assert_sessions_exact(&path, users, lines);
 }
+
+/// A server with JetStream whose stream cannot be set up (another stream already takes the
+/// database subjects) stops rosey-db with the reason; it never falls back to the plain
+/// subscriptions meant for servers without JetStream, which would lose writes silently.
+#[tokio::test]
+async fn a_stream_that_cannot_be_set_up_stops_the_service_instead_of_losing_durability() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let js = jetstream::new(client.clone());
+    js.create_stream(jetstream::stream::Config {
+        name: "SQUATTER".to_owned(),
+        subjects: vec!["rosey.db.>".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("a stream on the database subjects");
+    let (dir, path) = temp_db();
+    let log = dir.path().join("rosey-db.log");
+    let mut cmd = rosey_db_command(&nats, &path);
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut service = ChildGuard::spawn("rosey-db", cmd);
+    let status = service.wait_exit(WAIT);
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("rosey-db kept running:\n{stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("JetStream is available but the stream cannot be set up"),
+        "{stderr}"
+    );
+}
