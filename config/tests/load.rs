@@ -91,7 +91,7 @@ fn embedded_defaults_are_sane() {
         Duration::from_millis(5)
     );
     assert_eq!(config.plugins.directory.to_str(), Some("./plugins"));
-    assert_eq!(config.plugins.enabled, ["markov", "quotes"]);
+    assert_eq!(config.plugins.enabled, ["markov", "quotes", "llm"]);
     assert_eq!(
         config.plugins.reload_debounce.as_duration(),
         Duration::from_millis(150)
