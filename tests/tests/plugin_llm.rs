@@ -512,3 +512,75 @@ async fn with_llm_disabled_ai_says_so_once_per_cooldown_and_the_rest_is_silent()
     );
     assert_eq!(rig.requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_only_logs_what_it_would_say_and_sends_nothing() {
+    let mut rig = Rig::start(json!({"log_only": true}), ok("A quiet answer.")).await;
+    rig.obs.send("ai", "speak?", "alice", 1.0).await;
+    let said = "log_only: would say to alice in lobby: A quiet answer.";
+    assert!(
+        wait_until_async(PATIENCE, || async { rig.rt.log().contains(said) }).await,
+        "log: {}",
+        rig.rt.log()
+    );
+    // The line is logged where it would have been published, so nothing is on its way.
+    assert_eq!(
+        rig.obs.try_next_chat(Duration::from_millis(300)).await,
+        None
+    );
+    assert_eq!(rig.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_and_moderators_only_greetings_are_ignored_cleanly() {
+    let mut rig = Rig::start(
+        json!({"triggers": {"greetings": {"enabled": true, "on_join": {
+            "enabled": true, "probability": 1.0, "moderators_only": true
+        }}}}),
+        ok("Hi."),
+    )
+    .await;
+    for (subject, payload) in [
+        (subjects::events::MESSAGE, &b"not json"[..]),
+        (subjects::events::PM, &b"{\"user\": 5}"[..]),
+        (subjects::events::USER_JOIN, &b"[]"[..]),
+    ] {
+        rig.obs
+            .client
+            .publish(subject, payload.to_vec().into())
+            .await
+            .unwrap();
+    }
+    let join = |user: &str, moderator: bool| {
+        let mut user_data = UserData::new(user, if moderator { 2.0 } else { 1.0 });
+        user_data.is_moderator = moderator;
+        Event {
+            platform: "console".to_owned(),
+            channel: "lobby".to_owned(),
+            timestamp: Timestamp::now(),
+            platform_data: Value::Null,
+            body: UserJoin {
+                user: user.to_owned(),
+                user_data,
+            },
+        }
+    };
+    for event in [join("pleb", false), join("mod", true)] {
+        rig.obs
+            .client
+            .publish(
+                subjects::events::USER_JOIN,
+                serde_json::to_vec(&event).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(rig.obs.next_chat().await, "mod: Hi.");
+    assert_eq!(rig.requests(), 1);
+    assert!(rig
+        .request(0)
+        .last()
+        .unwrap()
+        .1
+        .starts_with("mod just joined"));
+}
