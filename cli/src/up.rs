@@ -255,7 +255,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     specs.push(ours(
         "rosey-runtime",
         false,
-        Probe::Plugins(config.plugins.enabled.clone()),
+        Probe::Plugins(config.runtime_plugins().enabled),
     ));
     let console = config.platform.kind == PlatformKind::Console;
     specs.push(ours("rosey-bot", console, Probe::Started));

@@ -69,7 +69,33 @@ impl Default for Config {
     }
 }
 
+/// The name of the plugin that holds the LLM chat behaviour.
+pub const LLM_PLUGIN: &str = "llm";
+
 impl Config {
+    /// The `plugins` section as the runtime applies it: with `llm.enabled`, the `llm` plugin is
+    /// enabled even when `plugins.enabled` omits it, and in every case its configuration is
+    /// [`LlmConfig::plugin_settings`] (plus `enabled`) with the operator's
+    /// `plugins.config.llm` keys laid over it.
+    pub fn runtime_plugins(&self) -> PluginsConfig {
+        let mut plugins = self.plugins.clone();
+        if self.llm.enabled && !plugins.is_enabled(LLM_PLUGIN) {
+            plugins.enabled.push(LLM_PLUGIN.to_owned());
+        }
+        let mut base = serde_json::to_value(self.llm.plugin_settings())
+            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()));
+        if let serde_json::Value::Object(map) = &mut base {
+            map.insert(
+                "enabled".to_owned(),
+                serde_json::Value::Bool(self.llm.enabled),
+            );
+        }
+        let settings = plugins.config.entry(LLM_PLUGIN.to_owned()).or_default();
+        merge_json(&mut base, settings.other.value());
+        settings.other = Verbatim::new(base);
+        plugins
+    }
+
     /// Non-fatal remarks made while loading, for the caller to log once logging is up.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -132,5 +158,22 @@ impl Config {
                     .to_owned(),
             );
         }
+    }
+}
+
+/// Lays `over` onto `base`: objects merge key by key, anything else replaces.
+fn merge_json(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(key) {
+                    Some(slot) => merge_json(slot, value),
+                    None => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over.clone(),
     }
 }

@@ -91,7 +91,7 @@ fn embedded_defaults_are_sane() {
         Duration::from_millis(5)
     );
     assert_eq!(config.plugins.directory.to_str(), Some("./plugins"));
-    assert_eq!(config.plugins.enabled, ["markov", "quotes"]);
+    assert_eq!(config.plugins.enabled, ["markov", "quotes", "llm"]);
     assert_eq!(
         config.plugins.reload_debounce.as_duration(),
         Duration::from_millis(150)
@@ -287,5 +287,43 @@ fn the_proxy_is_socks5_with_its_password_as_a_secret() {
         err.to_string()
             .contains("platform.proxy_password: needs a user name"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_runtime_gets_the_llm_plugin_and_its_settings_when_llm_is_enabled() {
+    let config = load(
+        r#"{"plugins": {"enabled": ["quotes"],
+                        "config": {"llm": {"seed": 7, "channels": ["lobby"],
+                                           "triggers": {"commands": ["!gpt"]}}}},
+            "llm": {"enabled": true, "max_tokens": 99,
+                    "triggers": {"direct_mention": false}}}"#,
+    )
+    .unwrap();
+    let plugins = config.runtime_plugins();
+    assert_eq!(plugins.enabled, ["quotes", "llm"]);
+    let settings = plugins.settings("llm").unwrap();
+    assert_eq!(
+        settings.channels.as_deref(),
+        Some(&["lobby".to_owned()][..])
+    );
+    let json = settings.plugin_json();
+    assert_eq!(json["enabled"], json!(true));
+    assert_eq!(json["max_tokens"], json!(99));
+    assert_eq!(json["seed"], json!(7));
+    assert_eq!(json["triggers"]["direct_mention"], json!(false));
+    // The operator's keys win over the llm section's.
+    assert_eq!(json["triggers"]["commands"], json!(["!gpt"]));
+    assert!(json.get("channels").is_none());
+    assert!(json.get("openai").is_none() && json.get("gateway").is_none());
+    // The file's own plugins section is untouched.
+    assert_eq!(config.plugins.enabled, ["quotes"]);
+
+    let off = load(r#"{"plugins": {"enabled": ["quotes"]}}"#).unwrap();
+    let plugins = off.runtime_plugins();
+    assert_eq!(plugins.enabled, ["quotes"]);
+    assert_eq!(
+        plugins.settings("llm").unwrap().plugin_json()["enabled"],
+        json!(false)
     );
 }

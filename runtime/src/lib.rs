@@ -70,7 +70,7 @@ async fn serve(
     config_watch: Option<ConfigWatch>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let plugins = config.plugins.clone();
+    let plugins = config.runtime_plugins();
     let settings = RuntimeSettings {
         tick_interval: plugins.tick_interval.as_duration(),
         watchdog_timeout: plugins.watchdog_timeout.as_duration(),

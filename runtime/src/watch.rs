@@ -190,7 +190,7 @@ pub async fn watch_config(
 
 /// Applies a new configuration's `plugins` section.
 pub async fn apply(host: &Arc<Host>, config: Config) {
-    let new = config.plugins;
+    let new = config.runtime_plugins();
     let old = std::mem::replace(&mut *lock(&host.plugins_config), new.clone());
     let before: BTreeSet<&String> = old.enabled.iter().collect();
     let after: BTreeSet<&String> = new.enabled.iter().collect();

@@ -2,7 +2,10 @@
 //! and an Ollama server, HTTP answered by hand on tokio) that record every request so the test
 //! checks it exactly: path, auth header, model, messages in order, temperature, max tokens.
 
+mod llm_support;
+
 use async_nats::HeaderMap;
+use llm_support::{ollama_ok, openai_ok, Answer, Mock};
 use rosey_plugin_api::actions::HEADER_SOURCE;
 use rosey_plugin_api::llm::{ChatReply, Status, UsageReport};
 use rosey_plugin_api::reply::{parse_reply, request_json, RequestError};
@@ -10,174 +13,13 @@ use rosey_plugin_api::subjects;
 use rosey_plugin_api::{ErrorBody, ErrorCode};
 use rosey_tests::{command, wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 const KEY: &str = "sk-test-key-7c1e55a0d9";
-
-// ---------------------------------------------------------------------------------------------
-// The mock provider.
-
-/// One request the mock received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    /// Header names lower-cased.
-    headers: BTreeMap<String, String>,
-    body: Value,
-    at: Instant,
-}
-
-/// How the mock answers one request.
-#[derive(Clone)]
-enum Answer {
-    /// A status, extra headers and a body.
-    Http(u16, Vec<(&'static str, String)>, String),
-    /// Waits until the gate is opened, then answers.
-    Gated(Arc<Notify>, Box<Answer>),
-    /// Waits this long, then answers.
-    Slow(Duration, Box<Answer>),
-}
-
-#[derive(Clone)]
-struct Mock {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<VecDeque<Answer>>>,
-    default: Arc<Mutex<Answer>>,
-}
-
-fn openai_ok(text: &str, model: &str) -> Answer {
-    Answer::Http(
-        200,
-        vec![],
-        json!({"id": "c1", "object": "chat.completion", "model": model,
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": 21, "completion_tokens": 4, "total_tokens": 25}})
-        .to_string(),
-    )
-}
-
-fn ollama_ok(text: &str, model: &str) -> Answer {
-    Answer::Http(
-        200,
-        vec![],
-        json!({"model": model, "created_at": "2024-01-01T00:00:00Z",
-               "message": {"role": "assistant", "content": text}, "done": true,
-               "prompt_eval_count": 17, "eval_count": 6})
-        .to_string(),
-    )
-}
-
-impl Mock {
-    /// Starts a mock that answers `default` unless a scripted answer is queued.
-    async fn start(default: Answer) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
-        let port = listener.local_addr().unwrap().port();
-        let mock = Mock {
-            port,
-            seen: Arc::default(),
-            script: Arc::default(),
-            default: Arc::new(Mutex::new(default)),
-        };
-        let m = mock.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let m = m.clone();
-                tokio::spawn(async move { m.serve(stream).await });
-            }
-        });
-        mock
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn push(&self, answer: Answer) {
-        self.script.lock().unwrap().push_back(answer);
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    async fn serve(&self, mut stream: TcpStream) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or_default().to_owned();
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let headers: BTreeMap<String, String> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = buf[head_end + 4..].to_vec();
-        while body.len() < length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        self.seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            headers,
-            body,
-            at: Instant::now(),
-        });
-        let scripted = self.script.lock().unwrap().pop_front();
-        let mut answer = scripted.unwrap_or_else(|| self.default.lock().unwrap().clone());
-        let (status, extra, text) = loop {
-            match answer {
-                Answer::Http(status, extra, text) => break (status, extra, text),
-                Answer::Gated(gate, next) => {
-                    gate.notified().await;
-                    answer = *next;
-                }
-                Answer::Slow(delay, next) => {
-                    tokio::time::sleep(delay).await;
-                    answer = *next;
-                }
-            }
-        };
-        let mut response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-            text.len()
-        );
-        for (k, v) in extra {
-            response.push_str(&format!("{k}: {v}\r\n"));
-        }
-        response.push_str("\r\n");
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.write_all(text.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // rosey-llm as a process.

@@ -59,7 +59,7 @@ impl Default for PluginsConfig {
         Self {
             directory: PathBuf::from("./plugins"),
             copy_directory: None,
-            enabled: vec!["markov".to_owned(), "quotes".to_owned()],
+            enabled: vec!["markov".to_owned(), "quotes".to_owned(), "llm".to_owned()],
             hot_reload: true,
             config: BTreeMap::new(),
             tick_interval: Seconds::from_secs(1),
