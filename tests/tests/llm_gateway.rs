@@ -5,7 +5,7 @@
 mod llm_support;
 
 use async_nats::HeaderMap;
-use llm_support::{ollama_ok, openai_ok, Answer, Mock};
+use llm_support::{ollama_ok, openai_ok, rosey_llm_answers, Answer, Mock};
 use rosey_plugin_api::actions::HEADER_SOURCE;
 use rosey_plugin_api::llm::{ChatReply, Status, UsageReport};
 use rosey_plugin_api::reply::{parse_reply, request_json, RequestError};
@@ -62,17 +62,7 @@ impl Gateway {
             .stdout(Stdio::null())
             .stderr(stderr);
         let process = ChildGuard::spawn("rosey-llm", cmd);
-        let up = wait_until_async(PATIENCE, || async {
-            request_json::<_, Status>(
-                &client,
-                subjects::llm::STATUS,
-                &json!({}),
-                Duration::from_millis(500),
-            )
-            .await
-            .is_ok()
-        })
-        .await;
+        let up = rosey_llm_answers(&client, PATIENCE).await;
         assert!(up, "rosey-llm did not answer status: {}", stderr_of(&dir));
         Gateway {
             _nats: nats,

@@ -14,7 +14,7 @@ mod llm_support;
 mod runtime_support;
 
 use futures::StreamExt;
-use llm_support::{openai_ok, Answer, Mock};
+use llm_support::{openai_ok, rosey_llm_answers, Answer, Mock};
 use rosey_plugin_api::admin::PluginsList;
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::events::{Event, Pm, UserJoin};
@@ -115,18 +115,10 @@ impl Rig {
         obs.event(lifecycle::PLUGIN_LOADED, "llm").await;
         if enabled {
             let client = obs.client.clone();
-            let up = wait_until_async(PATIENCE, || async {
-                request_json::<_, Value>(
-                    &client,
-                    subjects::llm::STATUS,
-                    &json!({}),
-                    Duration::from_millis(500),
-                )
-                .await
-                .is_ok()
-            })
-            .await;
-            assert!(up, "rosey-llm never answered status");
+            assert!(
+                rosey_llm_answers(&client, PATIENCE).await,
+                "rosey-llm never answered status"
+            );
         }
         Rig {
             obs,

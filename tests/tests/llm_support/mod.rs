@@ -1,8 +1,11 @@
 //! Shared by the LLM tests: a mock LLM provider written here (an OpenAI-compatible or Ollama
 //! server, HTTP answered by hand on tokio) that records every request so a test checks it
-//! exactly, and answers from a script (statuses, headers, bodies, delays, gates).
+//! exactly, and answers from a script (statuses, headers, bodies, delays, gates); and the wait
+//! for rosey-llm to answer.
 #![allow(dead_code)]
 
+use rosey_plugin_api::reply::request_json;
+use rosey_plugin_api::subjects;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -164,4 +167,19 @@ impl Mock {
         let _ = stream.write_all(text.as_bytes()).await;
         let _ = stream.shutdown().await;
     }
+}
+
+/// Whether a rosey-llm answers `rosey.llm.status` through `client` within `patience`.
+pub async fn rosey_llm_answers(client: &async_nats::Client, patience: Duration) -> bool {
+    rosey_tests::wait_until_async(patience, || async {
+        request_json::<_, Value>(
+            client,
+            subjects::llm::STATUS,
+            &json!({}),
+            Duration::from_millis(500),
+        )
+        .await
+        .is_ok()
+    })
+    .await
 }
