@@ -390,6 +390,214 @@ pub struct MaintenanceReport {
     pub log: Vec<String>,
 }
 
+/// The channel a request is about: the only channel when the service keeps one, else the one
+/// named (see `docs/SUBJECTS.md`, "Channels").
+pub type ChannelName = Option<String>;
+
+fn default_recent_outbound() -> u32 {
+    20
+}
+
+/// Request for the outbound report: the newest messages first, whatever their state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundRecent {
+    /// How many messages (default 20, at most 500).
+    #[serde(default = "default_recent_outbound")]
+    pub limit: u32,
+    /// The channel whose queue to report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: ChannelName,
+}
+
+/// The state the original's web page derived for an outbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundState {
+    /// Sent to the channel.
+    Sent,
+    /// Given up with an error (sent flag set, with `last_error`).
+    Failed,
+    /// Waiting for its first try.
+    Queued,
+    /// Failed at least once, will be tried again.
+    Retrying,
+    /// Failed as many times as the bot tries.
+    Abandoned,
+}
+
+/// How many tries the bot makes before an outbound message is abandoned.
+pub const OUTBOUND_MAX_RETRIES: i64 = 3;
+
+impl OutboundState {
+    /// The state of a row, exactly as the original's `/api/outbound/recent` derived it.
+    pub fn derive(sent: bool, retry_count: i64, last_error: Option<&str>) -> Self {
+        match (sent, last_error.is_some_and(|e| !e.is_empty())) {
+            (true, true) => OutboundState::Failed,
+            (true, false) => OutboundState::Sent,
+            (false, _) if retry_count >= OUTBOUND_MAX_RETRIES => OutboundState::Abandoned,
+            (false, _) if retry_count > 0 => OutboundState::Retrying,
+            (false, _) => OutboundState::Queued,
+        }
+    }
+}
+
+/// One row of the outbound report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundReportRow {
+    /// Row id.
+    pub id: i64,
+    /// When it was queued.
+    pub timestamp: i64,
+    /// The text.
+    pub message: String,
+    /// Whether the bot is done with it (sent or given up).
+    pub sent: bool,
+    /// When it was sent or given up.
+    pub sent_timestamp: Option<i64>,
+    /// Failed tries.
+    pub retry_count: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The derived state.
+    pub status: OutboundState,
+}
+
+/// Request for the live status row.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CurrentStatusQuery {
+    /// The channel whose status to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: ChannelName,
+}
+
+/// The original's `current_status` row, as the bot last wrote it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CurrentStatus {
+    /// The bot's name.
+    pub bot_name: Option<String>,
+    /// The bot's rank.
+    pub bot_rank: Option<f64>,
+    /// Whether the bot is AFK.
+    pub bot_afk: bool,
+    /// The channel.
+    pub channel_name: Option<String>,
+    /// Users in chat.
+    pub current_chat_users: i64,
+    /// Connections, guests included.
+    pub current_connected_users: i64,
+    /// Playlist length.
+    pub playlist_items: i64,
+    /// What is playing.
+    pub current_media_title: Option<String>,
+    /// Its length in seconds.
+    pub current_media_duration: Option<i64>,
+    /// When the bot started.
+    pub bot_start_time: Option<i64>,
+    /// Whether the bot is in the channel.
+    pub bot_connected: bool,
+    /// When the row was last written.
+    pub last_updated: Option<i64>,
+}
+
+/// Characters of a token shown in lists (the original's `token_preview` without its "...").
+pub const TOKEN_PREVIEW_CHARS: usize = 8;
+/// The shortest prefix that revokes by prefix; anything shorter must match a whole token.
+pub const TOKEN_PREFIX_MIN: usize = 8;
+
+/// Request: create an API token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreate {
+    /// What the token is for.
+    #[serde(default)]
+    pub description: String,
+    /// The channel the token may speak in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: ChannelName,
+}
+
+/// A new token: the only time its text leaves rosey-db.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The token itself.
+    pub token: String,
+    /// Its first characters, as lists show it.
+    pub token_preview: String,
+    /// What it is for.
+    pub description: String,
+    /// When it was made.
+    pub created_at: i64,
+}
+
+/// Request: list tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Include revoked tokens.
+    #[serde(default)]
+    pub include_revoked: bool,
+    /// The channel whose tokens to list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: ChannelName,
+}
+
+/// One token in a list, without its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// The first characters and "..." (the original's shape).
+    pub token_preview: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it was last accepted.
+    pub last_used: Option<i64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// The list of tokens, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenListReply {
+    /// The tokens.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// Request: revoke every token starting with `prefix` (at least [`TOKEN_PREFIX_MIN`] characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoke {
+    /// The token's first characters.
+    pub prefix: String,
+    /// The channel whose tokens to revoke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: ChannelName,
+}
+
+/// How many tokens a revoke reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensRevoked {
+    /// Tokens now revoked.
+    pub revoked: u64,
+}
+
+/// Request: is this token valid? A valid token's last use is noted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenVerify {
+    /// The token's text.
+    pub token: String,
+    /// The channel the token is used for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: ChannelName,
+}
+
+/// The answer to a token check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenVerdict {
+    /// Whether the token exists and is not revoked.
+    pub valid: bool,
+    /// The token's preview when valid (a key for per-token limits that is not the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_preview: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 //! - [`db`], [`kv`]: durable database writes and database requests.
 //! - [`admin`]: the plugin runtime's administration subjects.
 //! - [`llm`]: LLM chat requests served by `rosey-llm`.
+//! - [`bot`]: the bot's snapshot and its own chat lines; [`discovery`]: `$SRV` answers.
 //! - [`error`], [`payload`]: the error reply every request subject uses, and decoding.
 //! - [`registry`]: the table of every subject with its payload types.
 //! - `stream` and `reply` (feature `nats`): the one JetStream stream definition and helpers to
@@ -24,8 +25,10 @@
 
 pub mod actions;
 pub mod admin;
+pub mod bot;
 pub mod commands;
 pub mod db;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod kv;

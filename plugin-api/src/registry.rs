@@ -1,7 +1,7 @@
 //! The table of every subject of the contract, with its payload and reply types and an example
 //! of each, from which `docs/SUBJECTS.md` is checked (and can be regenerated).
 
-use crate::{actions, admin, commands, db, events, kv, llm, subjects};
+use crate::{actions, admin, bot, commands, db, events, kv, llm, subjects};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -271,6 +271,28 @@ pub fn all() -> Vec<SubjectSpec> {
             events::Event<events::BotStatus>,
             "platform, channel, timestamp, platform_data, bot_name, rank, connected",
             envelope(json!({"bot_name": "rosey", "rank": 2.0, "connected": true}))
+        ),
+        spec!(
+            subjects::bot::SAID,
+            Event,
+            "bot → web",
+            bot::Said,
+            "platform, channel, timestamp, user, content",
+            json!({"platform": "cytube", "channel": "lounge", "timestamp": 1_700_000_000,
+                   "user": "rosey", "content": "hello & welcome"})
+        ),
+        spec!(
+            subjects::bot::SNAPSHOT,
+            Request,
+            "web → bot",
+            bot::SnapshotRequest,
+            "channel?",
+            json!({"channel": "lounge"}),
+            bot::Snapshot,
+            json!({"platform": "cytube", "channel": "lounge", "bot_name": "rosey", "bot_rank": 2.0,
+                   "connected": true, "connected_since": 1_700_000_000, "started_at": 1_699_999_000,
+                   "users": [user()], "chat_count": 1, "connected_count": 4, "media": media(),
+                   "playlist": [{"uid": 7, "media": media(), "temporary": false, "queued_by": "alice"}]})
         ),
         spec!(
             "rosey.platform.<platform>.<event>",
@@ -563,6 +585,72 @@ pub fn all() -> Vec<SubjectSpec> {
                    "recent_chat_deleted": 4, "log": ["VACUUM done"]})
         ),
         spec!(
+            d::OUTBOUND_RECENT,
+            Request,
+            "web → db",
+            db::OutboundRecent,
+            "limit?, channel?",
+            json!({"limit": 20, "channel": "lounge"}),
+            Vec<db::OutboundReportRow>,
+            json!([{"id": 3, "timestamp": 1_700_000_000, "message": "hi", "sent": false,
+                    "sent_timestamp": null, "retry_count": 1, "last_error": "muted", "status": "retrying"}])
+        ),
+        spec!(
+            d::QUERY_CURRENT_STATUS,
+            Request,
+            "web → db",
+            db::CurrentStatusQuery,
+            "channel?",
+            json!({"channel": "lounge"}),
+            db::CurrentStatus,
+            json!({"bot_name": "rosey", "bot_rank": 2.0, "bot_afk": false, "channel_name": "lounge",
+                   "current_chat_users": 3, "current_connected_users": 5, "playlist_items": 2,
+                   "current_media_title": "Song", "current_media_duration": 212,
+                   "bot_start_time": 1_699_999_000, "bot_connected": true, "last_updated": 1_700_000_000})
+        ),
+        spec!(
+            d::TOKENS_CREATE,
+            Request,
+            "web → db",
+            db::TokenCreate,
+            "description?, channel?",
+            json!({"description": "stream overlay", "channel": "lounge"}),
+            db::TokenCreated,
+            json!({"token": "MUYoaOQ8Nue6IkXeqgWC2mEqbMdQIvjfkaoTefZf9Vg", "token_preview": "MUYoaOQ8...",
+                   "description": "stream overlay", "created_at": 1_700_000_000})
+        ),
+        spec!(
+            d::TOKENS_LIST,
+            Request,
+            "web → db",
+            db::TokenList,
+            "include_revoked?, channel?",
+            json!({"include_revoked": true, "channel": "lounge"}),
+            db::TokenListReply,
+            json!({"tokens": [{"token_preview": "MUYoaOQ8...", "description": "stream overlay",
+                               "created_at": 1_700_000_000, "last_used": null, "revoked": false}]})
+        ),
+        spec!(
+            d::TOKENS_REVOKE,
+            Request,
+            "web → db",
+            db::TokenRevoke,
+            "prefix, channel?",
+            json!({"prefix": "MUYoaOQ8", "channel": "lounge"}),
+            db::TokensRevoked,
+            json!({"revoked": 1})
+        ),
+        spec!(
+            d::TOKENS_VERIFY,
+            Request,
+            "web → db",
+            db::TokenVerify,
+            "token, channel?",
+            json!({"token": "MUYoaOQ8Nue6IkXeqgWC2mEqbMdQIvjfkaoTefZf9Vg", "channel": "lounge"}),
+            db::TokenVerdict,
+            json!({"valid": true, "token_preview": "MUYoaOQ8..."})
+        ),
+        spec!(
             "rosey.db.kv.<plugin>.get",
             Request,
             "plugin → db",
@@ -768,6 +856,8 @@ mod tests {
             subjects::runtime::PLUGIN_FAILED,
             subjects::events::MESSAGE,
             subjects::events::POLL_CLOSE,
+            subjects::bot::SNAPSHOT,
+            subjects::bot::SAID,
         ]);
         for action in subjects::platform::action::ALL {
             let full = format!("rosey.platform.<platform>.{action}");

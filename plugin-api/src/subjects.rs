@@ -264,10 +264,22 @@ pub mod db {
     pub const QUERY_USER_STATS: &str = "rosey.db.query.user_stats";
     /// Request: run the daily maintenance now.
     pub const MAINTENANCE_RUN: &str = "rosey.db.maintenance.run";
+    /// Request: the newest outbound messages with their derived state, for the operator.
+    pub const OUTBOUND_RECENT: &str = "rosey.db.messages.outbound.recent";
+    /// Request: the live status row the bot keeps up to date.
+    pub const QUERY_CURRENT_STATUS: &str = "rosey.db.query.current_status";
+    /// Request: create an API token (its text is answered once and never stored).
+    pub const TOKENS_CREATE: &str = "rosey.db.tokens.create";
+    /// Request: list API tokens by preview.
+    pub const TOKENS_LIST: &str = "rosey.db.tokens.list";
+    /// Request: revoke API tokens by prefix.
+    pub const TOKENS_REVOKE: &str = "rosey.db.tokens.revoke";
+    /// Request: check an API token (and note its use).
+    pub const TOKENS_VERIFY: &str = "rosey.db.tokens.verify";
 
     /// Every fixed request subject the database service serves (the key-value subjects are per
     /// plugin, see [`super::kv`]).
-    pub const REQUEST_SUBJECTS: [&str; 7] = [
+    pub const REQUEST_SUBJECTS: [&str; 13] = [
         OUTBOUND_GET,
         OUTBOUND_ENQUEUE,
         RECENT_CHAT_GET,
@@ -275,6 +287,12 @@ pub mod db {
         QUERY_CHANNEL_STATS,
         QUERY_USER_STATS,
         MAINTENANCE_RUN,
+        OUTBOUND_RECENT,
+        QUERY_CURRENT_STATUS,
+        TOKENS_CREATE,
+        TOKENS_LIST,
+        TOKENS_REVOKE,
+        TOKENS_VERIFY,
     ];
 }
 
@@ -368,6 +386,16 @@ pub mod runtime {
     pub const PLUGIN_ALL: &str = "rosey.runtime.plugin.>";
 }
 
+/// What the bot answers and reports about itself, beyond the normalized events.
+pub mod bot {
+    /// Request: the bot's live state (users, media, playlist, connection), for a page opened
+    /// at any time.
+    pub const SNAPSHOT: &str = "rosey.bot.snapshot";
+    /// Event: a chat line the bot itself sent, on a subject of its own so that nothing that
+    /// learns from `rosey.events.message` learns from the bot.
+    pub const SAID: &str = "rosey.bot.said";
+}
+
 /// LLM chat, served by `rosey-llm` in a queue group.
 pub mod llm {
     /// Request: answer a conversation.
@@ -380,8 +408,9 @@ pub mod llm {
     pub const REQUEST_SUBJECTS: [&str; 3] = [CHAT, STATUS, USAGE];
 }
 
-/// The NATS service-discovery subjects (`$SRV.*`) that `rosey-db` and `rosey-runtime` answer
-/// through async-nats's service API; `rosey status` asks them.
+/// The NATS service-discovery subjects (`$SRV.*`) that every Rosey service answers (`rosey-db`
+/// through async-nats's service API, the others with [`crate::discovery`]); `rosey status` and
+/// `rosey-web` ask them.
 pub mod service {
     /// Every service answers with its identity.
     pub const PING: &str = "$SRV.PING";
