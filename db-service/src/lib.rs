@@ -28,4 +28,5 @@ pub mod schema;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod tokens;
 pub mod writer;

@@ -83,6 +83,9 @@ pub fn run(
     let tokens_deleted = tx.execute(
         "DELETE FROM api_tokens WHERE revoked = 1 AND created_at < ?1",
         [now - REVOKED_TOKEN_DAYS * DAY],
+    )? + tx.execute(
+        "DELETE FROM rosey_api_tokens WHERE revoked = 1 AND created_at < ?1",
+        [now - REVOKED_TOKEN_DAYS * DAY],
     )?;
     let recent_chat_deleted = store::prune_recent_chat(&tx, retention.recent_chat_cutoff(now))?;
     let kv_expired_deleted = store::kv_purge_expired(&tx, now)?;

@@ -11,6 +11,7 @@ use crate::maintenance::{self, Retention};
 use crate::pool::{Pool, PoolError};
 use crate::stats::Stats;
 use crate::store::{self, StoreError};
+use crate::tokens;
 use async_nats::service::{Service, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,6 +24,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// The longest description a token may carry.
+pub const MAX_TOKEN_DESCRIPTION: usize = 1024;
 
 /// The service name in `$SRV` discovery.
 pub const SERVICE_NAME: &str = "rosey-db";
@@ -60,11 +64,23 @@ pub enum Endpoint {
     Maintenance,
     /// `rosey.db.kv.>`.
     Kv,
+    /// `rosey.db.messages.outbound.recent`.
+    OutboundRecent,
+    /// `rosey.db.query.current_status`.
+    CurrentStatus,
+    /// `rosey.db.tokens.create`.
+    TokensCreate,
+    /// `rosey.db.tokens.list`.
+    TokensList,
+    /// `rosey.db.tokens.revoke`.
+    TokensRevoke,
+    /// `rosey.db.tokens.verify`.
+    TokensVerify,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::OutboundGet,
         Endpoint::OutboundEnqueue,
         Endpoint::RecentChat,
@@ -73,6 +89,12 @@ impl Endpoint {
         Endpoint::UserStats,
         Endpoint::Maintenance,
         Endpoint::Kv,
+        Endpoint::OutboundRecent,
+        Endpoint::CurrentStatus,
+        Endpoint::TokensCreate,
+        Endpoint::TokensList,
+        Endpoint::TokensRevoke,
+        Endpoint::TokensVerify,
     ];
 
     /// The endpoint's name in `$SRV.INFO` and `$SRV.STATS`.
@@ -86,6 +108,12 @@ impl Endpoint {
             Endpoint::UserStats => "user-stats",
             Endpoint::Maintenance => "maintenance-run",
             Endpoint::Kv => "kv",
+            Endpoint::OutboundRecent => "outbound-recent",
+            Endpoint::CurrentStatus => "current-status",
+            Endpoint::TokensCreate => "tokens-create",
+            Endpoint::TokensList => "tokens-list",
+            Endpoint::TokensRevoke => "tokens-revoke",
+            Endpoint::TokensVerify => "tokens-verify",
         }
     }
 
@@ -100,6 +128,12 @@ impl Endpoint {
             Endpoint::UserStats => subject::QUERY_USER_STATS,
             Endpoint::Maintenance => subject::MAINTENANCE_RUN,
             Endpoint::Kv => kv_subject::ALL,
+            Endpoint::OutboundRecent => subject::OUTBOUND_RECENT,
+            Endpoint::CurrentStatus => subject::QUERY_CURRENT_STATUS,
+            Endpoint::TokensCreate => subject::TOKENS_CREATE,
+            Endpoint::TokensList => subject::TOKENS_LIST,
+            Endpoint::TokensRevoke => subject::TOKENS_REVOKE,
+            Endpoint::TokensVerify => subject::TOKENS_VERIFY,
         }
     }
 }
@@ -305,6 +339,67 @@ pub async fn handle(
             ok_reply(&report)
         }
         Endpoint::Kv => handle_kv(ctx, subject_name, body, now).await,
+        Endpoint::OutboundRecent => {
+            let q: wire::OutboundRecent = decode(body)?;
+            read(ctx, move |c| Ok(store::outbound_recent(c, q.limit)?)).await
+        }
+        Endpoint::CurrentStatus => {
+            let _: wire::CurrentStatusQuery = decode(body)?;
+            read(ctx, |c| Ok(store::current_status(c)?)).await
+        }
+        Endpoint::TokensCreate => {
+            let q: wire::TokenCreate = decode(body)?;
+            if q.description.len() > MAX_TOKEN_DESCRIPTION {
+                return Err(ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!("description is over {MAX_TOKEN_DESCRIPTION} bytes"),
+                ));
+            }
+            write(ctx, move |c| {
+                tokens::create(c, &q.description, now).map_err(|e| match e {
+                    tokens::CreateError::Sqlite(e) => StoreError::Sqlite(e),
+                    other => StoreError::Invalid(other.to_string()),
+                })
+            })
+            .await
+        }
+        Endpoint::TokensList => {
+            let q: wire::TokenList = decode(body)?;
+            read(ctx, move |c| {
+                Ok(wire::TokenListReply {
+                    tokens: tokens::list(c, q.include_revoked)?,
+                })
+            })
+            .await
+        }
+        Endpoint::TokensRevoke => {
+            let q: wire::TokenRevoke = decode(body)?;
+            if q.prefix.chars().count() < wire::TOKEN_PREFIX_MIN {
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidJson,
+                    format!(
+                        "prefix must have at least {} characters",
+                        wire::TOKEN_PREFIX_MIN
+                    ),
+                ));
+            }
+            write(ctx, move |c| {
+                Ok(wire::TokensRevoked {
+                    revoked: tokens::revoke(c, &q.prefix)?,
+                })
+            })
+            .await
+        }
+        Endpoint::TokensVerify => {
+            let q: wire::TokenVerify = decode(body)?;
+            if q.token.is_empty() || q.token.len() > 512 {
+                return ok_reply(&wire::TokenVerdict {
+                    valid: false,
+                    token_preview: None,
+                });
+            }
+            write(ctx, move |c| Ok(tokens::verify(c, &q.token, now)?)).await
+        }
     }
 }
 

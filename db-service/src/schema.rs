@@ -282,6 +282,14 @@ pub fn initialize(conn: &mut Connection, now: i64) -> Result<(), SchemaError> {
         }
         Some(_) => {}
     }
+    tx.execute_batch(crate::tokens::DDL)?;
+    let moved = crate::tokens::adopt_original_tokens(&tx)?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "API tokens moved from api_tokens to rosey_api_tokens (kept as SHA-256)"
+        );
+    }
     tx.execute(
         "INSERT OR IGNORE INTO rosey_stream_state (id, last_sequence, updated_at) VALUES (1, 0, ?1)",
         [now],

@@ -5,8 +5,8 @@
 //! is parameterized; the only identifiers built into SQL text come from constant tables.
 
 use rosey_plugin_api::db::{
-    ChannelStats, ChatLine, HighWaterMark, OutboundMessage, RecentChatGet, TopChatter,
-    UserCountSample, UserStats,
+    ChannelStats, ChatLine, CurrentStatus, HighWaterMark, OutboundMessage, OutboundReportRow,
+    OutboundState, RecentChatGet, TopChatter, UserCountSample, UserStats,
 };
 use rosey_plugin_api::kv;
 use rusqlite::types::Value as SqlValue;
@@ -389,6 +389,64 @@ pub fn unsent_outbound(
         })
     })?;
     rows.collect()
+}
+
+/// The newest outbound messages, newest first, with the state the original's page derived.
+pub fn outbound_recent(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<OutboundReportRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, timestamp, message, COALESCE(sent, 0), sent_timestamp,
+                COALESCE(retry_count, 0), last_error
+         FROM outbound_messages ORDER BY timestamp DESC, id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit.min(MAX_OUTBOUND_REPORT)], |r| {
+        let sent = r.get::<_, i64>(3)? != 0;
+        let retry_count: i64 = r.get(5)?;
+        let last_error: Option<String> = r.get(6)?;
+        Ok(OutboundReportRow {
+            id: r.get(0)?,
+            timestamp: r.get(1)?,
+            message: r.get(2)?,
+            sent,
+            sent_timestamp: r.get(4)?,
+            retry_count,
+            status: OutboundState::derive(sent, retry_count, last_error.as_deref()),
+            last_error,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The most rows the outbound report returns.
+pub const MAX_OUTBOUND_REPORT: u32 = 500;
+
+/// The live status row.
+pub fn current_status(conn: &Connection) -> rusqlite::Result<CurrentStatus> {
+    conn.query_row(
+        "SELECT bot_name, bot_rank, COALESCE(bot_afk, 0), channel_name,
+                COALESCE(current_chat_users, 0), COALESCE(current_connected_users, 0),
+                COALESCE(playlist_items, 0), current_media_title, current_media_duration,
+                bot_start_time, COALESCE(bot_connected, 0), last_updated
+         FROM current_status WHERE id = 1",
+        [],
+        |r| {
+            Ok(CurrentStatus {
+                bot_name: r.get(0)?,
+                bot_rank: r.get(1)?,
+                bot_afk: r.get::<_, i64>(2)? != 0,
+                channel_name: r.get(3)?,
+                current_chat_users: r.get(4)?,
+                current_connected_users: r.get(5)?,
+                playlist_items: r.get(6)?,
+                current_media_title: r.get(7)?,
+                current_media_duration: r.get::<_, Option<f64>>(8)?.map(|d| d as i64),
+                bot_start_time: r.get(9)?,
+                bot_connected: r.get::<_, i64>(10)? != 0,
+                last_updated: r.get(11)?,
+            })
+        },
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 /// Marks a message sent.

@@ -394,6 +394,17 @@ pub(crate) async fn handle_chat(
         ChatOrigin::History | ChatOrigin::Shadow | ChatOrigin::Server => return,
         ChatOrigin::Own => {
             ctx.logs.chat(meta.timestamp, &user, &content);
+            ctx.publish_json(
+                subjects::bot::SAID.to_owned(),
+                &rosey_plugin_api::bot::Said {
+                    platform: ctx.platform.to_owned(),
+                    channel: ctx.channel.clone(),
+                    timestamp: meta.timestamp.secs(),
+                    user: user.clone(),
+                    content: content.clone(),
+                },
+            )
+            .await;
             ctx.db
                 .write(
                     subjects::db::MESSAGE_LOG,

@@ -12,10 +12,12 @@
 mod actions;
 mod context;
 mod events;
+mod report;
 mod timers;
 
 pub use context::{BotSettings, Ctx};
 pub use events::{handle_event, report_error, user_list_diff};
+pub use report::{snapshot, SERVICE_NAME};
 
 use crate::chat_queue::{ChatQueue, TokenBucket};
 use crate::db_writer::DbWriter;
@@ -75,6 +77,14 @@ pub async fn run<P: Platform>(
         .subscribe(send_subject.clone())
         .await
         .with_context(|| format!("cannot subscribe to {send_subject}"))?;
+    let snapshot_sub = nats
+        .subscribe(rosey_plugin_api::subjects::bot::SNAPSHOT)
+        .await
+        .context("cannot subscribe to the snapshot requests")?;
+    let srv_sub = nats
+        .subscribe(rosey_plugin_api::subjects::service::ALL)
+        .await
+        .context("cannot subscribe to $SRV discovery")?;
     // Make sure the subscription is registered before anyone is told we are up.
     nats.flush().await.context("NATS flush")?;
 
@@ -86,6 +96,7 @@ pub async fn run<P: Platform>(
     let serve = tokio::spawn(serve_actions(ctx.clone(), actions_sub));
     let outbound = tokio::spawn(poll_outbound(ctx.clone()));
     let timers = tokio::spawn(periodic(ctx.clone()));
+    let report = tokio::spawn(report::serve(ctx.clone(), snapshot_sub, srv_sub));
     tracing::info!(platform = name, channel, "rosey-bot running");
 
     tokio::pin!(shutdown);
@@ -102,7 +113,7 @@ pub async fn run<P: Platform>(
         }
     };
     chat.close();
-    for task in [serve, outbound, timers] {
+    for task in [serve, outbound, timers, report] {
         task.abort();
     }
     worker.abort();

@@ -149,7 +149,17 @@ impl Platform for ConsolePlatform {
 
         while let Some((action, done)) = actions.recv().await {
             match action {
-                PlatformAction::Chat(text) => self.say(&format!("<{}> {text}", self.bot_name)),
+                PlatformAction::Chat(text) => {
+                    self.say(&format!("<{}> {text}", self.bot_name));
+                    // As a chat server echoes the bot's own line.
+                    let echo = PlatformEvent::Chat {
+                        user: self.bot_name.clone(),
+                        content: text,
+                        origin: ChatOrigin::Own,
+                        meta: meta(),
+                    };
+                    let _ = events.send(echo).await;
+                }
                 PlatformAction::Pm { content, .. } => self.say(&format!("[pm] {content}")),
                 PlatformAction::Afk(afk) => {
                     let update = PlatformEvent::UserUpdate {
