@@ -12,6 +12,7 @@ use crate::sections::nats::NatsConfig;
 use crate::sections::platform::PlatformConfig;
 use crate::sections::plugins::PluginsConfig;
 use crate::sections::shell::ShellConfig;
+use crate::sections::web::WebConfig;
 use crate::verbatim::Verbatim;
 
 /// The only configuration format version this build reads.
@@ -39,10 +40,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// LLM chat: the provider part for `rosey-llm`, the rest for the `llm` plugin.
     pub llm: LlmConfig,
-    /// Web front-end settings, kept verbatim for a feature to come.
-    #[serde(skip_serializing_if = "Verbatim::is_absent")]
-    pub web: Verbatim,
-    /// Metrics settings, kept verbatim for a feature to come.
+    /// rosey-web: the status page and HTTP API.
+    pub web: WebConfig,
+    /// The original's metrics exporter settings, kept as written and unused: rosey-web serves
+    /// `/metrics` and `/health` itself.
     #[serde(skip_serializing_if = "Verbatim::is_absent")]
     pub metrics: Verbatim,
     /// Non-fatal remarks made while loading (ignored keys and the like).
@@ -62,7 +63,7 @@ impl Default for Config {
             shell: ShellConfig::default(),
             logging: LoggingConfig::default(),
             llm: LlmConfig::default(),
-            web: Verbatim::default(),
+            web: WebConfig::default(),
             metrics: Verbatim::default(),
             warnings: Vec::new(),
         }
@@ -138,6 +139,7 @@ impl Config {
         self.database.validate()?;
         self.plugins.validate()?;
         self.llm.validate()?;
+        self.web.validate()?;
         self.logging.validate()
     }
 

@@ -4,7 +4,7 @@
 //! Loading is strict so mistakes surface at start-up, not hours later: an unknown key, a wrong
 //! type or a broken rule is an error that names the file and the key path, e.g.
 //! `config.json: platform.chat_rate.burst: invalid type: string "x", expected u32`. Only the
-//! free-form parts (`plugins.config.<name>`, `llm`, `web`, `metrics`) accept any key.
+//! free-form parts (`plugins.config.<name>`, `llm`, `metrics`) accept any key.
 //!
 //! Secrets (`password`, `channel_password`, `proxy_password`, `token`, `api_key`) may be given as `<key>_env`
 //! (an environment variable's name) or `<key>_file` (a file holding the secret), and are held
@@ -82,6 +82,7 @@ pub use crate::sections::plugins::{
 };
 pub use crate::sections::proxy::{SocksProxy, DEFAULT_SOCKS_PORT};
 pub use crate::sections::shell::ShellConfig;
+pub use crate::sections::web::{WebConfig, DEFAULT_WEB_LISTEN};
 pub use crate::verbatim::Verbatim;
 
 #[cfg(feature = "cli")]

@@ -41,7 +41,7 @@ fn loads_the_prd_v2_example() {
     assert!(config.plugins.is_enabled("quotes"));
 
     assert_eq!(config.llm, rosey_config::LlmConfig::default());
-    assert!(config.web.is_absent());
+    assert_eq!(config.web, rosey_config::WebConfig::default());
     assert!(config.shell.enabled);
     assert_eq!(config.shell.port, Some(5555));
 
@@ -123,8 +123,7 @@ fn comment_keys_and_the_version_are_accepted() {
 fn free_form_sections_take_any_key() {
     let config = load(
         r#"{
-            "web": {"anything": [1, 2, {"deep": null}]},
-            "metrics": 42,
+            "metrics": {"anything": [1, 2, {"deep": null}]},
             "plugins": {
                 "enabled": ["markov"],
                 "config": {
@@ -141,8 +140,7 @@ fn free_form_sections_take_any_key() {
         }"#,
     )
     .unwrap();
-    assert_eq!(config.web.value()["anything"][2], json!({"deep": null}));
-    assert_eq!(config.metrics.value(), &json!(42));
+    assert_eq!(config.metrics.value()["anything"][2], json!({"deep": null}));
 
     let markov = config.plugins.settings("markov").unwrap();
     assert_eq!(markov.channels.as_deref(), Some(&["lobby".to_owned()][..]));
@@ -233,7 +231,8 @@ fn redacted_json_is_the_effective_config() {
     assert_eq!(json["nats"]["startup_retry"], json!(5));
     assert_eq!(json["llm"]["enabled"], json!(false));
     assert_eq!(json["llm"]["provider"], json!("ollama"));
-    assert!(json.get("web").is_none());
+    assert_eq!(json["web"]["listen"], rosey_config::DEFAULT_WEB_LISTEN);
+    assert!(json["web"].get("password").is_none());
     // The printed form loads again (minus secrets) to the same values.
     let mut printed = json.clone();
     printed["platform"]["credentials"]["password"] = json!("password");
@@ -326,4 +325,30 @@ fn the_runtime_gets_the_llm_plugin_and_its_settings_when_llm_is_enabled() {
         plugins.settings("llm").unwrap().plugin_json()["enabled"],
         json!(false)
     );
+}
+
+#[test]
+fn web_section_is_typed_with_a_secret_password() {
+    std::env::set_var("ROSEY_TEST_WEB_PASSWORD", "hunter22");
+    let config = load(
+        r#"{"web": {"listen": "0.0.0.0:9000", "public_read": true,
+                    "password_env": "ROSEY_TEST_WEB_PASSWORD"}}"#,
+    )
+    .unwrap();
+    assert_eq!(config.web.listen, "0.0.0.0:9000");
+    assert!(config.web.public_read);
+    assert_eq!(
+        config.web.password.as_ref().map(|p| p.expose()),
+        Some("hunter22")
+    );
+    assert_eq!(config.to_redacted_json()["web"]["password"], "***");
+    for (bad, key) in [
+        (r#"{"web": {"listen": "nowhere"}}"#, "web.listen"),
+        (r#"{"web": {"say_per_minute": 0}}"#, "web.say_per_minute"),
+        (r#"{"web": {"password": ""}}"#, "web.password"),
+        (r#"{"web": {"colour": "red"}}"#, "colour"),
+    ] {
+        let err = load(bad).unwrap_err().to_string();
+        assert!(err.contains(key), "{bad}: {err}");
+    }
 }

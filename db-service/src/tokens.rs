@@ -45,6 +45,9 @@ fn shown(preview: &str) -> String {
     format!("{preview}...")
 }
 
+/// One `api_tokens` row: rowid, token, description, created_at, last_used, revoked.
+type OriginalToken = (i64, String, Option<String>, i64, Option<i64>, i64);
+
 /// Moves the original's `api_tokens` rows into `rosey_api_tokens` (keeping description, dates
 /// and revocation) and overwrites their text; returns how many moved. Idempotent.
 pub fn adopt_original_tokens(conn: &Connection) -> rusqlite::Result<usize> {
@@ -52,7 +55,7 @@ pub fn adopt_original_tokens(conn: &Connection) -> rusqlite::Result<usize> {
         "SELECT rowid, token, description, created_at, last_used, COALESCE(revoked, 0)
          FROM api_tokens WHERE token NOT LIKE 'rosey-moved:%'",
     )?;
-    let rows: Vec<(i64, String, Option<String>, i64, Option<i64>, i64)> = stmt
+    let rows: Vec<OriginalToken> = stmt
         .query_map([], |r| {
             Ok((
                 r.get(0)?,

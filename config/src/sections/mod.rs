@@ -8,6 +8,7 @@ pub mod platform;
 pub mod plugins;
 pub mod proxy;
 pub mod shell;
+pub mod web;
 
 use std::path::{Component, Path, PathBuf};
 
