@@ -137,8 +137,18 @@ pub async fn status(config: &Config) -> Result<()> {
             requests += e["num_requests"].as_u64().unwrap_or(0);
             errors += e["num_errors"].as_u64().unwrap_or(0);
         }
+        // A bot says its platform and channel, rosey-web its address.
+        let place: Vec<String> = ["platform", "channel", "url"]
+            .iter()
+            .filter_map(|k| s["metadata"][k].as_str().map(|v| format!("{k} {v}")))
+            .collect();
+        let place = if place.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", place.join(", "))
+        };
         println!(
-            "{name:<12} up (version {version}, id {}, {requests} requests, {errors} errors)",
+            "{name:<12} up (version {version}, id {}, {requests} requests, {errors} errors{place})",
             s["id"].as_str().unwrap_or("?")
         );
     }

@@ -146,6 +146,20 @@ fn listening(host: &str, port: u16) -> bool {
         .unwrap_or(false)
 }
 
+/// What to open for the status page (`web.listen`; a wildcard address is reached on loopback).
+fn web_url(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => {
+            "listens on a free port (web.listen port 0): see its log for the address".to_owned()
+        }
+        Ok(addr) if addr.ip().is_unspecified() => {
+            format!("open http://127.0.0.1:{}/", addr.port())
+        }
+        Ok(addr) => format!("open http://{addr}/"),
+        Err(_) => format!("web.listen {listen:?} is not host:port"),
+    }
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -257,6 +271,8 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         false,
         Probe::Plugins(config.runtime_plugins().enabled),
     ));
+    specs.push(ours("rosey-web", false, Probe::Service("rosey-web")));
+    status("rosey-web", web_url(&config.web.listen));
     let console = config.platform.kind == PlatformKind::Console;
     specs.push(ours("rosey-bot", console, Probe::Started));
     for spec in &specs {
@@ -678,6 +694,13 @@ async fn terminate(spec: &Spec, child: &mut Child) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_urls_say_what_to_open() {
+        assert_eq!(web_url("127.0.0.1:8477"), "open http://127.0.0.1:8477/");
+        assert_eq!(web_url("0.0.0.0:9000"), "open http://127.0.0.1:9000/");
+        assert!(web_url("127.0.0.1:0").contains("free port"));
+    }
 
     #[test]
     fn loopback_urls_are_recognised() {

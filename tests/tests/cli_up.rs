@@ -1,5 +1,5 @@
-//! `rosey up` end to end: it starts its own nats-server, rosey-db, rosey-runtime and a console
-//! rosey-bot; we type on its stdin and read the bot's answers on its stdout, kill each child in
+//! `rosey up` end to end: it starts its own nats-server, rosey-db, rosey-runtime, rosey-web and
+//! a console rosey-bot; we type on its stdin and read the bot's answers on its stdout, kill each child in
 //! turn and see it come back and serve again, then stop everything with SIGTERM.
 
 use rosey_tests::{command, free_port, wait_until, workspace_dir};
@@ -15,7 +15,13 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The children `rosey up` supervises, in start order.
-const CHILDREN: [&str; 4] = ["nats-server", "rosey-db", "rosey-runtime", "rosey-bot"];
+const CHILDREN: [&str; 5] = [
+    "nats-server",
+    "rosey-db",
+    "rosey-runtime",
+    "rosey-web",
+    "rosey-bot",
+];
 
 /// The pid in a status line `rosey: <name> started|running (pid N)`.
 fn status_pid(line: &str, name: &str, state: &str) -> Option<u32> {
@@ -204,7 +210,8 @@ fn console_config(dir: &Path) -> std::path::PathBuf {
             },
             "nats": {"server": format!("nats://127.0.0.1:{port}")},
             "database": {"path": dir.join("rosey.db")},
-            "plugins": {"directory": workspace_dir().join("plugins")}
+            "plugins": {"directory": workspace_dir().join("plugins")},
+            "web": {"listen": "127.0.0.1:0"}
         })
         .to_string(),
     )
