@@ -341,6 +341,21 @@ impl RoseyDb {
         RoseyDb { process, dir }
     }
 
+    /// Starts it on a copy of the original's sample database (`rosey-v0.5-sample.db`), never
+    /// the fixture itself, and waits up to `patience` until it answers.
+    pub async fn start_on_fixture(
+        nats: &NatsServer,
+        client: &async_nats::Client,
+        patience: Duration,
+    ) -> RoseyDb {
+        let dir = tempfile::tempdir().expect("create a temporary database folder");
+        let fixture = shared_dir().join("fixtures").join("rosey-v0.5-sample.db");
+        std::fs::copy(&fixture, dir.path().join("rosey.db"))
+            .unwrap_or_else(|e| panic!("cannot copy {}: {e}", fixture.display()));
+        let process = start_rosey_db(nats, client, &dir.path().join("rosey.db"), patience).await;
+        RoseyDb { process, dir }
+    }
+
     /// The SQLite file it serves.
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("rosey.db")

@@ -638,11 +638,6 @@ async fn api_say(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let message = match map.get("message") {
-        Some(Value::String(m)) => m.clone(),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "message must be a string"),
-        None => return error(StatusCode::BAD_REQUEST, "missing message"),
-    };
     let named = match map.get("channel") {
         Some(Value::String(c)) => Some(c.clone()),
         Some(_) => return error(StatusCode::BAD_REQUEST, "channel must be a string"),
@@ -677,6 +672,12 @@ async fn api_say(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         return resp;
     }
+    // Checked after the rate, so a token's every request counts against it.
+    let message = match map.get("message") {
+        Some(Value::String(m)) => m.clone(),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "message must be a string"),
+        None => return error(StatusCode::BAD_REQUEST, "missing message"),
+    };
     if let Err(why) = check_message(&message, app.say_max_chars) {
         return error(StatusCode::BAD_REQUEST, why);
     }

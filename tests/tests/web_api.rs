@@ -1,0 +1,383 @@
+//! rosey-web end to end with rosey-db (on a copy of the original's database), the plugin
+//! runtime (serving quotes) and a console bot as processes: every API route and its error
+//! statuses, tokens created, used and revoked (the fixture's original token included), a line
+//! said through the API reaching the bot's chat and the page, the live feed, `/metrics` read by
+//! a strict Prometheus parser, and `/health` turning 503 when the bot or rosey-db stops.
+
+mod bot_support;
+mod runtime_support;
+mod web_support;
+
+use bot_support::ConsoleBot;
+use rosey_tests::{wait_until_async, NatsServer, RoseyDb};
+use runtime_support::{config as runtime_config, shipped_plugin_dir, start_runtime};
+use serde_json::{json, Value};
+use web_support::{
+    basic, get, http, parse_prometheus, start_web, Answer, Feed, Web, FIXTURE_TOKEN, WAIT,
+};
+
+const PASSWORD: &str = "correct horse";
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+
+async fn wait_status(web: &Web, path: &str, status: u16) -> Answer {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let a = get(web, path).await;
+        if a.status == status {
+            return a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never answered {status}; last: {a:?}\n{}",
+            web.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn say(web: &Web, token: &str, body: &str) -> Answer {
+    http(
+        web.addr,
+        "POST",
+        "/api/say",
+        &[("X-API-Token", token)],
+        Some(body.as_bytes()),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_page_feed_metrics_and_health_over_nats() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let db = RoseyDb::start_on_fixture(&nats, &client, WAIT).await;
+    let runtime = start_runtime(&runtime_config(
+        &nats,
+        &shipped_plugin_dir("quotes"),
+        json!({"enabled": ["quotes"], "hot_reload": false}),
+    ));
+    let mut bot = ConsoleBot::start(&json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "channel": "lounge", "console_user": "tester",
+                     "credentials": {"username": "rosey"},
+                     "outbound_poll_interval": 0.2, "status_interval": 0.5}
+    }));
+    let web = start_web(
+        &nats,
+        json!({"password": PASSWORD, "say_per_minute": 3, "say_max_chars": 50}),
+    );
+
+    // Healthy once the bot, rosey-db and the services are seen; the page was opened after
+    // the bot joined and still lists its users.
+    wait_status(&web, "/health", 200).await;
+    let page = get(&web, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(">tester<"), "{}", page.body);
+    assert!(page.body.contains(">rosey<"));
+    let csp = &page.headers["content-security-policy"];
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert!(!page.body.contains("<script>"), "no inline script");
+
+    // Read routes, served from what rosey-web keeps.
+    let current = get(&web, "/api/current").await.json();
+    assert_eq!(current["status"]["bot_name"], "rosey");
+    assert_eq!(current["status"]["channel_name"], "lounge");
+    assert_eq!(current["status"]["bot_connected"], true);
+    assert!(current["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["username"] == "tester"));
+    let stats = get(&web, "/api/stats").await.json();
+    assert_eq!(stats["total_users_seen"], 45, "the fixture's users");
+    assert!(stats["top_chatters"].as_array().unwrap().len() <= 10);
+    assert!(stats["high_water_mark"]["users"].as_i64().unwrap() >= 50);
+    assert!(get(&web, "/api/history/24").await.json().is_array());
+    assert_eq!(get(&web, "/api/history/9999").await.status, 200, "capped");
+    assert_eq!(get(&web, "/api/history/abc").await.status, 400);
+    let user = get(&web, "/api/user/user7_5").await;
+    assert_eq!(user.status, 200);
+    assert_eq!(user.json()["total_chat_lines"], 24);
+    assert_eq!(get(&web, "/api/user/nobody-here").await.status, 404);
+    let outbound = get(&web, "/api/outbound/recent?limit=5").await.json();
+    let messages = outbound["messages"].as_array().unwrap();
+    assert!(!messages.is_empty() && messages.len() <= 5);
+    for m in messages {
+        let s = m["status"].as_str().unwrap();
+        assert!(
+            ["sent", "failed", "queued", "retrying", "abandoned"].contains(&s),
+            "{m}"
+        );
+    }
+    assert_eq!(get(&web, "/api/outbound/recent?limit=0").await.status, 400);
+    assert_eq!(get(&web, "/api/outbound/recent?limit=x").await.status, 400);
+    assert_eq!(
+        get(&web, "/api/current?channel=elsewhere").await.status,
+        404
+    );
+    assert_eq!(get(&web, "/no/such/route").await.status, 404);
+    assert_eq!(get(&web, "/chart.svg?range=1y").await.status, 400);
+    let chart = get(&web, "/chart.svg?range=7d").await;
+    assert_eq!(chart.headers["content-type"], "image/svg+xml");
+    assert!(chart.body.starts_with("<svg") && chart.body.ends_with("</svg>"));
+
+    // The live feed, opened before anything is said.
+    let mut feed = Feed::open(&web, "?channel=lounge").await;
+
+    // /api/say with the original's token (moved by rosey-db into its hashed table).
+    let hostile_body = json!({"message": HOSTILE}).to_string();
+    let queued = say(&web, FIXTURE_TOKEN, &hostile_body).await;
+    assert_eq!(queued.status, 200, "{}", queued.body);
+    assert_eq!(queued.json()["queued"], true);
+    assert!(queued.json()["id"].as_i64().unwrap() > 0);
+    let heard = loop {
+        let line = bot.next_stdout();
+        if line.contains("onerror") {
+            break line;
+        }
+    };
+    assert_eq!(heard, format!("<rosey> {HOSTILE}"));
+    // The bot's own line reaches the page live, escaped.
+    let escaped = "&lt;img src=x onerror=alert(1)&gt;";
+    feed.wait_for("chat", escaped).await;
+    let page = get(&web, "/").await.body;
+    assert!(page.contains(escaped) && !page.contains(HOSTILE));
+
+    // A line typed in the channel reaches the feed too.
+    bot.type_line("hello from the console");
+    feed.wait_for("chat", "hello from the console").await;
+    // And a command answered by a plugin: the bot's answer appears as its own line.
+    bot.type_line("!quote count");
+    feed.wait_for("chat", "No quotes yet").await;
+
+    // Bad say requests.
+    assert_eq!(say(&web, "", "{}").await.status, 401);
+    let no_token = http(web.addr, "POST", "/api/say", &[], Some(b"{}")).await;
+    assert_eq!(no_token.status, 401);
+    assert!(no_token.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("X-API-Token"));
+    assert_eq!(say(&web, "not-a-token", &hostile_body).await.status, 401);
+    assert_eq!(say(&web, FIXTURE_TOKEN, "{\"message\": ").await.status, 400);
+    // Every request a valid token makes counts against its rate (3 per minute here).
+    assert_eq!(
+        say(&web, FIXTURE_TOKEN, "{}").await.status,
+        400,
+        "missing message"
+    );
+    assert_eq!(say(&web, FIXTURE_TOKEN, "{}").await.status, 400);
+    let limited = say(&web, FIXTURE_TOKEN, &hostile_body).await;
+    assert_eq!(limited.status, 429, "the 4th in a minute: {}", limited.body);
+    assert!(limited.headers.contains_key("retry-after"));
+
+    // Token administration needs the admin credential and, from a browser, the CSRF token.
+    let admin = basic(PASSWORD);
+    assert_eq!(get(&web, "/api/tokens").await.status, 401);
+    let wrong = basic("nope");
+    let refused = http(
+        web.addr,
+        "GET",
+        "/api/tokens",
+        &[("Authorization", &wrong)],
+        None,
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.headers.contains_key("www-authenticate"));
+    let list = http(
+        web.addr,
+        "GET",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        None,
+    )
+    .await;
+    assert_eq!(list.status, 200);
+    let tokens = list.json()["tokens"].clone();
+    assert_eq!(tokens[0]["token_preview"], "MUYoaOQ8...");
+    assert!(
+        !list.body.contains(FIXTURE_TOKEN),
+        "a token is never shown again"
+    );
+    let cross_site = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin), ("Origin", "http://evil.example")],
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(cross_site.status, 403, "{}", cross_site.body);
+    let made = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        Some(br#"{"description": "overlay"}"#),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 43);
+
+    // The new token's say checks: length, control characters, then it speaks.
+    let long = json!({"message": "x".repeat(51)}).to_string();
+    assert_eq!(say(&web, &token, &long).await.status, 400);
+    let bell = json!({"message": "ding\u{7}"}).to_string();
+    assert_eq!(say(&web, &token, &bell).await.status, 400);
+    let ok = say(
+        &web,
+        &token,
+        &json!({"message": "via a new token"}).to_string(),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    feed.wait_for("chat", "via a new token").await;
+    let huge = json!({"message": "y".repeat(40_000)}).to_string();
+    assert_eq!(say(&web, &token, &huge).await.status, 413);
+
+    // Revoke: at least 8 characters; then the token is refused.
+    let short = http(
+        web.addr,
+        "DELETE",
+        &format!("/api/tokens/{}", &token[..7]),
+        &[("Authorization", &admin)],
+        None,
+    )
+    .await;
+    assert_eq!(short.status, 400);
+    let revoke = |prefix: String| {
+        let admin = admin.clone();
+        let addr = web.addr;
+        async move {
+            http(
+                addr,
+                "DELETE",
+                &format!("/api/tokens/{prefix}"),
+                &[("Authorization", &admin)],
+                None,
+            )
+            .await
+        }
+    };
+    let revoked = revoke(token[..8].to_owned()).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["revoked"], 1);
+    assert_eq!(revoke(token[..8].to_owned()).await.status, 404);
+    assert_eq!(
+        say(&web, &token, &json!({"message": "too late"}).to_string())
+            .await
+            .status,
+        401
+    );
+
+    // Plugin control from the API (the page's buttons post the same).
+    let plugins = get(&web, "/api/plugins").await.json();
+    assert_eq!(plugins["plugins"][0]["name"], "quotes");
+    let act = |action: &'static str| {
+        let admin = admin.clone();
+        let addr = web.addr;
+        async move {
+            http(
+                addr,
+                "POST",
+                &format!("/api/plugins/quotes/{action}"),
+                &[("Authorization", &admin)],
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(act("disable").await.status, 200);
+    assert_eq!(
+        get(&web, "/api/plugins").await.json()["plugins"][0]["state"],
+        "disabled"
+    );
+    assert_eq!(act("enable").await.status, 200);
+    assert_eq!(act("explode").await.status, 404);
+    let anonymous = http(web.addr, "POST", "/api/plugins/quotes/disable", &[], None).await;
+    assert_eq!(anonymous.status, 401);
+
+    // Metrics: strict text format, the original's names, per service and per plugin.
+    let metrics = get(&web, "/metrics").await;
+    assert!(metrics.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    let samples =
+        parse_prometheus(&metrics.body).unwrap_or_else(|e| panic!("{e}\n{}", metrics.body));
+    let value = |name: &str, label: (&str, &str)| -> f64 {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels.get(label.0).map(String::as_str) == Some(label.1))
+            .unwrap_or_else(|| panic!("no {name}{{{}={}}}\n{}", label.0, label.1, metrics.body))
+            .value
+    };
+    assert_eq!(value("rosey_bot_up", ("channel", "lounge")), 1.0);
+    assert_eq!(value("rosey_bot_connected", ("channel", "lounge")), 1.0);
+    assert!(value("rosey_channel_users", ("channel", "lounge")) >= 2.0);
+    assert!(value("rosey_bot_uptime_seconds", ("channel", "lounge")) >= 0.0);
+    for service in ["rosey-db", "rosey-bot", "rosey-web", "rosey-runtime"] {
+        assert_eq!(
+            value("rosey_service_up", ("service", service)),
+            1.0,
+            "{service}"
+        );
+    }
+    assert!(value("rosey_plugin_generation", ("plugin", "quotes")) >= 1.0);
+    for name in [
+        "rosey_requests_total",
+        "rosey_errors_total",
+        "rosey_error_rate_percent",
+    ] {
+        assert!(samples.iter().any(|s| s.name == name), "{name}");
+    }
+
+    // Health flips when the bot stops, and again when rosey-db stops.
+    drop(bot);
+    let down = wait_status(&web, "/health", 503).await;
+    assert!(down.body.contains("bot for lounge"), "{}", down.body);
+    drop(db);
+    let ok = wait_until_async(WAIT, || async {
+        let a = get(&web, "/health").await;
+        a.status == 503 && a.body.contains("rosey-db")
+    })
+    .await;
+    assert!(ok, "{}", get(&web, "/health").await.body);
+    drop(runtime);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_request_gets_a_clear_answer_and_nothing_crashes() {
+    let nats = NatsServer::start();
+    let web = start_web(&nats, json!({}));
+    // Nothing else runs: rosey-db's absence is reported, not a hang or a crash.
+    let say = say(&web, FIXTURE_TOKEN, &json!({"message": "hi"}).to_string()).await;
+    assert!(
+        [503, 504].contains(&say.status),
+        "{} {}",
+        say.status,
+        say.body
+    );
+    assert!(say.json()["error"].is_string());
+    for body in ["[1,2]", "\"text\"", "{\"message\": 5}", "\u{0}"] {
+        let a = http(
+            web.addr,
+            "POST",
+            "/api/say",
+            &[("X-API-Token", "t")],
+            Some(body.as_bytes()),
+        )
+        .await;
+        assert!(
+            a.status == 400 || a.status >= 500,
+            "{body:?}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    let health = get(&web, "/health").await;
+    assert_eq!(health.status, 503);
+    let problems: Value = health.json()["problems"].clone();
+    assert!(problems.to_string().contains("no bot"), "{problems}");
+    // Still serving.
+    assert_eq!(get(&web, "/").await.status, 200);
+}
