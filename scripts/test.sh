@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-nats.sh
 scripts/install-faketime.sh
+scripts/install-chromium.sh
 nats-server --version >&2
 # Integration tests launch the binaries from the target folder, so build them first.
 cargo build --workspace --all-targets

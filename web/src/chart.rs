@@ -65,7 +65,7 @@ pub fn svg(samples: &[UserCountSample], range: Range, now: i64) -> String {
     let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-label="Users over time" font-family="system-ui,sans-serif" font-size="11">"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-label="Users over time" font-family="system-ui,sans-serif" font-size="15">"##
     );
     out.push_str(r##"<rect width="100%" height="100%" fill="#fff"/>"##);
     for i in 0..=4u64 {

@@ -188,6 +188,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", get(login))
         .route("/static/style.css", get(style))
         .route("/static/app.js", get(script))
+        .route("/static/icon.svg", get(icon))
         .route("/events", get(events))
         .route("/chart.svg", get(chart_svg))
         .route("/metrics", get(metrics_text))
@@ -251,6 +252,17 @@ async fn login(State(app): Shared, headers: HeaderMap) -> Response {
         message: "log in as admin".into(),
         challenge: true,
     })
+}
+
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#c0265e"/><circle cx="8" cy="8" r="3" fill="#fff"/></svg>"##,
+    )
+        .into_response()
 }
 
 async fn style() -> Response {
