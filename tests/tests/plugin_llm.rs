@@ -446,19 +446,33 @@ async fn greetings_on_join_follow_their_rules() {
             user_data: UserData::new(user, 1.0),
         },
     };
-    for user in ["erin", "carol", "carol", "dave"] {
-        rig.obs
-            .client
-            .publish(
-                subjects::events::USER_JOIN,
-                serde_json::to_vec(&join(user)).unwrap().into(),
-            )
-            .await
-            .unwrap();
-    }
-    // erin: probability 0; carol: the fixed greeting once (then within the idle threshold);
-    // dave: probability 1, asked of the provider.
+    let client = rig.obs.client.clone();
+    let publish_joins = |users: &'static [&'static str]| {
+        let client = client.clone();
+        async move {
+            for user in users {
+                client
+                    .publish(
+                        subjects::events::USER_JOIN,
+                        serde_json::to_vec(&join(user)).unwrap().into(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // erin: probability 0; carol: the fixed greeting once (then within the idle threshold,
+    // which a reload does not reset); dave: probability 1, asked of the provider.
+    publish_joins(&["erin", "carol"]).await;
     assert_eq!(rig.obs.next_chat().await, "carol: Welcome back!");
+    rig.obs.clear_backlog();
+    let reply = rig
+        .obs
+        .admin(subjects::runtime::PLUGINS_RELOAD, "llm")
+        .await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    rig.obs.event(lifecycle::PLUGIN_RELOADED, "llm").await;
+    publish_joins(&["carol", "dave"]).await;
     assert_eq!(rig.obs.next_chat().await, "dave: Hello dave!");
     assert_eq!(rig.requests(), 1);
     assert!(rig

@@ -90,6 +90,10 @@ struct State {
     histories: Histories,
     pending: BTreeMap<u64, Pending>,
     next_token: u64,
+    /// Seconds since each user was last seen, so the greetings' idle threshold survives a reload
+    /// (absent from states saved before it existed).
+    #[serde(default)]
+    seen_ago: BTreeMap<String, f64>,
 }
 
 /// The plugin.
@@ -120,7 +124,18 @@ impl Plugin for LlmChat {
         self.config = config;
         if let Some(saved) = &setup.saved_state {
             match saved.decode_json::<State>(STATE_VERSION) {
-                Ok(Some(state)) => self.state = state,
+                Ok(Some(mut state)) => {
+                    let now = Instant::now();
+                    for (user, ago) in std::mem::take(&mut state.seen_ago) {
+                        let at = Duration::try_from_secs_f64(ago)
+                            .ok()
+                            .and_then(|ago| now.checked_sub(ago));
+                        if let Some(at) = at {
+                            self.last_seen.insert(user, at);
+                        }
+                    }
+                    self.state = state;
+                }
                 Ok(None) => ctx.warn(format!("ignoring saved state of version {}", saved.version)),
                 Err(e) => ctx.warn(format!("ignoring damaged saved state: {e}")),
             }
@@ -185,6 +200,12 @@ impl Plugin for LlmChat {
     }
 
     fn save_state(&mut self) -> Result<Option<SavedState>> {
+        let now = Instant::now();
+        self.state.seen_ago = self
+            .last_seen
+            .iter()
+            .map(|(user, at)| (user.clone(), now.duration_since(at).as_secs_f64()))
+            .collect();
         SavedState::json(STATE_VERSION, &self.state).map(Some)
     }
 }

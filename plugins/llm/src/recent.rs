@@ -50,6 +50,11 @@ impl<K: Ord + Clone> Recent<K> {
         before
     }
 
+    /// Every remembered key with when it was last seen.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, Instant)> {
+        self.at.iter().map(|(key, at)| (key, *at))
+    }
+
     /// How many keys are remembered.
     pub fn len(&self) -> usize {
         self.at.len()
