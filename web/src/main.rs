@@ -1,7 +1,7 @@
 //! `rosey-web`: starts the status page and HTTP API (see the library's documentation).
 
 use clap::Parser;
-use rosey_config::{service, signal::shutdown_signal, CommonArgs};
+use rosey_config::{service, signal::shutdown_signal, CommonArgs, Role};
 use std::process::ExitCode;
 
 /// The status page, live dashboard and HTTP API, over NATS only.
@@ -17,7 +17,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match service::start(&args.common, |config| {
+    let config = match service::start(Role::Web, &args.common, |config| {
         if let Some(listen) = args.listen.clone() {
             config.web.listen = listen;
         }
