@@ -322,3 +322,36 @@ fn the_unresolved_marker_cannot_be_written_in_the_file() {
         "expected a string",
     );
 }
+
+#[test]
+fn only_rosey_web_reads_the_admin_password() {
+    use rosey_config::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let json = serde_json::json!({"web": {"listen": "0.0.0.0:9000",
+                                          "password_env": "ROSEY_CONFIG_TEST_WEB_PW"}});
+    std::fs::write(&path, json.to_string()).unwrap();
+    std::env::remove_var("ROSEY_CONFIG_TEST_WEB_PW");
+    for role in [
+        Role::Bot,
+        Role::Db,
+        Role::Runtime,
+        Role::Llm,
+        Role::Operator,
+    ] {
+        let config = Config::load_for(&path, role).expect("loads without the web password");
+        assert!(
+            !config.web.password.as_ref().unwrap().is_resolved(),
+            "{role}"
+        );
+    }
+    let err = Config::load_for(&path, Role::Web).unwrap_err();
+    assert_eq!(err.key_path(), Some("web.password_env"), "{err}");
+    std::env::set_var("ROSEY_CONFIG_TEST_WEB_PW", "web-admin-pw-6060");
+    let web = Config::load_for(&path, Role::Web).unwrap();
+    assert_eq!(
+        web.web.password.as_ref().unwrap().expose(),
+        "web-admin-pw-6060"
+    );
+    assert!(!format!("{web:?}").contains("web-admin-pw-6060"));
+}

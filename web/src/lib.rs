@@ -35,7 +35,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let web = &config.web;
     let addr = web.listen_addr().map_err(anyhow::Error::msg)?;
     let loopback = addr.ip().is_loopback();
-    if !loopback && web.password.is_none() {
+    // An unresolved or empty secret is no credential (it would accept an empty password).
+    let password = web
+        .password
+        .clone()
+        .filter(|p| p.is_resolved() && !p.expose().is_empty());
+    if !loopback && password.is_none() {
         anyhow::bail!(
             "web.listen {addr} is beyond loopback but no admin credential is configured: set \
              web.password (or web.password_env / web.password_file), or listen on 127.0.0.1"
@@ -55,7 +60,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let access = auth::Access {
         loopback,
         public_read: web.public_read,
-        password: web.password.clone(),
+        password,
         csrf: auth::new_csrf_token(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
