@@ -703,7 +703,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_LIST,
             Request,
-            "operator → runtime",
+            "operator, web → runtime",
             admin::PluginsListRequest,
             "",
             json!({}),
@@ -714,7 +714,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_RELOAD,
             Request,
-            "operator → runtime",
+            "operator, web → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -724,7 +724,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_ENABLE,
             Request,
-            "operator → runtime",
+            "operator, web → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -734,7 +734,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_DISABLE,
             Request,
-            "operator → runtime",
+            "operator, web → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),

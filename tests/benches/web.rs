@@ -1,0 +1,175 @@
+//! rosey-web benchmarks with real processes (release rosey-web, rosey-db and a console bot on a
+//! private nats-server). Run `cargo build --release -p rosey-web -p rosey-db-service -p
+//! rosey-bot` first, then `cargo bench -p rosey-tests --bench web`. Results go to BENCHMARKS.md
+//! by hand.
+//!
+//! - `/api/current` with 300 chat lines in the window: requests per second and latency at 100
+//!   concurrent keep-alive clients for 10 s (served from state kept by events);
+//! - live page latency: a `rosey.bot.said` event published on NATS until its line arrives on an
+//!   open `/events` feed;
+//! - rosey-web's resident memory, idle, after the above.
+
+#[path = "../tests/bot_support/mod.rs"]
+mod bot_support;
+#[path = "../tests/web_support/mod.rs"]
+mod web_support;
+
+use rosey_plugin_api::bot::Said;
+use rosey_plugin_api::{subjects, Timestamp};
+use rosey_tests::{NatsServer, RoseyDb};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use web_support::{get, start_web, Feed, WAIT};
+
+const CLIENTS: usize = 100;
+const RUN: Duration = Duration::from_secs(10);
+const LINES: usize = 300;
+const LIVE_SAMPLES: usize = 200;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn said(client: &async_nats::Client, content: String) {
+    let line = Said {
+        platform: "console".into(),
+        channel: "lounge".into(),
+        timestamp: Timestamp::now().secs(),
+        user: "rosey".into(),
+        content,
+    };
+    client
+        .publish(subjects::bot::SAID, serde_json::to_vec(&line).unwrap().into())
+        .await
+        .unwrap();
+}
+
+/// One keep-alive client asking `/api/current` until `stop`; returns its latencies.
+async fn client_loop(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> Vec<Duration> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let req = format!("GET /api/current HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut out = Vec::with_capacity(100_000);
+    let mut body = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        write.write_all(req.as_bytes()).await.unwrap();
+        let mut length = 0usize;
+        let mut status_ok = false;
+        loop {
+            let mut line = String::new();
+            read.read_line(&mut line).await.unwrap();
+            if line.starts_with("HTTP/1.1 ") {
+                status_ok = line.starts_with("HTTP/1.1 200");
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        assert!(status_ok, "/api/current failed");
+        body.resize(length, 0);
+        read.read_exact(&mut body).await.unwrap();
+        out.push(start.elapsed());
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let _db = RoseyDb::start(&nats, &client, WAIT).await;
+    let _bot = bot_support::ConsoleBot::start(&serde_json::json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "channel": "lounge", "console_user": "tester",
+                     "credentials": {"username": "rosey"}}
+    }));
+    let web = start_web(&nats, serde_json::json!({}));
+    let seen = rosey_tests::wait_until_async(WAIT, || async {
+        get(&web, "/api/current").await.json()["status"]["channel_name"] == "lounge"
+    })
+    .await;
+    assert!(seen, "rosey-web never saw the bot");
+    for i in 0..LINES {
+        said(&client, format!("line {i} of the warm-up window")).await;
+    }
+    let filled = rosey_tests::wait_until_async(WAIT, || async {
+        get(&web, "/api/current").await.json()["recent_chat"]
+            .as_array()
+            .is_some_and(|c| c.len() >= LINES)
+    })
+    .await;
+    assert!(filled, "the chat window did not fill");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_before = rss_kib(web.child.id());
+
+    // /api/current under load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| tokio::spawn(client_loop(web.addr, stop.clone())))
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(RUN).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let peak = rss_kib(web.child.id());
+    println!(
+        "/api/current, {CLIENTS} clients, {LINES} lines in the window: {} requests in {:.1} s = {:.0} req/s; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        all.len(),
+        elapsed.as_secs_f64(),
+        all.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&all, 0.5).as_secs_f64() * 1e3,
+        percentile(&all, 0.99).as_secs_f64() * 1e3,
+        all.last().unwrap().as_secs_f64() * 1e3,
+    );
+
+    // Event to open page.
+    let mut feed = Feed::open(&web, "?channel=lounge").await;
+    let mut live = Vec::with_capacity(LIVE_SAMPLES);
+    for i in 0..LIVE_SAMPLES {
+        let text = format!("live-probe-{i}-end");
+        let start = Instant::now();
+        said(&client, text.clone()).await;
+        feed.wait_for("chat", &text).await;
+        live.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    live.sort();
+    println!(
+        "event -> open page ({LIVE_SAMPLES} lines): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&live, 0.5).as_secs_f64() * 1e3,
+        percentile(&live, 0.99).as_secs_f64() * 1e3,
+        live.last().unwrap().as_secs_f64() * 1e3,
+    );
+    drop(feed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "rosey-web RSS: {:.1} MiB idle with {LINES} lines, {:.1} MiB after the load, {:.1} MiB idle after",
+        idle_before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        rss_kib(web.child.id()) as f64 / 1024.0
+    );
+}
