@@ -207,13 +207,20 @@ pub struct DbWriter {
 
 impl DbWriter {
     /// Starts the publishing task on `client`.
-    pub fn start(client: async_nats::Client, limits: StreamLimits, timing: DbTiming) -> DbWriter {
+    /// Writes of a channel other than the deployment's first (`channel`) go on its
+    /// `rosey.db.channel.<channel>.<write>` subjects.
+    pub fn start(
+        client: async_nats::Client,
+        limits: StreamLimits,
+        timing: DbTiming,
+        channel: Option<String>,
+    ) -> DbWriter {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(timing.backlog)),
             queued: Notify::new(),
             room: Notify::new(),
         });
-        tokio::spawn(run(client.clone(), limits, timing, shared.clone()));
+        tokio::spawn(run(client.clone(), limits, timing, shared.clone(), channel));
         // Ids unique to this process's life: a random prefix and a counter.
         let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
         DbWriter {
@@ -390,8 +397,19 @@ async fn run(
     limits: StreamLimits,
     timing: DbTiming,
     shared: Arc<Shared>,
+    channel: Option<String>,
 ) {
     let js = jetstream::new(client.clone());
+    // The subject each write goes out on: the PRD's, or the channel's own.
+    let subject_of = |write: &'static str| -> String {
+        match &channel {
+            None => write.to_owned(),
+            // A channel the configuration accepted always makes a valid subject.
+            Some(channel) => {
+                subjects::db::channel_write(channel, write).unwrap_or_else(|_| write.to_owned())
+            }
+        }
+    };
     let mut mode = set_up(&client, &js, &limits, &timing).await;
     loop {
         let write = match next_job(&shared).await {
@@ -401,8 +419,9 @@ async fn run(
                 continue;
             }
         };
+        let subject = subject_of(write.subject);
         if mode == Mode::Plain {
-            if let Err(e) = client.publish(write.subject, write.payload).await {
+            if let Err(e) = client.publish(subject, write.payload).await {
                 tracing::warn!(subject = write.subject, error = %e, "plain database write failed");
             }
             continue;
@@ -415,7 +434,7 @@ async fn run(
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, write.msg_id.as_str());
             let result = match js
-                .publish_with_headers(write.subject, headers, write.payload.clone())
+                .publish_with_headers(subject.clone(), headers, write.payload.clone())
                 .await
             {
                 Ok(ack) => ack.await.map(|_| ()),
@@ -465,7 +484,7 @@ async fn run(
                     if attempt % 5 == 0 {
                         mode = set_up(&client, &js, &limits, &timing).await;
                         if mode == Mode::Plain {
-                            let _ = client.publish(write.subject, write.payload.clone()).await;
+                            let _ = client.publish(subject.clone(), write.payload.clone()).await;
                             break;
                         }
                     }

@@ -833,6 +833,7 @@ mod tests {
             chat_message(&conn, user, &format!("m{i}"), 100 + i).unwrap();
         }
         let q = RecentChatGet {
+            channel: None,
             limit: 3,
             username: None,
             since: None,
@@ -844,6 +845,7 @@ mod tests {
             .collect();
         assert_eq!(got, ["m7", "m8", "m9"]);
         let q = RecentChatGet {
+            channel: None,
             limit: 50,
             username: Some("even".to_owned()),
             since: Timestamp::from_secs(104),
@@ -1069,6 +1071,7 @@ mod tests {
                 &conn,
                 "paged",
                 &kv::List {
+                    channel: None,
                     prefix: Some("k".into()),
                     after: after.clone(),
                     limit: Some(3),

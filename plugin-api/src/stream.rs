@@ -9,6 +9,11 @@ use thiserror::Error;
 
 /// The stream holding every durable database write until the database service applies it.
 pub const DB_STREAM: &str = "ROSEY_DB";
+/// The stream holding the durable writes that name their channel
+/// (`rosey.db.channel.<channel>.<write>`): every channel but the deployment's first. A channel
+/// has a consumer of its own on it ([`channel_consumer`]), so a burst or a poison event in one
+/// channel never delays another, and a channel's consumer can move to another machine alone.
+pub const CHANNEL_STREAM: &str = "ROSEY_DB_CHANNELS";
 /// The stream holding write events the database service could not apply.
 pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
 /// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
@@ -17,6 +22,11 @@ pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
 
 /// The database service's durable consumer on [`DB_STREAM`].
 pub const DB_CONSUMER: &str = "rosey-db";
+
+/// The database service's durable consumer on [`CHANNEL_STREAM`] for one channel's writes.
+pub fn channel_consumer(channel: &str) -> String {
+    format!("rosey-db-{channel}")
+}
 
 /// The operator's limits for the streams (from the `database.stream` configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +77,17 @@ pub fn db_stream_config(limits: &StreamLimits) -> Config {
         duplicate_window: limits.duplicate_window,
         num_replicas: limits.replicas,
         ..Default::default()
+    }
+}
+
+/// The contract's definition of [`CHANNEL_STREAM`]: the writes that name their channel, with
+/// [`DB_STREAM`]'s limits.
+pub fn channel_stream_config(limits: &StreamLimits) -> Config {
+    Config {
+        name: CHANNEL_STREAM.to_owned(),
+        description: Some("Rosey durable database writes of named channels".to_owned()),
+        subjects: vec![db::CHANNEL_WRITES.to_owned()],
+        ..db_stream_config(limits)
     }
 }
 
@@ -155,8 +176,18 @@ pub fn replica_shortfall(
     })
 }
 
-/// Creates both streams; every process that publishes writes or consumes them calls this.
+/// Creates [`CHANNEL_STREAM`] or brings an existing one to the contract's definition.
+pub async fn ensure_channel_stream(
+    js: &Context,
+    limits: &StreamLimits,
+) -> Result<Stream, StreamError> {
+    ensure(js, channel_stream_config(limits), CHANNEL_STREAM).await
+}
+
+/// Creates the streams (the dead letters', the named channels', then [`DB_STREAM`], which it
+/// returns); every process that publishes writes or consumes them calls this.
 pub async fn ensure_streams(js: &Context, limits: &StreamLimits) -> Result<Stream, StreamError> {
     ensure_dlq_stream(js, limits).await?;
+    ensure_channel_stream(js, limits).await?;
     ensure_db_stream(js, limits).await
 }

@@ -47,7 +47,12 @@ pub async fn run<P: Platform>(
     let channel = platform.channel().to_owned();
     let (events_tx, mut events_rx) = mpsc::channel::<PlatformEvent>(1024);
     let (actions_tx, actions_rx) = mpsc::channel::<ActionRequest>(64);
-    let db = DbWriter::start(nats.clone(), settings.stream_limits, settings.db_timing);
+    let db = DbWriter::start(
+        nats.clone(),
+        settings.stream_limits,
+        settings.db_timing,
+        settings.db_channel.clone(),
+    );
     let chat = ChatQueue::new(settings.max_message_len);
     let ctx = Arc::new(Ctx {
         nats: nats.clone(),

@@ -311,6 +311,7 @@ impl Markov {
     /// lines or its name.
     fn recent_chat(&self, ctx: &Context) -> Result<Vec<String>> {
         let request = RecentChatGet {
+            channel: None,
             limit: self.config.bootstrap_lines,
             username: None,
             since: None,

@@ -309,6 +309,7 @@ fn history_line(
         return Ok(None);
     }
     let request = RecentChatGet {
+        channel: None,
         limit: GRAB_LOOKBACK,
         username: Some(user.to_owned()),
         since: None,
