@@ -21,7 +21,7 @@ use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
-use rosey_plugin_api::stream::{ensure_streams, StreamLimits};
+use rosey_plugin_api::stream::{ensure_channel_stream, ensure_streams, StreamLimits};
 use rosey_plugin_api::subjects;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -338,10 +338,18 @@ async fn set_up(
     js: &jetstream::Context,
     limits: &StreamLimits,
     timing: &DbTiming,
+    channel: Option<&str>,
 ) -> Mode {
     let mut delay = Duration::from_millis(100).min(timing.setup_max_delay);
+    let ensure = || async {
+        ensure_streams(js, limits).await?;
+        if let Some(channel) = channel {
+            ensure_channel_stream(js, limits, channel).await?;
+        }
+        Ok::<_, rosey_plugin_api::stream::StreamError>(())
+    };
     loop {
-        match tokio::time::timeout(timing.setup_timeout, ensure_streams(js, limits)).await {
+        match tokio::time::timeout(timing.setup_timeout, ensure()).await {
             Ok(Ok(_)) => return Mode::JetStream,
             Ok(Err(e)) => {
                 if !client.server_info().jetstream
@@ -410,7 +418,7 @@ async fn run(
             }
         }
     };
-    let mut mode = set_up(&client, &js, &limits, &timing).await;
+    let mut mode = set_up(&client, &js, &limits, &timing, channel.as_deref()).await;
     loop {
         let write = match next_job(&shared).await {
             Job::Write(write) => write,
@@ -482,7 +490,7 @@ async fn run(
                     delay = (delay * 2).min(timing.retry_max_delay);
                     // The server may have lost its store (or the stream was deleted).
                     if attempt % 5 == 0 {
-                        mode = set_up(&client, &js, &limits, &timing).await;
+                        mode = set_up(&client, &js, &limits, &timing, channel.as_deref()).await;
                         if mode == Mode::Plain {
                             let _ = client.publish(subject.clone(), write.payload.clone()).await;
                             break;

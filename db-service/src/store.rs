@@ -246,6 +246,19 @@ pub fn update_status(
     Ok(())
 }
 
+/// The channel `current_status` names (the original's `channel_name`), when it names one: the
+/// channel whose data the file holds.
+pub fn status_channel_name(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let name: Option<Option<String>> = conn
+        .query_row(
+            "SELECT channel_name FROM current_status WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(name.flatten().filter(|n| !n.trim().is_empty()))
+}
+
 /// The high-water marks, top ten chatters and users seen.
 pub fn channel_stats(conn: &Connection) -> rusqlite::Result<ChannelStats> {
     let row = conn

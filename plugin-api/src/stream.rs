@@ -9,11 +9,13 @@ use thiserror::Error;
 
 /// The stream holding every durable database write until the database service applies it.
 pub const DB_STREAM: &str = "ROSEY_DB";
-/// The stream holding the durable writes that name their channel
-/// (`rosey.db.channel.<channel>.<write>`): every channel but the deployment's first. A channel
-/// has a consumer of its own on it ([`channel_consumer`]), so a burst or a poison event in one
-/// channel never delays another, and a channel's consumer can move to another machine alone.
-pub const CHANNEL_STREAM: &str = "ROSEY_DB_CHANNELS";
+/// The prefix of each named channel's own stream (`ROSEY_DB_CH_<channel>`), holding that
+/// channel's durable writes (`rosey.db.channel.<channel>.>`): every channel but the
+/// deployment's first, whose writes are in [`DB_STREAM`]. A stream per channel keeps each
+/// channel's sequence dense (so the database service's position, duplicate and gap rules hold
+/// per channel unchanged), lets a burst or a poison event in one channel never delay another,
+/// and lets a channel's stream and its consumer move to another server alone.
+pub const CHANNEL_STREAM_PREFIX: &str = "ROSEY_DB_CH_";
 /// The stream holding write events the database service could not apply.
 pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
 /// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
@@ -23,9 +25,10 @@ pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
 /// The database service's durable consumer on [`DB_STREAM`].
 pub const DB_CONSUMER: &str = "rosey-db";
 
-/// The database service's durable consumer on [`CHANNEL_STREAM`] for one channel's writes.
-pub fn channel_consumer(channel: &str) -> String {
-    format!("rosey-db-{channel}")
+/// The stream of `channel`'s writes ([`CHANNEL_STREAM_PREFIX`]); `None` for a name that cannot
+/// be a channel in a subject.
+pub fn channel_stream(channel: &str) -> Option<String> {
+    crate::subjects::is_channel_name(channel).then(|| format!("{CHANNEL_STREAM_PREFIX}{channel}"))
 }
 
 /// The operator's limits for the streams (from the `database.stream` configuration).
@@ -57,7 +60,7 @@ impl Default for StreamLimits {
 #[error("cannot set up JetStream stream {stream}: {message}")]
 pub struct StreamError {
     /// The stream's name.
-    pub stream: &'static str,
+    pub stream: String,
     /// What the server said.
     pub message: String,
 }
@@ -80,15 +83,16 @@ pub fn db_stream_config(limits: &StreamLimits) -> Config {
     }
 }
 
-/// The contract's definition of [`CHANNEL_STREAM`]: the writes that name their channel, with
-/// [`DB_STREAM`]'s limits.
-pub fn channel_stream_config(limits: &StreamLimits) -> Config {
-    Config {
-        name: CHANNEL_STREAM.to_owned(),
-        description: Some("Rosey durable database writes of named channels".to_owned()),
-        subjects: vec![db::CHANNEL_WRITES.to_owned()],
+/// The contract's definition of `channel`'s stream: its writes, with [`DB_STREAM`]'s limits.
+pub fn channel_stream_config(limits: &StreamLimits, channel: &str) -> Option<Config> {
+    Some(Config {
+        name: channel_stream(channel)?,
+        description: Some(format!(
+            "Rosey durable database writes of channel {channel}"
+        )),
+        subjects: vec![crate::subjects::db::channel_writes(channel).ok()?],
         ..db_stream_config(limits)
-    }
+    })
 }
 
 /// The definition of [`DLQ_STREAM`].
@@ -107,9 +111,9 @@ pub fn dlq_stream_config(limits: &StreamLimits) -> Config {
     }
 }
 
-async fn ensure(js: &Context, config: Config, name: &'static str) -> Result<Stream, StreamError> {
+async fn ensure(js: &Context, config: Config, name: &str) -> Result<Stream, StreamError> {
     let err = |e: &dyn std::fmt::Display| StreamError {
-        stream: name,
+        stream: name.to_owned(),
         message: e.to_string(),
     };
     let mut stream = js
@@ -176,18 +180,22 @@ pub fn replica_shortfall(
     })
 }
 
-/// Creates [`CHANNEL_STREAM`] or brings an existing one to the contract's definition.
+/// Creates `channel`'s stream or brings an existing one to the contract's definition.
 pub async fn ensure_channel_stream(
     js: &Context,
     limits: &StreamLimits,
+    channel: &str,
 ) -> Result<Stream, StreamError> {
-    ensure(js, channel_stream_config(limits), CHANNEL_STREAM).await
+    let config = channel_stream_config(limits, channel).ok_or_else(|| StreamError {
+        stream: format!("{CHANNEL_STREAM_PREFIX}<channel>"),
+        message: format!("{channel:?} cannot name a channel in a subject"),
+    })?;
+    let name = config.name.clone();
+    ensure(js, config, &name).await
 }
 
-/// Creates the streams (the dead letters', the named channels', then [`DB_STREAM`], which it
-/// returns); every process that publishes writes or consumes them calls this.
+/// Creates both streams; every process that publishes writes or consumes them calls this.
 pub async fn ensure_streams(js: &Context, limits: &StreamLimits) -> Result<Stream, StreamError> {
     ensure_dlq_stream(js, limits).await?;
-    ensure_channel_stream(js, limits).await?;
     ensure_db_stream(js, limits).await
 }

@@ -280,7 +280,7 @@ pub mod db {
     /// `rosey.db.channel.lobby.message.log`). Every channel but the deployment's first writes
     /// so; its channel token lets each channel have a consumer of its own.
     pub const CHANNEL_PREFIX: &str = "rosey.db.channel.";
-    /// Every write that names its channel, for the stream of such writes.
+    /// Every write that names its channel.
     pub const CHANNEL_WRITES: &str = "rosey.db.channel.*.>";
     /// How every channel-named write subject is written in the contract's table.
     pub const CHANNEL_WRITE_PATTERN: &str = "rosey.db.channel.<channel>.<write>";
@@ -301,7 +301,7 @@ pub mod db {
         Ok(format!("{CHANNEL_PREFIX}{channel}.{rest}"))
     }
 
-    /// Every write of `channel`: the filter of its consumer.
+    /// Every write of `channel`: the subjects of its stream.
     pub fn channel_writes(channel: &str) -> Result<String, super::InvalidName> {
         super::check_channel(channel)?;
         Ok(format!("{CHANNEL_PREFIX}{channel}.>"))
