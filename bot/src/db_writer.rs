@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 /// Default most writes waiting in memory for NATS (`platform.db_write_backlog`); a full
 /// backlog holds up the event loop (and so the reading of the chat socket) instead of dropping
@@ -220,7 +221,10 @@ impl DbWriter {
             queued: Notify::new(),
             room: Notify::new(),
         });
-        tokio::spawn(run(client.clone(), limits, timing, shared.clone(), channel));
+        // Its logs name the channel as the rest of the bot's do.
+        tokio::spawn(
+            run(client.clone(), limits, timing, shared.clone(), channel).in_current_span(),
+        );
         // Ids unique to this process's life: a random prefix and a counter.
         let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
         DbWriter {

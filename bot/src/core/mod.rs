@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timers::*;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// Runs the bot on `platform` until the platform stops or `shutdown` resolves.
 pub async fn run<P: Platform>(
@@ -83,14 +84,18 @@ pub async fn run<P: Platform>(
     // Make sure the subscription is registered before anyone is told we are up.
     nats.flush().await.context("NATS flush")?;
 
-    let platform_task = tokio::spawn(platform.run(events_tx, actions_rx));
-    let worker = tokio::spawn(chat.clone().run_worker(
-        TokenBucket::new(ctx.settings.chat_burst, ctx.settings.chat_per_second),
-        actions_tx,
-    ));
-    let serve = tokio::spawn(serve_actions(ctx.clone(), actions_sub));
-    let outbound = tokio::spawn(poll_outbound(ctx.clone()));
-    let timers = tokio::spawn(periodic(ctx.clone()));
+    let platform_task = tokio::spawn(platform.run(events_tx, actions_rx).in_current_span());
+    let worker = tokio::spawn(
+        chat.clone()
+            .run_worker(
+                TokenBucket::new(ctx.settings.chat_burst, ctx.settings.chat_per_second),
+                actions_tx,
+            )
+            .in_current_span(),
+    );
+    let serve = tokio::spawn(serve_actions(ctx.clone(), actions_sub).in_current_span());
+    let outbound = tokio::spawn(poll_outbound(ctx.clone()).in_current_span());
+    let timers = tokio::spawn(periodic(ctx.clone()).in_current_span());
     tracing::info!(platform = name, channel, "rosey-bot running");
 
     tokio::pin!(shutdown);
