@@ -8,7 +8,7 @@
 //!
 //! The backlog is bounded (`platform.db_write_backlog` writes, [`BACKLOG`] by default, and
 //! [`BACKLOG_BYTES`] bytes). When it is full the
-//! writer waits for room, which stops the event loop and so the reading of the chat socket
+//! publisher waits for room, which stops the event loop and so the reading of the chat socket
 //! (backpressure) instead of dropping a write. While NATS is reachable, room comes with the
 //! next acknowledgement (NATS stores about 10,000 writes a second), so a stall lasts
 //! milliseconds, far below the 145 s CyTube waits for a pong (25 s ping interval plus 120 s
@@ -199,14 +199,14 @@ pub struct DbTiming {
 
 /// The handle the core queues writes through; cheap to clone.
 #[derive(Clone)]
-pub struct DbWriter {
+pub struct DbPublisher {
     shared: Arc<Shared>,
     client: async_nats::Client,
     prefix: Arc<str>,
     seq: Arc<AtomicU64>,
 }
 
-impl DbWriter {
+impl DbPublisher {
     /// Starts the publishing task on `client`.
     /// Writes of a channel other than the deployment's first (`channel`) go on its
     /// `rosey.db.channel.<channel>.<write>` subjects.
@@ -215,7 +215,7 @@ impl DbWriter {
         limits: StreamLimits,
         timing: DbTiming,
         channel: Option<String>,
-    ) -> DbWriter {
+    ) -> DbPublisher {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(timing.backlog)),
             queued: Notify::new(),
@@ -227,7 +227,7 @@ impl DbWriter {
         );
         // Ids unique to this process's life: a random prefix and a counter.
         let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
-        DbWriter {
+        DbPublisher {
             shared,
             client,
             prefix: prefix.into(),
