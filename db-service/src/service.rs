@@ -44,26 +44,12 @@ fn open_channel(
     let busy_timeout = db.busy_timeout.as_duration();
     let mut conn = schema::open(path, Role::Writer, busy_timeout)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
-    schema::enable_wal(&conn).context("cannot switch the database to WAL")?;
-    schema::initialize(&mut conn, now)
-        .with_context(|| format!("cannot prepare the schema of {}", path.display()))?;
-    let position = store::last_sequence(&conn).context("cannot read the stream position")?;
-    let undelivered_dead =
-        store::unpublished_dead_letters(&conn).context("cannot read pending dead letters")?;
-    let holder = store::status_channel_name(&conn).context("cannot read current_status")?;
-    tracing::info!(channel, db = %path.display(), position, "database ready");
-    let (writer, writer_thread) = Writer::start(
-        conn,
-        WriterConfig {
-            max_redeliveries: u64::from(db.max_redeliveries),
-        },
-        stats.clone(),
-    )
-    .context("cannot start the writer thread")?;
-    let served = config.platform.channel_names();
     // The first file is the one a single-channel deployment always had: it stays with the
-    // channel its status names, and is never handed to another channel of the list.
+    // channel its status names, and is never handed to another channel of the list. Checked
+    // before anything is written to it.
+    let served = config.platform.channel_names();
     if served.len() > 1 {
+        let holder = store::status_channel_name(&conn).context("cannot read current_status")?;
         if let Some(holder) = holder.filter(|h| h != channel && served.contains(h)) {
             anyhow::bail!(
                 "{} holds the data of channel {holder:?} (its current_status), but {channel:?} \
@@ -73,6 +59,21 @@ fn open_channel(
             );
         }
     }
+    schema::enable_wal(&conn).context("cannot switch the database to WAL")?;
+    schema::initialize(&mut conn, now)
+        .with_context(|| format!("cannot prepare the schema of {}", path.display()))?;
+    let position = store::last_sequence(&conn).context("cannot read the stream position")?;
+    let undelivered_dead =
+        store::unpublished_dead_letters(&conn).context("cannot read pending dead letters")?;
+    tracing::info!(channel, db = %path.display(), position, "database ready");
+    let (writer, writer_thread) = Writer::start(
+        conn,
+        WriterConfig {
+            max_redeliveries: u64::from(db.max_redeliveries),
+        },
+        stats.clone(),
+    )
+    .context("cannot start the writer thread")?;
     Ok(ChannelDb {
         channel: channel.to_owned(),
         path: path.to_path_buf(),

@@ -249,6 +249,14 @@ pub fn update_status(
 /// The channel `current_status` names (the original's `channel_name`), when it names one: the
 /// channel whose data the file holds.
 pub fn status_channel_name(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'current_status')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
     let name: Option<Option<String>> = conn
         .query_row(
             "SELECT channel_name FROM current_status WHERE id = 1",
