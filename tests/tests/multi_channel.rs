@@ -501,3 +501,142 @@ async fn the_sample_database_is_refused_to_another_channel() {
     // Refused before anything was written to it.
     assert_eq!(std::fs::read(&db).unwrap(), before, "the file was changed");
 }
+
+/// A console deployment of two channels on `nats` with rosey-db started on `dir`'s
+/// `bot_data.db`; `plugins` is its plugins section. Returns the configuration and rosey-db.
+async fn console_pair(
+    nats: &NatsServer,
+    client: &async_nats::Client,
+    dir: &Path,
+    plugins: Value,
+) -> (Value, ChildGuard) {
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "channels": [{"name": "lobby"}, {"name": "second"}]},
+        "database": {"path": dir.join("bot_data.db")},
+        "plugins": plugins,
+    });
+    let file = write_config(dir, &config);
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let db = ChildGuard::spawn("rosey-db", cmd);
+    wait_for_rosey_db(client, WAIT).await;
+    (config, db)
+}
+
+#[tokio::test]
+async fn plugin_storage_is_per_channel_when_asked_for() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_config, _db) = console_pair(&nats, &client, dir.path(), json!({})).await;
+    let set = subjects::kv::subject("notes", subjects::kv::Op::Set).unwrap();
+    let get = subjects::kv::subject("notes", subjects::kv::Op::Get).unwrap();
+    for body in [
+        json!({"key": "k", "value": "deployment"}),
+        json!({"key": "k", "value": "in second", "channel": "second"}),
+    ] {
+        let _: Value = request_json(&client, &set, &body, WAIT).await.unwrap();
+    }
+    let value = |body: Value| {
+        let (client, get) = (client.clone(), get.clone());
+        async move {
+            let reply: rosey_plugin_api::kv::GetReply =
+                request_json(&client, &get, &body, WAIT).await.unwrap();
+            reply.value
+        }
+    };
+    assert_eq!(value(json!({"key": "k"})).await, Some(json!("deployment")));
+    assert_eq!(
+        value(json!({"key": "k", "channel": "lobby"})).await,
+        Some(json!("deployment"))
+    );
+    assert_eq!(
+        value(json!({"key": "k", "channel": "second"})).await,
+        Some(json!("in second"))
+    );
+    let files = [
+        dir.path().join("bot_data.db"),
+        dir.path().join("bot_data.second.db"),
+    ];
+    for (file, expected) in files.iter().zip(["\"deployment\"", "\"in second\""]) {
+        assert_eq!(
+            rows(
+                file,
+                "SELECT value FROM rosey_plugin_kv WHERE plugin = 'notes'"
+            ),
+            [[expected.to_owned()]]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markov_learns_each_channels_own_recent_chat() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = json!({
+        "directory": shipped_plugin_dir("markov"),
+        "enabled": ["markov"], "hot_reload": false, "tick_interval": 0.1,
+        "config": {"markov": {"commands": {"markov": {"cooldown": 0}}, "bootstrap_lines": 100}},
+    });
+    let (config, _db) = console_pair(&nats, &client, dir.path(), plugins).await;
+    // Each channel's database heard a line before the plugin ever ran.
+    let js = async_nats::jetstream::new(client.clone());
+    for (subject, line) in [
+        (
+            subjects::db::MESSAGE_LOG.to_owned(),
+            "lobby line about cats",
+        ),
+        (
+            subjects::db::channel_write("second", subjects::db::MESSAGE_LOG).unwrap(),
+            "second line about dogs",
+        ),
+    ] {
+        js.publish(
+            subject,
+            json!({"username": "alice", "message": line})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    wait_rows(
+        &dir.path().join("bot_data.db"),
+        "SELECT 1 FROM recent_chat",
+        1,
+    );
+    wait_rows(
+        &dir.path().join("bot_data.second.db"),
+        "SELECT 1 FROM recent_chat",
+        1,
+    );
+
+    let mut observer = Observer::new(&nats).await;
+    let mut said = client
+        .subscribe(subjects::platform::send("console", subjects::platform::action::CHAT).unwrap())
+        .await
+        .unwrap();
+    let _runtime = start_runtime(&config);
+    observer.event(lifecycle::PLUGIN_LOADED, "markov").await;
+    for (channel, expected) in [("lobby", "lobby line"), ("second", "second line")] {
+        let mut command = runtime_support::command_payload("markov", "", "mod", 2.0);
+        command.channel = channel.to_owned();
+        observer.publish_command(&command).await;
+        let reply: rosey_plugin_api::actions::SendChat = next_json_within(&mut said, WAIT).await;
+        assert_eq!(reply.channel, channel);
+        assert!(
+            reply.content.starts_with(expected),
+            "{channel}: {:?}",
+            reply.content
+        );
+    }
+}
