@@ -264,7 +264,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         // One bot per channel, each told its channel; the terminal's lines go to the first.
         for (i, channel) in channels.iter().enumerate() {
             let mut bot = ours("rosey-bot", console && i == 0, Probe::Started);
-            bot.name = format!("rosey-bot {channel}");
+            bot.name = format!("rosey-bot@{channel}");
             bot.args.extend(["--channel".to_owned(), channel.clone()]);
             bot.log_file = logs.join(format!("rosey-bot-{channel}.log"));
             specs.push(bot);
