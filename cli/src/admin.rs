@@ -192,6 +192,22 @@ pub async fn status(config: &Config) -> Result<()> {
         },
         Err(e) => println!("database     no stream {DB_STREAM} yet ({e})"),
     }
+    // Every other channel's writes wait in a stream of its own.
+    for channel in config.platform.channel_names().iter().skip(1) {
+        let Some(name) = rosey_plugin_api::stream::channel_stream(channel) else {
+            continue;
+        };
+        match js.get_stream(&name).await {
+            Ok(stream) => match stream.consumer_info(DB_CONSUMER).await {
+                Ok(c) => println!(
+                    "database     {channel}: {} event(s) waiting, {} being applied",
+                    c.num_pending, c.num_ack_pending
+                ),
+                Err(e) => println!("database     {channel}: no consumer {DB_CONSUMER} yet ({e})"),
+            },
+            Err(e) => println!("database     {channel}: no stream {name} yet ({e})"),
+        }
+    }
     if let Ok(mut dlq) = js.get_stream(DLQ_STREAM).await {
         if let Ok(info) = dlq.info().await {
             println!("dead letters {}", info.state.messages);

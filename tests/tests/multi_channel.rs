@@ -38,6 +38,7 @@ struct Deployment {
     _db: ChildGuard,
     mocks: Vec<MockCytube>,
     files: Vec<PathBuf>,
+    config_file: PathBuf,
     client: async_nats::Client,
     _dir: tempfile::TempDir,
     _nats: NatsServer,
@@ -156,6 +157,7 @@ async fn start_deployment() -> Deployment {
         _db: db_service,
         mocks,
         files,
+        config_file,
         client,
         _dir: dir,
         _nats: nats,
@@ -369,6 +371,23 @@ async fn each_channel_keeps_its_own_lines_sessions_counts_and_outbound_queue() {
     }
     assert!(!said(d.mock(0), "only for the third"));
     assert!(!said(d.mock(1), "only for the third"));
+
+    // `rosey status` shows each channel's backlog of writes.
+    let out = command("rosey")
+        .arg("status")
+        .arg("--config")
+        .arg(&d.config_file)
+        .output()
+        .expect("run rosey status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for name in OTHERS {
+        assert!(
+            stdout.contains(&format!("database     {name}: "))
+                && stdout.contains("event(s) waiting"),
+            "{stdout}"
+        );
+    }
     assert_eq!(
         count(
             &d.files[0],
