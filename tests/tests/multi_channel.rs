@@ -98,7 +98,11 @@ async fn start_deployment() -> Deployment {
         mocks.push(
             MockCytube::start(MockOptions {
                 channel: (*name).to_owned(),
-                users: vec![user(&format!("regular_{name}"), 1.0), user("shared", 0.0)],
+                users: vec![
+                    user(&format!("regular_{name}"), 1.0),
+                    user("shared", 0.0),
+                    user(&format!("mod_{name}"), 2.0),
+                ],
                 ping_interval_ms: 200,
                 bot_rank: if i == 0 { 2.0 } else { 3.0 },
                 ..Default::default()
@@ -243,6 +247,9 @@ async fn each_channel_keeps_its_own_lines_sessions_counts_and_outbound_queue() {
         assert!(d
             .mock(i)
             .send_event("addUser", user(&format!("late_{name}"), 0.0)));
+        // A moderator's PM to the bot runs a shell command, audited in the channel's file.
+        let bot = if i == 1 { "rosey_two" } else { "rosey" };
+        assert!(d.mock(i).pm_from(&format!("mod_{name}"), bot, "status"));
     }
     for (i, name) in std::iter::once(FIRST).chain(OTHERS).enumerate() {
         let file = &d.files[i];
@@ -291,6 +298,29 @@ async fn each_channel_keeps_its_own_lines_sessions_counts_and_outbound_queue() {
                 "{name}'s file holds {other}'s users"
             );
         }
+        // The PM audit and the high-water mark are the channel's own.
+        wait_rows(
+            file,
+            &format!("SELECT 1 FROM user_actions WHERE username = 'mod_{name}'"),
+            1,
+        );
+        let other_mods: Vec<String> = std::iter::once(FIRST)
+            .chain(OTHERS)
+            .filter(|other| *other != name)
+            .map(|other| format!("'mod_{other}'"))
+            .collect();
+        assert_eq!(
+            count(
+                file,
+                &format!(
+                    "SELECT COUNT(*) FROM user_actions WHERE username IN ({})",
+                    other_mods.join(", ")
+                )
+            ),
+            0,
+            "{name}'s file audits another channel's PM"
+        );
+        wait_rows(file, "SELECT 1 FROM channel_stats WHERE max_users >= 3", 1);
         // Each bot's status is in its own channel's row.
         wait_rows(
             file,
