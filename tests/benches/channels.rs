@@ -176,6 +176,8 @@ async fn main() {
             .arg(&config_file)
             .args(extra)
             .env("RUST_LOG", "warn")
+            // As `rosey up` and the systemd units run them.
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
