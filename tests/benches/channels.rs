@@ -13,7 +13,6 @@
 //! 300) size the run.
 
 #[path = "../tests/mock_cytube/mod.rs"]
-#[allow(dead_code)]
 mod mock_cytube;
 
 use mock_cytube::{user, MockCytube, MockOptions};
