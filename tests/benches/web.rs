@@ -45,13 +45,16 @@ fn rss_kib(pid: u32) -> u64 {
 async fn said(client: &async_nats::Client, content: String) {
     let line = Said {
         platform: "console".into(),
-        channel: "lounge".into(),
+        channel: "console".into(),
         timestamp: Timestamp::now().secs(),
         user: "rosey".into(),
         content,
     };
     client
-        .publish(subjects::bot::SAID, serde_json::to_vec(&line).unwrap().into())
+        .publish(
+            subjects::bot::SAID,
+            serde_json::to_vec(&line).unwrap().into(),
+        )
         .await
         .unwrap();
 }
@@ -99,12 +102,12 @@ async fn main() {
     let _db = RoseyDb::start(&nats, &client, WAIT).await;
     let _bot = bot_support::ConsoleBot::start(&serde_json::json!({
         "nats": {"server": nats.url()},
-        "platform": {"type": "console", "channel": "lounge", "console_user": "tester",
+        "platform": {"type": "console", "channel": "console", "console_user": "tester",
                      "credentials": {"username": "rosey"}}
     }));
     let web = start_web(&nats, serde_json::json!({}));
     let seen = rosey_tests::wait_until_async(WAIT, || async {
-        get(&web, "/api/current").await.json()["status"]["channel_name"] == "lounge"
+        get(&web, "/api/current").await.json()["status"]["channel_name"] == "console"
     })
     .await;
     assert!(seen, "rosey-web never saw the bot");
@@ -147,7 +150,7 @@ async fn main() {
     );
 
     // Event to open page.
-    let mut feed = Feed::open(&web, "?channel=lounge").await;
+    let mut feed = Feed::open(&web, "?channel=console").await;
     let mut live = Vec::with_capacity(LIVE_SAMPLES);
     for i in 0..LIVE_SAMPLES {
         let text = format!("live-probe-{i}-end");

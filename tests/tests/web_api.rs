@@ -1,4 +1,5 @@
-//! rosey-web end to end with rosey-db (on a copy of the original's database), the plugin
+//! rosey-web end to end with rosey-db (on a copy of the original's database, its one channel
+//! `console`, which the bot joins), the plugin
 //! runtime (serving quotes) and a console bot as processes: every API route and its error
 //! statuses, tokens created, used and revoked (the fixture's original token included), a line
 //! said through the API reaching the bot's chat and the page, the live feed, `/metrics` read by
@@ -58,7 +59,7 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     ));
     let mut bot = ConsoleBot::start(&json!({
         "nats": {"server": nats.url()},
-        "platform": {"type": "console", "channel": "lounge", "console_user": "tester",
+        "platform": {"type": "console", "channel": "console", "console_user": "tester",
                      "credentials": {"username": "rosey"},
                      "outbound_poll_interval": 0.2, "status_interval": 0.5}
     }));
@@ -81,7 +82,7 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     // Read routes, served from what rosey-web keeps.
     let current = get(&web, "/api/current").await.json();
     assert_eq!(current["status"]["bot_name"], "rosey");
-    assert_eq!(current["status"]["channel_name"], "lounge");
+    assert_eq!(current["status"]["channel_name"], "console");
     assert_eq!(current["status"]["bot_connected"], true);
     assert!(current["users"]
         .as_array()
@@ -122,7 +123,7 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     assert!(chart.body.starts_with("<svg") && chart.body.ends_with("</svg>"));
 
     // The live feed, opened before anything is said.
-    let mut feed = Feed::open(&web, "?channel=lounge").await;
+    let mut feed = Feed::open(&web, "?channel=console").await;
 
     // /api/say with the original's token (moved by rosey-db into its hashed table).
     let hostile_body = json!({"message": HOSTILE}).to_string();
@@ -311,10 +312,10 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
             .unwrap_or_else(|| panic!("no {name}{{{}={}}}\n{}", label.0, label.1, metrics.body))
             .value
     };
-    assert_eq!(value("rosey_bot_up", ("channel", "lounge")), 1.0);
-    assert_eq!(value("rosey_bot_connected", ("channel", "lounge")), 1.0);
-    assert!(value("rosey_channel_users", ("channel", "lounge")) >= 2.0);
-    assert!(value("rosey_bot_uptime_seconds", ("channel", "lounge")) >= 0.0);
+    assert_eq!(value("rosey_bot_up", ("channel", "console")), 1.0);
+    assert_eq!(value("rosey_bot_connected", ("channel", "console")), 1.0);
+    assert!(value("rosey_channel_users", ("channel", "console")) >= 2.0);
+    assert!(value("rosey_bot_uptime_seconds", ("channel", "console")) >= 0.0);
     for service in ["rosey-db", "rosey-bot", "rosey-web", "rosey-runtime"] {
         assert_eq!(
             value("rosey_service_up", ("service", service)),
@@ -334,7 +335,7 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     // Health flips when the bot stops, and again when rosey-db stops.
     drop(bot);
     let down = wait_status(&web, "/health", 503).await;
-    assert!(down.body.contains("bot for lounge"), "{}", down.body);
+    assert!(down.body.contains("bot for console"), "{}", down.body);
     drop(db);
     let ok = wait_until_async(WAIT, || async {
         let a = get(&web, "/health").await;

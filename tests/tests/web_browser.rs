@@ -227,7 +227,7 @@ async fn the_page_in_a_real_browser() {
     ));
     let mut bot = ConsoleBot::start(&json!({
         "nats": {"server": nats.url()},
-        "platform": {"type": "console", "channel": "lounge", "console_user": "tester",
+        "platform": {"type": "console", "channel": "console", "console_user": "tester",
                      "credentials": {"username": "rosey"}, "status_interval": 0.5}
     }));
     let web = start_web(&nats, json!({"password": PASSWORD}));

@@ -247,7 +247,10 @@ impl Follower {
     /// High-water marks and the 7-day history.
     pub async fn load_stats(&self) {
         let stats = self
-            .ask_db::<_, ChannelStats>(subjects::db::QUERY_CHANNEL_STATS, &ChannelStatsQuery {})
+            .ask_db::<_, ChannelStats>(
+                subjects::db::QUERY_CHANNEL_STATS,
+                &ChannelStatsQuery::default(),
+            )
             .await;
         let history = self
             .ask_db::<_, Vec<UserCountSample>>(

@@ -448,13 +448,15 @@ async fn api_stats(State(app): Shared, headers: HeaderMap, Query(q): Params) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
-    let _ = channel;
     let cached = app.live().stats.clone();
     match cached {
-        Some(stats) => Json(stats).into_response(),
-        None => match app
+        Some(stats) if app.live().channels.len() <= 1 => Json(stats).into_response(),
+        _ => match app
             .follower
-            .ask_db::<_, ChannelStats>(subjects::db::QUERY_CHANNEL_STATS, &ChannelStatsQuery {})
+            .ask_db::<_, ChannelStats>(
+                subjects::db::QUERY_CHANNEL_STATS,
+                &ChannelStatsQuery { channel },
+            )
             .await
         {
             Ok(stats) => Json(stats).into_response(),
