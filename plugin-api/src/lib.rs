@@ -13,6 +13,7 @@
 //! - [`llm`]: LLM chat requests served by `rosey-llm`.
 //! - [`error`], [`payload`]: the error reply every request subject uses, and decoding.
 //! - [`registry`]: the table of every subject with its payload types.
+//! - [`access`]: the roles of the table's flows and each role's nats-server permissions.
 //! - `stream` and `reply` (feature `nats`): the one JetStream stream definition and helpers to
 //!   send and read replies with async-nats.
 //!
@@ -22,6 +23,7 @@
 //! - `nats`: helpers that need an async-nats client.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod actions;
 pub mod admin;
 pub mod commands;

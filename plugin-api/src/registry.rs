@@ -149,7 +149,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::MESSAGE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Message>,
             "platform, channel, timestamp, platform_data, user, user_data?, content, is_command",
             envelope(
@@ -159,7 +159,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_JOIN,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserJoin>,
             "platform, channel, timestamp, platform_data, user, user_data",
             envelope(json!({"user": "alice", "user_data": user()}))
@@ -167,7 +167,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_LEAVE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserLeave>,
             "platform, channel, timestamp, platform_data, user, user_data?",
             envelope(json!({"user": "alice", "user_data": user()}))
@@ -175,7 +175,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_LIST,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserList>,
             "platform, channel, timestamp, platform_data, users, count",
             envelope(json!({"users": [user()], "count": 1}))
@@ -183,7 +183,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_UPDATE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserUpdate>,
             "platform, channel, timestamp, platform_data, user, user_data, changed",
             envelope(
@@ -193,7 +193,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_COUNT,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserCount>,
             "platform, channel, timestamp, platform_data, chat_count, connected_count",
             envelope(json!({"chat_count": 3, "connected_count": 5}))
@@ -201,7 +201,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PM,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Pm>,
             "platform, channel, timestamp, platform_data, user, recipient, content",
             envelope(json!({"user": "alice", "recipient": "rosey", "content": "help"}))
@@ -209,7 +209,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::MEDIA_CHANGE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::MediaChange>,
             "platform, channel, timestamp, platform_data, media, queued_by?",
             envelope(json!({"media": media(), "queued_by": "alice"}))
@@ -217,7 +217,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PLAYLIST_ADD,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PlaylistAdd>,
             "platform, channel, timestamp, platform_data, item, after",
             envelope(
@@ -227,7 +227,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PLAYLIST_REMOVE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PlaylistRemove>,
             "platform, channel, timestamp, platform_data, uid",
             envelope(json!({"uid": 7}))
@@ -235,7 +235,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PLAYLIST_MOVE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PlaylistMove>,
             "platform, channel, timestamp, platform_data, uid, after",
             envelope(json!({"uid": 7, "after": 3}))
@@ -243,7 +243,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::POLL_OPEN,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Poll>,
             "platform, channel, timestamp, platform_data, title, options, counts, initiator?",
             poll()
@@ -251,7 +251,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::POLL_UPDATE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Poll>,
             "platform, channel, timestamp, platform_data, title, options, counts, initiator?",
             poll()
@@ -259,7 +259,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::POLL_CLOSE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PollClose>,
             ENV,
             envelope(json!({}))
@@ -267,7 +267,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::BOT_STATUS,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::BotStatus>,
             "platform, channel, timestamp, platform_data, bot_name, rank, connected",
             envelope(json!({"bot_name": "rosey", "rank": 2.0, "connected": true}))
@@ -275,7 +275,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.<event>",
             Event,
-            "bot → any",
+            "bot → runtime",
             serde_json::Value,
             "",
             json!({"username": "alice", "msg": "hi &amp; bye", "time": 1_700_000_000_000_i64})
@@ -293,7 +293,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.chat",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendChat,
             "channel, content",
             json!({"channel": "lounge", "content": "hello"}),
@@ -303,7 +303,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.pm",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPm,
             "channel, to, content",
             json!({"channel": "lounge", "to": "alice", "content": "psst"}),
@@ -313,7 +313,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.add",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistAdd,
             "channel, url, position?, temporary?",
             json!({"channel": "lounge", "url": "https://youtu.be/dQw4w9WgXcQ", "position": "next", "temporary": true}),
@@ -323,7 +323,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.remove",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistEntry,
             "channel, uid",
             json!({"channel": "lounge", "uid": 7}),
@@ -333,7 +333,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.jump",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistEntry,
             "channel, uid",
             json!({"channel": "lounge", "uid": 7}),
@@ -343,7 +343,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.move",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistMove,
             "channel, uid, after",
             json!({"channel": "lounge", "uid": 7, "after": "prepend"}),
@@ -353,7 +353,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.next",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendChannelAction,
             "channel",
             json!({"channel": "lounge"}),
@@ -363,7 +363,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.kick",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendKick,
             "channel, user, reason?",
             json!({"channel": "lounge", "user": "troll", "reason": "bye"}),
@@ -373,7 +373,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.clear",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendChannelAction,
             "channel",
             json!({"channel": "lounge"}),
@@ -383,7 +383,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.afk",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendAfk,
             "channel, afk",
             json!({"channel": "lounge", "afk": true}),
@@ -393,7 +393,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.error",
             Event,
-            "bot → any",
+            "bot → runtime, web",
             actions::PlatformError,
             "action, error, channel",
             json!({"action": "send.chat", "error": "the bot is muted", "channel": "lounge"})
@@ -501,7 +501,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::OUTBOUND_ENQUEUE,
             Request,
-            "any → db",
+            "web → db",
             db::OutboundEnqueue,
             "message",
             json!({"message": "hello"}),
@@ -511,7 +511,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::RECENT_CHAT_GET,
             Request,
-            "any → db",
+            "runtime, web → db",
             db::RecentChatGet,
             "limit?, username?, since?",
             json!({"limit": 50, "username": "alice", "since": 1_700_000_000}),
@@ -521,7 +521,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::USER_COUNT_HISTORY_GET,
             Request,
-            "any → db",
+            "runtime, web → db",
             db::UserCountHistoryGet,
             "hours?",
             json!({"hours": 24}),
@@ -531,7 +531,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::QUERY_CHANNEL_STATS,
             Request,
-            "any → db",
+            "bot, runtime, web → db",
             db::ChannelStatsQuery,
             "",
             json!({}),
@@ -543,7 +543,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::QUERY_USER_STATS,
             Request,
-            "any → db",
+            "bot, runtime, web → db",
             db::UserStatsQuery,
             "username",
             json!({"username": "alice"}),
@@ -554,7 +554,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::MAINTENANCE_RUN,
             Request,
-            "any → db",
+            "operator → db",
             db::MaintenanceRun,
             "",
             json!({}),
@@ -565,7 +565,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.get",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Get,
             "key",
             json!({"key": "k"}),
@@ -575,7 +575,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.set",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Set,
             "key, value, ttl_seconds?",
             json!({"key": "k", "value": [1, 2], "ttl_seconds": 60}),
@@ -585,7 +585,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.delete",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Delete,
             "key",
             json!({"key": "k"}),
@@ -595,7 +595,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.list",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::List,
             "prefix?, after?, limit?, values?",
             json!({"prefix": "q:", "after": "q:1", "limit": 10, "values": true}),
@@ -605,7 +605,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.incr",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Incr,
             "key, by?",
             json!({"key": "n", "by": 2}),
@@ -615,7 +615,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_LIST,
             Request,
-            "operator → runtime",
+            "web, operator → runtime",
             admin::PluginsListRequest,
             "",
             json!({}),
@@ -626,7 +626,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_RELOAD,
             Request,
-            "operator → runtime",
+            "web, operator → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -636,7 +636,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_ENABLE,
             Request,
-            "operator → runtime",
+            "web, operator → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -646,7 +646,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_DISABLE,
             Request,
-            "operator → runtime",
+            "web, operator → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -656,7 +656,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_LOADED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -664,7 +664,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_RELOADED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -672,7 +672,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_FAILED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -680,7 +680,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_UNLOADED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -688,7 +688,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             subjects::llm::CHAT,
             Request,
-            "plugin → llm",
+            "runtime → llm",
             llm::ChatRequest,
             "messages, model?, temperature?, max_tokens?",
             json!({"messages": [{"role": "system", "content": "You are Rosey."},
@@ -701,7 +701,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             subjects::llm::STATUS,
             Request,
-            "plugin → llm",
+            "runtime, web, operator → llm",
             llm::StatusRequest,
             "",
             json!({}),
@@ -712,7 +712,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             subjects::llm::USAGE,
             Request,
-            "operator → llm",
+            "web, operator → llm",
             llm::UsageRequest,
             "",
             json!({}),

@@ -7,16 +7,7 @@ use async_nats::jetstream::Context;
 use std::time::Duration;
 use thiserror::Error;
 
-/// The stream holding every durable database write until the database service applies it.
-pub const DB_STREAM: &str = "ROSEY_DB";
-/// The stream holding write events the database service could not apply.
-pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
-/// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
-/// several runtimes on one NATS never serve one plugin together.
-pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
-
-/// The database service's durable consumer on [`DB_STREAM`].
-pub const DB_CONSUMER: &str = "rosey-db";
+pub use crate::subjects::jetstream::{DB_CONSUMER, DB_STREAM, DLQ_STREAM, LEASE_BUCKET};
 
 /// The operator's limits for the streams (from the `database.stream` configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
