@@ -123,9 +123,15 @@ impl ConsoleBot {
     /// Starts `rosey-bot` on `config` (written to a folder of its own, which relative paths
     /// in it, such as a chat log, resolve against), with its stdin and stdout piped.
     pub fn start(config: &serde_json::Value) -> ConsoleBot {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`ConsoleBot::start`] with extra environment variables (NATS credentials, say).
+    pub fn start_with_env(config: &serde_json::Value, env: &[(&str, String)]) -> ConsoleBot {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), config);
         let mut cmd = command("rosey-bot");
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--config")
             .arg(path)
             .stdin(Stdio::piped())
