@@ -40,7 +40,9 @@ pub struct RunCredentials {
 }
 
 impl RunCredentials {
-    /// Fresh random passwords (24 bytes from the OS's generator each).
+    /// Fresh random passwords (24 bytes from the OS's generator each, in hex after a letter:
+    /// nats-server parses an environment variable's value as a configuration value, and one
+    /// starting with a digit would be read as a number).
     pub fn generate() -> Result<RunCredentials> {
         let mut passwords = BTreeMap::new();
         for role in Role::ALL {
@@ -48,7 +50,7 @@ impl RunCredentials {
             getrandom::getrandom(&mut bytes)
                 .map_err(|e| anyhow::anyhow!("no random numbers from the OS: {e}"))?;
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            passwords.insert(role, hex);
+            passwords.insert(role, format!("r{hex}"));
         }
         Ok(RunCredentials { passwords })
     }
@@ -162,7 +164,10 @@ mod tests {
         let a = RunCredentials::generate().unwrap();
         let b = RunCredentials::generate().unwrap();
         for role in Role::ALL {
-            assert_eq!(a.password(role).len(), 48);
+            assert_eq!(a.password(role).len(), 49);
+            assert!(a
+                .password(role)
+                .starts_with(|c: char| c.is_ascii_alphabetic()));
             assert_ne!(a.password(role), b.password(role));
         }
         let dir = tempfile::tempdir().unwrap();

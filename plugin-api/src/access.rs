@@ -159,8 +159,30 @@ impl Grant {
     /// Whether the grant lets the role subscribe to `subject` (wildcards allowed: every
     /// subject it matches must be granted).
     pub fn may_subscribe(&self, subject: &str) -> bool {
-        self.subscribe.iter().any(|p| subjects::matches(p, subject))
+        self.subscribe.iter().any(|p| covers(p, subject))
     }
+}
+
+/// Whether every subject `subject` matches (it may hold wildcards) is matched by `pattern`.
+pub fn covers(pattern: &str, subject: &str) -> bool {
+    let mut pat = pattern.split('.');
+    let mut sub = subject.split('.');
+    loop {
+        match (pat.next(), sub.next()) {
+            (Some(">"), Some(s)) => return !s.is_empty(),
+            (Some(_), Some(">")) => return false,
+            (Some("*"), Some(s)) if !s.is_empty() => {}
+            (Some(p), Some(s)) if p == s && !s.is_empty() && s != "*" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Drops the patterns another pattern of the set already covers.
+fn without_covered(set: &mut BTreeSet<String>) {
+    let all: Vec<String> = set.iter().cloned().collect();
+    set.retain(|p| !all.iter().any(|q| q != p && covers(q, p)));
 }
 
 /// The JetStream API subject of `op` on one stream (`$JS.API.STREAM.INFO.ROSEY_DB`).
@@ -293,6 +315,8 @@ pub fn grant_from(rows: &[SubjectSpec], role: Role) -> Result<Grant, String> {
     let (publish, subscribe) = infrastructure(role);
     grant.publish.extend(publish);
     grant.subscribe.extend(subscribe);
+    without_covered(&mut grant.publish);
+    without_covered(&mut grant.subscribe);
     if matches!(
         role,
         Role::Bot | Role::Db | Role::Runtime | Role::Llm | Role::Web
@@ -333,9 +357,13 @@ fn quoted(text: &str) -> String {
     out
 }
 
+/// One subject a line, so a review reads the grant like a list.
 fn list(items: &BTreeSet<String>) -> String {
-    let inner: Vec<String> = items.iter().map(|s| quoted(s)).collect();
-    format!("[{}]", inner.join(", "))
+    let inner: Vec<String> = items
+        .iter()
+        .map(|s| format!("        {}", quoted(s)))
+        .collect();
+    format!("[\n{}\n      ]", inner.join(",\n"))
 }
 
 /// The nats-server (2.9) `authorization` block: one user per role with its grant. Anything not
@@ -469,6 +497,16 @@ mod tests {
         assert!(runtime.may_publish("$KV.rosey_runtime_leases.quotes"));
         assert!(!bot.may_publish("$JS.API.STREAM.DELETE.ROSEY_DB"));
         assert!(!runtime.may_publish("$JS.API.STREAM.PURGE.ROSEY_DB"));
+    }
+
+    #[test]
+    fn covering_follows_nats_wildcards() {
+        assert!(covers("rosey.platform.*.*", "rosey.platform.*.error"));
+        assert!(covers("rosey.events.>", "rosey.events.>"));
+        assert!(covers("rosey.events.>", "rosey.events.user.*"));
+        assert!(!covers("rosey.events.*", "rosey.events.>"));
+        assert!(!covers("rosey.platform.*.*", "rosey.platform.*.send.chat"));
+        assert!(!covers("rosey.db.kv.quotes.>", "rosey.db.kv.*.get"));
     }
 
     #[test]
