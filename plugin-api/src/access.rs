@@ -221,8 +221,6 @@ pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
             publish.extend([
                 js_api("CONSUMER.INFO", &consumer),
                 js_api("CONSUMER.CREATE", &consumer),
-                js_api("CONSUMER.CREATE", &format!("{consumer}.>")),
-                js_api("CONSUMER.DURABLE.CREATE", &consumer),
                 js_api("CONSUMER.MSG.NEXT", &consumer),
                 format!("$JS.ACK.{consumer}.>"),
             ]);
@@ -231,7 +229,7 @@ pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
         Role::Runtime => {
             publish.extend(ensure_stream(&lease_stream));
             publish.extend([
-                js_api("STREAM.MSG.GET", &lease_stream),
+                js_api("DIRECT.GET", &lease_stream),
                 js_api("DIRECT.GET", &format!("{lease_stream}.>")),
                 format!("$KV.{}.>", js::LEASE_BUCKET),
             ]);

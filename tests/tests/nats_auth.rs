@@ -247,6 +247,25 @@ async fn every_process_works_end_to_end_as_its_own_role() {
     );
     let (ok, out) = rosey(&["dlq", "list"], &path, Some(Role::Operator));
     assert!(ok && out.contains("empty"), "{out}");
+    // A write rosey-db cannot apply goes to the dead letters, which the operator replays.
+    let bot_client = connect_role(&nats, Role::Bot).await;
+    let js = async_nats::jetstream::new(bot_client);
+    js.publish(subjects::db::USER_JOINED, "{nope".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the bot's write is stored");
+    let mut listed = String::new();
+    let dead = wait_until_async(WAIT, || {
+        let (_, out) = rosey(&["dlq", "list"], &path, Some(Role::Operator));
+        listed = out;
+        let found = listed.contains(subjects::db::USER_JOINED);
+        async move { found }
+    })
+    .await;
+    assert!(dead, "no dead letter: {listed}");
+    let (ok, out) = rosey(&["dlq", "replay", "--all"], &path, Some(Role::Operator));
+    assert!(ok && out.contains("1 letter(s) replayed"), "{out}");
     // The web role's reads (rosey-web itself comes with its issue).
     let web = connect_role(&nats, Role::Web).await;
     let stats: Result<Value, _> = request_json(
