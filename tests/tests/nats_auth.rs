@@ -277,6 +277,20 @@ async fn every_process_works_end_to_end_as_its_own_role() {
     .await;
     assert!(stats.is_ok(), "{stats:?}");
 
+    // A second runtime finds the plugins' leases held and stands by (it read the holder's
+    // name from the lease bucket as the runtime's user).
+    let standby_dir = tempfile::tempdir().unwrap();
+    let _standby = spawn("rosey-runtime", Role::Runtime, &path, standby_dir.path());
+    let log = standby_dir.path().join("rosey-runtime.log");
+    let stands_by = rosey_tests::wait_until(WAIT, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("already served by another runtime"))
+    });
+    assert!(
+        stands_by,
+        "the second runtime never stood by: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
     let v = violations(&nats);
     assert!(v.is_empty(), "permission violations: {v:#?}");
 }
