@@ -133,15 +133,17 @@ fn main() -> ExitCode {
         Command::MigrateConfig(args) => migrate_config(&args),
         Command::NatsConfig => nats_auth::print_config(),
         Command::Config(ConfigCommand::Check { file }) => config_check(file.as_deref()),
-        Command::Up(common) => run_async(common.load_config(), |config| {
-            up::run(
-                up::UpOptions {
-                    config_file: common.config.clone(),
-                    nats: common.nats.clone(),
-                },
-                config,
-            )
-        }),
+        Command::Up(common) => {
+            run_async(common.load_config(rosey_config::Role::Operator), |config| {
+                up::run(
+                    up::UpOptions {
+                        config_file: common.config.clone(),
+                        nats: common.nats.clone(),
+                    },
+                    config,
+                )
+            })
+        }
         Command::Status(common) => {
             with_runtime(
                 &common,
@@ -192,7 +194,7 @@ where
     F: FnOnce(rosey_config::Config) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let mut config = common.load_config()?;
+    let mut config = common.load_config(rosey_config::Role::Operator)?;
     // The admin commands log in as the operator of a `rosey up` running beside the same
     // configuration, unless the configuration or the environment says otherwise.
     nats_auth::use_operator_file(&up::state_dir(common.config.as_deref()), &mut config)?;

@@ -45,7 +45,7 @@ impl RunCredentials {
     /// starting with a digit would be read as a number).
     pub fn generate() -> Result<RunCredentials> {
         let mut passwords = BTreeMap::new();
-        for role in Role::ALL {
+        for &role in Role::ALL {
             let mut bytes = [0u8; 24];
             getrandom::getrandom(&mut bytes)
                 .map_err(|e| anyhow::anyhow!("no random numbers from the OS: {e}"))?;
@@ -163,7 +163,7 @@ mod tests {
     fn run_credentials_are_random_and_private() {
         let a = RunCredentials::generate().unwrap();
         let b = RunCredentials::generate().unwrap();
-        for role in Role::ALL {
+        for &role in Role::ALL {
             assert_eq!(a.password(role).len(), 49);
             assert!(a
                 .password(role)
@@ -179,7 +179,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let conf = std::fs::read_to_string(a.write_server_conf(dir.path()).unwrap()).unwrap();
-        for role in Role::ALL {
+        for &role in Role::ALL {
             assert!(
                 !conf.contains(a.password(role)),
                 "a password in the server's file"

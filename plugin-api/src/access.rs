@@ -33,7 +33,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in the order of the generated block.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: &'static [Role] = &[
         Role::Bot,
         Role::Db,
         Role::Runtime,
@@ -56,7 +56,7 @@ impl Role {
 
     /// The role a flow names, if any.
     pub fn parse(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == name)
+        Role::ALL.iter().copied().find(|r| r.as_str() == name)
     }
 
     /// The NATS user name of the role (`rosey-bot`, ...).
@@ -100,7 +100,11 @@ pub fn parse_flow(flow: &str) -> Result<Flow, String> {
                 Role::parse(name).ok_or_else(|| {
                     format!(
                         "flow {flow:?}: {name:?} is not a role (one of {})",
-                        Role::ALL.map(Role::as_str).join(", ")
+                        Role::ALL
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 })
             })
@@ -369,7 +373,7 @@ fn list(items: &BTreeSet<String>) -> String {
 pub fn authorization_block(password: impl Fn(Role) -> Password) -> Result<String, String> {
     let rows = registry::all();
     let mut out = String::from("authorization {\n  users = [\n");
-    for role in Role::ALL {
+    for &role in Role::ALL {
         let grant = grant_from(&rows, role)?;
         let pass = match password(role) {
             Password::FromEnv => format!("${}", role.password_env()),
@@ -447,7 +451,8 @@ mod tests {
     /// Every row is granted to its senders and receivers and to nobody else.
     #[test]
     fn every_subject_is_granted_exactly_to_its_flow() {
-        let grants: Vec<(Role, Grant)> = Role::ALL.map(|r| (r, grant(r).unwrap())).into();
+        let grants: Vec<(Role, Grant)> =
+            Role::ALL.iter().map(|&r| (r, grant(r).unwrap())).collect();
         for row in registry::all() {
             let flow = parse_flow(row.flow).unwrap();
             // A concrete subject of the row, placeholders filled in.

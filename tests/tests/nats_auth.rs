@@ -205,13 +205,10 @@ async fn every_process_works_end_to_end_as_its_own_role() {
     let mut bot = {
         let mut cfg = config.clone();
         cfg["logging"] = json!({"level": "info"});
-        ConsoleBot::start_with_env(
-            &cfg,
-            &[
-                ("ROSEY_NATS_USER", Role::Bot.user()),
-                ("ROSEY_NATS_PASSWORD", password(Role::Bot)),
-            ],
-        )
+        ConsoleBot::start_with(&cfg, |mut cmd| {
+            login(&mut cmd, Role::Bot);
+            cmd
+        })
     };
     // A console line in, the plugin's answer out (bot → runtime → db's key-value → bot).
     bot.type_line("!quote add The cake is a lie");

@@ -106,10 +106,9 @@ impl Rig {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let llm = enabled.then(|| ChildGuard::spawn("rosey-llm", cmd));
-        // Main's loader still resolves every secret in every process (the per-process
-        // secrets are not done yet), so the runtime needs the variable too.
+        // The runtime resolves only the secrets it reads: it starts without the key's variable.
         let rt = start_runtime_with(&config, |mut cmd| {
-            cmd.env("ROSEY_TEST_LLM_KEY", "sk-plugin-test");
+            cmd.env_remove("ROSEY_TEST_LLM_KEY");
             cmd
         });
         obs.event(lifecycle::PLUGIN_LOADED, "llm").await;
