@@ -139,8 +139,21 @@ const FAMILIES: [&str; 5] = [
     subjects::runtime::PLUGIN_ALL,
 ];
 
-/// Reply inboxes: where a requester's answers (and JetStream's acks) come back.
-pub const INBOX_ALL: &str = "_INBOX.>";
+/// The prefix of a NATS user's reply inboxes, `_INBOX.<user>`: each process logged in as a user
+/// takes its inboxes there (`rosey_config::connect`), and its grant lets it read those alone, so
+/// no role can read the answers to another's requests.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX.{user}")
+}
+
+/// Whether `user` can be a subject token in [`inbox_prefix`] (no dots, spaces or wildcards).
+pub fn is_inbox_token(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// What one role may do; the strings are nats-server subject patterns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -204,14 +217,14 @@ fn ensure_stream(stream: &str) -> [String; 3] {
     ]
 }
 
-/// What a role's process needs besides the contract's rows: reply inboxes, answering requests,
+/// What a role's process needs besides the contract's rows: its reply inboxes, answering requests,
 /// `$SRV` discovery and the JetStream API on the contract's streams. `(publish, subscribe)`.
 pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
     let lease_stream = format!("KV_{}", js::LEASE_BUCKET);
     let consumer = format!("{}.{}", js::DB_STREAM, js::DB_CONSUMER);
     let mut publish: Vec<String> = vec![];
     // Every process requests something (or publishes into JetStream, whose acks are replies).
-    let mut subscribe = vec![INBOX_ALL.to_owned()];
+    let mut subscribe = vec![format!("{}.>", inbox_prefix(&role.user()))];
     match role {
         Role::Bot => {
             // The bot creates the streams when it starts before rosey-db, then publishes writes.
@@ -500,6 +513,10 @@ mod tests {
         assert!(runtime.may_publish("$KV.rosey_runtime_leases.quotes"));
         assert!(!bot.may_publish("$JS.API.STREAM.DELETE.ROSEY_DB"));
         assert!(!runtime.may_publish("$JS.API.STREAM.PURGE.ROSEY_DB"));
+        // Each role reads its own replies only.
+        assert!(bot.may_subscribe("_INBOX.rosey-bot.abc.*"));
+        assert!(!bot.may_subscribe("_INBOX.>"));
+        assert!(!bot.may_subscribe("_INBOX.rosey-operator.abc.*"));
     }
 
     #[test]

@@ -591,7 +591,8 @@ fn operator_credentials(dir: &Path) -> (String, String) {
 /// A client logged in as the operator of the `rosey up` running beside `dir`.
 async fn operator_client(dir: &Path, server: &str) -> async_nats::Client {
     let (user, password) = operator_credentials(dir);
-    async_nats::ConnectOptions::with_user_and_password(user, password)
+    async_nats::ConnectOptions::with_user_and_password(user.clone(), password)
+        .custom_inbox_prefix(format!("_INBOX.{user}"))
         .connect(server)
         .await
         .expect("the operator connects")

@@ -44,6 +44,7 @@ fn server() -> NatsServer {
 
 async fn connect_as(nats: &NatsServer, user: &str, pass: &str) -> async_nats::Client {
     async_nats::ConnectOptions::with_user_and_password(user.to_owned(), pass.to_owned())
+        .custom_inbox_prefix(access::inbox_prefix(user))
         .connect(nats.url())
         .await
         .unwrap_or_else(|e| panic!("{user} cannot connect: {e}"))
@@ -369,6 +370,9 @@ async fn each_role_is_refused_what_is_not_its_own() {
         (Role::Runtime, subjects::db::MESSAGE_LOG),
         (Role::Bot, subjects::runtime::PLUGINS_LIST),
         (Role::Web, subjects::kv::ALL),
+        // Nobody reads the answers to another's requests.
+        (Role::Bot, "_INBOX.>"),
+        (Role::Runtime, "_INBOX.rosey-operator.>"),
     ] {
         let client = connect_role(&nats, role).await;
         let _sub = client.subscribe(subject.to_owned()).await.unwrap();
