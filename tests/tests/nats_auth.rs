@@ -400,3 +400,36 @@ async fn each_role_is_refused_what_is_not_its_own() {
             .await;
     assert!(wrong.is_err(), "a wrong password was accepted");
 }
+
+/// `rosey nats-config` prints the block `docs/NATS_SETUP.md` shows, and nats-server runs it with
+/// the passwords it names (defined here as variables of the file, as the environment would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rosey_nats_config_prints_the_documented_block_and_nats_server_runs_it() {
+    let out = command("rosey").arg("nats-config").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let doc =
+        std::fs::read_to_string(rosey_tests::workspace_dir().join("docs/NATS_SETUP.md")).unwrap();
+    assert!(
+        doc.contains(&format!("```\n{printed}```\n")),
+        "docs/NATS_SETUP.md does not show what rosey nats-config prints"
+    );
+    let mut config = String::new();
+    for &role in Role::ALL {
+        config.push_str(&format!(
+            "{}: \"{}\"\n",
+            role.password_env(),
+            password(role)
+        ));
+    }
+    config.push_str(&printed);
+    let nats = NatsServer::start_with_config(&config);
+    for &role in Role::ALL {
+        connect_role(&nats, role).await;
+    }
+    assert!(async_nats::connect(nats.url()).await.is_err());
+}
