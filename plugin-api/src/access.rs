@@ -288,28 +288,20 @@ pub fn grant_from(rows: &[SubjectSpec], role: Role) -> Result<Grant, String> {
         let flow = parse_flow(row.flow).map_err(|e| format!("{}: {e}", row.subject))?;
         flows.push((subject_pattern(row.subject), flow));
     }
-    for (pattern, flow) in &flows {
+    for ((pattern, flow), row) in flows.iter().zip(rows) {
         if flow.from.contains(&role) {
             grant.publish.insert(pattern.clone());
         }
         if flow.to.contains(&role) {
             grant.subscribe.insert(pattern.clone());
-        }
-    }
-    for row in rows {
-        let serves = parse_flow(row.flow)
-            .map(|f| f.to.contains(&role))
-            .unwrap_or(false);
-        if serves && matches!(row.kind, Kind::Request | Kind::Action) {
-            grant.allow_responses = true;
+            // It serves this request (or action): it must be able to answer.
+            grant.allow_responses |= matches!(row.kind, Kind::Request | Kind::Action);
         }
     }
     // A family wholly granted is granted as the family, the way processes subscribe to it.
     for family in FAMILIES {
-        let members: Vec<&(String, Flow)> = flows
-            .iter()
-            .filter(|(p, _)| subjects::matches(family, p))
-            .collect();
+        let members: Vec<&(String, Flow)> =
+            flows.iter().filter(|(p, _)| covers(family, p)).collect();
         if members.is_empty() {
             continue;
         }
@@ -322,7 +314,7 @@ pub fn grant_from(rows: &[SubjectSpec], role: Role) -> Result<Grant, String> {
                 }
             });
             if all {
-                set.retain(|p| !subjects::matches(family, p));
+                set.retain(|p| !covers(family, p));
                 set.insert(family.to_owned());
             }
         }
@@ -517,6 +509,24 @@ mod tests {
         assert!(bot.may_subscribe("_INBOX.rosey-bot.abc.*"));
         assert!(!bot.may_subscribe("_INBOX.>"));
         assert!(!bot.may_subscribe("_INBOX.rosey-operator.abc.*"));
+    }
+
+    /// A family is granted whole only to a role that holds all of it: an event the runtime
+    /// must not see leaves it the single events, and its `rosey.events.>` subscription refused.
+    #[test]
+    fn a_family_partly_granted_is_granted_row_by_row() {
+        let mut rows = registry::all();
+        let own = rows
+            .iter_mut()
+            .find(|r| r.subject == subjects::events::BOT_STATUS)
+            .unwrap();
+        own.flow = "bot → web";
+        let runtime = grant_from(&rows, Role::Runtime).unwrap();
+        assert!(!runtime.may_subscribe(subjects::events::ALL));
+        assert!(runtime.may_subscribe(subjects::events::MESSAGE));
+        assert!(!runtime.may_subscribe(subjects::events::BOT_STATUS));
+        let web = grant_from(&rows, Role::Web).unwrap();
+        assert!(web.may_subscribe(subjects::events::ALL));
     }
 
     #[test]
