@@ -232,6 +232,10 @@ async fn every_process_works_end_to_end_as_its_own_role() {
         "the chat line never reached SQLite: {:?}",
         recent_chat(&db)
     );
+    // The bot's own database query (the PM shell's `stats`), audited through the stream.
+    bot.type_line("/pm stats");
+    let stats = said(&bot, "Total users seen");
+    assert!(stats.starts_with("[pm] Now:"), "{stats}");
 
     // The admin commands, as the operator.
     let (ok, out) = rosey(&["plugin", "list"], &path, Some(Role::Operator));
