@@ -339,6 +339,9 @@ pub fn grant(role: Role) -> Result<Grant, String> {
     grant_from(&registry::all(), role)
 }
 
+/// How long after a request its answer may still be sent (`allow_responses.expires`).
+pub const RESPONSE_WINDOW: &str = "10m";
+
 /// How the generated block gives a role's password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Password {
@@ -403,7 +406,12 @@ pub fn authorization_block(password: impl Fn(Role) -> Password) -> Result<String
             list(&grant.subscribe)
         );
         if grant.allow_responses {
-            let _ = writeln!(out, "      allow_responses: true");
+            // nats-server's default lets an answer come for 2 minutes; a slow LLM provider
+            // with retries can take longer than that, and the requester still waits.
+            let _ = writeln!(
+                out,
+                "      allow_responses: {{max: 1, expires: \"{RESPONSE_WINDOW}\"}}"
+            );
         }
         out.push_str("    }}\n");
     }
