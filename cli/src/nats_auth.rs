@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The file, in `rosey up`'s state folder (`.rosey/`), holding the operator's credentials for
-/// the current run; mode 0600, removed when `rosey up` stops.
+/// the current run (and every role's password, for a `rosey up` started again while this run's
+/// nats-server still runs); mode 0600, removed when `rosey up` stops its server.
 pub const OPERATOR_FILE: &str = "nats-operator.json";
 
 /// The file, in the state folder, holding the nats-server configuration `rosey up` starts the
@@ -31,6 +32,9 @@ pub fn print_config() -> Result<()> {
 struct OperatorFile {
     user: String,
     password: String,
+    /// Every role's password of the run, by role name.
+    #[serde(default)]
+    roles: BTreeMap<String, String>,
 }
 
 /// One run's random password per role.
@@ -109,10 +113,36 @@ impl RunCredentials {
         let text = serde_json::to_string_pretty(&OperatorFile {
             user: Role::Operator.user(),
             password: self.password(Role::Operator).to_owned(),
+            roles: self
+                .passwords
+                .iter()
+                .map(|(r, p)| (r.as_str().to_owned(), p.clone()))
+                .collect(),
         })?;
         write_private(&path, &text)?;
         Ok(path)
     }
+}
+
+/// The credentials of the run that left its operator's file in `state` (its nats-server still
+/// running after that `rosey up` was killed), if the file is there and complete.
+pub fn read_run_credentials(state: &Path) -> Result<Option<RunCredentials>> {
+    let path = state.join(OPERATOR_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let file: OperatorFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an operator credentials file", path.display()))?;
+    let mut passwords = BTreeMap::new();
+    for &role in Role::ALL {
+        match file.roles.get(role.as_str()) {
+            Some(p) => passwords.insert(role, p.clone()),
+            None => return Ok(None),
+        };
+    }
+    Ok(Some(RunCredentials { passwords }))
 }
 
 /// Writes `text` to a file only its owner may read or write, created with that mode (never
@@ -184,6 +214,10 @@ mod tests {
                 !conf.contains(a.password(role)),
                 "a password in the server's file"
             );
+        }
+        let again = read_run_credentials(dir.path()).unwrap().unwrap();
+        for &role in Role::ALL {
+            assert_eq!(again.password(role), a.password(role));
         }
         let mut config = Config::default();
         use_operator_file(dir.path(), &mut config).unwrap();

@@ -195,14 +195,29 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     }
 
     let mut specs = vec![];
-    // Set when `rosey up` starts nats-server itself: then only our children may use it.
+    // Set when `rosey up` starts nats-server itself (then only our children may use it), or
+    // finds one a killed run started.
     let mut credentials: Option<RunCredentials> = None;
+    let mut starts_server = false;
     if let Some((host, port)) = loopback_endpoint(&server) {
         if listening(&host, port) {
             status(
                 "nats-server",
                 format!("using the server already on {server}"),
             );
+            // A server a killed `rosey up` started outlives it, with that run's users: its
+            // operator's file still holds their passwords.
+            if let Some(run) = nats_auth::read_run_credentials(&state)? {
+                status(
+                    "nats-server",
+                    format!(
+                        "logging in with the users of the run that started it ({})",
+                        state.join(nats_auth::OPERATOR_FILE).display()
+                    ),
+                );
+                run.apply(Role::Operator, &mut config);
+                credentials = Some(run);
+            }
         } else if let Some(nats) = which("nats-server") {
             let store = state.join("nats");
             let address = if host == "localhost" {
@@ -243,6 +258,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
                 stop_signal: nix::sys::signal::Signal::SIGINT,
             });
             credentials = Some(run);
+            starts_server = true;
         } else {
             status(
                 "nats-server",
@@ -339,7 +355,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         let _ = stop_tx.send(true);
         let _ = task.await;
     }
-    if credentials.is_some() {
+    if starts_server {
         let _ = std::fs::remove_file(state.join(nats_auth::OPERATOR_FILE));
     }
     status("rosey", "stopped");

@@ -670,3 +670,39 @@ fn up_gives_each_process_its_own_user_and_the_admin_commands_the_operators() {
         "the operator's credentials outlived rosey up"
     );
 }
+
+#[test]
+fn a_rosey_up_started_after_a_killed_one_logs_in_to_the_server_it_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, pids) = start_and_answer(dir.path());
+    let mut child = first.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for pid in &pids[1..] {
+        assert!(
+            wait_until(WAIT, || gone(*pid)),
+            "pid {pid} outlived rosey up"
+        );
+    }
+    // nats-server cannot follow its parent: it still runs, with that run's users.
+    assert!(!gone(pids[0]), "nats-server went away");
+
+    let config = dir.path().join("rosey.json");
+    let mut second = RoseyUp::start(&config);
+    second.wait_status("logging in with the left server's users", |l| {
+        l.contains("logging in with the users of the run that started it")
+    });
+    for name in &CHILDREN[1..] {
+        second.wait_running(name, None);
+    }
+    second.ask(
+        "!quote count",
+        "<rosey> No quotes yet; add one with !quote add <text>.",
+    );
+    let mut child = second.child.take().unwrap();
+    signal(child.id(), "TERM");
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    assert!(exited, "rosey up did not stop; status:\n{}", second.log());
+    assert!(child.wait().unwrap().success(), "{}", second.log());
+    // `first`'s guard stops the server it left.
+}
