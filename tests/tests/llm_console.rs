@@ -1,8 +1,9 @@
 //! LLM chat end to end through the console bot: a line typed into `rosey-bot` reaches the mock
 //! provider through `rosey-runtime`, the `llm` plugin and `rosey-llm`, and the answer comes out
 //! of the console; meanwhile every process but `rosey-llm` runs without the provider key's
-//! variable (each process resolves only the secrets its role reads), and the key shows up in no
-//! log line of any process, at trace level.
+//! variable (each process resolves only the secrets its role reads), the key is in the memory
+//! of `rosey-llm` alone (a scan of each live process's pages), and it shows up in no log line
+//! of any process, at trace level.
 
 mod bot_support;
 mod llm_support;
@@ -40,6 +41,7 @@ fn spawn_logged(
     ChildGuard::spawn(name, cmd)
 }
 
+/// What `<dir>/<name>.log` holds so far.
 fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
@@ -99,9 +101,9 @@ async fn ask_typed_in_the_console_is_answered_and_the_key_stays_in_rosey_llm() {
         "{stderr}"
     );
 
-    let _db = spawn_logged("rosey-db", &path, dir.path(), |_| {});
+    let db = spawn_logged("rosey-db", &path, dir.path(), |_| {});
     wait_for_rosey_db(&obs.client, PATIENCE).await;
-    let _llm = spawn_logged("rosey-llm", &path, dir.path(), |cmd| {
+    let llm = spawn_logged("rosey-llm", &path, dir.path(), |cmd| {
         cmd.env(KEY_VAR, KEY);
     });
     assert!(
@@ -136,6 +138,24 @@ async fn ask_typed_in_the_console_is_answered_and_the_key_stays_in_rosey_llm() {
                {"role": "user", "content": "what is NATS?"}])
     );
 
+    // The key is in rosey-llm's memory (its environment, its provider) and in no other
+    // process's: not the bot's, the runtime's (which ran the plugin) or rosey-db's.
+    let llm_pid = llm.id();
+    assert!(
+        memory_contains(llm_pid, KEY.as_bytes()),
+        "the memory scan finds the key where it is"
+    );
+    for (name, pid) in [
+        ("rosey-bot", bot.child.id()),
+        ("rosey-runtime", rt.child.id()),
+        ("rosey-db", db.id()),
+    ] {
+        assert!(
+            !memory_contains(pid, KEY.as_bytes()),
+            "{name} holds the key"
+        );
+    }
+
     // Every process logged at trace level; none shows the key. The bot and the runtime dumped
     // their configuration with the key as an unresolved reference.
     bot.stdin.take();
@@ -155,14 +175,77 @@ async fn ask_typed_in_the_console_is_answered_and_the_key_stays_in_rosey_llm() {
         assert!(!log.contains(KEY), "{name} logged the key");
         assert!(!log.contains(&KEY[3..15]), "{name} logged part of the key");
     }
-    for (name, log) in &logs[..2] {
+    for (name, log) in logs.iter().filter(|(name, _)| *name != "rosey-llm") {
         assert!(
             log.contains("configuration: Config {") && log.contains(&unresolved),
             "{name} did not dump its configuration with the key unresolved"
         );
     }
     assert!(
-        logs[2].1.contains("api_key: Some(***)"),
+        logs[2].1.contains("configuration: Config {") && logs[2].1.contains("api_key: Some(***)"),
         "rosey-llm holds the key (redacted in its dump)"
     );
+}
+
+/// Whether `needle` is anywhere in the memory of the live process `pid`: every readable region
+/// of `/proc/<pid>/maps`, read through `/proc/<pid>/mem` one run of pages at a time, only the
+/// pages that are in memory or swapped out (`/proc/<pid>/pagemap`; a page never touched holds
+/// only zeros, and allocators reserve gigabytes of those). Regions the kernel refuses to read
+/// (`[vvar]`) are skipped.
+fn memory_contains(pid: u32, needle: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const PAGE: u64 = 4096;
+    // pagemap entry bits: 63 = present in memory, 62 = swapped out.
+    const IN_USE: u64 = (1 << 63) | (1 << 62);
+    let open = |what: &str| {
+        std::fs::File::open(format!("/proc/{pid}/{what}"))
+            .unwrap_or_else(|e| panic!("cannot open /proc/{pid}/{what}: {e}"))
+    };
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_else(|e| panic!("cannot read the memory map of {pid}: {e}"));
+    let (mut mem, mut pagemap) = (open("mem"), open("pagemap"));
+    let read_at = |file: &mut std::fs::File, offset: u64, buf: &mut [u8]| {
+        file.seek(SeekFrom::Start(offset)).is_ok() && file.read_exact(buf).is_ok()
+    };
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        if !perms.starts_with('r') || end <= start {
+            continue;
+        }
+        let pages = ((end - start) / PAGE) as usize;
+        let mut entries = vec![0u8; pages * 8];
+        if !read_at(&mut pagemap, start / PAGE * 8, &mut entries) {
+            continue;
+        }
+        let in_use: Vec<bool> = entries
+            .chunks_exact(8)
+            .map(|e| u64::from_le_bytes(e.try_into().unwrap()) & IN_USE != 0)
+            .collect();
+        let mut page = 0;
+        while page < pages {
+            if !in_use[page] {
+                page += 1;
+                continue;
+            }
+            let run = in_use[page..].iter().take_while(|used| **used).count();
+            let mut bytes = vec![0u8; run * PAGE as usize];
+            if read_at(&mut mem, start + page as u64 * PAGE, &mut bytes)
+                && memchr::memmem::find(&bytes, needle).is_some()
+            {
+                return true;
+            }
+            page += run;
+        }
+    }
+    false
 }
