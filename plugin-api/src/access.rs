@@ -120,11 +120,23 @@ pub fn parse_flow(flow: &str) -> Result<Flow, String> {
     })
 }
 
-/// A registry subject as a permission: each `<placeholder>` token becomes `*`.
+/// Placeholders that stand for several tokens (a write's name, `user.joined`), always last.
+const MULTI_TOKEN_PLACEHOLDERS: [&str; 1] = ["<write>"];
+
+/// A registry subject as a permission: each `<placeholder>` token becomes `*` (`>` for one
+/// that stands for several tokens).
 pub fn subject_pattern(subject: &str) -> String {
     subject
         .split('.')
-        .map(|t| if t.starts_with('<') { "*" } else { t })
+        .map(|t| {
+            if MULTI_TOKEN_PLACEHOLDERS.contains(&t) {
+                ">"
+            } else if t.starts_with('<') {
+                "*"
+            } else {
+                t
+            }
+        })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -222,6 +234,10 @@ fn ensure_stream(stream: &str) -> [String; 3] {
 pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
     let lease_stream = format!("KV_{}", js::LEASE_BUCKET);
     let consumer = format!("{}.{}", js::DB_STREAM, js::DB_CONSUMER);
+    // Each further channel's stream (`ROSEY_DB_CH_<channel>`): a subject cannot match a name's
+    // prefix, so these name any stream (no delete nor purge); see docs/NATS_SETUP.md.
+    let any_stream = "*";
+    let any_consumer = format!("*.{}", js::DB_CONSUMER);
     let mut publish: Vec<String> = vec![];
     // Every process requests something (or publishes into JetStream, whose acks are replies).
     let mut subscribe = vec![format!("{}.>", inbox_prefix(&role.user()))];
@@ -230,17 +246,21 @@ pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
             // The bot creates the streams when it starts before rosey-db, then publishes writes.
             publish.extend(ensure_stream(js::DB_STREAM));
             publish.extend(ensure_stream(js::DLQ_STREAM));
+            publish.extend(ensure_stream(any_stream));
             subscribe.push(subjects::service::ALL.to_owned());
         }
         Role::Db => {
             publish.extend(ensure_stream(js::DB_STREAM));
             publish.extend(ensure_stream(js::DLQ_STREAM));
-            publish.extend([
-                js_api("CONSUMER.INFO", &consumer),
-                js_api("CONSUMER.CREATE", &consumer),
-                js_api("CONSUMER.MSG.NEXT", &consumer),
-                format!("$JS.ACK.{consumer}.>"),
-            ]);
+            publish.extend(ensure_stream(any_stream));
+            for consumer in [&consumer, &any_consumer] {
+                publish.extend([
+                    js_api("CONSUMER.INFO", consumer),
+                    js_api("CONSUMER.CREATE", consumer),
+                    js_api("CONSUMER.MSG.NEXT", consumer),
+                    format!("$JS.ACK.{consumer}.>"),
+                ]);
+            }
             subscribe.push(subjects::service::ALL.to_owned());
         }
         Role::Runtime => {
@@ -275,6 +295,7 @@ pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
                 js_api("STREAM.MSG.DELETE", js::DLQ_STREAM),
             ]);
             publish.extend(subjects::db::WRITE_SUBJECTS.map(str::to_owned));
+            publish.push(subject_pattern(subjects::db::CHANNEL_WRITE_PATTERN));
         }
     }
     (publish, subscribe)
