@@ -6,6 +6,7 @@
 //! - [`loader`]: finding libraries, loading each generation from a fresh copy.
 //! - [`host`]: shared state, plugin slots, host-owned subscriptions, dispatch.
 //! - [`worker`]: each plugin's thread; swaps, restarts and stops happen there.
+//! - [`boundary`]: the typed interface of every call a plugin makes into the runtime.
 //! - [`bus`]: the host handle a plugin gets, with [`permissions`] checks; [`deferred`]: the
 //!   requests whose answers come back later.
 //! - [`commands`]: command ownership, rank and cooldown rules, `!help`.
@@ -18,6 +19,7 @@
 //! abort, a stack overflow or a segfault in a plugin ends the runtime (`rosey up` restarts it).
 
 mod admin;
+mod boundary;
 mod bus;
 mod commands;
 mod deferred;

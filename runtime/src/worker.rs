@@ -8,7 +8,7 @@
 use crate::bus::{self, Bus, Gate};
 use crate::deferred::Answer;
 use crate::error::{FailureKind, PluginError};
-use crate::host::{lock, Control, Host, Slot};
+use crate::host::{Control, Host, Slot};
 use crate::loader::{self, LoadError, LoadedModule};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RString, RVec};
@@ -553,8 +553,9 @@ impl Worker {
         shutdown_old: bool,
     ) -> Result<(), PluginError> {
         let overrides = self.slot.with_settings(|s| s.commands.clone());
-        let claimed =
-            lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
+        let claimed = self
+            .host
+            .claim_commands(self.name(), &live.metadata.commands, &overrides);
         let commands = match claimed {
             Ok(c) => c,
             Err(e) => {
@@ -579,7 +580,7 @@ impl Worker {
         }
         if let Err(e) = self.host.sync_command_subscriptions(&self.slot, &commands) {
             tracing::error!(plugin = %self.slot.name, "cannot subscribe to its commands: {e}");
-            self.slot.record_error(&e);
+            self.slot.record_error(&e.to_string());
         }
         self.slot.set_module(module);
         self.slot.set_live_gate(live.retired.clone());
@@ -644,7 +645,7 @@ impl Worker {
             return;
         }
         self.host.drop_subscriptions(&self.slot);
-        lock(&self.host.commands).release(self.name());
+        self.host.release_commands(self.name());
         while self.slot.queue_rx.try_recv().is_ok() {}
         self.slot.stopped.store(true, Ordering::SeqCst);
         self.slot.set_state(PluginState::Disabled);
