@@ -15,7 +15,9 @@ use async_nats::{Client, Message};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::StreamExt;
-use rosey_config::{CommandOverride, PluginSettings, PluginsConfig, ServedChannel};
+use rosey_config::{
+    CommandOverride, Isolation, PluginLimits, PluginSettings, PluginsConfig, ServedChannel,
+};
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginState};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::ffi::FfiCommandSpec;
@@ -209,6 +211,7 @@ impl Slot {
                 messages: 0,
                 errors: 0,
                 last_error: None,
+                host: None,
             }),
             epoch: AtomicU64::new(0),
             watch: Mutex::new(Watch::default()),
@@ -236,7 +239,18 @@ impl Slot {
 
     /// The `plugins.list` row.
     pub fn info(&self) -> PluginInfo {
-        lock(&self.status).clone()
+        let mut info = lock(&self.status).clone();
+        if let Some(host) = &mut info.host {
+            host.rss_kib = crate::remote::rss_kib(host.pid);
+        }
+        info
+    }
+
+    /// Counts a host process started again after its predecessor crashed or was stuck.
+    pub fn count_host_restart(&self) {
+        if let Some(host) = &mut lock(&self.status).host {
+            host.restarts += 1;
+        }
     }
 
     /// Changes the status row (the worker's counters, version, generation).
@@ -303,7 +317,7 @@ impl Slot {
 
     /// The serving library, for a restart.
     pub fn module(&self) -> Option<LoadedModule> {
-        lock(&self.handover).module
+        lock(&self.handover).module.clone()
     }
 
     /// Records the serving library.
@@ -400,6 +414,13 @@ impl Host {
     /// Puts a new `plugins` section in force and returns the one it replaces.
     pub fn replace_plugins_config(&self, new: PluginsConfig) -> PluginsConfig {
         std::mem::replace(&mut *lock(&self.plugins_config), new)
+    }
+
+    /// Where `plugin` runs and, in a host process, with which limits, by the configuration in
+    /// force.
+    pub fn isolation_of(&self, plugin: &str) -> (Isolation, PluginLimits) {
+        let config = lock(&self.plugins_config);
+        (config.isolation_of(plugin), config.limits_of(plugin))
     }
 
     /// The plugins the configuration in force enables.

@@ -14,6 +14,8 @@
 //! - [`watch`]: library and configuration file watching.
 //! - [`watchdog`]: replaces plugins stuck in one call.
 //! - [`error`]: failures about one plugin, with their kind.
+//! - [`remote`], [`frames`], [`plugin_host`], [`sandbox`]: a plugin in a sandboxed host
+//!   process of its own (`isolation: process`).
 //!
 //! Native plugin code runs in this process: the SDK turns a panic into an error value, but an
 //! abort, a stack overflow or a segfault in a plugin ends the runtime (`rosey up` restarts it).
@@ -24,10 +26,15 @@ mod bus;
 mod commands;
 mod deferred;
 mod error;
+mod frames;
 mod host;
+mod instance;
 mod lease;
 mod loader;
 mod permissions;
+pub mod plugin_host;
+mod remote;
+mod sandbox;
 mod watch;
 mod watchdog;
 mod worker;
