@@ -83,6 +83,9 @@ pub struct Init {
     pub cpu_seconds: u64,
     /// Open files limit.
     pub open_files: u64,
+    /// The subjects the plugin may publish to (its permissions), so the host refuses a
+    /// publish at once and sends the allowed ones without waiting; the runtime checks again.
+    pub publish: Vec<String>,
 }
 
 /// What the runtime sends a host.
@@ -115,6 +118,10 @@ pub enum ToHost {
         result: Result<Value, FfiError>,
     },
 }
+
+/// The id of a call that gets no reply: a publish the host has already checked against the
+/// plugin's permissions (the runtime checks it again and logs a refusal).
+pub const ONE_WAY: u64 = 0;
 
 /// What a call returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +162,8 @@ pub enum FromHost {
     Saved(Result<Vec<u8>, FfiError>),
     /// A call into the runtime, answered by [`ToHost::Reply`] with the same id.
     Call {
-        /// Chosen by the host, unique among its pending calls.
+        /// Chosen by the host, unique among its pending calls; [`ONE_WAY`] for a publish the
+        /// host does not wait for.
         id: u64,
         /// The call.
         call: Call,
@@ -345,6 +353,10 @@ impl ToHost {
                     .u64(i.memory_bytes)
                     .u64(i.cpu_seconds)
                     .u64(i.open_files);
+                e.u64(i.publish.len() as u64);
+                for p in &i.publish {
+                    e.str(p);
+                }
             }
             ToHost::Message(m) => {
                 e.u8(1).msg(m);
@@ -401,6 +413,15 @@ impl ToHost {
                     1 => Some(d.bytes()?),
                     t => return Err(bad(format!("option tag {t}"))),
                 };
+                let generation = d.u64()?;
+                let memory_bytes = d.u64()?;
+                let cpu_seconds = d.u64()?;
+                let open_files = d.u64()?;
+                let n = d.len()?;
+                let mut publish = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    publish.push(d.str()?);
+                }
                 ToHost::Init(Init {
                     library,
                     name,
@@ -408,10 +429,11 @@ impl ToHost {
                     command_prefix,
                     channels,
                     saved_state,
-                    generation: d.u64()?,
-                    memory_bytes: d.u64()?,
-                    cpu_seconds: d.u64()?,
-                    open_files: d.u64()?,
+                    generation,
+                    memory_bytes,
+                    cpu_seconds,
+                    open_files,
+                    publish,
                 })
             }
             1 => ToHost::Message(d.msg()?),
@@ -559,6 +581,57 @@ impl FromHost {
     }
 }
 
+/// Reads frames from a socket with a read timeout, keeping a partly received frame across
+/// timeouts (a plain `read_exact` would lose the bytes it had read when the timeout struck).
+pub struct FrameReader<R> {
+    input: R,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Frames from `input` (whose own timeout, if any, bounds [`FrameReader::next`]).
+    pub fn new(input: R) -> Self {
+        FrameReader {
+            input,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next frame's body; `Ok(None)` when the input's read timed out first, and
+    /// `UnexpectedEof` when the peer closed it.
+    pub fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                if len > MAX_FRAME {
+                    return Err(bad(format!("a frame of {len} bytes is too large")));
+                }
+                if self.buf.len() >= 4 + len {
+                    let body = self.buf[4..4 + len].to_vec();
+                    self.buf.drain(..4 + len);
+                    return Ok(Some(body));
+                }
+            }
+            let mut chunk = [0_u8; 16 * 1024];
+            match self.input.read(&mut chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     let len = u32::try_from(body.len())
@@ -612,6 +685,7 @@ mod tests {
                 memory_bytes: 1 << 30,
                 cpu_seconds: 60,
                 open_files: 64,
+                publish: vec!["rosey.platform.*.send.chat".into(), "_INBOX.>".into()],
             }),
             ToHost::Message(msg()),
             ToHost::Answer {
@@ -685,5 +759,14 @@ mod tests {
         let mut framed = Vec::new();
         write_frame(&mut framed, &good).unwrap();
         assert_eq!(read_frame(&mut framed.as_slice()).unwrap(), good);
+        // Two frames read back one at a time, then the end.
+        write_frame(&mut framed, b"second").unwrap();
+        let mut reader = FrameReader::new(framed.as_slice());
+        assert_eq!(reader.next().unwrap(), Some(good));
+        assert_eq!(reader.next().unwrap(), Some(b"second".to_vec()));
+        assert_eq!(
+            reader.next().unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }

@@ -340,6 +340,11 @@ impl Slot {
         read(&lock(&self.config).settings)
     }
 
+    /// The subjects the plugin may publish to.
+    pub fn publish_patterns(&self) -> Vec<String> {
+        lock(&self.config).permissions.publish_patterns().to_vec()
+    }
+
     /// Whether the plugin's permissions allow `access` to `subject`.
     pub fn allows(&self, access: Access, subject: &str) -> bool {
         lock(&self.config).permissions.allows(access, subject)

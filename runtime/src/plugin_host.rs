@@ -7,7 +7,9 @@
 //! host handle turns every call into a [`frames::Call`] frame and waits for its reply; the
 //! runtime checks it and performs it (permissions, subscriptions and NATS live there).
 
+use crate::error::HostError;
 use crate::frames::{self, Call, FromHost, Init, Msg, ToHost, Value};
+use crate::permissions::{check_subject, Access, Permissions};
 use crate::sandbox::{self, Limits};
 use abi_stable::library::lib_header_from_path;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -30,6 +32,10 @@ pub const SOCKET_FD: i32 = 3;
 
 /// The host's side of the socket: frames out under one lock, replies matched to callers.
 struct Link {
+    /// The plugin's name and publish permissions, to refuse a publish at once (the runtime
+    /// checks again: this only saves the round trip).
+    plugin: String,
+    publish: Permissions,
     out: Mutex<UnixStream>,
     pending: Mutex<HashMap<u64, Sender<Result<Value, FfiError>>>>,
     next_id: AtomicU64,
@@ -79,12 +85,25 @@ fn unexpected() -> FfiError {
 
 impl HostHandle for RemoteHandle {
     fn publish(&self, message: FfiMessage) -> RResult<(), FfiError> {
-        guarded(
-            || match self.0.call(Call::Publish(Msg::from_ffi(message)))? {
-                Value::Unit => Ok(()),
-                _ => Err(unexpected()),
-            },
-        )
+        guarded(|| {
+            let subject = message.subject.as_str();
+            check_subject(subject, false).map_err(HostError::Invalid)?;
+            if !self.0.publish.allows(Access::Publish, subject) {
+                return Err(HostError::Denied {
+                    plugin: self.0.plugin.clone(),
+                    access: Access::Publish,
+                    subject: subject.to_owned(),
+                }
+                .into());
+            }
+            // One way: publishing only queues the message in the runtime, as in process.
+            self.0
+                .send(&FromHost::Call {
+                    id: frames::ONE_WAY,
+                    call: Call::Publish(Msg::from_ffi(message)),
+                })
+                .map_err(|_| FfiError::new(FfiErrorKind::Nats, "the runtime is gone"))
+        })
     }
 
     fn request(&self, message: FfiMessage, timeout_ms: u64) -> RResult<FfiMessage, FfiError> {
@@ -198,6 +217,8 @@ fn run() -> Result<(), String> {
         return Err("the first frame was not init".into());
     };
     let link = Arc::new(Link {
+        plugin: init.name.clone(),
+        publish: Permissions::publish_only(init.publish.clone()),
         out: Mutex::new(socket),
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),

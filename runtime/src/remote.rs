@@ -8,8 +8,7 @@
 //! state in a new host.
 
 use crate::boundary::HostCalls;
-use crate::frames::{self, Call, FromHost, Init, Msg, ToHost, Value};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crate::frames::{self, Call, FrameReader, FromHost, Init, Msg, ToHost, Value};
 use rosey_plugin_api::ffi::{FfiAnswer, FfiError, FfiMessage, FfiMetadata};
 use std::collections::VecDeque;
 use std::io::{self, BufRead as _, BufReader};
@@ -56,7 +55,7 @@ pub struct Gone {
 pub struct RemoteHost {
     child: Child,
     out: UnixStream,
-    frames: Receiver<io::Result<FromHost>>,
+    frames: FrameReader<UnixStream>,
     reaped: Option<String>,
     last_words: Arc<LastWords>,
 }
@@ -135,17 +134,11 @@ impl RemoteHost {
                 .name(format!("host-log-{plugin}"))
                 .spawn(move || forward_stderr(plugin, stderr, words))?;
         }
-        let (tx, frames) = crossbeam_channel::unbounded();
-        let mut input = ours.try_clone()?;
-        std::thread::Builder::new()
-            .name(format!("host-{plugin}"))
-            .spawn(move || loop {
-                let frame = frames::read_frame(&mut input).and_then(|b| FromHost::decode(&b));
-                let end = frame.is_err();
-                if tx.send(frame).is_err() || end {
-                    break;
-                }
-            })?;
+        // Read on the worker's own thread (no hand-off): the timeout bounds how long it goes
+        // without asking whether to give up on a stuck host.
+        let input = ours.try_clone()?;
+        input.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let frames = FrameReader::new(input);
         Ok(RemoteHost {
             child,
             out: ours,
@@ -227,21 +220,30 @@ impl RemoteHost {
         abandon: &dyn Fn() -> bool,
     ) -> Result<FromHost, Gone> {
         loop {
-            let frame = match self.frames.recv_timeout(Duration::from_millis(50)) {
-                Ok(Ok(frame)) => frame,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(self.gone(None))
-                }
-                Ok(Err(e)) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
-                Err(RecvTimeoutError::Disconnected) => return Err(self.gone(None)),
-                Err(RecvTimeoutError::Timeout) => {
+            let frame = match self.frames.next() {
+                Ok(Some(body)) => match FromHost::decode(&body) {
+                    Ok(frame) => frame,
+                    Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
+                },
+                Ok(None) => {
+                    // The read timed out: nothing from the host for a while.
                     if abandon() {
                         return Err(self.kill("was replaced while stuck"));
                     }
                     continue;
                 }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.gone(None)),
+                Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
             };
             match frame {
+                FromHost::Call {
+                    id: frames::ONE_WAY,
+                    call,
+                } => {
+                    // The host checked it already; a refusal here (a plugin that skipped the
+                    // check) is logged by the boundary and otherwise dropped.
+                    let _ = serve(calls, call);
+                }
                 FromHost::Call { id, call } => {
                     let result = serve(calls, call).map_err(FfiError::from);
                     self.send(&ToHost::Reply { id, result })?;

@@ -609,6 +609,7 @@ impl Worker {
             memory_bytes: limits.memory_mib().saturating_mul(1 << 20),
             cpu_seconds: limits.cpu_seconds(),
             open_files: limits.open_files(),
+            publish: self.slot.publish_patterns(),
         };
         let mut host = RemoteHost::spawn(self.name()).map_err(|e| {
             retired.retire();

@@ -147,3 +147,55 @@ async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers(
     assert_eq!(bad_host.restarts, 5, "{bad_host:?}");
     assert_ne!(bad_host.pid, host.pid);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_its_host_cannot_load_leaves_the_old_host_serving_with_its_state() {
+    // Same name, built against an interface that differs from the runtime's: in process mode
+    // the runtime only copies it, and abi_stable's check refuses it in the new host.
+    let fixture = Fixture::built("counter", "counter_host_swap");
+    let stale = Fixture::with_api("counter", "counter_host_swap_stale", &changed_plugin_api());
+    stale.build();
+    let (mut obs, served) = serve(
+        &[&fixture],
+        serde_json::json!({"enabled": [fixture.name], "isolation": "process"}),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    let first_pid = obs.info(&fixture.name).await.host.expect("a host").pid;
+
+    let tmp = served.libs.path().join(".incoming");
+    std::fs::copy(stale.built_library(), &tmp).unwrap();
+    std::fs::rename(
+        &tmp,
+        served.libs.path().join(format!("lib{}.so", fixture.name)),
+    )
+    .unwrap();
+    let failed = obs.event(events::PLUGIN_FAILED, &fixture.name).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("interface mismatch"), "{error}");
+    assert!(
+        error.contains("previous generation keeps serving"),
+        "{error}"
+    );
+    assert_eq!(obs.ask("count", "").await, "v1 count=2 ");
+    assert_eq!(
+        obs.info(&fixture.name).await.host.expect("a host").pid,
+        first_pid
+    );
+
+    // A good build afterwards gets a new host, with the count carried over.
+    fixture.set_answer("v2");
+    fixture.build();
+    fixture.install_into(served.libs.path());
+    obs.event(events::PLUGIN_RELOADED, &fixture.name).await;
+    assert_eq!(obs.ask("count", "").await, "v2 count=3 ");
+    let info = obs.info(&fixture.name).await;
+    let host = info.host.expect("a host");
+    assert_ne!(host.pid, first_pid, "a new build runs in a new host");
+    assert_eq!(host.restarts, 0, "a reload is not a restart");
+    // The old host has exited (its pid is not ours any more, or is gone).
+    let old_alive = std::fs::read_to_string(format!("/proc/{first_pid}/cmdline"))
+        .is_ok_and(|c| c.contains("rosey-plugin-host"));
+    assert!(!old_alive, "the old host still runs");
+}
