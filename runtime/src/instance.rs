@@ -46,6 +46,57 @@ impl Instance {
         }
     }
 
+    /// Whether messages may go to it several at a time ([`Instance::on_messages`]).
+    pub fn batches(&self) -> bool {
+        matches!(self, Instance::Remote(_))
+    }
+
+    /// `on_message` for each of `messages` in order. Stops at a host's death, whose error
+    /// (a [`FfiErrorKind::Panic`]) is the last outcome; the messages after it are returned
+    /// undelivered, to go to the next instance.
+    pub fn on_messages(
+        &mut self,
+        messages: Vec<FfiMessage>,
+        abandon: Abandon,
+        each: &mut dyn FnMut(),
+    ) -> (Vec<Result<(), FfiError>>, Vec<FfiMessage>) {
+        match self {
+            Instance::Local(i) => {
+                let mut results = Vec::with_capacity(messages.len());
+                for m in messages {
+                    results.push(i.on_message(m).into_result());
+                    each();
+                }
+                (results, Vec::new())
+            }
+            Instance::Remote(r) => {
+                let n = messages.len();
+                let (mut results, gone) =
+                    r.host
+                        .deliver_batch(messages.clone(), &r.bus, abandon, each);
+                // After a panic the host refuses the rest of the batch (the instance may be
+                // inconsistent); they go to the next instance, as after a crash.
+                if let Some(k) = results
+                    .iter()
+                    .position(|r| r.as_ref().is_err_and(|e| e.kind == FfiErrorKind::Panic))
+                {
+                    results.truncate(k + 1);
+                    return (results, messages.into_iter().skip(k + 1).collect());
+                }
+                let undelivered = match gone {
+                    Some(g) => {
+                        let handled = results.len();
+                        results.push(Err(crashed(g)));
+                        messages.into_iter().skip(handled + 1).collect()
+                    }
+                    None => Vec::new(),
+                };
+                debug_assert!(results.len() + undelivered.len() == n);
+                (results, undelivered)
+            }
+        }
+    }
+
     /// `on_answer`.
     pub fn on_answer(&mut self, a: FfiAnswer, abandon: Abandon) -> Result<(), FfiError> {
         match self {

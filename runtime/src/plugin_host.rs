@@ -290,11 +290,19 @@ fn serve(
     link: &Link,
 ) -> Result<(), String> {
     let sent = |r: io::Result<()>| r.map_err(|e| format!("socket: {e}"));
+    // After a panic the instance may be inconsistent: the rest of a batch of messages already
+    // sent is refused (the runtime gives it to the next instance).
+    let mut panicked = false;
     // The runtime closing the socket ends the host (it is being replaced or stopped).
     while let Ok(frame) = deliveries.recv() {
         match frame {
+            ToHost::Message(_) if panicked => {
+                let refused = FfiError::new(FfiErrorKind::Invalid, "not delivered: panicked");
+                sent(link.send(&FromHost::Done(Err(refused))))?;
+            }
             ToHost::Message(m) => {
                 let done = instance.on_message(m.into_ffi()).into_result();
+                panicked = done.as_ref().is_err_and(|e| e.kind == FfiErrorKind::Panic);
                 sent(link.send(&FromHost::Done(done)))?;
             }
             ToHost::Answer {

@@ -284,6 +284,44 @@ impl RemoteHost {
         }
     }
 
+    /// Sends `messages` at once and waits for each one's outcome in order, serving the
+    /// plugin's calls meanwhile; `each` runs after every outcome (the watchdog's clock starts
+    /// again per message). Stops at the host's death: the outcomes so far, and the death.
+    pub fn deliver_batch(
+        &mut self,
+        messages: Vec<FfiMessage>,
+        calls: &dyn HostCalls,
+        abandon: &dyn Fn() -> bool,
+        each: &mut dyn FnMut(),
+    ) -> (Vec<Result<(), FfiError>>, Option<Gone>) {
+        let n = messages.len();
+        let mut out = Vec::new();
+        for m in messages {
+            // One write for the whole batch: each frame is length-prefixed already.
+            if frames::write_frame(&mut out, &message(m).encode()).is_err() {
+                return (Vec::new(), Some(self.kill("was sent a frame too large")));
+            }
+        }
+        if self.reaped.is_some() || io::Write::write_all(&mut self.out, &out).is_err() {
+            return (Vec::new(), Some(self.gone(None)));
+        }
+        let mut results = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.wait(calls, abandon) {
+                Ok(FromHost::Done(result)) => results.push(result),
+                Ok(_) => {
+                    return (
+                        results,
+                        Some(self.kill("answered a delivery with another frame")),
+                    )
+                }
+                Err(gone) => return (results, Some(gone)),
+            }
+            each();
+        }
+        (results, None)
+    }
+
     /// `save_state` in the host.
     pub fn save(
         &mut self,

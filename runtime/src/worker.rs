@@ -18,12 +18,18 @@ use abi_stable::std_types::{RBox, RString, RVec};
 use crossbeam_channel::{never, select, Receiver};
 use rosey_config::{Isolation, PluginLimits};
 use rosey_plugin_api::admin::{HostProcess, PluginState};
-use rosey_plugin_api::ffi::{FfiChannel, FfiErrorKind, FfiMetadata, HostHandle_TO, PluginInit};
+use rosey_plugin_api::ffi::{
+    FfiChannel, FfiErrorKind, FfiMessage, FfiMetadata, HostHandle_TO, PluginInit,
+};
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_plugin_api::Timestamp;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Most messages sent to a host process at once.
+const BATCH: usize = 64;
 
 /// First pause before restarting a failed plugin; doubles with each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -46,6 +52,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
                 restart_at: None,
                 disabled: false,
                 next_tick: Instant::now(),
+                redeliver: VecDeque::new(),
             };
             worker.next_tick = Instant::now() + worker.host.settings.tick_interval;
             worker.run(restore);
@@ -74,11 +81,14 @@ struct Worker {
     restart_at: Option<Instant>,
     disabled: bool,
     next_tick: Instant,
+    /// Messages sent to a host that died before handling them, for the next instance.
+    redeliver: VecDeque<FfiMessage>,
 }
 
 /// Something waiting for the plugin when it stops.
 enum Queued {
     Message(async_nats::Message),
+    Redeliver(FfiMessage),
     Answer(Answer),
 }
 
@@ -123,6 +133,13 @@ impl Worker {
                 self.restart_from_snapshot("restarting after a failure");
                 continue;
             }
+            if self.live.is_some() && self.restart_at.is_none() {
+                // What a dying host had been sent but not handled goes first.
+                if let Some(msg) = self.redeliver.pop_front() {
+                    self.deliver_ffi(msg);
+                    continue;
+                }
+            }
             let wake = self
                 .restart_at
                 .map_or(self.next_tick, |at| at.min(self.next_tick));
@@ -144,7 +161,7 @@ impl Worker {
                 }
                 recv(queue) -> msg => {
                     if let Ok(msg) = msg {
-                        self.deliver(msg);
+                        self.deliver_queued(msg);
                     }
                 }
                 recv(answers) -> answer => {
@@ -187,11 +204,51 @@ impl Worker {
         out
     }
 
-    fn deliver(&mut self, msg: async_nats::Message) {
+    /// Delivers `first` and, to a plugin in a host process, what else is queued (up to
+    /// [`BATCH`]), sent at once so the host never waits for the runtime between messages.
+    /// Messages a dying host did not handle go to its successor first.
+    fn deliver_queued(&mut self, first: async_nats::Message) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        let ffi = bus::from_nats(msg);
+        if !live.instance.batches() {
+            return self.deliver(first);
+        }
+        let mut batch = vec![bus::from_nats(first)];
+        while batch.len() < BATCH {
+            match self.slot.queue_rx.try_recv() {
+                Ok(m) => batch.push(bus::from_nats(m)),
+                Err(_) => break,
+            }
+        }
+        let (slot, epoch) = (&self.slot, self.epoch);
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+        slot.start_call("on_message");
+        let mut each = || {
+            if slot.epoch.load(Ordering::SeqCst) == epoch {
+                slot.start_call("on_message");
+            }
+        };
+        let (results, undelivered) = live.instance.on_messages(batch, &stale, &mut each);
+        self.redeliver.extend(undelivered);
+        for result in results {
+            if self.stale() {
+                return;
+            }
+            // Each outcome counts as one call returned (`handled` ends it).
+            self.slot.start_call("on_message");
+            self.handled("on_message", result);
+        }
+    }
+
+    fn deliver(&mut self, msg: async_nats::Message) {
+        self.deliver_ffi(bus::from_nats(msg));
+    }
+
+    fn deliver_ffi(&mut self, ffi: FfiMessage) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
         let (slot, epoch) = (&self.slot, self.epoch);
         let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
         slot.start_call("on_message");
@@ -726,7 +783,13 @@ impl Worker {
         // Answers already in go the same way; those still on their way are lost with the
         // plugin's subscriptions.
         let slot = self.slot.clone();
-        let queued = std::iter::from_fn(|| slot.queue_rx.try_recv().ok().map(Queued::Message))
+        let redeliver = std::mem::take(&mut self.redeliver);
+        let queued = redeliver
+            .into_iter()
+            .map(Queued::Redeliver)
+            .chain(std::iter::from_fn(|| {
+                slot.queue_rx.try_recv().ok().map(Queued::Message)
+            }))
             .chain(std::iter::from_fn(|| {
                 slot.answers.try_take().map(Queued::Answer)
             }));
@@ -735,6 +798,7 @@ impl Worker {
             if self.live.is_some() && self.restart_at.is_none() && Instant::now() < budget {
                 match item {
                     Queued::Message(msg) => self.deliver(msg),
+                    Queued::Redeliver(msg) => self.deliver_ffi(msg),
                     Queued::Answer(answer) => self.answer(answer),
                 }
                 if self.stale() {

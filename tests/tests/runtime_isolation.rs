@@ -78,6 +78,8 @@ async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers(
     let cases = [
         ("segfault", "", Expect::Failed("SIGSEGV")),
         ("abort", "", Expect::Failed("SIGABRT")),
+        // Caught by the SDK, as in process; the host is replaced all the same.
+        ("panic", "", Expect::Failed("told to panic")),
         ("stack_overflow", "", Expect::Failed("overflowed its stack")),
         ("allocate", "", Expect::Failed("memory allocation")),
         ("endless_loop", "", Expect::Failed("stuck in on_message")),
@@ -142,9 +144,9 @@ async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers(
     let host = info.host.expect("the neighbour runs in a host process");
     assert_eq!(host.restarts, 0);
     assert!(host.rss_kib.is_some_and(|k| k > 0), "{host:?}");
-    // Five crashes (the stuck one included), each followed by a new host.
+    // Six failures (the panic and the stuck call included), each followed by a new host.
     let bad_host = obs.info(&bad.name).await.host.expect("a host process");
-    assert_eq!(bad_host.restarts, 5, "{bad_host:?}");
+    assert_eq!(bad_host.restarts, 6, "{bad_host:?}");
     assert_ne!(bad_host.pid, host.pid);
 }
 
