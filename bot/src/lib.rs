@@ -14,13 +14,13 @@
 //! - [`core`]: the event loop, publishing, the action server, the outbound poller.
 //! - [`rules`]: the one rule book for actions (what the channel must allow), for NATS and the
 //!   PM shell alike.
-//! - [`state`], [`chat_queue`], [`flood`], [`shell`], [`db_writer`], [`logfiles`]: the core's
+//! - [`state`], [`chat_queue`], [`flood`], [`shell`], [`db_publisher`], [`logfiles`]: the core's
 //!   parts.
 #![deny(missing_docs)]
 
 pub mod chat_queue;
 pub mod core;
-pub mod db_writer;
+pub mod db_publisher;
 pub mod flood;
 pub mod logfiles;
 pub mod platform;

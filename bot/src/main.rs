@@ -1,7 +1,7 @@
 //! `rosey-bot`: joins one channel and puts it on NATS.
 
 use clap::Parser;
-use rosey_config::{service, signal::shutdown_signal, CommonArgs};
+use rosey_config::{service, signal::shutdown_signal, CommonArgs, Role};
 use std::process::ExitCode;
 
 // glibc's malloc kept every byte of a burst (a 50,000-user list) once the channel was back to
@@ -23,7 +23,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match service::start(&args.common, |_| {}) {
+    let result = match service::start(Role::Bot, &args.common, |_| {}) {
         Ok(config) => rosey_bot::run(config, shutdown_signal()).await,
         Err(e) => Err(e.into()),
     };

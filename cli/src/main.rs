@@ -185,7 +185,7 @@ where
     F: FnOnce(rosey_config::Config) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let config = common.load_config()?;
+    let config = common.load_config(rosey_config::Role::Operator)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::error::ConfigError;
+use crate::role::SecretScope;
 use crate::sections::logging::LogFormat;
 
 /// `--config`, `--nats` and `--log-format`: the flags every Rosey binary takes.
@@ -23,11 +24,11 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// Loads `--config` (or the defaults) and applies the flags: flags beat the file, the file
-    /// beats the defaults.
-    pub fn load_config(&self) -> Result<Config, ConfigError> {
+    /// Loads `--config` (or the defaults), resolving the secrets `scope` reads (a process's
+    /// [`crate::Role`]), and applies the flags: flags beat the file, the file beats the defaults.
+    pub fn load_config(&self, scope: impl Into<SecretScope>) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
+            Some(path) => Config::load_for(path, scope)?,
             None => Config::default(),
         };
         if let Some(url) = &self.nats {

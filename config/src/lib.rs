@@ -8,7 +8,8 @@
 //!
 //! Secrets (`password`, `channel_password`, `proxy_password`, `token`, `api_key`) may be given as `<key>_env`
 //! (an environment variable's name) or `<key>_file` (a file holding the secret), and are held
-//! in [`Secret`], which prints as `***`.
+//! in [`Secret`], which prints as `***`. A process resolves only the secrets of the parts of the
+//! file its [`Role`] reads ([`SECRET_READERS`]); it holds the others unresolved, never their text.
 //!
 //! ```
 //! use std::path::Path;
@@ -44,6 +45,7 @@
 mod config;
 mod error;
 mod load;
+pub mod role;
 mod seconds;
 mod secret;
 pub mod sections;
@@ -64,6 +66,7 @@ pub mod supervisor;
 
 pub use crate::config::{Config, CURRENT_VERSION};
 pub use crate::error::ConfigError;
+pub use crate::role::{Role, SecretScope, SECRET_READERS};
 pub use crate::seconds::Seconds;
 pub use crate::secret::{Secret, REDACTED, SECRET_KEYS};
 pub use crate::sections::database::{db_subject, DatabaseConfig, StreamConfig, DB_SUBJECTS};

@@ -1,4 +1,5 @@
-//! Reading a file into a [`Config`]: parse, spot old formats, resolve secrets, deserialize
+//! Reading a file into a [`Config`]: parse, spot old formats, resolve the secrets the process
+//! reads, deserialize
 //! with key paths, check rules, resolve relative paths.
 
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, CURRENT_VERSION};
 use crate::error::{join_key, ConfigError};
+use crate::role::SecretScope;
 use crate::secret::resolve_secret_refs;
 
 /// Top-level keys that are accepted and dropped, as the original did.
@@ -62,8 +64,16 @@ const OBJECT_PATHS: [&str; 25] = [
 const TOP_LEVEL: &str = "(top level)";
 
 impl Config {
-    /// Loads the configuration file at `path`; relative paths in it resolve against its folder.
+    /// Loads the configuration file at `path` resolving every secret, for tools that check the
+    /// whole file; a service loads with [`Config::load_for`]. Relative paths in it resolve
+    /// against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_for(path, SecretScope::All)
+    }
+
+    /// Loads the configuration file at `path`, resolving only the secrets `scope` reads (see
+    /// [`crate::Role`]); the others are held unresolved.
+    pub fn load_for(path: &Path, scope: impl Into<SecretScope>) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
@@ -75,15 +85,25 @@ impl Config {
             }
             _ => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         };
-        Self::from_json_str(&text, &path.display().to_string(), &base_dir)
+        Self::from_json_str_for(&text, &path.display().to_string(), &base_dir, scope.into())
     }
 
-    /// Loads a configuration from JSON text; `origin_name` names it in errors and `base_dir`
-    /// is where relative paths resolve.
+    /// Loads a configuration from JSON text resolving every secret; `origin_name` names it in
+    /// errors and `base_dir` is where relative paths resolve.
     pub fn from_json_str(
         text: &str,
         origin_name: &str,
         base_dir: &Path,
+    ) -> Result<Config, ConfigError> {
+        Self::from_json_str_for(text, origin_name, base_dir, SecretScope::All)
+    }
+
+    /// [`Config::from_json_str`], resolving only the secrets `scope` reads.
+    pub fn from_json_str_for(
+        text: &str,
+        origin_name: &str,
+        base_dir: &Path,
+        scope: SecretScope,
     ) -> Result<Config, ConfigError> {
         let file = origin_name;
         let mut value: Value = serde_json::from_str(text).map_err(|e| parse_error(file, &e))?;
@@ -111,7 +131,7 @@ impl Config {
                 message: "invalid type: sequence, expected an object".to_owned(),
             })?;
         }
-        resolve_secret_refs(&mut value, base_dir).map_err(|p| p.secret(file))?;
+        resolve_secret_refs(&mut value, base_dir, scope).map_err(|p| p.secret(file))?;
 
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key_path = e.path().to_string();

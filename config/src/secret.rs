@@ -4,10 +4,12 @@
 use std::fmt;
 use std::path::Path;
 
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::{join_key, Problem};
+use crate::role::SecretScope;
 
 /// What a secret prints as, everywhere except [`Secret::expose`].
 pub const REDACTED: &str = "***";
@@ -22,24 +24,51 @@ pub const SECRET_KEYS: [&str; 5] = [
 ];
 
 /// A password or token; `Debug`, `Display` and `Serialize` all print `***` so logs stay clean.
+///
+/// A secret whose `_env` / `_file` belongs to a part of the file the process's role does not read
+/// ([`crate::SecretScope`]) is held unresolved: only where it comes from, never its text.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(SecretValue);
+
+/// A secret's text, or where it would come from when this process does not read it.
+#[derive(Clone, PartialEq, Eq)]
+enum SecretValue {
+    Resolved(String),
+    Unresolved(String),
+}
+
+/// The object key the loader marks an unresolved secret with before typed deserialization.
+pub(crate) const UNRESOLVED_MARKER: &str = "$rosey_unresolved_secret";
 
 impl Secret {
     /// Wraps a secret value, e.g. one given on the command line.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretValue::Resolved(value.into()))
     }
 
     /// The secret text itself; call it only where the secret is sent to its consumer.
+    ///
+    /// An unresolved secret (one this process's role does not read) exposes as the empty
+    /// string, which no server accepts as a password or key.
     pub fn expose(&self) -> &str {
-        &self.0
+        match &self.0 {
+            SecretValue::Resolved(text) => text,
+            SecretValue::Unresolved(_) => "",
+        }
+    }
+
+    /// Whether this process holds the secret's text (false when its role does not read it).
+    pub fn is_resolved(&self) -> bool {
+        matches!(self.0, SecretValue::Resolved(_))
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
+        match &self.0 {
+            SecretValue::Resolved(_) => f.write_str(REDACTED),
+            SecretValue::Unresolved(origin) => write!(f, "<unresolved: {origin}>"),
+        }
     }
 }
 
@@ -57,7 +86,36 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Self)
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Reads a secret's text, or the marker [`mark_unresolved`] leaves for an unresolved one.
+struct SecretVisitor;
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Secret, E> {
+        Ok(Secret::new(value))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Secret, E> {
+        Ok(Secret::new(value))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+        let marked = map.next_entry::<String, String>()?;
+        match (marked, map.next_key::<de::IgnoredAny>()?) {
+            (Some((key, origin)), None) if key == UNRESOLVED_MARKER => {
+                Ok(Secret(SecretValue::Unresolved(origin)))
+            }
+            _ => Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
+        }
     }
 }
 
@@ -89,28 +147,33 @@ pub(crate) fn redact_value(value: &Value) -> Value {
     }
 }
 
-/// Rewrites every `<key>_env` / `<key>_file` (for the [`SECRET_KEYS`]) into `<key>` holding the
-/// secret text, so typed deserialization only ever sees the plain key.
+/// Rewrites every `<key>_env` / `<key>_file` (for the [`SECRET_KEYS`]) into `<key>`, so typed
+/// deserialization only ever sees the plain key: holding the secret text where `scope` resolves
+/// that key path, an unresolved marker elsewhere (the variable or file is then never read).
 ///
 /// Relative `_file` paths resolve against `base_dir`, the configuration file's folder.
-pub(crate) fn resolve_secret_refs(value: &mut Value, base_dir: &Path) -> Result<(), Problem> {
-    walk(value, "", base_dir)
+pub(crate) fn resolve_secret_refs(
+    value: &mut Value,
+    base_dir: &Path,
+    scope: SecretScope,
+) -> Result<(), Problem> {
+    walk(value, "", base_dir, scope)
 }
 
 /// Resolves one level and recurses into children, tracking the key path for messages.
-fn walk(value: &mut Value, path: &str, base_dir: &Path) -> Result<(), Problem> {
+fn walk(value: &mut Value, path: &str, base_dir: &Path, scope: SecretScope) -> Result<(), Problem> {
     match value {
         Value::Object(map) => {
             for key in SECRET_KEYS {
-                resolve_in_object(map, path, key, base_dir)?;
+                resolve_in_object(map, path, key, base_dir, scope)?;
             }
             for (key, child) in map.iter_mut() {
-                walk(child, &join_key(path, key), base_dir)?;
+                walk(child, &join_key(path, key), base_dir, scope)?;
             }
         }
         Value::Array(items) => {
             for (index, child) in items.iter_mut().enumerate() {
-                walk(child, &format!("{path}[{index}]"), base_dir)?;
+                walk(child, &format!("{path}[{index}]"), base_dir, scope)?;
             }
         }
         _ => {}
@@ -124,6 +187,7 @@ fn resolve_in_object(
     path: &str,
     key: &str,
     base_dir: &Path,
+    scope: SecretScope,
 ) -> Result<(), Problem> {
     let env_key = format!("{key}_env");
     let file_key = format!("{key}_file");
@@ -137,27 +201,68 @@ fn resolve_in_object(
             format!("give only one of `{key}`, `{env_key}` and `{file_key}`"),
         ));
     }
+    if map
+        .get(key)
+        .and_then(Value::as_object)
+        .is_some_and(|object| object.contains_key(UNRESOLVED_MARKER))
+    {
+        return Err(Problem::new(
+            join_key(path, key),
+            "expected a string (or give the secret with `_env` or `_file`)",
+        ));
+    }
+    let resolve = scope.resolves(&join_key(path, key));
     if let Some(name) = map.remove(&env_key) {
         let key_path = join_key(path, &env_key);
-        let secret = from_env(&name).map_err(|message| Problem::new(&key_path, message))?;
-        map.insert(key.to_owned(), Value::String(secret));
+        let name = env_name(&name).map_err(|message| Problem::new(&key_path, message))?;
+        let secret = if resolve {
+            Value::String(from_env(name).map_err(|message| Problem::new(&key_path, message))?)
+        } else {
+            mark_unresolved(format!("environment variable `{name}`"))
+        };
+        map.insert(key.to_owned(), secret);
     } else if let Some(file) = map.remove(&file_key) {
         let key_path = join_key(path, &file_key);
-        let secret =
-            from_file(&file, base_dir).map_err(|message| Problem::new(&key_path, message))?;
-        map.insert(key.to_owned(), Value::String(secret));
+        let file =
+            file_path(&file, base_dir).map_err(|message| Problem::new(&key_path, message))?;
+        let secret = if resolve {
+            Value::String(from_file(&file).map_err(|message| Problem::new(&key_path, message))?)
+        } else {
+            mark_unresolved(format!("file {}", file.display()))
+        };
+        map.insert(key.to_owned(), secret);
     }
     Ok(())
 }
 
-/// Reads a secret from the environment variable named by `name`.
-fn from_env(name: &Value) -> Result<String, String> {
-    let Value::String(name) = name else {
-        return Err(format!(
+/// The JSON [`Secret`] reads as an unresolved secret coming from `origin`.
+fn mark_unresolved(origin: String) -> Value {
+    let mut marker = Map::new();
+    marker.insert(UNRESOLVED_MARKER.to_owned(), Value::String(origin));
+    Value::Object(marker)
+}
+
+/// The variable name of a `<key>_env`, which must be a string.
+fn env_name(name: &Value) -> Result<&str, String> {
+    match name {
+        Value::String(name) => Ok(name),
+        other => Err(format!(
             "expected the name of an environment variable, found {}",
-            describe(name)
-        ));
-    };
+            describe(other)
+        )),
+    }
+}
+
+/// The path of a `<key>_file`, which must be a string, resolved against `base_dir`.
+fn file_path(file: &Value, base_dir: &Path) -> Result<std::path::PathBuf, String> {
+    match file {
+        Value::String(file) => Ok(crate::sections::resolve_path(base_dir, Path::new(file))),
+        other => Err(format!("expected a file path, found {}", describe(other))),
+    }
+}
+
+/// Reads a secret from the environment variable `name`.
+fn from_env(name: &str) -> Result<String, String> {
     match std::env::var(name) {
         Ok(value) if value.is_empty() => Err(format!("environment variable `{name}` is empty")),
         Ok(value) => Ok(value),
@@ -171,12 +276,8 @@ fn from_env(name: &Value) -> Result<String, String> {
 }
 
 /// Reads a secret from a file, trimming the trailing newline editors add.
-fn from_file(file: &Value, base_dir: &Path) -> Result<String, String> {
-    let Value::String(file) = file else {
-        return Err(format!("expected a file path, found {}", describe(file)));
-    };
-    let path = crate::sections::resolve_path(base_dir, Path::new(file));
-    let text = std::fs::read_to_string(&path)
+fn from_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     let secret = text.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
@@ -242,7 +343,7 @@ mod tests {
     #[test]
     fn two_forms_are_rejected_with_the_key_path() {
         let mut value = json!({"nats": {"token": "a", "token_env": "B"}});
-        let problem = resolve_secret_refs(&mut value, Path::new("")).unwrap_err();
+        let problem = resolve_secret_refs(&mut value, Path::new(""), SecretScope::All).unwrap_err();
         assert_eq!(problem.key_path, "nats.token");
         assert!(problem.message.contains("only one of"));
     }
@@ -250,7 +351,7 @@ mod tests {
     #[test]
     fn non_string_env_name_is_rejected() {
         let mut value = json!({"a": [{"password_env": 3}]});
-        let problem = resolve_secret_refs(&mut value, Path::new("")).unwrap_err();
+        let problem = resolve_secret_refs(&mut value, Path::new(""), SecretScope::All).unwrap_err();
         assert_eq!(problem.key_path, "a[0].password_env");
         assert!(problem.message.contains("found a number"));
     }

@@ -9,6 +9,7 @@ use crate::cli::CommonArgs;
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::logging::LoggingError;
+use crate::role::Role;
 use crate::supervisor::SupervisorError;
 use std::fmt::Display;
 use std::process::ExitCode;
@@ -28,17 +29,23 @@ pub enum StartError {
     Supervisor(#[from] SupervisorError),
 }
 
-/// Loads the configuration the flags name, lets the service apply flags of its own (`adjust`,
-/// before anything reads the configuration), starts logging, ties the process to a supervising
-/// `rosey up` and logs the configuration's warnings.
-pub fn start(args: &CommonArgs, adjust: impl FnOnce(&mut Config)) -> Result<Config, StartError> {
-    let mut config = args.load_config()?;
+/// Loads the configuration the flags name, resolving only the secrets `role` reads, lets the
+/// service apply flags of its own (`adjust`, before anything reads the configuration), starts
+/// logging, ties the process to a supervising `rosey up` and logs the configuration's warnings
+/// (and, at debug level, the configuration itself: secrets show as `***` or as unresolved).
+pub fn start(
+    role: Role,
+    args: &CommonArgs,
+    adjust: impl FnOnce(&mut Config),
+) -> Result<Config, StartError> {
+    let mut config = args.load_config(role)?;
     adjust(&mut config);
     crate::logging::init(&config, "info")?;
     crate::supervisor::follow_supervisor()?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    tracing::debug!(%role, "configuration: {config:?}");
     Ok(config)
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use rosey_config::{CommonArgs, LogFormat};
+use rosey_config::{CommonArgs, LogFormat, Role};
 
 use common::fixture;
 
@@ -36,7 +36,7 @@ fn flags_override_the_file_and_the_file_overrides_defaults() {
         "other.db".as_ref(),
     ])
     .unwrap();
-    let mut config = cli.common.load_config().unwrap();
+    let mut config = cli.common.load_config(Role::Db).unwrap();
     if let Some(db) = &cli.db {
         config.set_database_path(db);
     }
@@ -50,7 +50,7 @@ fn flags_override_the_file_and_the_file_overrides_defaults() {
 fn without_config_the_defaults_are_used() {
     let cli = Cli::try_parse_from(["rosey-bot"]).unwrap();
     assert_eq!(cli.common, CommonArgs::default());
-    let config = cli.common.load_config().unwrap();
+    let config = cli.common.load_config(Role::Bot).unwrap();
     assert_eq!(config, rosey_config::Config::default());
 }
 
@@ -63,7 +63,7 @@ fn bad_flags_are_rejected_by_clap() {
 #[test]
 fn config_errors_come_through_load_config() {
     let cli = Cli::try_parse_from(["x", "--config", "/nonexistent/rosey.json"]).unwrap();
-    let err = cli.common.load_config().unwrap_err();
+    let err = cli.common.load_config(Role::Runtime).unwrap_err();
     assert!(
         err.to_string().starts_with("/nonexistent/rosey.json: "),
         "{err}"

@@ -4,7 +4,6 @@
 mod common;
 
 use std::fs;
-use std::time::Duration;
 
 use rosey_config::{Config, LlmProvider, SpecificUser};
 use serde_json::json;
@@ -63,10 +62,7 @@ fn the_original_block_loads_typed_with_the_prompt_text() {
     assert_eq!(llm.default_model(), "meta/llama");
     assert_eq!(llm.triggers.commands, ["!ai", "!ask", "!gpt"]);
     assert_eq!(llm.triggers.ambient_chat.every_n_messages, 25);
-    assert_eq!(
-        llm.triggers.keywords[0].cooldown_seconds.as_duration(),
-        Duration::from_secs(120)
-    );
+    assert_eq!(llm.triggers.keywords[0].cooldown_seconds, 120.0);
     let users = &llm.triggers.greetings.on_join.specific_users;
     assert_eq!(users["alice"], SpecificUser::Probability(1.0));
     assert_eq!(users["bob"], SpecificUser::Greeting("hey bob".to_owned()));
@@ -141,8 +137,35 @@ fn values_out_of_range_are_errors() {
         "llm.openai.base_url",
         "http",
     );
+    assert_rejects(
+        r#"{"llm": {"triggers": {"keywords": [{"phrases": ["x"], "cooldown_seconds": -1}]}}}"#,
+        "llm.triggers.keywords[0].cooldown_seconds",
+        "non-negative",
+    );
+    assert_rejects(
+        r#"{"llm": {"triggers": {"greetings": {"on_status_change": {"probability": 2}}}}}"#,
+        "llm.triggers.greetings.on_status_change.probability",
+        "between 0 and 1",
+    );
     // A disabled section need not be complete.
     assert!(load(r#"{"llm": {"enabled": false, "provider": "openrouter"}}"#).is_ok());
+}
+
+/// The configuration and the plugin read the one trigger type of the contract: what the
+/// loader hands the plugin decodes as the plugin's own settings, unchanged.
+#[test]
+fn the_plugin_reads_the_triggers_the_loader_validated() {
+    let config = load(
+        r#"{"llm": {"triggers": {"keywords": [{"phrases": ["rust"], "cooldown_seconds": 2.5}],
+            "greetings": {"enabled": true, "on_status_change": {"enabled": true, "probability": 0.5}}}}}"#,
+    )
+    .unwrap();
+    let settings = serde_json::to_value(config.llm.plugin_settings()).unwrap();
+    let triggers: rosey_plugin_api::llm::Triggers =
+        serde_json::from_value(settings["triggers"].clone()).unwrap();
+    assert_eq!(triggers, config.llm.triggers);
+    assert_eq!(triggers.keywords[0].cooldown_seconds, 2.5);
+    assert!(triggers.greetings.on_status_change.enabled);
 }
 
 #[test]

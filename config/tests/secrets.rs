@@ -176,3 +176,149 @@ fn unknown_secret_indirection_is_an_unknown_key() {
     let err = load(r#"{"nats": {"user_env": "X"}}"#).unwrap_err();
     assert_eq!(err.key_path(), Some("nats.user_env"));
 }
+
+/// A file where each part's secret comes from its own variable or file, for the role tests.
+fn per_role_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let json = serde_json::json!({
+        "platform": {
+            "type": "cytube", "domain": "https://cytu.be", "channel": "c",
+            "credentials": {"username": "bot", "password_env": "ROSEY_CONFIG_TEST_ROLE_BOT_PW"}
+        },
+        "nats": {"user": "rosey", "password_env": "ROSEY_CONFIG_TEST_ROLE_NATS_PW"},
+        "llm": {
+            "enabled": true,
+            "provider": "openai",
+            "openai": {"api_key_env": "ROSEY_CONFIG_TEST_ROLE_LLM_KEY", "model": "m"},
+            "openrouter": {"api_key_file": "no-such-openrouter.key"}
+        },
+        "plugins": {"config": {"quotes": {"token_file": "quotes.token"}}}
+    });
+    std::fs::write(dir.join("quotes.token"), "plugin-token-for-runtime\n").unwrap();
+    let path = dir.join("config.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn each_role_resolves_only_the_secrets_it_reads() {
+    use rosey_config::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let path = per_role_config(dir.path());
+    std::env::set_var("ROSEY_CONFIG_TEST_ROLE_BOT_PW", "bot-pw-4242");
+    std::env::set_var("ROSEY_CONFIG_TEST_ROLE_NATS_PW", "nats-pw-4343");
+    std::env::remove_var("ROSEY_CONFIG_TEST_ROLE_LLM_KEY");
+
+    // The bot and the runtime start without the LLM key's variable (and its missing file).
+    let bot = Config::load_for(&path, Role::Bot).expect("the bot loads without the LLM key");
+    let bot_password = bot.platform.credentials.password.as_ref().unwrap();
+    assert_eq!(bot_password.expose(), "bot-pw-4242");
+    assert_eq!(bot.nats.password.as_ref().unwrap().expose(), "nats-pw-4343");
+    let key = bot.llm.openai.api_key.as_ref().unwrap();
+    assert!(!key.is_resolved());
+    assert_eq!(key.expose(), "");
+    assert!(!bot.llm.openrouter.api_key.as_ref().unwrap().is_resolved());
+    let debug = format!("{bot:?}");
+    assert!(
+        debug.contains("<unresolved: environment variable `ROSEY_CONFIG_TEST_ROLE_LLM_KEY`>"),
+        "{debug}"
+    );
+    assert_eq!(
+        bot.plugins.settings("quotes").unwrap().plugin_json()["token"],
+        serde_json::json!({"$rosey_unresolved_secret": format!("file {}", dir.path().join("quotes.token").display())})
+    );
+
+    let runtime = Config::load_for(&path, Role::Runtime).expect("the runtime loads");
+    assert!(!runtime.llm.openai.api_key.as_ref().unwrap().is_resolved());
+    assert!(!runtime
+        .platform
+        .credentials
+        .password
+        .as_ref()
+        .unwrap()
+        .is_resolved());
+    assert_eq!(
+        runtime.plugins.settings("quotes").unwrap().plugin_json()["token"],
+        "plugin-token-for-runtime"
+    );
+    assert_eq!(
+        runtime.nats.password.as_ref().unwrap().expose(),
+        "nats-pw-4343"
+    );
+
+    // rosey-llm refuses to start without its key, naming the variable.
+    let err = Config::load_for(&path, Role::Llm).unwrap_err();
+    assert_eq!(err.key_path(), Some("llm.openai.api_key_env"));
+    assert!(
+        err.to_string()
+            .contains("environment variable `ROSEY_CONFIG_TEST_ROLE_LLM_KEY` is not set"),
+        "{err}"
+    );
+    // ... and `rosey config check` (every secret) too.
+    assert!(Config::load(&path).is_err());
+}
+
+#[test]
+fn a_role_never_reads_a_secret_it_does_not_use_even_when_available() {
+    use rosey_config::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(dir.path().join("llm.key"), "sk-role-test-9090\n").unwrap();
+    let json = serde_json::json!({
+        "llm": {"enabled": true, "provider": "openai", "openai": {"api_key_file": "llm.key"}}
+    });
+    std::fs::write(&path, json.to_string()).unwrap();
+    for role in [
+        Role::Bot,
+        Role::Runtime,
+        Role::Db,
+        Role::Web,
+        Role::Operator,
+    ] {
+        let config = Config::load_for(&path, role).unwrap();
+        let key = config.llm.openai.api_key.as_ref().unwrap();
+        assert!(!key.is_resolved(), "{role} resolved the LLM key");
+        for text in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!text.contains("sk-role-test-9090"), "{role}: {text}");
+        }
+    }
+    let llm = Config::load_for(&path, Role::Llm).unwrap();
+    assert_eq!(
+        llm.llm.openai.api_key.as_ref().unwrap().expose(),
+        "sk-role-test-9090"
+    );
+}
+
+#[test]
+fn every_role_checks_the_form_of_secrets_it_does_not_read() {
+    use rosey_config::{Role, SecretScope};
+    for role in Role::ALL {
+        let err = Config::from_json_str_for(
+            r#"{"llm": {"openai": {"api_key_env": 7}}}"#,
+            "c.json",
+            std::path::Path::new(""),
+            SecretScope::Role(*role),
+        )
+        .unwrap_err();
+        assert_eq!(err.key_path(), Some("llm.openai.api_key_env"), "{role}");
+        let err = Config::from_json_str_for(
+            r#"{"llm": {"openai": {"api_key": "a", "api_key_env": "B"}}}"#,
+            "c.json",
+            std::path::Path::new(""),
+            SecretScope::Role(*role),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("give only one of"),
+            "{role}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_unresolved_marker_cannot_be_written_in_the_file() {
+    assert_rejects(
+        r#"{"llm": {"openai": {"api_key": {"$rosey_unresolved_secret": "x"}}}}"#,
+        "llm.openai.api_key",
+        "expected a string",
+    );
+}

@@ -1,7 +1,7 @@
 //! `rosey-db`: starts the database service (see the library's documentation).
 
 use clap::Parser;
-use rosey_config::{service, signal::shutdown_signal, CommonArgs};
+use rosey_config::{service, signal::shutdown_signal, CommonArgs, Role};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match service::start(&args.common, |config| {
+    let config = match service::start(Role::Db, &args.common, |config| {
         if let Some(db) = args.db.clone() {
             config.set_database_path(db);
         }

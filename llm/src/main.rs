@@ -1,7 +1,7 @@
 //! `rosey-llm`: starts the LLM gateway (see the library's documentation).
 
 use clap::Parser;
-use rosey_config::{service, signal::shutdown_signal, CommonArgs};
+use rosey_config::{service, signal::shutdown_signal, CommonArgs, Role};
 use std::process::ExitCode;
 
 /// The LLM gateway: answers `rosey.llm.*` requests through the configured provider.
@@ -14,7 +14,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match service::start(&args.common, |_| {}) {
+    let config = match service::start(Role::Llm, &args.common, |_| {}) {
         Ok(config) => config,
         Err(e) => return service::exit_code("rosey-llm", Err(e)),
     };

@@ -86,7 +86,7 @@ pub enum AttemptError {
     /// Every provider slot stayed busy for a whole timeout.
     #[error("no free slot within {0:?}: {1} chats are already at the provider")]
     Busy(Duration, usize),
-    /// HTTP 429; `retry_after` is the provider's `Retry-After`, if it gave one in seconds.
+    /// HTTP 429; `retry_after` is the provider's `Retry-After`, if it gave one.
     #[error("the provider refused for rate (HTTP 429){}", retry_hint(*.retry_after))]
     RateLimited {
         /// The provider's `Retry-After`.
@@ -153,10 +153,18 @@ fn describe(error: reqwest::Error) -> String {
     text
 }
 
-/// The provider's `Retry-After` in seconds (an HTTP date is ignored: backoff applies then).
+/// The provider's `Retry-After`: a number of seconds, or an HTTP date (the pause until then; a
+/// date already past means at once). Anything else is ignored and backoff applies.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    text.parse::<u64>().ok().map(Duration::from_secs)
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 fn trim_base(url: &str) -> &str {
@@ -492,5 +500,35 @@ mod tests {
             .parse(br#"{"model":"l","message":{"role":"assistant","content":"ok"},"prompt_eval_count":5,"eval_count":2}"#)
             .unwrap();
         assert_eq!((a.text.as_str(), a.usage.completion_tokens), ("ok", 2));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let header = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        assert_eq!(retry_after(&header("7")), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+        assert_eq!(retry_after(&header("soon")), None);
+        assert_eq!(retry_after(&header("-3")), None);
+        // A date in the past: at once.
+        assert_eq!(
+            retry_after(&header("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
+        // A date ahead: the pause until it (HTTP dates count whole seconds).
+        let ahead = std::time::SystemTime::now() + Duration::from_secs(120);
+        let wait = retry_after(&header(&httpdate::fmt_http_date(ahead))).unwrap();
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        // The obsolete RFC 850 form is read too.
+        assert_eq!(
+            retry_after(&header("Sunday, 06-Nov-94 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
     }
 }

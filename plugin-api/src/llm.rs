@@ -123,3 +123,151 @@ pub struct UsageReport {
     /// Per sender, by the `Rosey-Source` header.
     pub by_source: BTreeMap<String, SenderUsage>,
 }
+
+/// `llm.triggers` of the configuration: when the `llm` plugin speaks. Defined here once, so the
+/// configuration loader (which validates it) and the plugin (which acts on it) read one type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct Triggers {
+    /// Master switch of every trigger but the commands.
+    pub enabled: bool,
+    /// Answer a line naming the bot.
+    pub direct_mention: bool,
+    /// Chat commands, with the command prefix (`!ai`, `!ask`); they always get an answer.
+    pub commands: Vec<String>,
+    /// Unprompted replies every ~N messages.
+    pub ambient_chat: AmbientChat,
+    /// Phrases that may get a reply.
+    pub keywords: Vec<KeywordTrigger>,
+    /// Greetings.
+    pub greetings: Greetings,
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            direct_mention: true,
+            commands: vec!["!ai".to_owned(), "!ask".to_owned()],
+            ambient_chat: AmbientChat::default(),
+            keywords: Vec::new(),
+            greetings: Greetings::default(),
+        }
+    }
+}
+
+/// `llm.triggers.ambient_chat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct AmbientChat {
+    /// Whether ambient replies happen.
+    pub enabled: bool,
+    /// Roughly how many channel messages between two replies.
+    pub every_n_messages: u32,
+    /// Fraction (0 to 1) by which the interval varies (0: exactly every N).
+    pub randomness: f64,
+}
+
+impl Default for AmbientChat {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            every_n_messages: 20,
+            randomness: 0.5,
+        }
+    }
+}
+
+/// One entry of `llm.triggers.keywords`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct KeywordTrigger {
+    /// Phrases that fire this trigger, matched case-insensitively anywhere in a line.
+    pub phrases: Vec<String>,
+    /// Chance (0 to 1) of answering when a phrase appears.
+    pub probability: f64,
+    /// Seconds before the same phrase may fire again in a channel.
+    pub cooldown_seconds: f64,
+}
+
+impl Default for KeywordTrigger {
+    fn default() -> Self {
+        Self {
+            phrases: Vec::new(),
+            probability: 1.0,
+            cooldown_seconds: 300.0,
+        }
+    }
+}
+
+/// `llm.triggers.greetings`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct Greetings {
+    /// Whether greetings happen at all.
+    pub enabled: bool,
+    /// Greeting users who join.
+    pub on_join: OnJoin,
+    /// Greeting users who come back from AFK.
+    pub on_status_change: OnStatusChange,
+}
+
+/// `llm.triggers.greetings.on_join`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct OnJoin {
+    /// Whether joins are greeted.
+    pub enabled: bool,
+    /// Chance (0 to 1) of greeting a join.
+    pub probability: f64,
+    /// Only users away at least this many minutes are greeted.
+    pub idle_threshold_minutes: f64,
+    /// Greet only moderators.
+    pub moderators_only: bool,
+    /// Per-user overrides of `probability`: a chance, or a greeting said as is every time.
+    pub specific_users: BTreeMap<String, SpecificUser>,
+}
+
+impl Default for OnJoin {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probability: 0.2,
+            idle_threshold_minutes: 60.0,
+            moderators_only: false,
+            specific_users: BTreeMap::new(),
+        }
+    }
+}
+
+/// One entry of `llm.triggers.greetings.on_join.specific_users`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a probability between 0 and 1 or a greeting text"
+)]
+pub enum SpecificUser {
+    /// The chance (0 to 1) of greeting this user.
+    Probability(f64),
+    /// Greet this user every time, with this text.
+    Greeting(String),
+}
+
+/// `llm.triggers.greetings.on_status_change`: greeting a user whose AFK flag goes off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct OnStatusChange {
+    /// Whether returns from AFK are greeted.
+    pub enabled: bool,
+    /// Chance (0 to 1) of greeting one.
+    pub probability: f64,
+}
+
+impl Default for OnStatusChange {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            probability: 0.1,
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use rosey_config::{service, CommonArgs, Config};
+use rosey_config::{service, CommonArgs, Config, Role};
 use rosey_runtime::ConfigWatch;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +31,7 @@ impl Args {
 
     /// The configuration as the flags read it, again (when the file changes).
     fn load_config(&self) -> anyhow::Result<Config> {
-        let mut config = self.common.load_config()?;
+        let mut config = self.common.load_config(Role::Runtime)?;
         self.adjust(&mut config);
         Ok(config)
     }
@@ -39,7 +39,7 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match service::start(&args.common, |config| args.adjust(config)) {
+    let result = match service::start(Role::Runtime, &args.common, |config| args.adjust(config)) {
         Ok(config) => serve(args, config),
         Err(e) => Err(e.into()),
     };

@@ -329,6 +329,42 @@ async fn a_429_with_retry_after_is_waited_out_then_answered() {
 }
 
 #[tokio::test]
+async fn a_retry_after_given_as_an_http_date_is_honoured() {
+    let mock = Mock::start(openai_ok("after the date", "gpt-test")).await;
+    let gw = Gateway::start(openai_section(&mock)).await;
+    // A date an hour ahead is past max_retry_wait (5 s): rate limited at once, no retry (the
+    // 50 ms backoff would have retried twice had the date been ignored).
+    let in_an_hour = std::time::SystemTime::now() + Duration::from_secs(3600);
+    mock.push(Answer::Http(
+        429,
+        vec![("Retry-After", httpdate::fmt_http_date(in_an_hour))],
+        "{}".into(),
+    ));
+    let err = gw.chat(&simple("later")).await.unwrap_err();
+    assert_eq!(err.error.code, ErrorCode::RateLimited, "{err}");
+    assert_eq!(mock.seen().len(), 1, "no retry before the date");
+
+    // A date three seconds ahead (whole seconds: at least two of them left) is waited out.
+    let soon = std::time::SystemTime::now() + Duration::from_secs(3);
+    mock.push(Answer::Http(
+        503,
+        vec![("Retry-After", httpdate::fmt_http_date(soon))],
+        "busy".into(),
+    ));
+    let reply = gw
+        .chat(&simple("hi"))
+        .await
+        .expect("answered after the date");
+    assert_eq!(reply.text, "after the date");
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen[2].at.duration_since(seen[1].at) >= Duration::from_millis(1500),
+        "the retry waited for the date, not the 50 ms backoff"
+    );
+}
+
+#[tokio::test]
 async fn a_500_is_retried_and_a_lasting_one_is_unavailable() {
     let mock = Mock::start(openai_ok("recovered", "gpt-test")).await;
     mock.push(Answer::Http(500, vec![], "{\"error\":\"boom\"}".into()));

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use llm_support::{openai_ok, rosey_llm_answers, Answer, Mock};
 use rosey_plugin_api::admin::PluginsList;
 use rosey_plugin_api::commands::Command;
-use rosey_plugin_api::events::{Event, Pm, UserJoin};
+use rosey_plugin_api::events::{Event, Pm, UserChange, UserJoin, UserUpdate};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
 use rosey_plugin_api::{Timestamp, UserData};
@@ -106,10 +106,9 @@ impl Rig {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let llm = enabled.then(|| ChildGuard::spawn("rosey-llm", cmd));
-        // Main's loader still resolves every secret in every process (the issue's per-process
-        // secrets are not done yet), so the runtime needs the variable too.
+        // The runtime resolves only the secrets it reads: it starts without the key's variable.
         let rt = start_runtime_with(&config, |mut cmd| {
-            cmd.env("ROSEY_TEST_LLM_KEY", "sk-plugin-test");
+            cmd.env_remove("ROSEY_TEST_LLM_KEY");
             cmd
         });
         obs.event(lifecycle::PLUGIN_LOADED, "llm").await;
@@ -447,19 +446,33 @@ async fn greetings_on_join_follow_their_rules() {
             user_data: UserData::new(user, 1.0),
         },
     };
-    for user in ["erin", "carol", "carol", "dave"] {
-        rig.obs
-            .client
-            .publish(
-                subjects::events::USER_JOIN,
-                serde_json::to_vec(&join(user)).unwrap().into(),
-            )
-            .await
-            .unwrap();
-    }
-    // erin: probability 0; carol: the fixed greeting once (then within the idle threshold);
-    // dave: probability 1, asked of the provider.
+    let client = rig.obs.client.clone();
+    let publish_joins = |users: &'static [&'static str]| {
+        let client = client.clone();
+        async move {
+            for user in users {
+                client
+                    .publish(
+                        subjects::events::USER_JOIN,
+                        serde_json::to_vec(&join(user)).unwrap().into(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // erin: probability 0; carol: the fixed greeting once (then within the idle threshold,
+    // which a reload does not reset); dave: probability 1, asked of the provider.
+    publish_joins(&["erin", "carol"]).await;
     assert_eq!(rig.obs.next_chat().await, "carol: Welcome back!");
+    rig.obs.clear_backlog();
+    let reply = rig
+        .obs
+        .admin(subjects::runtime::PLUGINS_RELOAD, "llm")
+        .await;
+    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+    rig.obs.event(lifecycle::PLUGIN_RELOADED, "llm").await;
+    publish_joins(&["carol", "dave"]).await;
     assert_eq!(rig.obs.next_chat().await, "dave: Hello dave!");
     assert_eq!(rig.requests(), 1);
     assert!(rig
@@ -468,6 +481,63 @@ async fn greetings_on_join_follow_their_rules() {
         .unwrap()
         .1
         .starts_with("dave just joined"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_back_from_afk_is_greeted_on_status_change() {
+    let mut rig = Rig::start(
+        json!({"triggers": {"greetings": {"enabled": true,
+            "on_join": {"enabled": false},
+            "on_status_change": {"enabled": true, "probability": 1.0}}}}),
+        ok("unused"),
+    )
+    .await;
+    let update = |user: &str, afk: bool, changed: Vec<UserChange>| {
+        let mut user_data = UserData::new(user, 1.0);
+        user_data.is_afk = afk;
+        Event {
+            platform: "console".to_owned(),
+            channel: "lobby".to_owned(),
+            timestamp: Timestamp::now(),
+            platform_data: Value::Null,
+            body: UserUpdate {
+                user: user.to_owned(),
+                user_data,
+                changed,
+            },
+        }
+    };
+    let events = [
+        // Going AFK, a rank change while present, the server: quiet.
+        update("frank", true, vec![UserChange::Afk]),
+        update("frank", false, vec![UserChange::Rank]),
+        update("[server]", false, vec![UserChange::Afk]),
+        // Back from AFK: greeted.
+        update("frank", false, vec![UserChange::Afk, UserChange::Profile]),
+    ];
+    rig.mock.push(ok("Welcome back, frank!"));
+    for event in &events {
+        rig.obs
+            .client
+            .publish(
+                subjects::events::USER_UPDATE,
+                serde_json::to_vec(event).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(rig.obs.next_chat().await, "frank: Welcome back, frank!");
+    assert!(rig
+        .request(0)
+        .last()
+        .unwrap()
+        .1
+        .starts_with("frank is back"));
+    // A sentinel proves the quiet updates asked nothing (events arrive in order).
+    rig.mock.push(ok("sentinel answer"));
+    rig.obs.send("ai", "sentinel", "gina", 1.0).await;
+    assert_eq!(rig.obs.next_chat().await, "gina: sentinel answer");
+    assert_eq!(rig.requests(), 2, "only the return from AFK was greeted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

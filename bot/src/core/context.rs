@@ -2,7 +2,7 @@
 //! ([`Ctx`]) every task holds: NATS, the channel state, the chat queue, the database writer.
 
 use crate::chat_queue::{ChatError, ChatQueue, Destination};
-use crate::db_writer::{DbTiming, DbWriter};
+use crate::db_publisher::{DbPublisher, DbTiming};
 use crate::flood::FloodGuard;
 use crate::logfiles::LogFiles;
 use crate::platform::{ActionError, ActionRequest, Meta, PlatformAction};
@@ -119,7 +119,7 @@ pub struct Ctx {
     /// Outgoing chat and PMs.
     pub chat: ChatQueue,
     /// Durable database writes.
-    pub db: DbWriter,
+    pub db: DbPublisher,
     /// Direct actions to the platform (everything but chat and PMs).
     pub actions: mpsc::Sender<ActionRequest>,
     /// Chat and media log files.
@@ -196,7 +196,7 @@ impl Ctx {
 
     /// Publishes on core NATS without stalling the event loop: while NATS is away and the
     /// client's buffer is full, a live event is dropped (durable writes go through
-    /// [`DbWriter`], which keeps them).
+    /// [`DbPublisher`], which keeps them).
     pub(crate) async fn publish_bytes(&self, subject: String, bytes: Bytes) {
         let publish = self.nats.publish(subject.clone(), bytes);
         match tokio::time::timeout(self.settings.live_publish_timeout, publish).await {

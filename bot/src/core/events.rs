@@ -11,7 +11,9 @@ use rosey_plugin_api::commands::{parse_command_line, Command};
 use rosey_plugin_api::db::{
     MessageLog, StatsHighWater, UserJoined, UserLeft, UserSessions, MAX_SESSION_NAMES,
 };
-use rosey_plugin_api::events::{self as ev, MediaChange, PlaylistRemove, PollClose, UserCount};
+use rosey_plugin_api::events::{
+    self as ev, Media, MediaChange, PlaylistRemove, PollClose, UserCount,
+};
 use rosey_plugin_api::subjects::{self, platform as platform_subjects};
 use rosey_plugin_api::{Timestamp, UserData};
 use std::collections::{BTreeMap, HashSet};
@@ -83,28 +85,8 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             Ok(subject) => ctx.publish_json(subject, &data).await,
             Err(e) => tracing::debug!(error = %e, "raw event not forwarded"),
         },
-        PlatformEvent::Joined { bot_name } => {
-            {
-                let mut s = ctx.state();
-                s.bot_name = bot_name.clone();
-                s.joined = true;
-                s.connect_time = Some(Timestamp::now());
-            }
-            tracing::info!(bot_name, channel = ctx.channel, "joined the channel");
-            ctx.refresh_chat_gate();
-            ctx.publish_status().await;
-            ctx.write_status().await;
-        }
-        PlatformEvent::Disconnected { reason } => {
-            ctx.state().joined = false;
-            tracing::warn!(reason, "disconnected from the platform");
-            // Nobody is seen while we are away: sessions end now, and the next user list
-            // opens them again (else the outage would be credited to everyone present).
-            close_sessions(ctx, Timestamp::now()).await;
-            ctx.refresh_chat_gate();
-            ctx.publish_status().await;
-            ctx.write_status().await;
-        }
+        PlatformEvent::Joined { bot_name } => on_joined(ctx, bot_name).await,
+        PlatformEvent::Disconnected { reason } => on_disconnected(ctx, reason).await,
         PlatformEvent::Chat {
             user,
             content,
@@ -128,18 +110,7 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
             on_user_update(ctx, user, patch, meta).await
         }
         PlatformEvent::ConnectedCount { count, meta } => on_connected_count(ctx, count, meta).await,
-        PlatformEvent::OwnRank(rank) => {
-            let changed = {
-                let mut s = ctx.state();
-                let changed = s.own_rank != rank;
-                s.own_rank = rank;
-                changed
-            };
-            if changed {
-                ctx.refresh_chat_gate();
-                ctx.publish_status().await;
-            }
-        }
+        PlatformEvent::OwnRank(rank) => on_own_rank(ctx, rank).await,
         PlatformEvent::LoginFailed { error } => {
             tracing::error!(error, "login failed");
             // Whoever watches the platform's errors learns why the bot is not in the channel.
@@ -151,24 +122,7 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
         }
         PlatformEvent::PlaylistLocked(locked) => ctx.state().playlist_locked = locked,
         PlatformEvent::SetCurrent(uid) => ctx.state().current_uid = Some(uid),
-        PlatformEvent::MediaChange { media, meta } => {
-            let queued_by = {
-                let mut s = ctx.state();
-                s.media = Some(media.clone());
-                s.media_time = 0.0;
-                s.current_item()
-                    .filter(|i| i.media.id == media.id)
-                    .and_then(|i| i.queued_by.clone())
-            };
-            ctx.logs
-                .media(meta.timestamp, &media.kind, &media.id, &media.title);
-            ctx.publish_event(
-                subjects::events::MEDIA_CHANGE,
-                MediaChange { media, queued_by },
-                &meta,
-            )
-            .await;
-        }
+        PlatformEvent::MediaChange { media, meta } => on_media_change(ctx, media, meta).await,
         PlatformEvent::MediaUpdate {
             current_time,
             paused,
@@ -236,6 +190,62 @@ pub async fn handle_event(ctx: &Arc<Ctx>, event: PlatformEvent) {
 }
 
 /// A user list replaces what the bot knew: sessions open and close for the difference.
+async fn on_joined(ctx: &Arc<Ctx>, bot_name: String) {
+    {
+        let mut s = ctx.state();
+        s.bot_name = bot_name.clone();
+        s.joined = true;
+        s.connect_time = Some(Timestamp::now());
+    }
+    tracing::info!(bot_name, channel = ctx.channel, "joined the channel");
+    ctx.refresh_chat_gate();
+    ctx.publish_status().await;
+    ctx.write_status().await;
+}
+
+async fn on_disconnected(ctx: &Arc<Ctx>, reason: String) {
+    ctx.state().joined = false;
+    tracing::warn!(reason, "disconnected from the platform");
+    // Nobody is seen while we are away: sessions end now, and the next user list
+    // opens them again (else the outage would be credited to everyone present).
+    close_sessions(ctx, Timestamp::now()).await;
+    ctx.refresh_chat_gate();
+    ctx.publish_status().await;
+    ctx.write_status().await;
+}
+
+async fn on_own_rank(ctx: &Arc<Ctx>, rank: f64) {
+    let changed = {
+        let mut s = ctx.state();
+        let changed = s.own_rank != rank;
+        s.own_rank = rank;
+        changed
+    };
+    if changed {
+        ctx.refresh_chat_gate();
+        ctx.publish_status().await;
+    }
+}
+
+async fn on_media_change(ctx: &Arc<Ctx>, media: Media, meta: Meta) {
+    let queued_by = {
+        let mut s = ctx.state();
+        s.media = Some(media.clone());
+        s.media_time = 0.0;
+        s.current_item()
+            .filter(|i| i.media.id == media.id)
+            .and_then(|i| i.queued_by.clone())
+    };
+    ctx.logs
+        .media(meta.timestamp, &media.kind, &media.id, &media.title);
+    ctx.publish_event(
+        subjects::events::MEDIA_CHANGE,
+        MediaChange { media, queued_by },
+        &meta,
+    )
+    .await;
+}
+
 async fn on_user_list(ctx: &Arc<Ctx>, users: Vec<UserData>, meta: Meta) {
     let count = users.len();
     let (chat_count, connected, departed, arrived) = {

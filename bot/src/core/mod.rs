@@ -18,7 +18,7 @@ pub use context::{BotSettings, Ctx};
 pub use events::{handle_event, report_error, user_list_diff};
 
 use crate::chat_queue::{ChatQueue, TokenBucket};
-use crate::db_writer::DbWriter;
+use crate::db_publisher::DbPublisher;
 use crate::flood::FloodGuard;
 use crate::logfiles::LogFiles;
 use crate::platform::{ActionRequest, Platform, PlatformAction, PlatformEvent};
@@ -47,7 +47,7 @@ pub async fn run<P: Platform>(
     let channel = platform.channel().to_owned();
     let (events_tx, mut events_rx) = mpsc::channel::<PlatformEvent>(1024);
     let (actions_tx, actions_rx) = mpsc::channel::<ActionRequest>(64);
-    let db = DbWriter::start(nats.clone(), settings.stream_limits, settings.db_timing);
+    let db = DbPublisher::start(nats.clone(), settings.stream_limits, settings.db_timing);
     let chat = ChatQueue::new(settings.max_message_len);
     let ctx = Arc::new(Ctx {
         nats: nats.clone(),

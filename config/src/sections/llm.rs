@@ -2,7 +2,6 @@
 //! the provider sub-sections) is read by `rosey-llm`; the rest ([`LlmConfig::plugin_settings`])
 //! is what the `llm` plugin receives.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -200,152 +199,12 @@ impl Default for GatewayConfig {
     }
 }
 
-/// `llm.triggers`: when the plugin answers without being asked by command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an object")]
-pub struct TriggersConfig {
-    /// Master switch of every trigger.
-    pub enabled: bool,
-    /// Answer a line naming the bot.
-    pub direct_mention: bool,
-    /// Commands that always get an answer.
-    pub commands: Vec<String>,
-    /// Unprompted replies every ~N messages.
-    pub ambient_chat: AmbientChat,
-    /// Phrases that may get a reply.
-    pub keywords: Vec<KeywordTrigger>,
-    /// Greetings.
-    pub greetings: Greetings,
-}
-
-impl Default for TriggersConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            direct_mention: true,
-            commands: vec!["!ai".to_owned(), "!ask".to_owned()],
-            ambient_chat: AmbientChat::default(),
-            keywords: Vec::new(),
-            greetings: Greetings::default(),
-        }
-    }
-}
-
-/// `llm.triggers.ambient_chat`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an object")]
-pub struct AmbientChat {
-    /// Whether ambient replies happen.
-    pub enabled: bool,
-    /// Roughly how many channel messages between two replies.
-    pub every_n_messages: u32,
-    /// Fraction (0 to 1) by which the interval varies.
-    pub randomness: f64,
-}
-
-impl Default for AmbientChat {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            every_n_messages: 20,
-            randomness: 0.5,
-        }
-    }
-}
-
-/// One entry of `llm.triggers.keywords`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an object")]
-pub struct KeywordTrigger {
-    /// Phrases that fire this trigger (case-insensitive).
-    pub phrases: Vec<String>,
-    /// Chance (0 to 1) of answering when a phrase appears.
-    pub probability: f64,
-    /// Pause per phrase between two answers.
-    pub cooldown_seconds: Seconds,
-}
-
-impl Default for KeywordTrigger {
-    fn default() -> Self {
-        Self {
-            phrases: Vec::new(),
-            probability: 1.0,
-            cooldown_seconds: Seconds::from_secs(300),
-        }
-    }
-}
-
-/// `llm.triggers.greetings`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an object")]
-pub struct Greetings {
-    /// Whether greetings happen at all.
-    pub enabled: bool,
-    /// Greeting users who join.
-    pub on_join: OnJoin,
-    /// Greeting users whose status changes (planned in the original; accepted).
-    pub on_status_change: OnStatusChange,
-}
-
-/// `llm.triggers.greetings.on_join`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an object")]
-pub struct OnJoin {
-    /// Whether joins are greeted.
-    pub enabled: bool,
-    /// Chance (0 to 1) of greeting a join.
-    pub probability: f64,
-    /// Only users away at least this many minutes are greeted.
-    pub idle_threshold_minutes: f64,
-    /// Greet only moderators.
-    pub moderators_only: bool,
-    /// Per-user overrides of `probability`: a chance, or a greeting to use every time.
-    pub specific_users: BTreeMap<String, SpecificUser>,
-}
-
-impl Default for OnJoin {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            probability: 0.2,
-            idle_threshold_minutes: 60.0,
-            moderators_only: false,
-            specific_users: BTreeMap::new(),
-        }
-    }
-}
-
-/// One entry of `llm.triggers.greetings.on_join.specific_users`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a probability between 0 and 1 or a greeting text"
-)]
-pub enum SpecificUser {
-    /// The chance (0 to 1) of greeting this user.
-    Probability(f64),
-    /// Greet this user every time, along these lines.
-    Greeting(String),
-}
-
-/// `llm.triggers.greetings.on_status_change`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "an object")]
-pub struct OnStatusChange {
-    /// Whether status changes are greeted.
-    pub enabled: bool,
-    /// Chance (0 to 1) of greeting one.
-    pub probability: f64,
-}
-
-impl Default for OnStatusChange {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            probability: 0.1,
-        }
-    }
-}
+/// `llm.triggers`: the serde types live in the contract (`rosey_plugin_api::llm`), shared with
+/// the plugin; this section validates them ([`LlmConfig::validate`]).
+pub use rosey_plugin_api::llm::{
+    AmbientChat, Greetings, KeywordTrigger, OnJoin, OnStatusChange, SpecificUser,
+    Triggers as TriggersConfig,
+};
 
 /// What the `llm` plugin receives: everything but the provider part and its secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -456,6 +315,12 @@ impl LlmConfig {
                 &format!("llm.triggers.keywords[{i}].probability"),
                 k.probability,
             )?;
+            if !k.cooldown_seconds.is_finite() || k.cooldown_seconds < 0.0 {
+                return Err(Problem::new(
+                    format!("llm.triggers.keywords[{i}].cooldown_seconds"),
+                    "must be a non-negative number of seconds",
+                ));
+            }
             if k.phrases.iter().any(|p| p.trim().is_empty()) {
                 return Err(Problem::new(
                     format!("llm.triggers.keywords[{i}].phrases"),

@@ -26,7 +26,7 @@ pub(crate) fn require_non_empty(key_path: &str, value: &str) -> Result<(), Probl
 /// Rejects an empty secret, which is always a mistake (leave the key out instead).
 pub(crate) fn secret_non_empty(key_path: &str, secret: Option<&Secret>) -> Result<(), Problem> {
     match secret {
-        Some(secret) if secret.expose().is_empty() => Err(Problem::new(
+        Some(secret) if secret.is_resolved() && secret.expose().is_empty() => Err(Problem::new(
             key_path,
             "must not be empty (leave the key out instead)",
         )),

@@ -6,15 +6,18 @@
 //! Pending requests and histories are in the saved state, so both survive a hot reload.
 //!
 //! # Layout
-//! - [`settings`]: the configuration; [`triggers`]: reading a line; [`history`]: conversations.
+//! - [`settings`]: the configuration; [`triggers`]: reading a line; [`history`]: conversations;
+//!   [`recent`]: the bounded per-user times (cooldowns, last seen).
 //! - [`LlmChat`]: the plugin.
 #![deny(missing_docs)]
 
 pub mod history;
+pub mod recent;
 pub mod settings;
 pub mod triggers;
 
 use history::Histories;
+use recent::Recent;
 use rosey_plugin_api::actions::{SendChat, SendPm};
 use rosey_plugin_api::events::{self, Event};
 use rosey_plugin_api::llm::{ChatReply, ChatRequest};
@@ -49,7 +52,7 @@ pub enum Trigger {
     Keyword,
     /// An ambient reply.
     Ambient,
-    /// A greeting on join.
+    /// A greeting on join or on coming back from AFK.
     Greeting,
 }
 
@@ -87,6 +90,10 @@ struct State {
     histories: Histories,
     pending: BTreeMap<u64, Pending>,
     next_token: u64,
+    /// Seconds since each user was last seen, so the greetings' idle threshold survives a reload
+    /// (absent from states saved before it existed).
+    #[serde(default)]
+    seen_ago: BTreeMap<String, f64>,
 }
 
 /// The plugin.
@@ -97,11 +104,12 @@ pub struct LlmChat {
     commands: Vec<String>,
     state: State,
     rng: fastrand::Rng,
-    last_answer: BTreeMap<String, Instant>,
-    phrase_fired: BTreeMap<(String, String), Instant>,
+    last_answer: Recent<String>,
+    phrase_fired: Recent<(String, String)>,
+    /// Per channel, so bounded by the channels served.
     ambient_left: BTreeMap<String, u32>,
-    last_seen: BTreeMap<String, Instant>,
-    not_configured_said: BTreeMap<String, Instant>,
+    last_seen: Recent<String>,
+    not_configured_said: Recent<String>,
 }
 
 impl Plugin for LlmChat {
@@ -116,7 +124,18 @@ impl Plugin for LlmChat {
         self.config = config;
         if let Some(saved) = &setup.saved_state {
             match saved.decode_json::<State>(STATE_VERSION) {
-                Ok(Some(state)) => self.state = state,
+                Ok(Some(mut state)) => {
+                    let now = Instant::now();
+                    for (user, ago) in std::mem::take(&mut state.seen_ago) {
+                        let at = Duration::try_from_secs_f64(ago)
+                            .ok()
+                            .and_then(|ago| now.checked_sub(ago));
+                        if let Some(at) = at {
+                            self.last_seen.insert(user, at);
+                        }
+                    }
+                    self.state = state;
+                }
                 Ok(None) => ctx.warn(format!("ignoring saved state of version {}", saved.version)),
                 Err(e) => ctx.warn(format!("ignoring damaged saved state: {e}")),
             }
@@ -126,6 +145,7 @@ impl Plugin for LlmChat {
             ctx.subscribe(subjects::events::PM)?;
             ctx.subscribe(subjects::events::USER_JOIN)?;
             ctx.subscribe(subjects::events::USER_LEAVE)?;
+            ctx.subscribe(subjects::events::USER_UPDATE)?;
         }
         Ok(())
     }
@@ -171,11 +191,21 @@ impl Plugin for LlmChat {
                 self.last_seen.insert(key, Instant::now());
                 Ok(())
             }
+            subjects::events::USER_UPDATE => {
+                let event: Event<events::UserUpdate> = msg.decode()?;
+                self.on_user_update(ctx, &event)
+            }
             _ => Ok(()),
         }
     }
 
     fn save_state(&mut self) -> Result<Option<SavedState>> {
+        let now = Instant::now();
+        self.state.seen_ago = self
+            .last_seen
+            .iter()
+            .map(|(user, at)| (user.clone(), now.duration_since(at).as_secs_f64()))
+            .collect();
         SavedState::json(STATE_VERSION, &self.state).map(Some)
     }
 }
@@ -191,7 +221,7 @@ impl LlmChat {
             let recent = self
                 .not_configured_said
                 .get(&key)
-                .is_some_and(|at| now.duration_since(*at) < NOT_CONFIGURED_COOLDOWN);
+                .is_some_and(|at| now.duration_since(at) < NOT_CONFIGURED_COOLDOWN);
             if !recent {
                 self.not_configured_said.insert(key, now);
                 ctx.reply(cmd, NOT_CONFIGURED)?;
@@ -236,7 +266,7 @@ impl LlmChat {
         let now = Instant::now();
         let pause = Duration::from_secs_f64(self.config.user_cooldown_seconds.max(0.0));
         if let Some(at) = self.last_answer.get(key) {
-            if now.duration_since(*at) < pause {
+            if now.duration_since(at) < pause {
                 return true;
             }
         }
@@ -285,7 +315,7 @@ impl LlmChat {
             if self
                 .phrase_fired
                 .get(&fired)
-                .is_some_and(|at| now.duration_since(*at) < pause)
+                .is_some_and(|at| now.duration_since(at) < pause)
             {
                 continue;
             }
@@ -403,6 +433,38 @@ impl LlmChat {
             platform,
             channel,
             &join.user,
+            &prompt,
+            Trigger::Greeting,
+        );
+        Ok(())
+    }
+
+    /// A user back from AFK (their AFK flag went off): greeted with
+    /// `greetings.on_status_change.probability`, as a greeting on join would be.
+    fn on_user_update(&mut self, ctx: &Context, event: &Event<events::UserUpdate>) -> Result<()> {
+        let update = &event.body;
+        let (platform, channel) = (event.platform.as_str(), event.channel.as_str());
+        let greetings = &self.config.triggers.greetings;
+        let rule = greetings.on_status_change.clone();
+        let back = update.changed.contains(&events::UserChange::Afk) && !update.user_data.is_afk;
+        if !back
+            || !self.config.triggers.enabled
+            || !greetings.enabled
+            || !rule.enabled
+            || self.ignored(ctx, platform, channel, &update.user)
+            || self.rng.f64() >= rule.probability
+        {
+            return Ok(());
+        }
+        let prompt = format!(
+            "{} is back after being away. Welcome them back briefly.",
+            update.user
+        );
+        self.ask_or_log(
+            ctx,
+            platform,
+            channel,
+            &update.user,
             &prompt,
             Trigger::Greeting,
         );

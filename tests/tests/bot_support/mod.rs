@@ -123,14 +123,22 @@ impl ConsoleBot {
     /// Starts `rosey-bot` on `config` (written to a folder of its own, which relative paths
     /// in it, such as a chat log, resolve against), with its stdin and stdout piped.
     pub fn start(config: &serde_json::Value) -> ConsoleBot {
+        Self::start_with(config, |cmd| cmd)
+    }
+
+    /// [`ConsoleBot::start`] with the command first passed through `wrap` (to set its
+    /// environment); its stderr goes to [`ConsoleBot::log`].
+    pub fn start_with(
+        config: &serde_json::Value,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> ConsoleBot {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), config);
+        let log = std::fs::File::create(dir.path().join("bot.log")).unwrap();
         let mut cmd = command("rosey-bot");
-        cmd.arg("--config")
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.arg("--config").arg(path);
+        let mut cmd = wrap(cmd);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
         let mut child = ChildGuard::spawn("rosey-bot", cmd);
         let stdin = child.child_mut().stdin.take();
         let out = child.child_mut().stdout.take().unwrap();
@@ -167,6 +175,11 @@ impl ConsoleBot {
     /// The bot's next line on stdout within `wait`, if it said one.
     pub fn next_stdout_within(&self, wait: Duration) -> Option<String> {
         self.stdout.recv_timeout(wait).ok()
+    }
+
+    /// What the bot wrote on stderr so far (its diagnostics).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("bot.log")).unwrap_or_default()
     }
 
     /// The chat log file (`logging.chat_log_file: "chat.log"`), empty when absent.

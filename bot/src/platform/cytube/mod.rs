@@ -6,18 +6,18 @@ pub mod media_link;
 pub mod normalize;
 pub mod protocol;
 pub mod proxy;
+mod session;
 pub mod socketconfig;
 
 use super::{ActionError, ActionRequest, Platform, PlatformAction, PlatformEvent};
 use anyhow::Context as _;
 use futures::{SinkExt, StreamExt};
 use normalize::{CytubeNormalizer, EdgeLimits};
-use protocol::Frame;
 use proxy::ProxyRoute;
 use rosey_config::PlatformConfig;
 use rosey_plugin_api::events::PlaylistAfter;
-use rosey_plugin_api::Timestamp;
 use serde_json::{json, Value};
+use session::OpenSession;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -352,8 +352,8 @@ impl CytubePlatform {
             }
         };
         let (mut sink, mut stream) = ws.split();
-        let end = self
-            .serve(&mut sink, &mut stream, events, actions, normalizer, joined)
+        let end = OpenSession::new(self, &mut sink, events, normalizer, joined)
+            .serve(&mut stream, actions)
             .await;
         // Leave with a close frame whatever the reason (after `41` CyTube expects the client
         // to close); a dead link only costs the bounded wait.
@@ -364,180 +364,6 @@ impl CytubePlatform {
             tracing::debug!("the websocket close handshake timed out");
         }
         end
-    }
-
-    /// Serves one open websocket until the connection ends.
-    async fn serve(
-        &self,
-        sink: &mut WsSink,
-        stream: &mut WsStream,
-        events: &mpsc::Sender<PlatformEvent>,
-        actions: &mut mpsc::Receiver<ActionRequest>,
-        normalizer: &mut CytubeNormalizer,
-        joined: &mut bool,
-    ) -> End {
-        // Until the server's handshake names its ping interval, the connect timeout applies.
-        let mut watchdog = self.connect_timeout;
-        let mut deadline = Instant::now() + watchdog;
-        let mut kick_reason: Option<String> = None;
-        let mut password_sent = false;
-        macro_rules! send {
-            ($text:expr) => {
-                if let Err(e) = sink.send(WsMessage::text($text)).await {
-                    return End::Lost(format!("websocket send failed: {e}"));
-                }
-            };
-        }
-        loop {
-            tokio::select! {
-                frame = stream.next() => {
-                    deadline = Instant::now() + watchdog;
-                    let text = match frame {
-                        Some(Ok(WsMessage::Text(t))) => t,
-                        Some(Ok(WsMessage::Close(_))) | None => {
-                            return match kick_reason {
-                                Some(r) => End::Kicked(r),
-                                None => End::Lost("the server closed the connection".into()),
-                            };
-                        }
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => return End::Lost(format!("websocket error: {e}")),
-                    };
-                    // A huge user list is read without a JSON tree (see `big_user_list`).
-                    if let Some(events_of) = normalizer.big_user_list(&text, Timestamp::now()) {
-                        drop(text);
-                        for event in events_of {
-                            if matches!(event, PlatformEvent::Joined { .. }) {
-                                *joined = true;
-                            }
-                            if events.send(event).await.is_err() {
-                                return End::Shutdown;
-                            }
-                        }
-                        deadline = Instant::now() + watchdog;
-                        continue;
-                    }
-                    let frame = match protocol::parse(&text) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable frame ignored");
-                            continue;
-                        }
-                    };
-                    match frame {
-                        Frame::Open(info) => {
-                            let interval = Duration::from_millis(info.ping_interval_ms);
-                            watchdog = self.watchdog.max(interval.mul_f64(1.5));
-                            send!(protocol::CONNECT);
-                        }
-                        Frame::Connect(_) => {
-                            let mut join = json!({"name": self.channel});
-                            if let Some(pw) = &self.channel_password {
-                                join["pw"] = json!(pw);
-                                password_sent = true;
-                            }
-                            send!(protocol::encode_event("joinChannel", Some(&join)));
-                            let mut login = json!({"name": self.username});
-                            if let Some(pw) = &self.password {
-                                login["pw"] = json!(pw);
-                            }
-                            send!(protocol::encode_event("login", Some(&login)));
-                        }
-                        Frame::ConnectError(message) => {
-                            return End::Lost(format!("the server refused the connection: {message}"));
-                        }
-                        Frame::Ping(payload) => send!(format!("{}{payload}", protocol::PONG)),
-                        Frame::Disconnect => {
-                            return End::Kicked(kick_reason.unwrap_or_else(|| "disconnected by the server".into()));
-                        }
-                        Frame::Close => return End::Lost("the server closed the session".into()),
-                        Frame::Event { name, data, .. } => {
-                            // Normalized first (it reads the data), so the raw event takes the
-                            // data without a copy, and what the edge refuses is not passed on.
-                            let normalized = normalizer.normalize(&name, &data, Timestamp::now());
-                            let refused = normalizer.refused_last();
-                            match name.as_str() {
-                                "kick" => {
-                                    let reason = data.get("reason").and_then(Value::as_str).unwrap_or("kicked");
-                                    tracing::warn!(reason, "kicked by the server");
-                                    kick_reason = Some(reason.to_owned());
-                                }
-                                "needPassword" => {
-                                    let error = match &self.channel_password {
-                                        Some(pw) if !password_sent || data != json!(true) => {
-                                            password_sent = true;
-                                            send!(protocol::encode_event("channelPassword", Some(&json!(pw))));
-                                            None
-                                        }
-                                        Some(_) => Some("wrong channel password"),
-                                        None => Some("the channel needs a password (platform.channel_password)"),
-                                    };
-                                    if let Some(error) = error {
-                                        let error = error.to_owned();
-                                        let _ = events.send(PlatformEvent::LoginFailed { error: error.clone() }).await;
-                                        return End::LoginFailed(error);
-                                    }
-                                }
-                                _ => {}
-                            }
-                            if !refused
-                                && events.send(PlatformEvent::Raw { event: name, data }).await.is_err()
-                            {
-                                return End::Shutdown;
-                            }
-                            let mut failed_login = None;
-                            for event in normalized {
-                                match &event {
-                                    PlatformEvent::Joined { .. } => *joined = true,
-                                    PlatformEvent::LoginFailed { error } => failed_login = Some(error.clone()),
-                                    _ => {}
-                                }
-                                if events.send(event).await.is_err() {
-                                    return End::Shutdown;
-                                }
-                            }
-                            if let Some(error) = failed_login {
-                                return End::LoginFailed(format!("login as {} failed: {error}", self.username));
-                            }
-                        }
-                        Frame::Ack { .. } | Frame::Pong(_) | Frame::Noop => {}
-                    }
-                    // Handing the frame over may have waited (backpressure from a full write
-                    // backlog); frames already buffered must not be taken for silence.
-                    deadline = Instant::now() + watchdog;
-                }
-                request = actions.recv() => {
-                    let Some((action, done)) = request else { return End::Shutdown };
-                    if action == PlatformAction::Disconnect {
-                        let _ = done.send(Ok(()));
-                        return End::Shutdown;
-                    }
-                    if !*joined {
-                        let _ = done.send(Err(ActionError::NotConnected));
-                        continue;
-                    }
-                    match Self::encode_action(&action) {
-                        Ok(text) => {
-                            let result = sink
-                                .send(WsMessage::text(text))
-                                .await
-                                .map_err(|e| ActionError::Transport(e.to_string()));
-                            let failed = result.is_err();
-                            let _ = done.send(result);
-                            if failed {
-                                return End::Lost("websocket send failed".into());
-                            }
-                        }
-                        Err(e) => {
-                            let _ = done.send(Err(e));
-                        }
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    return End::Lost(format!("no frame from the server for {watchdog:?}"));
-                }
-            }
-        }
     }
 }
 

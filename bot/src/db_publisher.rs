@@ -8,7 +8,7 @@
 //!
 //! The backlog is bounded (`platform.db_write_backlog` writes, [`BACKLOG`] by default, and
 //! [`BACKLOG_BYTES`] bytes). When it is full the
-//! writer waits for room, which stops the event loop and so the reading of the chat socket
+//! publisher waits for room, which stops the event loop and so the reading of the chat socket
 //! (backpressure) instead of dropping a write. While NATS is reachable, room comes with the
 //! next acknowledgement (NATS stores about 10,000 writes a second), so a stall lasts
 //! milliseconds, far below the 145 s CyTube waits for a pong (25 s ping interval plus 120 s
@@ -198,16 +198,20 @@ pub struct DbTiming {
 
 /// The handle the core queues writes through; cheap to clone.
 #[derive(Clone)]
-pub struct DbWriter {
+pub struct DbPublisher {
     shared: Arc<Shared>,
     client: async_nats::Client,
     prefix: Arc<str>,
     seq: Arc<AtomicU64>,
 }
 
-impl DbWriter {
+impl DbPublisher {
     /// Starts the publishing task on `client`.
-    pub fn start(client: async_nats::Client, limits: StreamLimits, timing: DbTiming) -> DbWriter {
+    pub fn start(
+        client: async_nats::Client,
+        limits: StreamLimits,
+        timing: DbTiming,
+    ) -> DbPublisher {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(timing.backlog)),
             queued: Notify::new(),
@@ -216,7 +220,7 @@ impl DbWriter {
         tokio::spawn(run(client.clone(), limits, timing, shared.clone()));
         // Ids unique to this process's life: a random prefix and a counter.
         let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
-        DbWriter {
+        DbPublisher {
             shared,
             client,
             prefix: prefix.into(),

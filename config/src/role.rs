@@ -1,0 +1,136 @@
+//! Which process reads which secrets. Every process loads the whole file, but it resolves the
+//! `<key>_env` / `<key>_file` secrets only of the parts its [`Role`] reads; every other secret
+//! stays an unresolved reference ("environment variable `X`"), so a key meant for `rosey-llm`
+//! never enters the bot's memory, and the bot starts without the variable.
+//!
+//! Adding a secret: give its section an `Option<Secret>` field (named after one of
+//! [`crate::SECRET_KEYS`]), then, if its readers differ from those of the part it sits in, one
+//! line in [`SECRET_READERS`].
+
+use std::fmt;
+
+/// A Rosey process, by the job it does; it decides which secrets the process resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `rosey-bot`: one chat connection.
+    Bot,
+    /// `rosey-db`: the database service.
+    Db,
+    /// `rosey-runtime`: the plugin runtime.
+    Runtime,
+    /// `rosey-llm`: the LLM provider gateway.
+    Llm,
+    /// `rosey-web`: the web front-end.
+    Web,
+    /// The `rosey` command (admin commands, `rosey up`).
+    Operator,
+}
+
+impl Role {
+    /// Every role, e.g. for a secret every process needs.
+    pub const ALL: &'static [Role] = &[
+        Role::Bot,
+        Role::Db,
+        Role::Runtime,
+        Role::Llm,
+        Role::Web,
+        Role::Operator,
+    ];
+
+    /// The role's name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bot => "bot",
+            Role::Db => "db",
+            Role::Runtime => "runtime",
+            Role::Llm => "llm",
+            Role::Web => "web",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who reads the secrets under each key-path prefix; the longest matching prefix decides, and a
+/// secret under none of them is resolved by every role.
+pub const SECRET_READERS: &[(&str, &[Role])] = &[
+    ("nats", Role::ALL),
+    ("platform", &[Role::Bot]),
+    ("plugins.config", &[Role::Runtime]),
+    ("llm", &[Role::Llm]),
+    ("web", &[Role::Web]),
+];
+
+/// Which secrets a load resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretScope {
+    /// Every secret: for tools that check the whole file (`rosey config check`).
+    All,
+    /// Only the secrets this role reads ([`SECRET_READERS`]).
+    Role(Role),
+}
+
+impl From<Role> for SecretScope {
+    fn from(role: Role) -> Self {
+        SecretScope::Role(role)
+    }
+}
+
+impl SecretScope {
+    /// Whether the secret at `key_path` (e.g. `llm.openai.api_key`) is resolved in this scope.
+    pub fn resolves(self, key_path: &str) -> bool {
+        let SecretScope::Role(role) = self else {
+            return true;
+        };
+        readers(key_path).is_none_or(|readers| readers.contains(&role))
+    }
+}
+
+/// The readers of the longest [`SECRET_READERS`] prefix of `key_path`, if any matches.
+fn readers(key_path: &str) -> Option<&'static [Role]> {
+    SECRET_READERS
+        .iter()
+        .filter(|(prefix, _)| is_under(key_path, prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, readers)| *readers)
+}
+
+/// Whether `key_path` is `prefix` or inside it (`a.b`, `a.b.c` and `a.b[0]` are under `a.b`).
+fn is_under(key_path: &str, prefix: &str) -> bool {
+    key_path
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_resolves_only_its_parts() {
+        let bot = SecretScope::Role(Role::Bot);
+        let llm = SecretScope::Role(Role::Llm);
+        let runtime = SecretScope::Role(Role::Runtime);
+        assert!(bot.resolves("platform.credentials.password"));
+        assert!(bot.resolves("platform.channels[2].credentials.password"));
+        assert!(!bot.resolves("llm.openai.api_key"));
+        assert!(!runtime.resolves("llm.openai.api_key"));
+        assert!(llm.resolves("llm.openai.api_key"));
+        assert!(!llm.resolves("platform.channel_password"));
+        assert!(runtime.resolves("plugins.config.quotes.token"));
+        assert!(!bot.resolves("plugins.config.quotes.token"));
+        for role in Role::ALL {
+            assert!(SecretScope::Role(*role).resolves("nats.password"), "{role}");
+        }
+        assert!(SecretScope::All.resolves("llm.openai.api_key"));
+        // A part nobody listed is read everywhere, as before roles existed.
+        assert!(bot.resolves("somewhere.new.token"));
+        // `platformx` is not under `platform`.
+        assert!(llm.resolves("platformx.token"));
+    }
+}
