@@ -60,7 +60,7 @@ async fn continuous_commands_through_reloads_are_handled_exactly_once() {
 /// The same with the plugin in a sandboxed host process: each build gets a new host, and the
 /// state crosses from the old host to the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn continuous_commands_through_reloads_are_handled_exactly_once_in_process_isolation() {
+async fn continuous_commands_through_reloads_are_handled_exactly_once_in_a_host_process() {
     commands_through_reloads_handled_once("counter_stream_host", "process").await;
 }
 
