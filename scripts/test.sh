@@ -22,4 +22,5 @@ export FAKETIME_DONT_FAKE_MONOTONIC=1
 cargo test "${ahead[@]}" -p rosey-db-service -p rosey-bot -p rosey-runtime -p markov -p quotes \
     --lib --bins "$@"
 cargo test "${ahead[@]}" -p rosey-tests --test db_service --test bot_with_db \
-    --test plugin_markov --test plugin_quotes --test cli_admin --test llm_gateway "$@"
+    --test plugin_markov --test plugin_quotes --test cli_admin --test llm_gateway \
+    --test multi_channel "$@"

@@ -21,7 +21,7 @@ use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use bytes::Bytes;
-use rosey_plugin_api::stream::{ensure_streams, StreamLimits};
+use rosey_plugin_api::stream::{ensure_channel_stream, ensure_streams, StreamLimits};
 use rosey_plugin_api::subjects;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 /// Default most writes waiting in memory for NATS (`platform.db_write_backlog`); a full
 /// backlog holds up the event loop (and so the reading of the chat socket) instead of dropping
@@ -207,17 +208,23 @@ pub struct DbPublisher {
 
 impl DbPublisher {
     /// Starts the publishing task on `client`.
+    /// Writes of a channel other than the deployment's first (`channel`) go on its
+    /// `rosey.db.channel.<channel>.<write>` subjects.
     pub fn start(
         client: async_nats::Client,
         limits: StreamLimits,
         timing: DbTiming,
+        channel: Option<String>,
     ) -> DbPublisher {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(timing.backlog)),
             queued: Notify::new(),
             room: Notify::new(),
         });
-        tokio::spawn(run(client.clone(), limits, timing, shared.clone()));
+        // Its logs name the channel as the rest of the bot's do.
+        tokio::spawn(
+            run(client.clone(), limits, timing, shared.clone(), channel).in_current_span(),
+        );
         // Ids unique to this process's life: a random prefix and a counter.
         let prefix = format!("rosey-bot-{:016x}", fastrand::u64(..));
         DbPublisher {
@@ -335,10 +342,18 @@ async fn set_up(
     js: &jetstream::Context,
     limits: &StreamLimits,
     timing: &DbTiming,
+    channel: Option<&str>,
 ) -> Mode {
     let mut delay = Duration::from_millis(100).min(timing.setup_max_delay);
+    let ensure = || async {
+        ensure_streams(js, limits).await?;
+        if let Some(channel) = channel {
+            ensure_channel_stream(js, limits, channel).await?;
+        }
+        Ok::<_, rosey_plugin_api::stream::StreamError>(())
+    };
     loop {
-        match tokio::time::timeout(timing.setup_timeout, ensure_streams(js, limits)).await {
+        match tokio::time::timeout(timing.setup_timeout, ensure()).await {
             Ok(Ok(_)) => return Mode::JetStream,
             Ok(Err(e)) => {
                 if !client.server_info().jetstream
@@ -394,9 +409,20 @@ async fn run(
     limits: StreamLimits,
     timing: DbTiming,
     shared: Arc<Shared>,
+    channel: Option<String>,
 ) {
     let js = jetstream::new(client.clone());
-    let mut mode = set_up(&client, &js, &limits, &timing).await;
+    // The subject each write goes out on: the PRD's, or the channel's own.
+    let subject_of = |write: &'static str| -> String {
+        match &channel {
+            None => write.to_owned(),
+            // A channel the configuration accepted always makes a valid subject.
+            Some(channel) => {
+                subjects::db::channel_write(channel, write).unwrap_or_else(|_| write.to_owned())
+            }
+        }
+    };
+    let mut mode = set_up(&client, &js, &limits, &timing, channel.as_deref()).await;
     loop {
         let write = match next_job(&shared).await {
             Job::Write(write) => write,
@@ -405,8 +431,9 @@ async fn run(
                 continue;
             }
         };
+        let subject = subject_of(write.subject);
         if mode == Mode::Plain {
-            if let Err(e) = client.publish(write.subject, write.payload).await {
+            if let Err(e) = client.publish(subject, write.payload).await {
                 tracing::warn!(subject = write.subject, error = %e, "plain database write failed");
             }
             continue;
@@ -419,7 +446,7 @@ async fn run(
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, write.msg_id.as_str());
             let result = match js
-                .publish_with_headers(write.subject, headers, write.payload.clone())
+                .publish_with_headers(subject.clone(), headers, write.payload.clone())
                 .await
             {
                 Ok(ack) => ack.await.map(|_| ()),
@@ -467,9 +494,9 @@ async fn run(
                     delay = (delay * 2).min(timing.retry_max_delay);
                     // The server may have lost its store (or the stream was deleted).
                     if attempt % 5 == 0 {
-                        mode = set_up(&client, &js, &limits, &timing).await;
+                        mode = set_up(&client, &js, &limits, &timing, channel.as_deref()).await;
                         if mode == Mode::Plain {
-                            let _ = client.publish(write.subject, write.payload.clone()).await;
+                            let _ = client.publish(subject.clone(), write.payload.clone()).await;
                             break;
                         }
                     }

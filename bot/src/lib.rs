@@ -33,13 +33,42 @@ use crate::platform::console::ConsolePlatform;
 use crate::platform::cytube::CytubePlatform;
 use rosey_config::{Config, PlatformKind};
 use std::future::Future;
+use tracing::Instrument as _;
 
-/// Runs the bot the configuration describes (its platform, channel and bot name) until the
-/// platform stops or `shutdown` resolves; `rosey-bot` is this behind the shared start-up.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs the bot the configuration describes (its platform, bot name and `channel`, which may be
+/// left out when the configuration names one channel) until the platform stops or `shutdown`
+/// resolves; `rosey-bot` is this behind the shared start-up. Its logs name the channel.
+pub async fn run(
+    mut config: Config,
+    channel: Option<&str>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let served = config.platform.channel_names();
+    config
+        .select_channel(channel)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let name = config
+        .platform
+        .channel
+        .clone()
+        .unwrap_or_else(|| "console".to_owned());
+    // The deployment's first channel writes on the PRD's subjects (what a single-channel
+    // deployment always did); every other names its channel in the subject.
+    let db_channel = (served.first() != Some(&name)).then(|| name.clone());
+    let span = tracing::info_span!("bot", channel = %name);
+    run_channel(config, db_channel, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_channel(
+    config: Config,
+    db_channel: Option<String>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     // The error already names the server and says what failed.
     let nats = rosey_config::connect::connect(&config.nats).await?;
-    let settings = BotSettings::from_config(&config);
+    let settings = BotSettings::from_config(&config, db_channel);
     let p = &config.platform;
     let bot_name = p.credentials.username.clone();
     match p.kind {

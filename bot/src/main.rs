@@ -17,6 +17,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// The channel of `platform.channels` this bot serves (needed when it lists several)
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
 }
 
 // One thread is plenty for one channel and keeps memory low (no per-worker allocator arenas).
@@ -24,7 +27,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match service::start(Role::Bot, &args.common, |_| {}) {
-        Ok(config) => rosey_bot::run(config, shutdown_signal()).await,
+        Ok(config) => rosey_bot::run(config, args.channel.as_deref(), shutdown_signal()).await,
         Err(e) => Err(e.into()),
     };
     service::exit_code("rosey-bot", result)

@@ -337,7 +337,9 @@ async fn stats(ctx: &Ctx) -> Result<String, String> {
     let stats: ChannelStats = request_json(
         &ctx.nats,
         subjects::db::QUERY_CHANNEL_STATS,
-        &ChannelStatsQuery {},
+        &ChannelStatsQuery {
+            channel: ctx.settings.db_channel.clone(),
+        },
         ctx.settings.request_timeout,
     )
     .await
@@ -420,6 +422,7 @@ async fn user_info(ctx: &Ctx, name: &str) -> Result<String, String> {
         &ctx.nats,
         subjects::db::QUERY_USER_STATS,
         &UserStatsQuery {
+            channel: ctx.settings.db_channel.clone(),
             username: name.to_owned(),
         },
         ctx.settings.request_timeout,

@@ -143,6 +143,16 @@ pub async fn status(config: &Config) -> Result<()> {
     if stats.is_empty() {
         println!("services     none answered $SRV.STATS (is anything running?)");
     }
+    // A bot names the channel it serves in its metadata (`$SRV.INFO`); a deployment runs one
+    // per channel.
+    let infos = gather(&client, subjects::service::INFO, Duration::from_millis(750)).await?;
+    let channel_of = |id: &str| {
+        infos
+            .iter()
+            .find(|i| i["id"].as_str() == Some(id))
+            .and_then(|i| i["metadata"]["channel"].as_str())
+            .map(str::to_owned)
+    };
     for s in stats {
         let name = s["name"].as_str().unwrap_or("?");
         let version = s["version"].as_str().unwrap_or("?");
@@ -151,8 +161,12 @@ pub async fn status(config: &Config) -> Result<()> {
             requests += e["num_requests"].as_u64().unwrap_or(0);
             errors += e["num_errors"].as_u64().unwrap_or(0);
         }
+        let serves = match s["id"].as_str().and_then(channel_of) {
+            Some(channel) => format!(", serves {channel}"),
+            None => String::new(),
+        };
         println!(
-            "{name:<12} up (version {version}, id {}, {requests} requests, {errors} errors)",
+            "{name:<12} up (version {version}, id {}{serves}, {requests} requests, {errors} errors)",
             s["id"].as_str().unwrap_or("?")
         );
     }
@@ -191,6 +205,22 @@ pub async fn status(config: &Config) -> Result<()> {
             Err(e) => println!("database     no consumer {DB_CONSUMER} yet ({e})"),
         },
         Err(e) => println!("database     no stream {DB_STREAM} yet ({e})"),
+    }
+    // Every other channel's writes wait in a stream of its own.
+    for channel in config.platform.channel_names().iter().skip(1) {
+        let Some(name) = rosey_plugin_api::stream::channel_stream(channel) else {
+            continue;
+        };
+        match js.get_stream(&name).await {
+            Ok(stream) => match stream.consumer_info(DB_CONSUMER).await {
+                Ok(c) => println!(
+                    "database     {channel}: {} event(s) waiting, {} being applied",
+                    c.num_pending, c.num_ack_pending
+                ),
+                Err(e) => println!("database     {channel}: no consumer {DB_CONSUMER} yet ({e})"),
+            },
+            Err(e) => println!("database     {channel}: no stream {name} yet ({e})"),
+        }
     }
     if let Ok(mut dlq) = js.get_stream(DLQ_STREAM).await {
         if let Ok(info) = dlq.info().await {

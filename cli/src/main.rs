@@ -325,6 +325,15 @@ fn config_check(file: Option<&Path>) -> Result<()> {
         "{}",
         serde_json::to_string_pretty(&config.to_redacted_json())?
     );
+    // Which file rosey-db keeps each channel's data in (the first is database.path itself).
+    for (channel, path) in config.channel_databases() {
+        let state = if path.exists() {
+            ""
+        } else {
+            " (created on first start)"
+        };
+        eprintln!("database: channel {channel} in {}{state}", path.display());
+    }
     let llm = &config.llm;
     if llm.enabled {
         eprintln!(

@@ -356,24 +356,107 @@ impl Migrator {
         }
     }
 
+    /// Every enabled entry of `platforms[]`: one becomes `platform.channel` as before, several
+    /// become `platform.channels` (the first entry's server, account and timing are the
+    /// section's; an entry that differs keeps its own server and account).
     fn platforms(&mut self, value: &Value) {
         let Some(list) = value.as_array() else {
             self.warn("platforms: not a list, dropped".into());
             return;
         };
-        let Some(first) = list.first().and_then(Value::as_object) else {
-            self.warn("platforms: empty, no platform set".into());
+        let mut entries = Vec::new();
+        for (i, entry) in list.iter().enumerate() {
+            let Some(entry) = entry.as_object() else {
+                self.warn(format!("platforms[{i}]: not an object, dropped"));
+                continue;
+            };
+            if entry.get("enabled") == Some(&Value::Bool(false)) {
+                self.warn(format!(
+                    "platforms[{i}].enabled: false; this channel is not carried over"
+                ));
+                continue;
+            }
+            entries.push((i, entry));
+        }
+        if entries.is_empty() {
+            self.warn("platforms: no enabled entry, no platform set".into());
+            return;
+        }
+        let outer = std::mem::take(&mut self.platform);
+        let mut mapped = Vec::new();
+        for (i, entry) in entries {
+            self.platform = Map::new();
+            self.platform_entry(i, entry);
+            mapped.push((i, std::mem::take(&mut self.platform)));
+        }
+        self.platform = outer;
+        let mut mapped = mapped.into_iter();
+        let Some((_, first)) = mapped.next() else {
             return;
         };
-        if list.len() > 1 {
-            self.warn(format!(
-                "platforms[1..]: {} more platform(s) dropped; one rosey-bot serves one channel \
-                 (run one per channel with its own configuration)",
-                list.len() - 1
-            ));
+        let rest: Vec<_> = mapped.collect();
+        let first_channel = first.get("channel").cloned();
+        let first_password = first.get("channel_password").cloned();
+        for (key, v) in &first {
+            if rest.is_empty() || !matches!(key.as_str(), "channel" | "channel_password") {
+                self.platform.insert(key.clone(), v.clone());
+            }
         }
-        for (key, v) in first {
-            let path = format!("platforms[0].{key}");
+        if rest.is_empty() {
+            return;
+        }
+        let mut channels = Vec::new();
+        let mut first_entry = Map::new();
+        match first_channel {
+            Some(name) => {
+                first_entry.insert("name".into(), name);
+            }
+            None => self.warn("platforms[0]: no channel; not listed".into()),
+        }
+        if let Some(pw) = first_password {
+            first_entry.insert("channel_password".into(), pw);
+        }
+        if first_entry.contains_key("name") {
+            channels.push(Value::Object(first_entry));
+        }
+        for (i, other) in rest {
+            let Some(name) = other.get("channel").cloned() else {
+                self.warn(format!("platforms[{i}]: no channel; not listed"));
+                continue;
+            };
+            let mut entry = Map::new();
+            entry.insert("name".into(), name);
+            for (key, v) in &other {
+                match key.as_str() {
+                    "channel" => {}
+                    "channel_password" => {
+                        entry.insert(key.clone(), v.clone());
+                    }
+                    "domain" | "credentials" => {
+                        if first.get(key) != Some(v) {
+                            entry.insert(key.clone(), v.clone());
+                        }
+                    }
+                    _ => {
+                        if first.get(key) != Some(v) {
+                            self.warn(format!(
+                                "platforms[{i}].{key}: differs from the first channel's; one \
+                                 value serves every channel, the first's is kept"
+                            ));
+                        }
+                    }
+                }
+            }
+            channels.push(Value::Object(entry));
+        }
+        self.platform
+            .insert("channels".into(), Value::Array(channels));
+    }
+
+    /// One entry of `platforms[]`, into `self.platform`.
+    fn platform_entry(&mut self, i: usize, entry: &Map<String, Value>) {
+        for (key, v) in entry {
+            let path = format!("platforms[{i}].{key}");
             match key.as_str() {
                 "type" => match v.as_str() {
                     Some("cytube") => {
@@ -381,12 +464,7 @@ impl Migrator {
                     }
                     _ => self.warn(format!("{path}: {v} is not supported, cytube assumed")),
                 },
-                "name" => {}
-                "enabled" => {
-                    if v == &Value::Bool(false) {
-                        self.warn(format!("{path}: false; the platform is migrated anyway"));
-                    }
-                }
+                "name" | "enabled" => {}
                 "domain" => self.domain(&path, v),
                 "channel" => self.channel(&path, v),
                 "user" => self.user(&path, v),
@@ -612,5 +690,53 @@ mod tests {
     #[test]
     fn not_an_object_is_an_error() {
         assert_eq!(migrate(&json!([1])), Err(MigrateError::NotAnObject));
+    }
+
+    #[test]
+    fn every_enabled_platform_becomes_a_channel() {
+        let m = migrate(&json!({
+            "version": "2.0",
+            "platforms": [
+                {"name": "a", "type": "cytube", "domain": "https://cytu.be",
+                 "channel": ["first", "pw1"], "user": ["bot", "secret"], "enabled": true},
+                {"name": "b", "type": "cytube", "domain": "https://cytu.be",
+                 "channel": "second", "user": ["bot", "secret"], "enabled": false},
+                {"name": "c", "type": "cytube", "domain": "https://other.example",
+                 "channel": "third", "user": ["other", "pw"]},
+            ],
+        }))
+        .unwrap();
+        let platform = &m.output["platform"];
+        assert_eq!(platform["domain"], "https://cytu.be");
+        assert_eq!(platform["credentials"]["username"], "bot");
+        assert!(platform.get("channel").is_none(), "{platform}");
+        assert_eq!(
+            platform["channels"],
+            json!([
+                {"name": "first", "channel_password": "pw1"},
+                {"name": "third", "domain": "https://other.example",
+                 "credentials": {"username": "other", "password": "pw"}},
+            ])
+        );
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.contains("platforms[1].enabled")),
+            "{:?}",
+            m.warnings
+        );
+        // The output is a configuration Rosey loads, serving both channels.
+        let config: rosey_config::Config = serde_json::from_value(m.output.clone()).unwrap();
+        assert_eq!(config.platform.channel_names(), ["first", "third"]);
+    }
+
+    #[test]
+    fn one_enabled_platform_stays_a_single_channel() {
+        let m = migrate(&json!({
+            "platforms": [{"type": "cytube", "domain": "https://cytu.be", "channel": "only"}],
+        }))
+        .unwrap();
+        assert_eq!(m.output["platform"]["channel"], "only");
+        assert!(m.output["platform"].get("channels").is_none());
     }
 }

@@ -58,7 +58,8 @@ enum Probe {
 /// One supervised process: what to run and with which arguments.
 #[derive(Debug, Clone)]
 struct Spec {
-    name: &'static str,
+    /// What status lines call it: the program, and for one of several bots its channel.
+    name: String,
     program: PathBuf,
     args: Vec<String>,
     takes_input: bool,
@@ -205,7 +206,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
                 host.clone()
             };
             specs.push(Spec {
-                name: "nats-server",
+                name: "nats-server".to_owned(),
                 program: nats,
                 args: vec![
                     "-js".into(),
@@ -231,7 +232,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         status("nats-server", format!("using the remote server {server}"));
     }
     let ours = |name: &'static str, takes_input: bool, probe: Probe| Spec {
-        name,
+        name: name.to_owned(),
         program: bins.join(name),
         args: common.clone(),
         takes_input,
@@ -258,7 +259,19 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         Probe::Plugins(config.runtime_plugins().enabled),
     ));
     let console = config.platform.kind == PlatformKind::Console;
-    specs.push(ours("rosey-bot", console, Probe::Started));
+    let channels = config.platform.channel_names();
+    if channels.len() > 1 {
+        // One bot per channel, each told its channel; the terminal's lines go to the first.
+        for (i, channel) in channels.iter().enumerate() {
+            let mut bot = ours("rosey-bot", console && i == 0, Probe::Started);
+            bot.name = format!("rosey-bot@{channel}");
+            bot.args.extend(["--channel".to_owned(), channel.clone()]);
+            bot.log_file = logs.join(format!("rosey-bot-{channel}.log"));
+            specs.push(bot);
+        }
+    } else {
+        specs.push(ours("rosey-bot", console, Probe::Started));
+    }
     for spec in &specs {
         if !spec.program.exists() {
             anyhow::bail!(
@@ -535,7 +548,7 @@ async fn supervise(index: usize, spec: Spec, mut stop: watch::Receiver<bool>, sh
         let mut child = match spawn(&spec) {
             Ok(child) => child,
             Err(err) => {
-                status(spec.name, format!("{err:#}"));
+                status(&spec.name, format!("{err:#}"));
                 if wait_or_stop(&mut stop, backoff).await {
                     return;
                 }
@@ -545,7 +558,7 @@ async fn supervise(index: usize, spec: Spec, mut stop: watch::Receiver<bool>, sh
         };
         starts += 1;
         let pid = child.id().unwrap_or(0);
-        status(spec.name, format!("started (pid {pid})"));
+        status(&spec.name, format!("started (pid {pid})"));
         let mut stdin = child.stdin.take();
         let mut input = match stdin {
             Some(_) => Some(shared.input.lock().await),
@@ -567,10 +580,10 @@ async fn supervise(index: usize, spec: Spec, mut stop: watch::Receiver<bool>, sh
                     if !announced {
                         announced = true;
                         if ready {
-                            status(spec.name, format!("running (pid {pid})"));
+                            status(&spec.name, format!("running (pid {pid})"));
                         } else {
                             status(
-                                spec.name,
+                                &spec.name,
                                 format!(
                                     "running (pid {pid}) but not ready after {}s; \
                                      letting input through (log: {})",
@@ -636,7 +649,7 @@ async fn supervise(index: usize, spec: Spec, mut stop: watch::Receiver<bool>, sh
                     backoff = MIN_BACKOFF;
                 }
                 status(
-                    spec.name,
+                    &spec.name,
                     format!(
                         "exited ({how}); restarting in {:.1}s (log: {})",
                         backoff.as_secs_f64(),
@@ -667,10 +680,10 @@ async fn terminate(spec: &Spec, child: &mut Child) {
         let _ = nix::sys::signal::kill(pid, spec.stop_signal);
     }
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-        Ok(Ok(s)) => status(spec.name, format!("stopped ({s})")),
+        Ok(Ok(s)) => status(&spec.name, format!("stopped ({s})")),
         _ => {
             let _ = child.kill().await;
-            status(spec.name, "killed (did not stop in time)");
+            status(&spec.name, "killed (did not stop in time)");
         }
     }
 }

@@ -111,6 +111,41 @@ impl Config {
         })
     }
 
+    /// Each served channel with the SQLite file holding its data, in
+    /// [`PlatformConfig::served_channels`]'s order: the first channel's is `database.path`
+    /// itself (the file a single-channel deployment has always had), each other's sits next to
+    /// it with the channel's name before the extension (`bot_data.db` -> `bot_data.lobby.db`).
+    pub fn channel_databases(&self) -> Vec<(String, PathBuf)> {
+        let path = &self.database.path;
+        self.platform
+            .channel_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, channel)| {
+                if i == 0 {
+                    return (channel, path.clone());
+                }
+                let stem = path.file_stem().map_or_else(
+                    || "bot_data".to_owned(),
+                    |s| s.to_string_lossy().into_owned(),
+                );
+                let name = match path.extension() {
+                    Some(ext) => format!("{stem}.{channel}.{}", ext.to_string_lossy()),
+                    None => format!("{stem}.{channel}"),
+                };
+                let file = path.with_file_name(name);
+                (channel, file)
+            })
+            .collect()
+    }
+
+    /// Narrows the configuration to the one channel a `rosey-bot` serves (`--channel NAME`, or
+    /// the only one): see [`PlatformConfig::for_channel`].
+    pub fn select_channel(&mut self, name: Option<&str>) -> Result<(), String> {
+        self.platform = self.platform.for_channel(name)?;
+        Ok(())
+    }
+
     /// Overrides `database.path`, e.g. from a `--db` flag (relative to the current directory).
     pub fn set_database_path(&mut self, path: impl Into<PathBuf>) {
         self.database.path = path.into();

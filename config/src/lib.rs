@@ -78,7 +78,8 @@ pub use crate::sections::llm::{
 pub use crate::sections::logging::{LogFormat, LoggingConfig};
 pub use crate::sections::nats::{NatsConfig, TlsConfig};
 pub use crate::sections::platform::{
-    ChatRate, Credentials, FloodConfig, PlatformConfig, PlatformKind, ServedChannel,
+    is_channel_token, ChannelEntry, ChatRate, Credentials, FloodConfig, PlatformConfig,
+    PlatformKind, ServedChannel,
 };
 pub use crate::sections::plugins::{
     CommandOverride, Isolation, PluginLimits, PluginPermissions, PluginSettings, PluginsConfig,

@@ -102,9 +102,11 @@ fn status_value(key: &str, value: &serde_json::Value) -> Result<SqlValue, ErrorB
     })
 }
 
-/// Decodes and checks one write event; the error says why it can never be applied.
+/// Decodes and checks one write event, on the PRD's subject or its channel's
+/// (`rosey.db.channel.<channel>.<write>`: the stream it came from is that channel's); the error
+/// says why it can never be applied.
 pub fn decode(subject_name: &str, bytes: &[u8]) -> Result<WriteEvent, ErrorBody> {
-    let event = match subject_name {
+    let event = match subject::write_of(subject_name).unwrap_or(subject_name) {
         subject::USER_JOINED => {
             let e: wire::UserJoined = payload::decode(bytes)?;
             check_username(&e.username)?;
@@ -179,10 +181,10 @@ pub fn decode(subject_name: &str, bytes: &[u8]) -> Result<WriteEvent, ErrorBody>
             }
             WriteEvent::PmCommand(e)
         }
-        other => {
+        _ => {
             return Err(ErrorBody::new(
                 ErrorCode::NotFound,
-                format!("{other:?} is not a database write subject"),
+                format!("{subject_name:?} is not a database write subject"),
             ))
         }
     };

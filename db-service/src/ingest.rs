@@ -397,10 +397,11 @@ pub async fn run_jetstream(
     Ok(())
 }
 
-/// The fallback without JetStream: plain subscriptions, no durability and no cross-subject
-/// ordering guarantee.
+/// The fallback without JetStream: plain subscriptions (to `subjects`: one channel's writes),
+/// no durability and no cross-subject ordering guarantee.
 pub async fn run_core(
     client: async_nats::Client,
+    subjects: Vec<String>,
     writer: Writer,
     settings: IngestSettings,
     stats: Arc<Stats>,
@@ -413,7 +414,7 @@ pub async fn run_core(
          with -js to fix this."
     );
     let mut subs = Vec::new();
-    for s in subject::WRITE_SUBJECTS {
+    for s in subjects {
         subs.push(
             client
                 .subscribe(s)

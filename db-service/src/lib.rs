@@ -1,9 +1,11 @@
-//! `rosey-db`: the only owner of Rosey's SQLite database, reachable only over NATS.
+//! `rosey-db`: the only owner of Rosey's SQLite databases, reachable only over NATS.
 //!
-//! Durable writes arrive through the contract's JetStream stream and are applied in stream
-//! order, in batches, each batch in one transaction with the stream position; requests are
+//! Each channel served has a file of its own in the original's schema (the first channel's is
+//! `database.path`). Its durable writes arrive through its own JetStream stream and are applied
+//! by its own consumer and writer thread in stream order, in batches, each batch in one
+//! transaction with the stream position, so one channel never waits for another; requests are
 //! served through the async-nats service API from separate connections, so queries never wait
-//! for ingestion.
+//! for ingestion, and answer from the file of the channel they name.
 //!
 //! # Layout
 //! - [`schema`]: the original v0.5.0 tables, verbatim, and Rosey's own bookkeeping tables.

@@ -29,12 +29,20 @@ pub const SERVICE_NAME: &str = "rosey-db";
 /// The queue group every instance joins, so one instance answers each request.
 pub const QUEUE_GROUP: &str = "rosey-db";
 
-/// What request handlers share.
-pub struct Context {
+/// One channel's database, as requests reach it.
+pub struct ChannelPools {
+    /// The channel's name.
+    pub channel: String,
     /// Read-only connections.
     pub readers: Arc<Pool>,
     /// The connection for writes that requests make.
     pub writer: Arc<Pool>,
+}
+
+/// What request handlers share.
+pub struct Context {
+    /// Every channel served, the deployment's first channel first.
+    pub channels: Vec<ChannelPools>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Row lifetimes for maintenance.
@@ -169,6 +177,32 @@ pub async fn start(
     Ok((service, tasks))
 }
 
+impl Context {
+    /// The channel a request names: the deployment's first channel when it names none (the
+    /// only one in a single-channel deployment, as writes without a channel are), or
+    /// `not_found` for a channel this service does not hold.
+    pub fn channel(&self, name: Option<&str>) -> Result<&ChannelPools, ErrorBody> {
+        let found = match name {
+            None => self.channels.first(),
+            Some(name) => self.channels.iter().find(|c| c.channel == name),
+        };
+        found.ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::NotFound,
+                format!(
+                    "rosey-db serves no channel {:?} (it serves {})",
+                    name.unwrap_or_default(),
+                    self.channels
+                        .iter()
+                        .map(|c| c.channel.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+    }
+}
+
 /// Decodes a request body; an empty body counts as `{}` (every field optional).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorBody> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -197,7 +231,7 @@ fn from_pool(e: PoolError) -> ErrorBody {
 }
 
 /// Runs a read on the reader pool and encodes its reply.
-async fn read<T, F>(ctx: &Context, f: F) -> Result<Bytes, ErrorBody>
+async fn read<T, F>(ctx: &ChannelPools, f: F) -> Result<Bytes, ErrorBody>
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
@@ -212,7 +246,7 @@ where
 }
 
 /// Runs a write in one immediate transaction on the request writer and encodes its reply.
-async fn write<T, F>(ctx: &Context, f: F) -> Result<Bytes, ErrorBody>
+async fn write<T, F>(ctx: &ChannelPools, f: F) -> Result<Bytes, ErrorBody>
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
@@ -242,7 +276,8 @@ pub async fn handle(
     match ep {
         Endpoint::OutboundGet => {
             let q: wire::OutboundGet = decode(body)?;
-            read(ctx, move |c| {
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, move |c| {
                 Ok(store::unsent_outbound(c, q.limit, q.max_retries, now)?)
             })
             .await
@@ -265,7 +300,8 @@ pub async fn handle(
                     ),
                 ));
             }
-            write(ctx, move |c| {
+            let ch = ctx.channel(q.channel.as_deref())?;
+            write(ch, move |c| {
                 Ok(Enqueued {
                     id: store::enqueue_outbound(c, &q.message, now)?,
                 })
@@ -275,33 +311,38 @@ pub async fn handle(
         Endpoint::RecentChat => {
             let q: wire::RecentChatGet = decode(body)?;
             let oldest = ctx.retention.recent_chat_cutoff(Timestamp::now().secs());
-            read(ctx, move |c| Ok(store::recent_chat(c, &q, oldest)?)).await
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, move |c| Ok(store::recent_chat(c, &q, oldest)?)).await
         }
         Endpoint::UserCountHistory => {
             let q: wire::UserCountHistoryGet = decode(body)?;
             // The history keeps 30 days; asking further back returns what there is.
             let hours = i64::from(q.hours.min(24 * 30));
             let since = Timestamp::now().secs() - hours * 3600;
-            read(ctx, move |c| Ok(store::user_count_history(c, since)?)).await
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, move |c| Ok(store::user_count_history(c, since)?)).await
         }
         Endpoint::ChannelStats => {
-            let _: wire::ChannelStatsQuery = decode(body)?;
-            read(ctx, |c| Ok(store::channel_stats(c)?)).await
+            let q: wire::ChannelStatsQuery = decode(body)?;
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, |c| Ok(store::channel_stats(c)?)).await
         }
         Endpoint::UserStats => {
             let q: wire::UserStatsQuery = decode(body)?;
-            read(ctx, move |c| Ok(store::user_stats(c, &q.username)?)).await
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, move |c| Ok(store::user_stats(c, &q.username)?)).await
         }
         Endpoint::Maintenance => {
-            let _: wire::MaintenanceRun = decode(body)?;
+            let q: wire::MaintenanceRun = decode(body)?;
+            let ch = ctx.channel(q.channel.as_deref())?;
             let retention = ctx.retention;
-            let report = ctx
+            let report = ch
                 .writer
                 .run(move |c| maintenance::run(c, now, retention))
                 .await
                 .map_err(from_pool)?
                 .map_err(|e| from_store(e.into()))?;
-            tracing::info!(log = ?report.log, "maintenance run on request");
+            tracing::info!(channel = %ch.channel, log = ?report.log, "maintenance run on request");
             ok_reply(&report)
         }
         Endpoint::Kv => handle_kv(ctx, subject_name, body, now).await,
@@ -326,7 +367,8 @@ async fn handle_kv(
     match op {
         kv_subject::Op::Get => {
             let q: kv::Get = decode(body)?;
-            read(ctx, move |c| {
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, move |c| {
                 let value = store::kv_get(c, &plugin, &q.key, now)?;
                 Ok(kv::GetReply {
                     found: value.is_some(),
@@ -337,7 +379,8 @@ async fn handle_kv(
         }
         kv_subject::Op::Set => {
             let q: kv::Set = decode(body)?;
-            write(ctx, move |c| {
+            let ch = ctx.channel(q.channel.as_deref())?;
+            write(ch, move |c| {
                 store::kv_set(c, &plugin, &q.key, &q.value, q.ttl_seconds, now)?;
                 Ok(actions::Ok::YES)
             })
@@ -345,7 +388,8 @@ async fn handle_kv(
         }
         kv_subject::Op::Delete => {
             let q: kv::Delete = decode(body)?;
-            write(ctx, move |c| {
+            let ch = ctx.channel(q.channel.as_deref())?;
+            write(ch, move |c| {
                 Ok(kv::DeleteReply {
                     deleted: store::kv_delete(c, &plugin, &q.key, now)?,
                 })
@@ -354,11 +398,13 @@ async fn handle_kv(
         }
         kv_subject::Op::List => {
             let q: kv::List = decode(body)?;
-            read(ctx, move |c| store::kv_list(c, &plugin, &q, now)).await
+            let ch = ctx.channel(q.channel.as_deref())?;
+            read(ch, move |c| store::kv_list(c, &plugin, &q, now)).await
         }
         kv_subject::Op::Incr => {
             let q: kv::Incr = decode(body)?;
-            write(ctx, move |c| {
+            let ch = ctx.channel(q.channel.as_deref())?;
+            write(ch, move |c| {
                 Ok(kv::IncrReply {
                     value: store::kv_incr(c, &plugin, &q.key, q.by, now)?,
                 })

@@ -10,35 +10,62 @@ use crate::{ingest, store};
 use anyhow::{Context as _, Result};
 use rosey_config::Config;
 use rosey_plugin_api::stream;
+use rosey_plugin_api::subjects::db as subject;
 use rosey_plugin_api::Timestamp;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
-/// Runs the database service the configuration describes until `shutdown` resolves (or
-/// ingestion fails): opens and prepares the SQLite file, sets up the stream, serves requests on a
-/// thread of its own and applies the stream's writes. `rosey-db` is this behind the shared
-/// start-up.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+/// One channel's part of the service: its SQLite file, the writer thread applying its stream,
+/// and the pools its requests use.
+struct ChannelDb {
+    channel: String,
+    path: PathBuf,
+    writer: Writer,
+    writer_thread: std::thread::JoinHandle<()>,
+    readers: Arc<Pool>,
+    request_writer: Arc<Pool>,
+    position: u64,
+    undelivered_dead: Vec<store::StoredDeadLetter>,
+}
+
+/// Opens and prepares `channel`'s file and starts its writer thread.
+fn open_channel(
+    config: &Config,
+    channel: &str,
+    path: &Path,
+    stats: &Arc<Stats>,
+    now: i64,
+) -> Result<ChannelDb> {
     let db = &config.database;
-    let path = db.path.clone();
-    let now = Timestamp::now().secs();
     let busy_timeout = db.busy_timeout.as_duration();
-    let mut conn = schema::open(&path, Role::Writer, busy_timeout)
+    let mut conn = schema::open(path, Role::Writer, busy_timeout)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
+    // The first file is the one a single-channel deployment always had: it stays with the
+    // channel its status names, and is never handed to another channel of the list. Checked
+    // before anything is written to it.
+    let served = config.platform.channel_names();
+    if served.len() > 1 {
+        let holder = store::status_channel_name(&conn).context("cannot read current_status")?;
+        if let Some(holder) = holder.filter(|h| h != channel && served.contains(h)) {
+            anyhow::bail!(
+                "{} holds the data of channel {holder:?} (its current_status), but {channel:?} \
+                 is listed first in platform.channels: list {holder:?} first, so its data stays \
+                 with it",
+                path.display()
+            );
+        }
+    }
     schema::enable_wal(&conn).context("cannot switch the database to WAL")?;
     schema::initialize(&mut conn, now)
         .with_context(|| format!("cannot prepare the schema of {}", path.display()))?;
     let position = store::last_sequence(&conn).context("cannot read the stream position")?;
     let undelivered_dead =
         store::unpublished_dead_letters(&conn).context("cannot read pending dead letters")?;
-    tracing::info!(db = %path.display(), position, "database ready");
-
-    let stats = Arc::new(Stats::default());
+    tracing::info!(channel, db = %path.display(), position, "database ready");
     let (writer, writer_thread) = Writer::start(
         conn,
         WriterConfig {
@@ -47,17 +74,49 @@ pub async fn run(
         stats.clone(),
     )
     .context("cannot start the writer thread")?;
+    Ok(ChannelDb {
+        channel: channel.to_owned(),
+        path: path.to_path_buf(),
+        writer,
+        writer_thread,
+        readers: Pool::new(
+            path.to_path_buf(),
+            Role::Reader,
+            db.read_connections,
+            busy_timeout,
+        ),
+        // SQLite has one writer at a time; a second request connection would only wait for it.
+        request_writer: Pool::new(path.to_path_buf(), Role::Writer, 1, busy_timeout),
+        position,
+        undelivered_dead,
+    })
+}
+
+/// Runs the database service the configuration describes until `shutdown` resolves (or
+/// ingestion fails): opens and prepares each served channel's SQLite file
+/// ([`Config::channel_databases`]), sets up the streams, serves requests on a thread of its
+/// own and applies each channel's writes from its own stream with a consumer and a writer of
+/// its own, so one channel's burst or poison event never delays another. `rosey-db` is this
+/// behind the shared start-up.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let db = &config.database;
+    let now = Timestamp::now().secs();
+    let stats = Arc::new(Stats::default());
+    let mut files = config.channel_databases();
+    if files.is_empty() {
+        // A CyTube configuration always names a channel; keep the file anyway.
+        files.push((String::new(), db.path.clone()));
+    }
+    let mut channels = Vec::with_capacity(files.len());
+    for (channel, path) in &files {
+        channels.push(open_channel(&config, channel, path, &stats, now)?);
+    }
     let retention = Retention {
         recent_chat_hours: db.recent_chat_retention_hours,
     };
-    let readers = Pool::new(
-        path.clone(),
-        Role::Reader,
-        db.read_connections,
-        busy_timeout,
-    );
-    // SQLite has one writer at a time; a second request connection would only wait for it.
-    let request_writer = Pool::new(path.clone(), Role::Writer, 1, busy_timeout);
 
     let client = rosey_config::connect::connect(&config.nats).await?;
     let js = async_nats::jetstream::new(client.clone());
@@ -70,15 +129,26 @@ pub async fn run(
         pull_expiry: db.pull_expiry.as_duration(),
     };
     let flush_timeout = db.shutdown_flush_timeout.as_duration();
-    // The stream and the durable consumer exist before the first request is answered, so
+    // The streams and the durable consumers exist before the first request is answered, so
     // nothing published after that answer can be missed.
     let jetstream = match stream::ensure_streams(&js, &limits).await {
         Ok(s) => {
             if let Some(shortfall) = stream::replica_shortfall(s.cached_info(), limits.replicas) {
                 tracing::warn!("{shortfall}");
             }
-            let consumer = ingest::ensure_consumer(&s, settings).await?;
-            Some((s, consumer))
+            let mut consumers = Vec::with_capacity(channels.len());
+            for (i, ch) in channels.iter().enumerate() {
+                // The first channel's writes are the PRD's subjects in the main stream; every
+                // other channel's are in its own.
+                let stream = if i == 0 {
+                    s.clone()
+                } else {
+                    stream::ensure_channel_stream(&js, &limits, &ch.channel).await?
+                };
+                let consumer = ingest::ensure_consumer(&stream, settings).await?;
+                consumers.push((stream, consumer));
+            }
+            Some(consumers)
         }
         Err(e) => {
             // The server's own word (its INFO), not an account query: async-nats 0.51 cannot read
@@ -93,8 +163,14 @@ pub async fn run(
     };
 
     let ctx = Arc::new(requests::Context {
-        readers,
-        writer: request_writer.clone(),
+        channels: channels
+            .iter()
+            .map(|ch| requests::ChannelPools {
+                channel: ch.channel.clone(),
+                readers: ch.readers.clone(),
+                writer: ch.request_writer.clone(),
+            })
+            .collect(),
         stats: stats.clone(),
         retention,
     });
@@ -109,7 +185,11 @@ pub async fn run(
         stop_rx.clone(),
     )
     .await?;
-    tracing::info!(jetstream = jetstream.is_some(), "rosey-db serving");
+    tracing::info!(
+        jetstream = jetstream.is_some(),
+        channels = channels.len(),
+        "rosey-db serving"
+    );
     let stop_tx = Arc::new(stop_tx);
     let signal_stop = stop_tx.clone();
     tokio::spawn(async move {
@@ -117,50 +197,101 @@ pub async fn run(
         tracing::info!("shutting down: finishing the current batch");
         let _ = signal_stop.send(true);
     });
-    let housekeeping = tokio::spawn(housekeeping(
-        request_writer,
-        retention,
-        db.recent_chat_prune_interval.as_duration(),
-        db.maintenance_interval.as_duration(),
-        stop_rx.clone(),
-    ));
 
-    let ingest_result = match jetstream {
-        Some((s, consumer)) => {
-            ingest::run_jetstream(
-                client.clone(),
-                js,
-                s,
-                consumer,
-                writer,
-                position,
-                settings,
-                stats,
-                stop_rx,
-                undelivered_dead,
+    let mut housekeepers = Vec::with_capacity(channels.len());
+    let mut writer_threads = Vec::with_capacity(channels.len());
+    let mut ingests = tokio::task::JoinSet::new();
+    let mut consumers = jetstream.map(Vec::into_iter);
+    for (i, ch) in channels.into_iter().enumerate() {
+        let span = tracing::info_span!("channel", channel = %ch.channel);
+        housekeepers.push(tokio::spawn(
+            housekeeping(
+                ch.request_writer.clone(),
+                retention,
+                db.recent_chat_prune_interval.as_duration(),
+                db.maintenance_interval.as_duration(),
+                stop_rx.clone(),
             )
-            .await
+            .instrument(span.clone()),
+        ));
+        writer_threads.push(ch.writer_thread);
+        tracing::debug!(channel = %ch.channel, db = %ch.path.display(), "ingesting");
+        let (client, stats, stop_rx) = (client.clone(), stats.clone(), stop_rx.clone());
+        match consumers.as_mut().and_then(Iterator::next) {
+            Some((s, consumer)) => {
+                let js = js.clone();
+                ingests.spawn(
+                    async move {
+                        ingest::run_jetstream(
+                            client,
+                            js,
+                            s,
+                            consumer,
+                            ch.writer,
+                            ch.position,
+                            settings,
+                            stats,
+                            stop_rx,
+                            ch.undelivered_dead,
+                        )
+                        .await
+                    }
+                    .instrument(span),
+                );
+            }
+            None => {
+                let subjects = if i == 0 {
+                    subject::WRITE_SUBJECTS
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect()
+                } else {
+                    vec![subject::channel_writes(&ch.channel)?]
+                };
+                ingests.spawn(
+                    async move {
+                        ingest::run_core(
+                            client,
+                            subjects,
+                            ch.writer,
+                            settings,
+                            stats,
+                            stop_rx,
+                            ch.undelivered_dead,
+                        )
+                        .await
+                    }
+                    .instrument(span),
+                );
+            }
         }
-        None => {
-            ingest::run_core(
-                client.clone(),
-                writer,
-                settings,
-                stats,
-                stop_rx,
-                undelivered_dead,
-            )
-            .await
+    }
+    // Every channel's ingestion runs until shutdown; whichever fails first stops them all.
+    let mut ingest_result = Ok(());
+    while let Some(ended) = ingests.join_next().await {
+        let result = match ended {
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("an ingestion task failed: {e}")),
+        };
+        if let Err(e) = result {
+            let _ = stop_tx.send(true);
+            if ingest_result.is_ok() {
+                ingest_result = Err(e);
+            }
         }
-    };
+    }
     // Whatever ended ingestion, the request thread stops too.
     let _ = stop_tx.send(true);
-    housekeeping.abort();
+    for housekeeping in housekeepers {
+        housekeeping.abort();
+    }
     // Acks are buffered; send them before exiting.
     let _ = tokio::time::timeout(flush_timeout, client.flush()).await;
     let _ = tokio::task::spawn_blocking(move || {
         let _ = request_thread.join();
-        writer_thread.join()
+        for thread in writer_threads {
+            let _ = thread.join();
+        }
     })
     .await;
     ingest_result.context("ingestion stopped")?;

@@ -246,6 +246,27 @@ pub fn update_status(
     Ok(())
 }
 
+/// The channel `current_status` names (the original's `channel_name`), when it names one: the
+/// channel whose data the file holds.
+pub fn status_channel_name(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'current_status')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(None);
+    }
+    let name: Option<Option<String>> = conn
+        .query_row(
+            "SELECT channel_name FROM current_status WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(name.flatten().filter(|n| !n.trim().is_empty()))
+}
+
 /// The high-water marks, top ten chatters and users seen.
 pub fn channel_stats(conn: &Connection) -> rusqlite::Result<ChannelStats> {
     let row = conn
@@ -833,6 +854,7 @@ mod tests {
             chat_message(&conn, user, &format!("m{i}"), 100 + i).unwrap();
         }
         let q = RecentChatGet {
+            channel: None,
             limit: 3,
             username: None,
             since: None,
@@ -844,6 +866,7 @@ mod tests {
             .collect();
         assert_eq!(got, ["m7", "m8", "m9"]);
         let q = RecentChatGet {
+            channel: None,
             limit: 50,
             username: Some("even".to_owned()),
             since: Timestamp::from_secs(104),
@@ -1069,6 +1092,7 @@ mod tests {
                 &conn,
                 "paged",
                 &kv::List {
+                    channel: None,
                     prefix: Some("k".into()),
                     after: after.clone(),
                     limit: Some(3),

@@ -187,8 +187,11 @@ fn default_max_retries() -> u32 {
 }
 
 /// Request `rosey.db.messages.outbound.get`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundGet {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// At most this many messages.
     #[serde(default = "default_limit")]
     pub limit: u32,
@@ -200,6 +203,7 @@ pub struct OutboundGet {
 impl Default for OutboundGet {
     fn default() -> Self {
         OutboundGet {
+            channel: None,
             limit: default_limit(),
             max_retries: default_max_retries(),
         }
@@ -224,6 +228,9 @@ pub struct OutboundMessage {
 /// Request `rosey.db.messages.outbound.enqueue`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundEnqueue {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The text the bot should say.
     pub message: String,
 }
@@ -238,6 +245,9 @@ pub struct Enqueued {
 /// Request `rosey.db.stats.recent_chat.get`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentChatGet {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// At most this many lines (the newest ones).
     #[serde(default = "default_limit")]
     pub limit: u32,
@@ -252,6 +262,7 @@ pub struct RecentChatGet {
 impl Default for RecentChatGet {
     fn default() -> Self {
         RecentChatGet {
+            channel: None,
             limit: default_limit(),
             username: None,
             since: None,
@@ -261,8 +272,11 @@ impl Default for RecentChatGet {
 
 /// Request `rosey.db.stats.user_count_history.get` (the original's
 /// `get_user_count_history(hours)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCountHistoryGet {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// How many hours back, up to the 30 days the history keeps (default 24).
     #[serde(default = "default_history_hours")]
     pub hours: u32,
@@ -271,6 +285,7 @@ pub struct UserCountHistoryGet {
 impl Default for UserCountHistoryGet {
     fn default() -> Self {
         UserCountHistoryGet {
+            channel: None,
             hours: default_history_hours(),
         }
     }
@@ -303,8 +318,12 @@ pub struct ChatLine {
 }
 
 /// Request `rosey.db.query.channel_stats` (no fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ChannelStatsQuery {}
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChannelStatsQuery {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
 
 /// A high-water mark: the record and when it was set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +359,9 @@ pub struct ChannelStats {
 /// Request `rosey.db.query.user_stats`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserStatsQuery {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The user to look up.
     pub username: String,
 }
@@ -370,8 +392,12 @@ pub struct UserStats {
 }
 
 /// Request `rosey.db.maintenance.run` (no fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct MaintenanceRun {}
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MaintenanceRun {
+    /// The channel asked about; may be left out when rosey-db serves one channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
 
 /// Reply to `maintenance.run`: what the maintenance did.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -13,6 +13,10 @@ pub const MAX_LIST_LIMIT: u32 = 1000;
 /// Request `get`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Get {
+    /// The channel whose storage this is, for a plugin that keeps data per channel; left out,
+    /// the deployment's own storage (in its first channel's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The key.
     pub key: String,
 }
@@ -30,6 +34,10 @@ pub struct GetReply {
 /// Request `set`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Set {
+    /// The channel whose storage this is, for a plugin that keeps data per channel; left out,
+    /// the deployment's own storage (in its first channel's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The key.
     pub key: String,
     /// Any JSON value up to [`MAX_VALUE_BYTES`].
@@ -42,6 +50,10 @@ pub struct Set {
 /// Request `delete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delete {
+    /// The channel whose storage this is, for a plugin that keeps data per channel; left out,
+    /// the deployment's own storage (in its first channel's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The key.
     pub key: String,
 }
@@ -56,6 +68,10 @@ pub struct DeleteReply {
 /// Request `list`: keys in order, a page at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct List {
+    /// The channel whose storage this is, for a plugin that keeps data per channel; left out,
+    /// the deployment's own storage (in its first channel's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// Only keys starting with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
@@ -97,6 +113,10 @@ fn one() -> i64 {
 /// Request `incr`: add to an integer value atomically (a missing key counts as 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incr {
+    /// The channel whose storage this is, for a plugin that keeps data per channel; left out,
+    /// the deployment's own storage (in its first channel's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// The key.
     pub key: String,
     /// How much to add (may be negative).

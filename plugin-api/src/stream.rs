@@ -9,6 +9,13 @@ use thiserror::Error;
 
 /// The stream holding every durable database write until the database service applies it.
 pub const DB_STREAM: &str = "ROSEY_DB";
+/// The prefix of each named channel's own stream (`ROSEY_DB_CH_<channel>`), holding that
+/// channel's durable writes (`rosey.db.channel.<channel>.>`): every channel but the
+/// deployment's first, whose writes are in [`DB_STREAM`]. A stream per channel keeps each
+/// channel's sequence dense (so the database service's position, duplicate and gap rules hold
+/// per channel unchanged), lets a burst or a poison event in one channel never delay another,
+/// and lets a channel's stream and its consumer move to another server alone.
+pub const CHANNEL_STREAM_PREFIX: &str = "ROSEY_DB_CH_";
 /// The stream holding write events the database service could not apply.
 pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
 /// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
@@ -17,6 +24,12 @@ pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
 
 /// The database service's durable consumer on [`DB_STREAM`].
 pub const DB_CONSUMER: &str = "rosey-db";
+
+/// The stream of `channel`'s writes ([`CHANNEL_STREAM_PREFIX`]); `None` for a name that cannot
+/// be a channel in a subject.
+pub fn channel_stream(channel: &str) -> Option<String> {
+    crate::subjects::is_channel_name(channel).then(|| format!("{CHANNEL_STREAM_PREFIX}{channel}"))
+}
 
 /// The operator's limits for the streams (from the `database.stream` configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +60,7 @@ impl Default for StreamLimits {
 #[error("cannot set up JetStream stream {stream}: {message}")]
 pub struct StreamError {
     /// The stream's name.
-    pub stream: &'static str,
+    pub stream: String,
     /// What the server said.
     pub message: String,
 }
@@ -70,6 +83,18 @@ pub fn db_stream_config(limits: &StreamLimits) -> Config {
     }
 }
 
+/// The contract's definition of `channel`'s stream: its writes, with [`DB_STREAM`]'s limits.
+pub fn channel_stream_config(limits: &StreamLimits, channel: &str) -> Option<Config> {
+    Some(Config {
+        name: channel_stream(channel)?,
+        description: Some(format!(
+            "Rosey durable database writes of channel {channel}"
+        )),
+        subjects: vec![crate::subjects::db::channel_writes(channel).ok()?],
+        ..db_stream_config(limits)
+    })
+}
+
 /// The definition of [`DLQ_STREAM`].
 pub fn dlq_stream_config(limits: &StreamLimits) -> Config {
     Config {
@@ -86,9 +111,9 @@ pub fn dlq_stream_config(limits: &StreamLimits) -> Config {
     }
 }
 
-async fn ensure(js: &Context, config: Config, name: &'static str) -> Result<Stream, StreamError> {
+async fn ensure(js: &Context, config: Config, name: &str) -> Result<Stream, StreamError> {
     let err = |e: &dyn std::fmt::Display| StreamError {
-        stream: name,
+        stream: name.to_owned(),
         message: e.to_string(),
     };
     let mut stream = js
@@ -153,6 +178,20 @@ pub fn replica_shortfall(
             }
         )
     })
+}
+
+/// Creates `channel`'s stream or brings an existing one to the contract's definition.
+pub async fn ensure_channel_stream(
+    js: &Context,
+    limits: &StreamLimits,
+    channel: &str,
+) -> Result<Stream, StreamError> {
+    let config = channel_stream_config(limits, channel).ok_or_else(|| StreamError {
+        stream: format!("{CHANNEL_STREAM_PREFIX}<channel>"),
+        message: format!("{channel:?} cannot name a channel in a subject"),
+    })?;
+    let name = config.name.clone();
+    ensure(js, config, &name).await
 }
 
 /// Creates both streams; every process that publishes writes or consumes them calls this.

@@ -46,6 +46,31 @@ pub fn is_command_name(word: &str) -> bool {
     check_name("command", word).is_ok()
 }
 
+/// The rule for channel names in subjects (`rosey.db.channel.<channel>.…`).
+const CHANNEL_RULE: &str = "1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'";
+
+/// True when `name` can be a channel's token in a subject (and part of its database file's
+/// name): `^[A-Za-z0-9_-]{1,64}$`, which every CyTube channel name is.
+pub fn is_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_channel(name: &str) -> Result<(), InvalidName> {
+    if is_channel_name(name) {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            what: "channel",
+            name: name.to_owned(),
+            rule: CHANNEL_RULE,
+        })
+    }
+}
+
 /// True when `name` can be a plugin's or a platform's name in a subject.
 pub fn is_plugin_name(name: &str) -> bool {
     check_name("plugin", name).is_ok()
@@ -249,6 +274,60 @@ pub mod db {
 
     /// Where poison write events go, in a stream of their own.
     pub const DLQ: &str = "rosey.db.dlq";
+
+    /// The prefix of a write that names its channel: `rosey.db.channel.<channel>.<write>`,
+    /// where `<write>` is one of [`WRITE_SUBJECTS`] without its `rosey.db.` (so
+    /// `rosey.db.channel.lobby.message.log`). Every channel but the deployment's first writes
+    /// so; its channel token lets each channel have a consumer of its own.
+    pub const CHANNEL_PREFIX: &str = "rosey.db.channel.";
+    /// Every write that names its channel.
+    pub const CHANNEL_WRITES: &str = "rosey.db.channel.*.>";
+    /// How every channel-named write subject is written in the contract's table.
+    pub const CHANNEL_WRITE_PATTERN: &str = "rosey.db.channel.<channel>.<write>";
+
+    /// `write` (one of [`WRITE_SUBJECTS`]) as channel `channel` names it.
+    pub fn channel_write(channel: &str, write: &str) -> Result<String, super::InvalidName> {
+        super::check_channel(channel)?;
+        let Some(rest) = write
+            .strip_prefix("rosey.db.")
+            .filter(|_| WRITE_SUBJECTS.contains(&write))
+        else {
+            return Err(super::InvalidName {
+                what: "write subject",
+                name: write.to_owned(),
+                rule: "one of the contract's write subjects",
+            });
+        };
+        Ok(format!("{CHANNEL_PREFIX}{channel}.{rest}"))
+    }
+
+    /// Every write of `channel`: the subjects of its stream.
+    pub fn channel_writes(channel: &str) -> Result<String, super::InvalidName> {
+        super::check_channel(channel)?;
+        Ok(format!("{CHANNEL_PREFIX}{channel}.>"))
+    }
+
+    /// The channel a write names and the write's own subject ([`WRITE_SUBJECTS`]); `None`
+    /// for a write without a channel (the PRD's names) or a subject that is not a write.
+    pub fn split_channel_write(subject: &str) -> Option<(&str, &'static str)> {
+        let rest = subject.strip_prefix(CHANNEL_PREFIX)?;
+        let (channel, write) = rest.split_once('.')?;
+        if !super::is_channel_name(channel) {
+            return None;
+        }
+        let write = WRITE_SUBJECTS
+            .iter()
+            .find(|w| w.strip_prefix("rosey.db.") == Some(write))?;
+        Some((channel, write))
+    }
+
+    /// The write's own subject ([`WRITE_SUBJECTS`]) whether or not it names a channel.
+    pub fn write_of(subject: &str) -> Option<&'static str> {
+        match split_channel_write(subject) {
+            Some((_, write)) => Some(write),
+            None => WRITE_SUBJECTS.iter().find(|w| **w == subject).copied(),
+        }
+    }
 
     /// Request: unsent outbound messages due for a (re)try.
     pub const OUTBOUND_GET: &str = "rosey.db.messages.outbound.get";
@@ -466,6 +545,27 @@ mod tests {
         assert!(matches("rosey.db.kv.quotes.>", "rosey.db.kv.quotes.get"));
         assert!(!matches("rosey.db.kv.quotes.>", "rosey.db.kv.markov.get"));
         assert!(!matches("a.b", "a.b.c"));
+    }
+
+    #[test]
+    fn channel_writes_round_trip() {
+        for w in db::WRITE_SUBJECTS {
+            let named = db::channel_write("Lobby_2", w).unwrap();
+            assert!(matches(db::CHANNEL_WRITES, &named), "{named}");
+            assert!(matches(&db::channel_writes("Lobby_2").unwrap(), &named));
+            assert!(!matches(&db::channel_writes("Lobby").unwrap(), &named));
+            assert_eq!(db::split_channel_write(&named), Some(("Lobby_2", w)));
+            assert_eq!(db::write_of(&named), Some(w));
+            assert_eq!(db::write_of(w), Some(w));
+            assert!(!matches(db::CHANNEL_WRITES, w));
+        }
+        assert!(db::channel_write("a.b", db::MESSAGE_LOG).is_err());
+        assert!(db::channel_write("a*", db::MESSAGE_LOG).is_err());
+        assert!(db::channel_write("", db::MESSAGE_LOG).is_err());
+        assert!(db::channel_write("ok", db::OUTBOUND_GET).is_err());
+        assert!(db::channel_writes("a>").is_err());
+        assert_eq!(db::split_channel_write("rosey.db.channel.x.no.such"), None);
+        assert_eq!(db::split_channel_write(db::MESSAGE_LOG), None);
     }
 
     #[test]

@@ -161,7 +161,9 @@ fn every_row_names_a_real_subject() {
             .replace("<platform>", "cytube")
             .replace("<event>", "chatMsg")
             .replace("<name>", "quote")
-            .replace("<plugin>", "quotes");
+            .replace("<plugin>", "quotes")
+            .replace("<channel>", "lounge")
+            .replace("<write>", "message.log");
         assert!(concrete.starts_with("rosey."), "{}", spec.subject);
         assert!(
             concrete

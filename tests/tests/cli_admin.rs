@@ -146,6 +146,7 @@ async fn dead_letters_are_listed_and_replayed() {
             &client,
             subjects::db::QUERY_USER_STATS,
             &UserStatsQuery {
+                channel: None,
                 username: "carol".into(),
             },
             Duration::from_secs(5),

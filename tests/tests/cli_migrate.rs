@@ -218,3 +218,49 @@ fn config_check_hides_secrets_and_names_mistakes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("platform.tpye"), "{stderr}");
 }
+
+#[test]
+fn several_platforms_become_channels_and_config_check_names_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original.json");
+    std::fs::write(
+        &original,
+        r#"{"version": "2.0", "database": {"path": "bot_data.db"}, "platforms": [
+            {"name": "a", "type": "cytube", "domain": "https://cytu.be", "channel": "first",
+             "user": ["bot", "pw-secret"], "enabled": true},
+            {"name": "b", "type": "cytube", "domain": "https://cytu.be", "channel": "off",
+             "enabled": false},
+            {"name": "c", "type": "cytube", "domain": "https://cytu.be",
+             "channel": ["second", "chan-secret"], "user": ["bot", "pw-secret"]}]}"#,
+    )
+    .unwrap();
+    let migrated = dir.path().join("rosey.json");
+    rosey_ok(&[
+        "migrate-config",
+        original.to_str().unwrap(),
+        "--output",
+        migrated.to_str().unwrap(),
+    ]);
+    let out = rosey_ok(&["config", "check", migrated.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("chan-secret"), "{stdout}");
+    let shown: Value = serde_json::from_str(&stdout).expect("prints JSON");
+    let names: Vec<&str> = shown["platform"]["channels"]
+        .as_array()
+        .expect("a channel list")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    let first = dir.path().join("bot_data.db");
+    let second = dir.path().join("bot_data.second.db");
+    assert!(
+        stderr.contains(&format!("channel first in {}", first.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("channel second in {}", second.display())),
+        "{stderr}"
+    );
+}

@@ -564,3 +564,36 @@ fn up_with_llm_enabled_starts_rosey_llm_after_rosey_db() {
     assert_eq!(status.provider, "ollama");
     assert_eq!(status.default_model, "tiny");
 }
+
+#[test]
+fn up_runs_and_supervises_one_bot_per_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = console_config(dir.path());
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["platform"]["channels"] = json!([{"name": "lobby"}, {"name": "second"}]);
+    std::fs::write(&config, json.to_string()).unwrap();
+    let mut up = RoseyUp::start(&config);
+    for name in ["nats-server", "rosey-db", "rosey-runtime"] {
+        up.wait_running(name, None);
+    }
+    let first = up.wait_running("rosey-bot@lobby", None);
+    let second = up.wait_running("rosey-bot@second", None);
+    // The terminal's lines go to the first channel's bot, which answers them.
+    up.ask(
+        "!quote add many channels -- lead",
+        "<rosey> Added quote #1.",
+    );
+    // A channel's bot that dies is restarted alone, told its channel again.
+    signal(second, "KILL");
+    let restarted = up.wait_running("rosey-bot@second", Some(second));
+    assert_ne!(restarted, second);
+    assert!(!gone(first), "the other channel's bot was left alone");
+    // Each bot writes to its own channel's file.
+    let second_db = dir.path().join("rosey.second.db");
+    assert!(
+        wait_until(WAIT, || second_db.exists()),
+        "{} was never created",
+        second_db.display()
+    );
+}

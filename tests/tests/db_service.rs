@@ -3,7 +3,10 @@
 //! fixture database is read and extended in place, and nothing is lost or applied twice across
 //! kill -9, a NATS restart and a flood of malformed events.
 
+mod fixture_support;
+
 use async_nats::jetstream::{self, message::PublishMessage};
+use fixture_support::rebase_to_now;
 use rosey_plugin_api::db::{
     ChannelStats, ChatLine, DeadLetter, Enqueued, MaintenanceReport, OutboundMessage,
     UserCountSample, UserStats,
@@ -577,56 +580,9 @@ fn original_schema(path: &Path) -> Vec<(String, String)> {
         .unwrap()
 }
 
-/// Every time column of the original's schema, as (table, column).
-const ORIGINAL_TIME_COLUMNS: &[(&str, &str)] = &[
-    ("user_stats", "first_seen"),
-    ("user_stats", "last_seen"),
-    ("user_stats", "current_session_start"),
-    ("user_actions", "timestamp"),
-    ("channel_stats", "max_users_timestamp"),
-    ("channel_stats", "max_connected_timestamp"),
-    ("channel_stats", "last_updated"),
-    ("user_count_history", "timestamp"),
-    ("recent_chat", "timestamp"),
-    ("current_status", "bot_start_time"),
-    ("current_status", "last_updated"),
-    ("outbound_messages", "timestamp"),
-    ("outbound_messages", "sent_timestamp"),
-    ("api_tokens", "created_at"),
-    ("api_tokens", "last_used"),
-];
-
-/// Shifts every timestamp of a copy of the fixture by one offset so that its newest row is two
-/// minutes old: the fixture was written on one day, and retention ("last 150 hours") would
-/// otherwise hide its rows on any later one. Relative order and gaps are kept exactly.
-fn rebase_to_now(path: &Path) {
-    let c = open(path);
-    let newest: i64 = ORIGINAL_TIME_COLUMNS
-        .iter()
-        .map(|(table, column)| {
-            c.query_row(
-                &format!("SELECT COALESCE(MAX({column}), 0) FROM {table}"),
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap()
-        })
-        .max()
-        .unwrap_or(0);
-    assert!(newest > 0, "the fixture has no timestamps to rebase");
-    let offset = now() - 120 - newest;
-    for (table, column) in ORIGINAL_TIME_COLUMNS {
-        c.execute(
-            &format!("UPDATE {table} SET {column} = {column} + ?1 WHERE {column} IS NOT NULL"),
-            [offset],
-        )
-        .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn the_v05_fixture_opens_reads_and_is_extended_in_place() {
-    let fixture = rosey_tests::shared_dir().join("fixtures/rosey-v0.5-sample.db");
+    let fixture = fixture_support::sample_db();
     let (_dir, path) = temp_db();
     std::fs::copy(&fixture, &path).expect("copy the fixture");
     rebase_to_now(&path);

@@ -274,6 +274,7 @@ async fn saved_index(client: &async_nats::Client) -> Option<Value> {
         client,
         &subjects::kv::subject("markov", subjects::kv::Op::Get).unwrap(),
         &kv::Get {
+            channel: None,
             key: "index".to_owned(),
         },
         Duration::from_secs(5),

@@ -67,11 +67,14 @@ pub struct BotSettings {
     pub media_log_file: Option<PathBuf>,
     /// Most users kept for the channel (`platform.max_users`).
     pub max_users: usize,
+    /// The channel named in database writes and requests; `None` for the deployment's first
+    /// channel, which writes on the PRD's subjects and asks without naming one.
+    pub db_channel: Option<String>,
 }
 
 impl BotSettings {
     /// The settings a configuration asks for.
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &Config, db_channel: Option<String>) -> Self {
         let p = &config.platform;
         BotSettings {
             command_prefix: p.command_prefix.clone(),
@@ -100,6 +103,7 @@ impl BotSettings {
             chat_log_file: config.logging.chat_log_file.clone(),
             media_log_file: config.logging.media_log_file.clone(),
             max_users: p.max_users,
+            db_channel,
         }
     }
 }

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timers::*;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// Runs the bot on `platform` until the platform stops or `shutdown` resolves.
 pub async fn run<P: Platform>(
@@ -47,7 +48,12 @@ pub async fn run<P: Platform>(
     let channel = platform.channel().to_owned();
     let (events_tx, mut events_rx) = mpsc::channel::<PlatformEvent>(1024);
     let (actions_tx, actions_rx) = mpsc::channel::<ActionRequest>(64);
-    let db = DbPublisher::start(nats.clone(), settings.stream_limits, settings.db_timing);
+    let db = DbPublisher::start(
+        nats.clone(),
+        settings.stream_limits,
+        settings.db_timing,
+        settings.db_channel.clone(),
+    );
     let chat = ChatQueue::new(settings.max_message_len);
     let ctx = Arc::new(Ctx {
         nats: nats.clone(),
@@ -78,14 +84,18 @@ pub async fn run<P: Platform>(
     // Make sure the subscription is registered before anyone is told we are up.
     nats.flush().await.context("NATS flush")?;
 
-    let platform_task = tokio::spawn(platform.run(events_tx, actions_rx));
-    let worker = tokio::spawn(chat.clone().run_worker(
-        TokenBucket::new(ctx.settings.chat_burst, ctx.settings.chat_per_second),
-        actions_tx,
-    ));
-    let serve = tokio::spawn(serve_actions(ctx.clone(), actions_sub));
-    let outbound = tokio::spawn(poll_outbound(ctx.clone()));
-    let timers = tokio::spawn(periodic(ctx.clone()));
+    let platform_task = tokio::spawn(platform.run(events_tx, actions_rx).in_current_span());
+    let worker = tokio::spawn(
+        chat.clone()
+            .run_worker(
+                TokenBucket::new(ctx.settings.chat_burst, ctx.settings.chat_per_second),
+                actions_tx,
+            )
+            .in_current_span(),
+    );
+    let serve = tokio::spawn(serve_actions(ctx.clone(), actions_sub).in_current_span());
+    let outbound = tokio::spawn(poll_outbound(ctx.clone()).in_current_span());
+    let timers = tokio::spawn(periodic(ctx.clone()).in_current_span());
     tracing::info!(platform = name, channel, "rosey-bot running");
 
     tokio::pin!(shutdown);

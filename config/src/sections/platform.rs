@@ -56,8 +56,13 @@ pub struct PlatformConfig {
     pub kind: PlatformKind,
     /// CyTube server URL with scheme (`https://cytu.be`); required for CyTube.
     pub domain: Option<String>,
-    /// CyTube channel name; required for CyTube.
+    /// CyTube channel name; required for CyTube unless `channels` lists them.
     pub channel: Option<String>,
+    /// `channels`: several channels served by one deployment (a `rosey-bot` each), instead of
+    /// `channel`. The first is the one whose data is in `database.path` (see
+    /// [`PlatformConfig::served_channels`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelEntry>,
     /// Password of a password-protected channel.
     pub channel_password: Option<Secret>,
     /// The bot's account.
@@ -141,6 +146,7 @@ impl Default for PlatformConfig {
             kind: PlatformKind::Console,
             domain: None,
             channel: None,
+            channels: Vec::new(),
             channel_password: None,
             credentials: Credentials::default(),
             console_user: "console".to_owned(),
@@ -199,10 +205,53 @@ pub struct ServedChannel {
     pub bot_name: String,
 }
 
+/// One entry of `platform.channels`: a channel and what differs there from the `platform`
+/// section's own values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object with a \"name\"")]
+pub struct ChannelEntry {
+    /// The channel's name: 1 to 64 characters of `A-Z a-z 0-9 _ -` (CyTube's own rule is
+    /// narrower), so it can name a subject token and a database file.
+    pub name: String,
+    /// The channel's server when not `platform.domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Password of a password-protected channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_password: Option<Secret>,
+    /// The bot's account there when not `platform.credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
+}
+
+/// True when `name` can be a channel of `platform.channels`: it becomes a subject token and part
+/// of a file name, so only `A-Z a-z 0-9 _ -`, 1 to 64 of them.
+pub fn is_channel_token(name: &str) -> bool {
+    rosey_plugin_api::subjects::is_channel_name(name)
+}
+
 impl PlatformConfig {
-    /// Every channel the deployment serves: today the one configured channel (the console's
-    /// is `console` when unnamed, as the bot calls it), with the account's name.
+    /// Every channel the deployment serves, in order, with the account's name there: the
+    /// entries of `channels`, or else the one `channel` (the console's is `console` when
+    /// unnamed, as the bot calls it). The first is the deployment's first channel: its data is
+    /// in `database.path` and its bot writes on the PRD's subjects.
     pub fn served_channels(&self) -> Vec<ServedChannel> {
+        if !self.channels.is_empty() {
+            return self
+                .channels
+                .iter()
+                .map(|entry| ServedChannel {
+                    platform: self.kind.name().to_owned(),
+                    channel: entry.name.clone(),
+                    bot_name: entry
+                        .credentials
+                        .as_ref()
+                        .unwrap_or(&self.credentials)
+                        .username
+                        .clone(),
+                })
+                .collect();
+        }
         let channel = match (self.kind, &self.channel) {
             (_, Some(channel)) => channel.clone(),
             (PlatformKind::Console, None) => "console".to_owned(),
@@ -213,6 +262,118 @@ impl PlatformConfig {
             channel,
             bot_name: self.credentials.username.clone(),
         }]
+    }
+
+    /// The names of [`Self::served_channels`].
+    pub fn channel_names(&self) -> Vec<String> {
+        self.served_channels()
+            .into_iter()
+            .map(|served| served.channel)
+            .collect()
+    }
+
+    /// This section as one channel's bot sees it: `channel`, its password, server and account
+    /// taken from its entry of `channels`, and no list. `None` names the only channel; with
+    /// several, a bot must be told which (`rosey-bot --channel NAME`).
+    pub fn for_channel(&self, name: Option<&str>) -> Result<PlatformConfig, String> {
+        if self.channels.is_empty() {
+            return match name {
+                Some(name)
+                    if Some(name) != self.channel.as_deref()
+                        && !(self.channel.is_none()
+                            && self.kind == PlatformKind::Console
+                            && name == "console") =>
+                {
+                    Err(format!(
+                        "channel {name:?} is not configured (platform.channel is {:?})",
+                        self.channel.as_deref().unwrap_or("console")
+                    ))
+                }
+                _ => Ok(self.clone()),
+            };
+        }
+        let entry = match name {
+            Some(name) => self
+                .channels
+                .iter()
+                .find(|entry| entry.name == name)
+                .ok_or_else(|| {
+                    format!(
+                        "channel {name:?} is not in platform.channels ({})",
+                        self.channel_names().join(", ")
+                    )
+                })?,
+            None if self.channels.len() == 1 => &self.channels[0],
+            None => {
+                return Err(format!(
+                    "platform.channels names {} channels ({}): say which one this bot serves                      (--channel NAME)",
+                    self.channels.len(),
+                    self.channel_names().join(", ")
+                ))
+            }
+        };
+        let mut one = self.clone();
+        one.channels = Vec::new();
+        one.channel = Some(entry.name.clone());
+        if let Some(domain) = &entry.domain {
+            one.domain = Some(domain.clone());
+        }
+        if entry.channel_password.is_some() {
+            one.channel_password = entry.channel_password.clone();
+        }
+        if let Some(credentials) = &entry.credentials {
+            one.credentials = credentials.clone();
+        }
+        Ok(one)
+    }
+
+    fn validate_channels(&self) -> Result<(), Problem> {
+        if self.channels.is_empty() {
+            return Ok(());
+        }
+        if self.channel.is_some() {
+            return Err(Problem::new(
+                "platform.channels",
+                "give either platform.channel or platform.channels, not both",
+            ));
+        }
+        for (i, entry) in self.channels.iter().enumerate() {
+            let path = format!("platform.channels[{i}]");
+            if !is_channel_token(&entry.name) {
+                return Err(Problem::new(
+                    format!("{path}.name"),
+                    format!(
+                        "{:?} is not a channel name: 1 to 64 characters of A-Z, a-z, 0-9, '_' \
+                         or '-'",
+                        entry.name
+                    ),
+                ));
+            }
+            if self.channels[..i].iter().any(|e| e.name == entry.name) {
+                return Err(Problem::new(
+                    format!("{path}.name"),
+                    format!("channel {:?} is listed twice", entry.name),
+                ));
+            }
+            if let Some(domain) = &entry.domain {
+                validate_domain(domain).map_err(|m| Problem::new(format!("{path}.domain"), m))?;
+            }
+            secret_non_empty(
+                &format!("{path}.channel_password"),
+                entry.channel_password.as_ref(),
+            )?;
+            if let Some(credentials) = &entry.credentials {
+                require_non_empty(
+                    &format!("{path}.credentials.username"),
+                    &credentials.username,
+                )?;
+                secret_non_empty(
+                    &format!("{path}.credentials.password"),
+                    credentials.password.as_ref(),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// The pause before retrying an outbound message that failed for a passing reason:
@@ -239,17 +400,21 @@ impl PlatformConfig {
         if let Some(channel) = &self.channel {
             require_non_empty("platform.channel", channel)?;
         }
+        self.validate_channels()?;
         if self.kind == PlatformKind::Cytube {
-            if self.domain.is_none() {
+            if self.domain.is_none()
+                && (self.channels.is_empty() || self.channels.iter().any(|e| e.domain.is_none()))
+            {
                 return Err(Problem::new(
                     "platform.domain",
                     "required when platform.type is \"cytube\" (e.g. \"https://cytu.be\")",
                 ));
             }
-            if self.channel.is_none() {
+            if self.channel.is_none() && self.channels.is_empty() {
                 return Err(Problem::new(
                     "platform.channel",
-                    "required when platform.type is \"cytube\"",
+                    "required when platform.type is \"cytube\" (or list several in \
+                     platform.channels)",
                 ));
             }
         }
@@ -452,5 +617,81 @@ mod tests {
         assert!(validate_domain("https://").is_err());
         assert!(validate_domain("https:// cytu.be").is_err());
         assert!(validate_domain("ftp://cytu.be").is_err());
+    }
+
+    fn channels(list: serde_json::Value) -> Result<PlatformConfig, Problem> {
+        let platform: PlatformConfig = serde_json::from_value(serde_json::json!({
+            "type": "cytube", "domain": "https://cytu.be", "channels": list,
+            "credentials": {"username": "bot"},
+        }))
+        .map_err(|e| Problem::new("platform", e.to_string()))?;
+        platform.validate()?;
+        Ok(platform)
+    }
+
+    #[test]
+    fn several_channels_each_with_their_own_account() {
+        let p = channels(serde_json::json!([
+            {"name": "first"},
+            {"name": "Second-2", "domain": "https://other.example",
+             "credentials": {"username": "other"}, "channel_password": "pw"},
+        ]))
+        .unwrap();
+        let served = p.served_channels();
+        assert_eq!(served.len(), 2);
+        assert_eq!(
+            (served[0].channel.as_str(), served[0].bot_name.as_str()),
+            ("first", "bot")
+        );
+        assert_eq!(
+            (served[1].channel.as_str(), served[1].bot_name.as_str()),
+            ("Second-2", "other")
+        );
+        let second = p.for_channel(Some("Second-2")).unwrap();
+        assert_eq!(second.channel.as_deref(), Some("Second-2"));
+        assert_eq!(second.domain.as_deref(), Some("https://other.example"));
+        assert_eq!(second.credentials.username, "other");
+        assert!(second.channel_password.is_some());
+        assert!(second.channels.is_empty());
+        assert_eq!(
+            p.for_channel(Some("first")).unwrap().credentials.username,
+            "bot"
+        );
+        let err = p.for_channel(None).unwrap_err();
+        assert!(err.contains("--channel"), "{err}");
+        assert!(p.for_channel(Some("third")).is_err());
+    }
+
+    #[test]
+    fn channel_lists_are_checked() {
+        for (list, path) in [
+            (
+                serde_json::json!([{"name": "a.b"}]),
+                "platform.channels[0].name",
+            ),
+            (
+                serde_json::json!([{"name": "a"}, {"name": "a"}]),
+                "platform.channels[1].name",
+            ),
+            (
+                serde_json::json!([{"name": "a", "domain": "nope"}]),
+                "platform.channels[0].domain",
+            ),
+        ] {
+            let problem = channels(list).unwrap_err();
+            assert_eq!(problem.key_path, path, "{problem:?}");
+        }
+        assert!(channels(serde_json::json!([{"nome": "a"}])).is_err());
+    }
+
+    #[test]
+    fn one_channel_is_served_as_before() {
+        let p: PlatformConfig = serde_json::from_value(serde_json::json!({
+            "type": "cytube", "domain": "https://cytu.be", "channel": "only",
+        }))
+        .unwrap();
+        assert_eq!(p.for_channel(None).unwrap(), p);
+        assert_eq!(p.for_channel(Some("only")).unwrap(), p);
+        assert!(p.for_channel(Some("other")).is_err());
     }
 }

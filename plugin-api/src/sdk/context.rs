@@ -254,6 +254,7 @@ impl Context {
         Kv {
             ctx: self,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            channel: None,
         }
     }
 
@@ -283,9 +284,21 @@ impl Context {
 pub struct Kv<'a> {
     ctx: &'a Context,
     timeout: Duration,
+    channel: Option<&'a str>,
 }
 
-impl Kv<'_> {
+impl<'a> Kv<'a> {
+    /// The plugin's keys kept for one channel (in that channel's database file, apart from
+    /// every other channel's); without this, the plugin's keys for the whole deployment.
+    pub fn in_channel(mut self, channel: &'a str) -> Self {
+        self.channel = Some(channel);
+        self
+    }
+
+    fn channel(&self) -> Option<String> {
+        self.channel.map(str::to_owned)
+    }
+
     /// Uses another timeout for each request.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -302,6 +315,7 @@ impl Kv<'_> {
         let reply: kv::GetReply = self.call(
             Op::Get,
             &kv::Get {
+                channel: self.channel(),
                 key: key.to_owned(),
             },
         )?;
@@ -314,6 +328,7 @@ impl Kv<'_> {
     /// Writes a key, optionally expiring after `ttl`.
     pub fn set<T: Serialize>(&self, key: &str, value: &T, ttl: Option<Duration>) -> Result<()> {
         let request = kv::Set {
+            channel: self.channel(),
             key: key.to_owned(),
             value: serde_json::to_value(value)?,
             ttl_seconds: ttl.map(|t| t.as_secs().max(1)),
@@ -327,6 +342,7 @@ impl Kv<'_> {
         let reply: kv::DeleteReply = self.call(
             Op::Delete,
             &kv::Delete {
+                channel: self.channel(),
                 key: key.to_owned(),
             },
         )?;
@@ -338,6 +354,7 @@ impl Kv<'_> {
         let reply: kv::IncrReply = self.call(
             Op::Incr,
             &kv::Incr {
+                channel: self.channel(),
                 key: key.to_owned(),
                 by,
             },
@@ -347,6 +364,11 @@ impl Kv<'_> {
 
     /// One page of keys.
     pub fn list(&self, request: &kv::List) -> Result<kv::ListReply> {
+        if request.channel.is_none() && self.channel.is_some() {
+            let mut request = request.clone();
+            request.channel = self.channel();
+            return self.call(Op::List, &request);
+        }
         self.call(Op::List, request)
     }
 }

@@ -248,6 +248,7 @@ mod tests {
     fn list(store: &MemoryKv, prefix: &str, after: Option<&str>, limit: u32) -> kv::ListReply {
         store
             .list(&kv::List {
+                channel: None,
                 prefix: Some(prefix.to_owned()),
                 after: after.map(str::to_owned),
                 limit: Some(limit),

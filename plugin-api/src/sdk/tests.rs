@@ -112,7 +112,10 @@ impl Plugin for Echo {
             "later" => ctx.request_json_later(
                 &format!("{}#{}", cmd.user, self.count),
                 "rosey.db.kv.echo.get",
-                &crate::kv::Get { key: "k".into() },
+                &crate::kv::Get {
+                    channel: None,
+                    key: "k".into(),
+                },
                 Duration::from_millis(1500),
             ),
             "answers" => {

@@ -54,9 +54,9 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Markov {
     config: Config,
-    /// The first channel served, bootstrapped from the database's recent chat (which holds
-    /// that channel's chat).
-    home_channel: String,
+    /// Every channel served, with the bot's name there: each one never saved is bootstrapped
+    /// from its own recent chat in the database.
+    served: Vec<ChannelInfo>,
     channels: BTreeMap<String, Channel>,
     rng: fastrand::Rng,
     /// Whether the saved chains were read back: until then nothing is saved, so a storage
@@ -75,11 +75,7 @@ impl Plugin for Markov {
             .validate()
             .map_err(|e| Error::new(ErrorKind::Invalid, format!("markov configuration: {e}")))?;
         self.config = config;
-        self.home_channel = setup
-            .channels
-            .first()
-            .map(|c| c.channel.clone())
-            .unwrap_or_default();
+        self.served = setup.channels.clone();
         self.last_save = now();
         if let Some(state) = &setup.saved_state {
             match snapshot::decode(state) {
@@ -258,7 +254,7 @@ impl Markov {
         }
     }
 
-    /// Reads every saved channel (and, for a home channel never saved, the recent chat);
+    /// Reads every saved channel (and, for each served channel never saved, its recent chat);
     /// changes nothing unless every read succeeded.
     fn restore_from_storage(&mut self, ctx: &Context) -> Result<()> {
         let storage = ctx.kv().with_timeout(RESTORE_TIMEOUT);
@@ -267,14 +263,20 @@ impl Markov {
         for (name, entry) in &index.channels {
             saved.push((name.clone(), persist::load_channel(&storage, name, entry)?));
         }
-        let history = if !self.home_channel.is_empty()
-            && !index.channels.contains_key(&self.home_channel)
-            && self.config.bootstrap_lines > 0
-        {
-            self.recent_chat(ctx)?
-        } else {
-            Vec::new()
-        };
+        let mut histories = Vec::new();
+        if self.config.bootstrap_lines > 0 {
+            for (i, served) in self.served.iter().enumerate() {
+                if !index.channels.contains_key(&served.channel) {
+                    // The first channel's chat is where it always was: ask without naming it,
+                    // so a single-channel deployment asks exactly as before.
+                    let named = (i > 0).then_some(served.channel.as_str());
+                    histories.push((
+                        served.channel.clone(),
+                        self.recent_chat(ctx, named, &served.bot_name)?,
+                    ));
+                }
+            }
+        }
 
         for (name, loaded) in saved {
             let mut channel = Channel::restored(
@@ -294,23 +296,26 @@ impl Markov {
             }
             self.channels.insert(name, channel);
         }
-        if !history.is_empty() {
-            let home = channel_entry(&mut self.channels, &self.config, &self.home_channel);
-            let learned = home.learn_history(history.iter().map(String::as_str));
-            ctx.info(format!(
-                "learned {learned} lines of recent chat in {}",
-                self.home_channel
-            ));
+        for (name, history) in histories.into_iter().filter(|(_, h)| !h.is_empty()) {
+            let channel = channel_entry(&mut self.channels, &self.config, &name);
+            let learned = channel.learn_history(history.iter().map(String::as_str));
+            ctx.info(format!("learned {learned} lines of recent chat in {name}"));
         }
         self.index = index;
         self.restored = true;
         Ok(())
     }
 
-    /// The home channel's recent chat from the database, without commands, the bot's own
-    /// lines or its name.
-    fn recent_chat(&self, ctx: &Context) -> Result<Vec<String>> {
+    /// A channel's recent chat from the database (`channel`: `None` for the first), without
+    /// commands, the bot's own lines (`bot_name` there) or its name.
+    fn recent_chat(
+        &self,
+        ctx: &Context,
+        channel: Option<&str>,
+        bot_name: &str,
+    ) -> Result<Vec<String>> {
         let request = RecentChatGet {
+            channel: channel.map(str::to_owned),
             limit: self.config.bootstrap_lines,
             username: None,
             since: None,
@@ -319,11 +324,6 @@ impl Markov {
             ctx.request_json(subjects::db::RECENT_CHAT_GET, &request, RESTORE_TIMEOUT)?;
         let trigger = self.config.channel_settings().trigger;
         let prefix = ctx.command_prefix();
-        let bot_name = ctx
-            .channels()
-            .first()
-            .map(|c| c.bot_name.as_str())
-            .unwrap_or_default();
         Ok(lines
             .into_iter()
             .filter(|l| !l.username.eq_ignore_ascii_case(bot_name))

@@ -48,8 +48,8 @@ pub struct Quotes {
     config: Config,
     /// What starts a chat command, so `!quote grab` never quotes one.
     command_prefix: String,
-    /// The channels served, with the bot's name in each; the first is the home channel,
-    /// whose chat the database's recent chat holds.
+    /// The channels served, with the bot's name in each; the database keeps each one's recent
+    /// chat (the first's where a single-channel deployment always had it).
     channels: Vec<ChannelInfo>,
     books: BTreeMap<String, QuoteBook>,
     recent: RecentLines,
@@ -141,13 +141,9 @@ impl Quotes {
     /// Answers a `!quote` command, apologizing when the storage fails.
     fn on_command(&mut self, ctx: &Context, cmd: &Command) -> Result<()> {
         let storage = ctx.kv();
-        let home = self
-            .channels
-            .first()
-            .map(|c| c.channel.clone())
-            .unwrap_or_default();
         let prefix = self.command_prefix.clone();
-        let history = |user: &str| history_line(ctx, &home, &prefix, &cmd.channel, user);
+        let served = self.channels.clone();
+        let history = |user: &str| history_line(ctx, &served, &prefix, cmd, user);
         let reply = match self.answer(&storage, cmd, &history) {
             Ok(reply) => reply,
             Err(e) => {
@@ -296,19 +292,28 @@ fn delete(book: &mut QuoteBook, storage: &impl KeyValue, cmd: &Command, id: u64)
     Ok(format!("Deleted quote #{id}."))
 }
 
-/// A user's last non-command line from the database's recent chat, which is the home
-/// channel's; other channels have only the plugin's own memory.
+/// A user's last non-command line in the command's channel, from that channel's recent chat
+/// in the database; a channel the plugin is not told it serves has only the plugin's own memory.
 fn history_line(
     ctx: &Context,
-    home_channel: &str,
+    served: &[ChannelInfo],
     command_prefix: &str,
-    channel: &str,
+    cmd: &Command,
     user: &str,
 ) -> Result<Option<(String, String)>> {
-    if !home_channel.is_empty() && channel != home_channel {
-        return Ok(None);
-    }
+    let position = served
+        .iter()
+        .position(|c| c.platform == cmd.platform && c.channel == cmd.channel);
+    let channel = match position {
+        // The first channel's chat is where it always was: asked for without naming it, as a
+        // single-channel deployment always did.
+        Some(0) => None,
+        Some(_) => Some(cmd.channel.clone()),
+        None if served.is_empty() => None,
+        None => return Ok(None),
+    };
     let request = RecentChatGet {
+        channel,
         limit: GRAB_LOOKBACK,
         username: Some(user.to_owned()),
         since: None,

@@ -68,6 +68,7 @@ impl QuoteBook {
     pub fn load(storage: &impl KeyValue, channel: &str) -> Result<QuoteBook> {
         let mut book = QuoteBook::default();
         let mut request = List {
+            channel: None,
             prefix: Some(quotes_prefix(channel)),
             after: None,
             limit: Some(rosey_plugin_api::kv::MAX_LIST_LIMIT),
