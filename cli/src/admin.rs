@@ -49,12 +49,25 @@ pub async fn plugin_list(config: &Config) -> Result<()> {
     .await
     .context("is rosey-runtime running?")?;
     println!(
-        "{:<16} {:<10} {:>4} {:<9} {:>8} {:>9} {:>7}  last error",
-        "plugin", "version", "gen", "state", "reloads", "messages", "errors"
+        "{:<16} {:<10} {:>4} {:<9} {:>8} {:>9} {:>7}  {:<28}  last error",
+        "plugin", "version", "gen", "state", "reloads", "messages", "errors", "host"
     );
     for p in list.plugins {
+        // Where it runs: its host process (pid, memory, restarts after crashes) or in process.
+        let host = match p.host {
+            Some(h) => format!(
+                "pid {} {} restarts {}",
+                h.pid,
+                h.rss_kib.map_or_else(
+                    || "?".to_owned(),
+                    |k| format!("{:.1}MiB", k as f64 / 1024.0)
+                ),
+                h.restarts
+            ),
+            None => "in process".to_owned(),
+        };
         println!(
-            "{:<16} {:<10} {:>4} {:<9} {:>8} {:>9} {:>7}  {}",
+            "{:<16} {:<10} {:>4} {:<9} {:>8} {:>9} {:>7}  {:<28}  {}",
             p.name,
             p.version,
             p.generation,
@@ -62,6 +75,7 @@ pub async fn plugin_list(config: &Config) -> Result<()> {
             p.reloads,
             p.messages,
             p.errors,
+            host,
             p.last_error.unwrap_or_default()
         );
     }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod migrate;
+mod nats_auth;
 mod scaffold;
 mod up;
 
@@ -41,6 +42,10 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the nats-server `authorization` block giving each process (role) only what the
+    /// contract gives it; passwords are `$ROSEY_NATS_<ROLE>_PASSWORD`, read by nats-server from
+    /// its environment.
+    NatsConfig,
 }
 
 /// `rosey migrate-config` arguments.
@@ -126,16 +131,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::MigrateConfig(args) => migrate_config(&args),
+        Command::NatsConfig => nats_auth::print_config(),
         Command::Config(ConfigCommand::Check { file }) => config_check(file.as_deref()),
-        Command::Up(common) => with_runtime(&common, |config| {
-            up::run(
-                up::UpOptions {
-                    config_file: common.config.clone(),
-                    nats: common.nats.clone(),
-                },
-                config,
-            )
-        }),
+        Command::Up(common) => {
+            run_async(common.load_config(rosey_config::Role::Operator), |config| {
+                up::run(
+                    up::UpOptions {
+                        config_file: common.config.clone(),
+                        nats: common.nats.clone(),
+                    },
+                    config,
+                )
+            })
+        }
         Command::Status(common) => {
             with_runtime(
                 &common,
@@ -179,13 +187,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the configuration, then runs `f` on a tokio runtime.
+/// Loads the configuration (logged in as the operator of a `rosey up` running beside it, see
+/// [`nats_auth::use_operator_file`]), then runs `f` on a tokio runtime.
 fn with_runtime<F, Fut>(common: &CommonArgs, f: F) -> Result<()>
 where
     F: FnOnce(rosey_config::Config) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let config = common.load_config(rosey_config::Role::Operator)?;
+    let mut config = common.load_config(rosey_config::Role::Operator)?;
+    // The admin commands log in as the operator of a `rosey up` running beside the same
+    // configuration, unless the configuration or the environment says otherwise.
+    nats_auth::use_operator_file(&up::state_dir(common.config.as_deref()), &mut config)?;
+    run_async(Ok(config), f)
+}
+
+/// Runs `f` on a tokio runtime with the loaded configuration.
+fn run_async<F, Fut>(
+    config: Result<rosey_config::Config, rosey_config::ConfigError>,
+    f: F,
+) -> Result<()>
+where
+    F: FnOnce(rosey_config::Config) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let config = config?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

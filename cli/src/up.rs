@@ -10,8 +10,10 @@
 //! is starting would be lost: input is held until every process answers its readiness probe,
 //! again after any of them restarts and after NATS itself comes back.
 
+use crate::nats_auth::{self, RunCredentials};
 use anyhow::{Context, Result};
 use rosey_config::{Config, PlatformKind};
+use rosey_plugin_api::access::Role;
 use rosey_plugin_api::admin::{PluginState, PluginsList, PluginsListRequest};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::runtime;
@@ -68,6 +70,8 @@ struct Spec {
     /// What asks it to stop cleanly: SIGTERM for ours; SIGINT for nats-server, which exits
     /// with status 1 on SIGTERM but 0 on SIGINT after the same clean shutdown.
     stop_signal: nix::sys::signal::Signal,
+    /// Environment given to it: NATS credentials when `rosey up` runs the server.
+    env: Vec<(String, String)>,
 }
 
 /// Which children are ready; the bot gets input only while all of them are.
@@ -100,7 +104,7 @@ pub struct UpOptions {
 
 /// Where `rosey up` keeps NATS data and process logs: beside the configuration file, or in the
 /// current folder for the embedded defaults.
-fn state_dir(config_file: Option<&Path>) -> PathBuf {
+pub(crate) fn state_dir(config_file: Option<&Path>) -> PathBuf {
     let base = config_file
         .and_then(Path::parent)
         .map(Path::to_path_buf)
@@ -206,12 +210,29 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     }
 
     let mut specs = vec![];
+    // Set when `rosey up` starts nats-server itself (then only our children may use it), or
+    // finds one a killed run started.
+    let mut credentials: Option<RunCredentials> = None;
+    let mut starts_server = false;
     if let Some((host, port)) = loopback_endpoint(&server) {
         if listening(&host, port) {
             status(
                 "nats-server",
                 format!("using the server already on {server}"),
             );
+            // A server a killed `rosey up` started outlives it, with that run's users: its
+            // operator's file still holds their passwords.
+            if let Some(run) = nats_auth::read_run_credentials(&state)? {
+                status(
+                    "nats-server",
+                    format!(
+                        "logging in with the users of the run that started it ({})",
+                        state.join(nats_auth::OPERATOR_FILE).display()
+                    ),
+                );
+                run.apply(Role::Operator, &mut config);
+                credentials = Some(run);
+            }
         } else if let Some(nats) = which("nats-server") {
             let store = state.join("nats");
             let address = if host == "localhost" {
@@ -219,10 +240,25 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
             } else {
                 host.clone()
             };
+            let run = RunCredentials::generate()?;
+            let conf = run.write_server_conf(&state)?;
+            let operator = run.write_operator_file(&state)?;
+            status(
+                "nats-server",
+                format!(
+                    "users per process, fresh passwords; admin commands log in with {} (mode \
+                     0600, removed at stop)",
+                    operator.display()
+                ),
+            );
+            run.apply(Role::Operator, &mut config);
             specs.push(Spec {
                 name: "nats-server".to_owned(),
                 program: nats,
+                env: run.server_env(),
                 args: vec![
+                    "-c".into(),
+                    conf.display().to_string(),
                     "-js".into(),
                     "-a".into(),
                     address.clone(),
@@ -236,6 +272,8 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
                 probe: Probe::Listening(address, port),
                 stop_signal: nix::sys::signal::Signal::SIGINT,
             });
+            credentials = Some(run);
+            starts_server = true;
         } else {
             status(
                 "nats-server",
@@ -245,7 +283,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     } else {
         status("nats-server", format!("using the remote server {server}"));
     }
-    let ours = |name: &'static str, takes_input: bool, probe: Probe| Spec {
+    let ours = |name: &'static str, role: Role, takes_input: bool, probe: Probe| Spec {
         name: name.to_owned(),
         program: bins.join(name),
         args: common.clone(),
@@ -253,9 +291,18 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         log_file: logs.join(format!("{name}.log")),
         probe,
         stop_signal: nix::sys::signal::Signal::SIGTERM,
+        env: credentials
+            .as_ref()
+            .map(|c| c.child_env(role))
+            .unwrap_or_default(),
     };
     if config.database.service_enabled {
-        specs.push(ours("rosey-db", false, Probe::Service("rosey-db")));
+        specs.push(ours(
+            "rosey-db",
+            Role::Db,
+            false,
+            Probe::Service("rosey-db"),
+        ));
     } else {
         status(
             "rosey-db",
@@ -263,30 +310,41 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
         );
     }
     if config.llm.enabled {
-        specs.push(ours("rosey-llm", false, Probe::Service("rosey-llm")));
+        specs.push(ours(
+            "rosey-llm",
+            Role::Llm,
+            false,
+            Probe::Service("rosey-llm"),
+        ));
     } else {
         status("rosey-llm", "not started (llm.enabled is false)");
     }
     specs.push(ours(
         "rosey-runtime",
+        Role::Runtime,
         false,
         Probe::Plugins(config.runtime_plugins().enabled),
     ));
-    specs.push(ours("rosey-web", false, Probe::Service("rosey-web")));
+    specs.push(ours(
+        "rosey-web",
+        Role::Web,
+        false,
+        Probe::Service("rosey-web"),
+    ));
     status("rosey-web", web_url(&config.web.listen));
     let console = config.platform.kind == PlatformKind::Console;
     let channels = config.platform.channel_names();
     if channels.len() > 1 {
         // One bot per channel, each told its channel; the terminal's lines go to the first.
         for (i, channel) in channels.iter().enumerate() {
-            let mut bot = ours("rosey-bot", console && i == 0, Probe::Started);
+            let mut bot = ours("rosey-bot", Role::Bot, console && i == 0, Probe::Started);
             bot.name = format!("rosey-bot@{channel}");
             bot.args.extend(["--channel".to_owned(), channel.clone()]);
             bot.log_file = logs.join(format!("rosey-bot-{channel}.log"));
             specs.push(bot);
         }
     } else {
-        specs.push(ours("rosey-bot", console, Probe::Started));
+        specs.push(ours("rosey-bot", Role::Bot, console, Probe::Started));
     }
     for spec in &specs {
         if !spec.program.exists() {
@@ -330,6 +388,9 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     for (stop_tx, task) in tasks.into_iter().rev() {
         let _ = stop_tx.send(true);
         let _ = task.await;
+    }
+    if starts_server {
+        let _ = std::fs::remove_file(state.join(nats_auth::OPERATOR_FILE));
     }
     status("rosey", "stopped");
     started.unwrap_or(Ok(()))
@@ -445,6 +506,7 @@ fn spawn(spec: &Spec) -> Result<Child> {
         })
         .stderr(Stdio::from(log))
         // Our services stop themselves if `rosey up` is killed outright (nats-server cannot).
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(
             rosey_config::supervisor::SUPERVISOR_ENV,
             std::process::id().to_string(),

@@ -34,6 +34,7 @@ impl CommonArgs {
         if let Some(url) = &self.nats {
             config.set_nats_server(url.clone());
         }
+        config.nats.apply_credentials_env();
         if let Some(format) = self.log_format {
             config.set_log_format(format);
         }

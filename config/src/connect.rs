@@ -125,6 +125,11 @@ async fn connect_options(config: &NatsConfig) -> Result<ConnectOptions, ConnectE
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.expose().to_owned());
+        // Replies come back under the user's own prefix, the only inboxes its NATS
+        // permissions let it read (`rosey nats-config`).
+        if rosey_plugin_api::access::is_inbox_token(user) {
+            options = options.custom_inbox_prefix(rosey_plugin_api::access::inbox_prefix(user));
+        }
     }
     if let Some(token) = &config.token {
         options = options.token(token.expose().to_owned());

@@ -82,7 +82,7 @@ pub use crate::sections::platform::{
     PlatformKind, ServedChannel,
 };
 pub use crate::sections::plugins::{
-    CommandOverride, PluginPermissions, PluginSettings, PluginsConfig,
+    CommandOverride, Isolation, PluginLimits, PluginPermissions, PluginSettings, PluginsConfig,
 };
 pub use crate::sections::proxy::{SocksProxy, DEFAULT_SOCKS_PORT};
 pub use crate::sections::shell::ShellConfig;

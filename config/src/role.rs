@@ -7,54 +7,10 @@
 //! [`crate::SECRET_KEYS`]), then, if its readers differ from those of the part it sits in, one
 //! line in [`SECRET_READERS`].
 
-use std::fmt;
-
-/// A Rosey process, by the job it does; it decides which secrets the process resolves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// `rosey-bot`: one chat connection.
-    Bot,
-    /// `rosey-db`: the database service.
-    Db,
-    /// `rosey-runtime`: the plugin runtime.
-    Runtime,
-    /// `rosey-llm`: the LLM provider gateway.
-    Llm,
-    /// `rosey-web`: the web front-end.
-    Web,
-    /// The `rosey` command (admin commands, `rosey up`).
-    Operator,
-}
-
-impl Role {
-    /// Every role, e.g. for a secret every process needs.
-    pub const ALL: &'static [Role] = &[
-        Role::Bot,
-        Role::Db,
-        Role::Runtime,
-        Role::Llm,
-        Role::Web,
-        Role::Operator,
-    ];
-
-    /// The role's name in messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Bot => "bot",
-            Role::Db => "db",
-            Role::Runtime => "runtime",
-            Role::Llm => "llm",
-            Role::Web => "web",
-            Role::Operator => "operator",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A Rosey process, by the job it does; it decides which secrets the process resolves. The same
+/// roles name who sends and who consumes each subject of the contract, and each role's NATS user
+/// (`rosey_plugin_api::access`).
+pub use rosey_plugin_api::access::Role;
 
 /// Who reads the secrets under each key-path prefix; the longest matching prefix decides, and a
 /// secret under none of them is resolved by every role.

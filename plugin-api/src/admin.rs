@@ -40,6 +40,21 @@ pub struct PluginInfo {
     /// The last error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The plugin's host process, when it runs in one (`isolation: process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostProcess>,
+}
+
+/// A plugin's host process (`plugins.isolation: process`), as `plugins.list` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostProcess {
+    /// The serving host's process id.
+    pub pid: u32,
+    /// Hosts started again after one crashed, exceeded a limit or was stuck.
+    pub restarts: u64,
+    /// The serving host's resident memory in KiB, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_kib: Option<u64>,
 }
 
 /// Request `rosey.runtime.plugins.list` (no fields).

@@ -14,6 +14,7 @@
 //! - [`bot`]: the bot's snapshot and its own chat lines; [`discovery`]: `$SRV` answers.
 //! - [`error`], [`payload`]: the error reply every request subject uses, and decoding.
 //! - [`registry`]: the table of every subject with its payload types.
+//! - [`access`]: the roles of the table's flows and each role's nats-server permissions.
 //! - `stream` and `reply` (feature `nats`): the one JetStream stream definition and helpers to
 //!   send and read replies with async-nats.
 //!
@@ -23,6 +24,7 @@
 //! - `nats`: helpers that need an async-nats client.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod actions;
 pub mod admin;
 pub mod bot;

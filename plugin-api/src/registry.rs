@@ -149,7 +149,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::MESSAGE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Message>,
             "platform, channel, timestamp, platform_data, user, user_data?, content, is_command",
             envelope(
@@ -159,7 +159,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_JOIN,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserJoin>,
             "platform, channel, timestamp, platform_data, user, user_data",
             envelope(json!({"user": "alice", "user_data": user()}))
@@ -167,7 +167,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_LEAVE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserLeave>,
             "platform, channel, timestamp, platform_data, user, user_data?",
             envelope(json!({"user": "alice", "user_data": user()}))
@@ -175,7 +175,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_LIST,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserList>,
             "platform, channel, timestamp, platform_data, users, count",
             envelope(json!({"users": [user()], "count": 1}))
@@ -183,7 +183,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_UPDATE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserUpdate>,
             "platform, channel, timestamp, platform_data, user, user_data, changed",
             envelope(
@@ -193,7 +193,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::USER_COUNT,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::UserCount>,
             "platform, channel, timestamp, platform_data, chat_count, connected_count",
             envelope(json!({"chat_count": 3, "connected_count": 5}))
@@ -201,7 +201,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PM,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Pm>,
             "platform, channel, timestamp, platform_data, user, recipient, content",
             envelope(json!({"user": "alice", "recipient": "rosey", "content": "help"}))
@@ -209,7 +209,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::MEDIA_CHANGE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::MediaChange>,
             "platform, channel, timestamp, platform_data, media, queued_by?",
             envelope(json!({"media": media(), "queued_by": "alice"}))
@@ -217,7 +217,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PLAYLIST_ADD,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PlaylistAdd>,
             "platform, channel, timestamp, platform_data, item, after",
             envelope(
@@ -227,7 +227,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PLAYLIST_REMOVE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PlaylistRemove>,
             "platform, channel, timestamp, platform_data, uid",
             envelope(json!({"uid": 7}))
@@ -235,7 +235,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::PLAYLIST_MOVE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PlaylistMove>,
             "platform, channel, timestamp, platform_data, uid, after",
             envelope(json!({"uid": 7, "after": 3}))
@@ -243,7 +243,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::POLL_OPEN,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Poll>,
             "platform, channel, timestamp, platform_data, title, options, counts, initiator?",
             poll()
@@ -251,7 +251,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::POLL_UPDATE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::Poll>,
             "platform, channel, timestamp, platform_data, title, options, counts, initiator?",
             poll()
@@ -259,7 +259,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::POLL_CLOSE,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::PollClose>,
             ENV,
             envelope(json!({}))
@@ -267,7 +267,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             e::BOT_STATUS,
             Event,
-            "bot → any",
+            "bot → runtime, web",
             events::Event<events::BotStatus>,
             "platform, channel, timestamp, platform_data, bot_name, rank, connected",
             envelope(json!({"bot_name": "rosey", "rank": 2.0, "connected": true}))
@@ -297,7 +297,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.<event>",
             Event,
-            "bot → any",
+            "bot → runtime",
             serde_json::Value,
             "",
             json!({"username": "alice", "msg": "hi &amp; bye", "time": 1_700_000_000_000_i64})
@@ -315,7 +315,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.chat",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendChat,
             "channel, content",
             json!({"channel": "lounge", "content": "hello"}),
@@ -325,7 +325,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.pm",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPm,
             "channel, to, content",
             json!({"channel": "lounge", "to": "alice", "content": "psst"}),
@@ -335,7 +335,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.add",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistAdd,
             "channel, url, position?, temporary?",
             json!({"channel": "lounge", "url": "https://youtu.be/dQw4w9WgXcQ", "position": "next", "temporary": true}),
@@ -345,7 +345,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.remove",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistEntry,
             "channel, uid",
             json!({"channel": "lounge", "uid": 7}),
@@ -355,7 +355,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.jump",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistEntry,
             "channel, uid",
             json!({"channel": "lounge", "uid": 7}),
@@ -365,7 +365,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.move",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendPlaylistMove,
             "channel, uid, after",
             json!({"channel": "lounge", "uid": 7, "after": "prepend"}),
@@ -375,7 +375,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.playlist.next",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendChannelAction,
             "channel",
             json!({"channel": "lounge"}),
@@ -385,7 +385,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.kick",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendKick,
             "channel, user, reason?",
             json!({"channel": "lounge", "user": "troll", "reason": "bye"}),
@@ -395,7 +395,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.clear",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendChannelAction,
             "channel",
             json!({"channel": "lounge"}),
@@ -405,7 +405,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.send.afk",
             Action,
-            "any → bot",
+            "runtime → bot",
             actions::SendAfk,
             "channel, afk",
             json!({"channel": "lounge", "afk": true}),
@@ -415,7 +415,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.platform.<platform>.error",
             Event,
-            "bot → any",
+            "bot → runtime, web",
             actions::PlatformError,
             "action, error, channel",
             json!({"action": "send.chat", "error": "the bot is muted", "channel": "lounge"})
@@ -531,7 +531,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::OUTBOUND_ENQUEUE,
             Request,
-            "any → db",
+            "web → db",
             db::OutboundEnqueue,
             "channel?, message",
             json!({"channel": "lounge", "message": "hello"}),
@@ -541,7 +541,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::RECENT_CHAT_GET,
             Request,
-            "any → db",
+            "runtime, web → db",
             db::RecentChatGet,
             "channel?, limit?, username?, since?",
             json!({"channel": "lounge", "limit": 50, "username": "alice", "since": 1_700_000_000}),
@@ -551,7 +551,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::USER_COUNT_HISTORY_GET,
             Request,
-            "any → db",
+            "runtime, web → db",
             db::UserCountHistoryGet,
             "channel?, hours?",
             json!({"channel": "lounge", "hours": 24}),
@@ -561,7 +561,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::QUERY_CHANNEL_STATS,
             Request,
-            "any → db",
+            "bot, runtime, web → db",
             db::ChannelStatsQuery,
             "channel?",
             json!({"channel": "lounge"}),
@@ -573,7 +573,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::QUERY_USER_STATS,
             Request,
-            "any → db",
+            "bot, runtime, web → db",
             db::UserStatsQuery,
             "channel?, username",
             json!({"channel": "lounge", "username": "alice"}),
@@ -584,7 +584,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             d::MAINTENANCE_RUN,
             Request,
-            "any → db",
+            "operator → db",
             db::MaintenanceRun,
             "channel?",
             json!({"channel": "lounge"}),
@@ -661,7 +661,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.get",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Get,
             "channel?, key",
             json!({"channel": "lounge", "key": "k"}),
@@ -671,7 +671,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.set",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Set,
             "channel?, key, value, ttl_seconds?",
             json!({"channel": "lounge", "key": "k", "value": [1, 2], "ttl_seconds": 60}),
@@ -681,7 +681,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.delete",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Delete,
             "channel?, key",
             json!({"channel": "lounge", "key": "k"}),
@@ -691,7 +691,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.list",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::List,
             "channel?, prefix?, after?, limit?, values?",
             json!({"channel": "lounge", "prefix": "q:", "after": "q:1", "limit": 10, "values": true}),
@@ -701,7 +701,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             "rosey.db.kv.<plugin>.incr",
             Request,
-            "plugin → db",
+            "runtime → db",
             kv::Incr,
             "channel?, key, by?",
             json!({"channel": "lounge", "key": "n", "by": 2}),
@@ -711,7 +711,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_LIST,
             Request,
-            "operator, web → runtime",
+            "web, operator → runtime",
             admin::PluginsListRequest,
             "",
             json!({}),
@@ -722,7 +722,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_RELOAD,
             Request,
-            "operator, web → runtime",
+            "web, operator → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -732,7 +732,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_ENABLE,
             Request,
-            "operator, web → runtime",
+            "web, operator → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -742,7 +742,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGINS_DISABLE,
             Request,
-            "operator, web → runtime",
+            "web, operator → runtime",
             admin::PluginName,
             "name",
             json!({"name": "quotes"}),
@@ -752,7 +752,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_LOADED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -760,7 +760,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_RELOADED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -768,7 +768,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_FAILED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -776,7 +776,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             r::PLUGIN_UNLOADED,
             Event,
-            "runtime → any",
+            "runtime → web",
             admin::PluginLifecycle,
             "name, version, generation, error?",
             lifecycle()
@@ -784,7 +784,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             subjects::llm::CHAT,
             Request,
-            "plugin → llm",
+            "runtime → llm",
             llm::ChatRequest,
             "messages, model?, temperature?, max_tokens?",
             json!({"messages": [{"role": "system", "content": "You are Rosey."},
@@ -797,7 +797,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             subjects::llm::STATUS,
             Request,
-            "plugin → llm",
+            "runtime, web, operator → llm",
             llm::StatusRequest,
             "",
             json!({}),
@@ -808,7 +808,7 @@ pub fn all() -> Vec<SubjectSpec> {
         spec!(
             subjects::llm::USAGE,
             Request,
-            "operator → llm",
+            "web, operator → llm",
             llm::UsageRequest,
             "",
             json!({}),

@@ -7,8 +7,7 @@ use async_nats::jetstream::Context;
 use std::time::Duration;
 use thiserror::Error;
 
-/// The stream holding every durable database write until the database service applies it.
-pub const DB_STREAM: &str = "ROSEY_DB";
+pub use crate::subjects::jetstream::{DB_CONSUMER, DB_STREAM, DLQ_STREAM, LEASE_BUCKET};
 /// The prefix of each named channel's own stream (`ROSEY_DB_CH_<channel>`), holding that
 /// channel's durable writes (`rosey.db.channel.<channel>.>`): every channel but the
 /// deployment's first, whose writes are in [`DB_STREAM`]. A stream per channel keeps each
@@ -16,14 +15,6 @@ pub const DB_STREAM: &str = "ROSEY_DB";
 /// per channel unchanged), lets a burst or a poison event in one channel never delay another,
 /// and lets a channel's stream and its consumer move to another server alone.
 pub const CHANNEL_STREAM_PREFIX: &str = "ROSEY_DB_CH_";
-/// The stream holding write events the database service could not apply.
-pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
-/// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
-/// several runtimes on one NATS never serve one plugin together.
-pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
-
-/// The database service's durable consumer on [`DB_STREAM`].
-pub const DB_CONSUMER: &str = "rosey-db";
 
 /// The stream of `channel`'s writes ([`CHANNEL_STREAM_PREFIX`]); `None` for a name that cannot
 /// be a channel in a subject.

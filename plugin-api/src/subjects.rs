@@ -501,6 +501,21 @@ pub mod service {
     pub const ALL: &str = "$SRV.>";
 }
 
+/// The names of the JetStream streams, consumer and bucket of the contract, defined here (not
+/// behind the `nats` feature) because the permissions of each role name their API subjects.
+pub mod jetstream {
+    /// The stream holding every durable database write until the database service applies it.
+    pub const DB_STREAM: &str = "ROSEY_DB";
+    /// The stream holding write events the database service could not apply.
+    pub const DLQ_STREAM: &str = "ROSEY_DB_DLQ";
+    /// The key-value bucket where each plugin's key names the runtime serving it (a lease), so
+    /// several runtimes on one NATS never serve one plugin together.
+    pub const LEASE_BUCKET: &str = "rosey_runtime_leases";
+
+    /// The database service's durable consumer on [`DB_STREAM`].
+    pub const DB_CONSUMER: &str = "rosey-db";
+}
+
 /// Subject matching with NATS semantics (`*` one token, `>` one or more trailing tokens), for
 /// permission checks that must agree with the server.
 pub fn matches(pattern: &str, subject: &str) -> bool {

@@ -174,3 +174,31 @@ fn every_row_names_a_real_subject() {
         );
     }
 }
+
+const NATS_BEGIN: &str = "<!-- nats-config:begin (generated: rosey nats-config) -->\n";
+const NATS_END: &str = "<!-- nats-config:end -->";
+
+/// `docs/NATS_SETUP.md` shows exactly what `rosey nats-config` prints.
+#[test]
+fn nats_setup_shows_the_generated_authorization_block() {
+    use rosey_plugin_api::access::{authorization_block, Password};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/NATS_SETUP.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let block = authorization_block(|_| Password::FromEnv).unwrap();
+    let generated = format!("```\n{block}```\n");
+    let (Some(start), Some(end)) = (text.find(NATS_BEGIN), text.find(NATS_END)) else {
+        panic!("{} lacks the nats-config markers", path.display());
+    };
+    if text[start + NATS_BEGIN.len()..end] != generated {
+        if std::env::var_os("ROSEY_BLESS").is_some() {
+            let updated = format!("{}{NATS_BEGIN}{generated}{}", &text[..start], &text[end..]);
+            std::fs::write(&path, updated).expect("write docs/NATS_SETUP.md");
+            return;
+        }
+        panic!(
+            "docs/NATS_SETUP.md's authorization block is out of date with the contract; \
+             regenerate with ROSEY_BLESS=1 cargo test -p rosey-plugin-api --test contract"
+        );
+    }
+}

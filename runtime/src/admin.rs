@@ -6,7 +6,7 @@
 
 use crate::commands::{help_text, reply_to, HELP};
 use crate::error::{FailureKind, PluginError};
-use crate::host::{lock, Control, Host};
+use crate::host::{Control, Host};
 use async_nats::Message;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -203,8 +203,8 @@ async fn answer_help(host: &Host, msg: Message) {
     };
     // Only commands that would be answered here: their plugin takes messages and serves this
     // channel.
-    let rules: Vec<_> = lock(&host.commands)
-        .all()
+    let rules: Vec<_> = host
+        .command_rules()
         .into_iter()
         .filter(|r| {
             host.slot(&r.plugin).is_some_and(|slot| {

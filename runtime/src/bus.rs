@@ -1,16 +1,19 @@
 //! The host handle a plugin generation receives: NATS through permission checks, and logging.
+//! [`Bus`] implements the typed host boundary ([`HostCalls`]) and, over it, the FFI handle.
 //!
 //! Nothing here may panic: a panic unwinding through abi_stable's `extern "C"` shims would end
 //! the process. Every method is wrapped in `catch_unwind` as a last line of defence, and turns
 //! every failure into an `FfiError`.
 
+use crate::boundary::HostCalls;
 use crate::deferred;
-use crate::host::{lock, Host, Slot, SubKind};
+use crate::error::HostError;
+use crate::host::{Host, Slot, SubKind};
 use crate::permissions::{check_subject, Access};
 use abi_stable::std_types::{RErr, ROk, ROption, RResult, RString, RVec, Tuple2};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
-use rosey_plugin_api::ffi::{FfiError, FfiErrorKind, FfiMessage, HostHandle, LogLevel};
+use rosey_plugin_api::ffi::{FfiError, FfiMessage, HostHandle, LogLevel};
 use rosey_plugin_api::sdk::MAX_ANSWER_TOKEN_LEN;
 use rosey_plugin_api::{actions, subjects};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -67,32 +70,45 @@ impl Bus {
         Bus { host, slot, gate }
     }
 
-    fn check(&self, access: Access, subject: &str) -> Result<(), FfiError> {
+    fn check(&self, access: Access, subject: &str) -> Result<(), HostError> {
         if !self.gate.allows(access) {
-            return Err(FfiError::new(
-                FfiErrorKind::Denied,
-                "this plugin generation was replaced or unloaded",
-            ));
+            return Err(HostError::Retired);
         }
-        check_subject(subject, access == Access::Subscribe)
-            .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?;
+        check_subject(subject, access == Access::Subscribe).map_err(HostError::Invalid)?;
         let allowed = self.slot.allows(access, subject)
             || (access == Access::Subscribe
                 && subjects::commands::name_of(subject)
-                    .is_some_and(|c| lock(&self.host.commands).may_subscribe(&self.slot.name, c)));
+                    .is_some_and(|c| self.host.may_subscribe_command(&self.slot.name, c)));
         if allowed {
             Ok(())
         } else {
-            let message = format!(
-                "plugin {} may not {access} {subject} (see plugins.config.{}.permissions)",
-                self.slot.name, self.slot.name
-            );
-            tracing::warn!(plugin = %self.slot.name, "{message}");
-            Err(FfiError::new(FfiErrorKind::Denied, message))
+            let error = HostError::Denied {
+                plugin: self.slot.name.clone(),
+                access,
+                subject: subject.to_owned(),
+            };
+            tracing::warn!(plugin = %self.slot.name, "{error}");
+            Err(error)
         }
     }
 
-    fn publish_inner(&self, message: FfiMessage) -> Result<(), FfiError> {
+    /// A request's timeout: what the plugin asked for, at least 1 ms and at most
+    /// `plugins.max_request_timeout`.
+    fn request_timeout(&self, timeout_ms: u64) -> Duration {
+        Duration::from_millis(timeout_ms.max(1)).min(self.host.settings.max_request_timeout)
+    }
+
+    /// The plugin's headers with [`actions::HEADER_SOURCE`] set to its name, so the bot can
+    /// queue each plugin's chat fairly (a plugin cannot pass as another).
+    fn stamped(&self, headers: Option<HeaderMap>) -> HeaderMap {
+        let mut headers = headers.unwrap_or_default();
+        headers.insert(actions::HEADER_SOURCE, self.slot.name.as_str());
+        headers
+    }
+}
+
+impl HostCalls for Bus {
+    fn publish(&self, message: FfiMessage) -> Result<(), HostError> {
         let subject = message.subject.to_string();
         self.check(Access::Publish, &subject)?;
         let headers = self.stamped(to_headers(&message.headers));
@@ -102,6 +118,7 @@ impl Bus {
         // Publishing only queues the message for the connection task; it needs no runtime
         // context, so a plain thread-parking executor is enough (and cheaper than entering
         // tokio's).
+        let what = format!("publish to {subject}");
         self.host
             .block_on_light(async move {
                 match reply {
@@ -112,18 +129,11 @@ impl Bus {
                     }
                     None => client.publish_with_headers(subject, headers, payload).await,
                 }
-            })
-            .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?
-            .map_err(|e| FfiError::new(FfiErrorKind::Nats, e.to_string()))
+            })?
+            .map_err(|e| HostError::nats(what, e))
     }
 
-    /// A request's timeout: what the plugin asked for, at least 1 ms and at most
-    /// `plugins.max_request_timeout`.
-    fn request_timeout(&self, timeout_ms: u64) -> Duration {
-        Duration::from_millis(timeout_ms.max(1)).min(self.host.settings.max_request_timeout)
-    }
-
-    fn request_inner(&self, message: FfiMessage, timeout_ms: u64) -> Result<FfiMessage, FfiError> {
+    fn request(&self, message: FfiMessage, timeout_ms: u64) -> Result<FfiMessage, HostError> {
         let subject = message.subject.to_string();
         self.check(Access::Request, &subject)?;
         let timeout = self.request_timeout(timeout_ms);
@@ -150,33 +160,24 @@ impl Bus {
         let subject_for_call = subject.clone();
         let answer = self
             .host
-            .block_on(async move { client.send_request(subject_for_call, request).await })
-            .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))?;
-        match answer {
-            Ok(msg) => Ok(from_nats(msg)),
-            Err(e) => {
-                let kind = match e.kind() {
-                    async_nats::RequestErrorKind::TimedOut => FfiErrorKind::Timeout,
-                    _ => FfiErrorKind::Nats,
-                };
-                Err(FfiError::new(kind, format!("request to {subject}: {e}")))
-            }
-        }
+            .block_on(async move { client.send_request(subject_for_call, request).await })?;
+        answer
+            .map(from_nats)
+            .map_err(|e| HostError::request(&subject, &e))
     }
 
-    fn request_deferred_inner(
+    fn request_later(
         &self,
         message: FfiMessage,
         timeout_ms: u64,
         token: String,
-    ) -> Result<(), FfiError> {
+    ) -> Result<(), HostError> {
         let subject = message.subject.to_string();
         self.check(Access::Request, &subject)?;
         if token.len() > MAX_ANSWER_TOKEN_LEN {
-            return Err(FfiError::new(
-                FfiErrorKind::Invalid,
-                format!("an answer token is at most {MAX_ANSWER_TOKEN_LEN} bytes"),
-            ));
+            return Err(HostError::Invalid(format!(
+                "an answer token is at most {MAX_ANSWER_TOKEN_LEN} bytes"
+            )));
         }
         let headers = self.stamped(to_headers(&message.headers));
         let payload = Bytes::from(message.payload.into_vec());
@@ -186,27 +187,35 @@ impl Bus {
         )
     }
 
-    /// The plugin's headers with [`actions::HEADER_SOURCE`] set to its name, so the bot can
-    /// queue each plugin's chat fairly (a plugin cannot pass as another).
-    fn stamped(&self, headers: Option<HeaderMap>) -> HeaderMap {
-        let mut headers = headers.unwrap_or_default();
-        headers.insert(actions::HEADER_SOURCE, self.slot.name.as_str());
-        headers
-    }
-
-    fn subscribe_inner(&self, subject: &str, queue: Option<&str>) -> Result<u64, FfiError> {
+    fn subscribe(&self, subject: &str, queue: Option<&str>) -> Result<u64, HostError> {
         self.check(Access::Subscribe, subject)?;
         if let Some(q) = queue {
             if q.is_empty() || q.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(FfiError::new(
-                    FfiErrorKind::Invalid,
-                    format!("{q:?} is not a queue group name"),
-                ));
+                return Err(HostError::Invalid(format!(
+                    "{q:?} is not a queue group name"
+                )));
             }
         }
         self.host
             .subscribe_for(&self.slot, subject, queue, SubKind::Plugin)
-            .map_err(|e| FfiError::new(FfiErrorKind::Nats, e))
+    }
+
+    fn unsubscribe(&self, id: u64) -> Result<(), HostError> {
+        if !self.gate.allows(Access::Subscribe) {
+            return Err(HostError::Retired);
+        }
+        self.host.unsubscribe(&self.slot, id)
+    }
+
+    fn log(&self, level: LogLevel, text: &str) {
+        let plugin = self.slot.name.as_str();
+        match level {
+            LogLevel::Error => tracing::error!(plugin, "{text}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{text}"),
+            LogLevel::Info => tracing::info!(plugin, "{text}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{text}"),
+            LogLevel::Trace => tracing::trace!(plugin, "{text}"),
+        }
     }
 }
 
@@ -263,29 +272,29 @@ pub fn from_nats(msg: Message) -> FfiMessage {
     }
 }
 
-fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, FfiError>) -> RResult<T, FfiError> {
+/// Runs one host call for the FFI shim: its typed error becomes an [`FfiError`], and a panic
+/// (which must not unwind through abi_stable's `extern "C"` shims) becomes an internal error.
+fn guard<T>(what: &'static str, f: impl FnOnce() -> Result<T, HostError>) -> RResult<T, FfiError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => ROk(v),
-        Ok(Err(e)) => RErr(e),
-        Err(_) => RErr(FfiError::new(
-            FfiErrorKind::Nats,
-            format!("the runtime failed inside {what}"),
-        )),
+        Ok(Err(e)) => RErr(e.into()),
+        Err(_) => RErr(HostError::Internal(what).into()),
     }
 }
 
 impl HostHandle for Bus {
     fn publish(&self, message: FfiMessage) -> RResult<(), FfiError> {
-        guard("publish", || self.publish_inner(message))
+        guard("publish", || HostCalls::publish(self, message))
     }
 
     fn request(&self, message: FfiMessage, timeout_ms: u64) -> RResult<FfiMessage, FfiError> {
-        guard("request", || self.request_inner(message, timeout_ms))
+        guard("request", || HostCalls::request(self, message, timeout_ms))
     }
 
     fn subscribe(&self, subject: RString, queue_group: ROption<RString>) -> RResult<u64, FfiError> {
         guard("subscribe", || {
-            self.subscribe_inner(
+            HostCalls::subscribe(
+                self,
                 subject.as_str(),
                 queue_group.as_ref().map(RString::as_str).into_option(),
             )
@@ -293,17 +302,7 @@ impl HostHandle for Bus {
     }
 
     fn unsubscribe(&self, id: u64) -> RResult<(), FfiError> {
-        guard("unsubscribe", || {
-            if !self.gate.allows(Access::Subscribe) {
-                return Err(FfiError::new(
-                    FfiErrorKind::Denied,
-                    "this plugin generation was replaced or unloaded",
-                ));
-            }
-            self.host
-                .unsubscribe(&self.slot, id)
-                .map_err(|e| FfiError::new(FfiErrorKind::Invalid, e))
-        })
+        guard("unsubscribe", || HostCalls::unsubscribe(self, id))
     }
 
     fn request_deferred(
@@ -313,21 +312,13 @@ impl HostHandle for Bus {
         token: RString,
     ) -> RResult<(), FfiError> {
         guard("request_deferred", || {
-            self.request_deferred_inner(message, timeout_ms, token.into_string())
+            HostCalls::request_later(self, message, timeout_ms, token.into_string())
         })
     }
 
     fn log(&self, level: LogLevel, message: RString) {
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            let plugin = self.slot.name.as_str();
-            let text = message.as_str();
-            match level {
-                LogLevel::Error => tracing::error!(plugin, "{text}"),
-                LogLevel::Warn => tracing::warn!(plugin, "{text}"),
-                LogLevel::Info => tracing::info!(plugin, "{text}"),
-                LogLevel::Debug => tracing::debug!(plugin, "{text}"),
-                LogLevel::Trace => tracing::trace!(plugin, "{text}"),
-            }
+            HostCalls::log(self, level, message.as_str());
         }));
     }
 }

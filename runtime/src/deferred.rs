@@ -9,12 +9,13 @@
 //! no more requests than that may be pending at once.
 
 use crate::bus;
+use crate::error::HostError;
 use crate::host::{Host, Slot};
 use abi_stable::std_types::{RErr, ROk, RString};
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use rosey_plugin_api::ffi::{FfiAnswer, FfiError, FfiErrorKind};
+use rosey_plugin_api::ffi::{FfiAnswer, FfiError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,20 +85,15 @@ impl Answers {
     }
 
     /// Reserves room for one more pending request, or says why there is none.
-    fn reserve(&self, plugin: &str) -> Result<(), FfiError> {
+    fn reserve(&self, plugin: &str) -> Result<(), HostError> {
         let reserved = self
             .pending
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.cap).then_some(n + 1)
             });
-        reserved.map(|_| ()).map_err(|_| {
-            FfiError::new(
-                FfiErrorKind::Invalid,
-                format!(
-                    "plugin {plugin} already has {} deferred requests pending (plugins.queue_capacity)",
-                    self.cap
-                ),
-            )
+        reserved.map(|_| ()).map_err(|_| HostError::TooManyPending {
+            plugin: plugin.to_owned(),
+            cap: self.cap,
         })
     }
 }
@@ -112,7 +108,7 @@ pub fn send(
     payload: Bytes,
     timeout: Duration,
     token: String,
-) -> Result<(), FfiError> {
+) -> Result<(), HostError> {
     slot.answers.reserve(&slot.name)?;
     let client = host.client.clone();
     let tx = slot.answers.tx.clone();
@@ -125,13 +121,7 @@ pub fn send(
         let result = client
             .send_request(subject.clone(), request)
             .await
-            .map_err(|e| {
-                let kind = match e.kind() {
-                    async_nats::RequestErrorKind::TimedOut => FfiErrorKind::Timeout,
-                    _ => FfiErrorKind::Nats,
-                };
-                FfiError::new(kind, format!("request to {subject}: {e}"))
-            });
+            .map_err(|e| FfiError::from(HostError::request(&subject, &e)));
         // Fails only once the plugin was stopped, and then nobody waits for the answer.
         if tx
             .try_send(Answer {

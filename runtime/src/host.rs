@@ -6,8 +6,8 @@
 //! filter and the command rules (rank, cooldown). A full queue drops the message and counts it,
 //! so a slow plugin never delays the others.
 
-use crate::commands::{CommandTable, Cooldowns};
-use crate::error::{FailureKind, PluginError};
+use crate::commands::{CommandRule, CommandTable, Cooldowns};
+use crate::error::{FailureKind, HostError, PluginError};
 use crate::lease::Leases;
 use crate::loader::{self, CopyDir, LoadedModule};
 use crate::permissions::{Access, Permissions};
@@ -15,9 +15,12 @@ use async_nats::{Client, Message};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::StreamExt;
-use rosey_config::{PluginSettings, PluginsConfig, ServedChannel};
+use rosey_config::{
+    CommandOverride, Isolation, PluginLimits, PluginSettings, PluginsConfig, ServedChannel,
+};
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginState};
 use rosey_plugin_api::commands::Command;
+use rosey_plugin_api::ffi::FfiCommandSpec;
 use rosey_plugin_api::subjects;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -208,6 +211,7 @@ impl Slot {
                 messages: 0,
                 errors: 0,
                 last_error: None,
+                host: None,
             }),
             epoch: AtomicU64::new(0),
             watch: Mutex::new(Watch::default()),
@@ -235,7 +239,18 @@ impl Slot {
 
     /// The `plugins.list` row.
     pub fn info(&self) -> PluginInfo {
-        lock(&self.status).clone()
+        let mut info = lock(&self.status).clone();
+        if let Some(host) = &mut info.host {
+            host.rss_kib = crate::remote::rss_kib(host.pid);
+        }
+        info
+    }
+
+    /// Counts a host process started again after its predecessor crashed or was stuck.
+    pub fn count_host_restart(&self) {
+        if let Some(host) = &mut lock(&self.status).host {
+            host.restarts += 1;
+        }
     }
 
     /// Changes the status row (the worker's counters, version, generation).
@@ -302,7 +317,7 @@ impl Slot {
 
     /// The serving library, for a restart.
     pub fn module(&self) -> Option<LoadedModule> {
-        lock(&self.handover).module
+        lock(&self.handover).module.clone()
     }
 
     /// Records the serving library.
@@ -323,6 +338,11 @@ impl Slot {
     /// Reads the plugin's settings.
     pub fn with_settings<R>(&self, read: impl FnOnce(&PluginSettings) -> R) -> R {
         read(&lock(&self.config).settings)
+    }
+
+    /// The subjects the plugin may publish to.
+    pub fn publish_patterns(&self) -> Vec<String> {
+        lock(&self.config).permissions.publish_patterns().to_vec()
     }
 
     /// Whether the plugin's permissions allow `access` to `subject`.
@@ -349,12 +369,12 @@ pub struct Host {
     /// The per-run library copies.
     pub copies: CopyDir,
     /// The `plugins` section currently in force.
-    pub plugins_config: Mutex<PluginsConfig>,
+    plugins_config: Mutex<PluginsConfig>,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// Which plugin serves which command.
-    pub commands: Mutex<CommandTable>,
+    commands: Mutex<CommandTable>,
     /// Per-user, per-command cooldowns.
-    pub cooldowns: Mutex<Cooldowns>,
+    cooldowns: Mutex<Cooldowns>,
     /// Which plugins this runtime may serve, when several share one NATS.
     pub leases: Arc<Leases>,
     next_sub_id: AtomicU64,
@@ -394,6 +414,49 @@ impl Host {
     /// Every slot.
     pub fn slots(&self) -> Vec<Arc<Slot>> {
         lock(&self.slots).values().cloned().collect()
+    }
+
+    /// Puts a new `plugins` section in force and returns the one it replaces.
+    pub fn replace_plugins_config(&self, new: PluginsConfig) -> PluginsConfig {
+        std::mem::replace(&mut *lock(&self.plugins_config), new)
+    }
+
+    /// Where `plugin` runs and, in a host process, with which limits, by the configuration in
+    /// force.
+    pub fn isolation_of(&self, plugin: &str) -> (Isolation, PluginLimits) {
+        let config = lock(&self.plugins_config);
+        (config.isolation_of(plugin), config.limits_of(plugin))
+    }
+
+    /// The plugins the configuration in force enables.
+    pub fn enabled_plugins(&self) -> Vec<String> {
+        lock(&self.plugins_config).enabled.clone()
+    }
+
+    /// Claims `specs` for `plugin` (replacing what it claimed before) and returns the command
+    /// names; refuses the whole set when one is invalid or another plugin serves it.
+    pub fn claim_commands(
+        &self,
+        plugin: &str,
+        specs: &[FfiCommandSpec],
+        overrides: &BTreeMap<String, CommandOverride>,
+    ) -> Result<Vec<String>, String> {
+        lock(&self.commands).claim(plugin, specs, overrides)
+    }
+
+    /// Forgets every command `plugin` serves.
+    pub fn release_commands(&self, plugin: &str) {
+        lock(&self.commands).release(plugin);
+    }
+
+    /// Every command served, with its rules.
+    pub fn command_rules(&self) -> Vec<CommandRule> {
+        lock(&self.commands).all()
+    }
+
+    /// Whether `plugin` may subscribe to `command` itself (it serves it, or nobody does).
+    pub fn may_subscribe_command(&self, plugin: &str, command: &str) -> bool {
+        lock(&self.commands).may_subscribe(plugin, command)
     }
 
     /// The configured settings of a plugin (defaults when the file has none).
@@ -532,7 +595,7 @@ impl Host {
             if !matches!(waited, Ok(Ok(_))) {
                 slot.epoch.fetch_add(1, Ordering::SeqCst);
                 self.drop_subscriptions(&slot);
-                lock(&self.commands).release(name);
+                self.release_commands(name);
             }
         }
         slot.stopped.store(true, Ordering::SeqCst);
@@ -551,7 +614,7 @@ impl Host {
         subject: &str,
         queue: Option<&str>,
         kind: SubKind,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, HostError> {
         if let Some(existing) = lock(&slot.subs)
             .iter()
             .find(|s| s.subject == subject && s.queue.as_deref() == queue)
@@ -561,18 +624,17 @@ impl Host {
         let client = self.client.clone();
         let subject_owned = subject.to_owned();
         let queue_owned = queue.map(str::to_owned);
-        let subscriber = self
-            .block_on(async move {
-                let sub = match queue_owned {
-                    Some(q) => client.queue_subscribe(subject_owned, q).await,
-                    None => client.subscribe(subject_owned).await,
-                }
-                .map_err(|e| e.to_string())?;
-                // Make sure the server knows the subscription before the caller moves on.
-                client.flush().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(sub)
-            })?
-            .map_err(|e| format!("subscribe to {subject}: {e}"))?;
+        let what = format!("subscribe to {subject}");
+        let subscriber = self.block_on(async move {
+            let sub = match queue_owned {
+                Some(q) => client.queue_subscribe(subject_owned, q).await,
+                None => client.subscribe(subject_owned).await,
+            }
+            .map_err(|e| HostError::nats(what.clone(), e))?;
+            // Make sure the server knows the subscription before the caller moves on.
+            client.flush().await.map_err(|e| HostError::nats(what, e))?;
+            Ok::<_, HostError>(sub)
+        })??;
         let id = self.next_sub_id.fetch_add(1, Ordering::Relaxed);
         let host = self.clone();
         let target = slot.clone();
@@ -595,10 +657,10 @@ impl Host {
     /// Drops one subscription a plugin made. A plugin that subscribed to one of its own
     /// declared commands was given the runtime's command subscription; that one stays (the
     /// plugin still serves the command), so this is then a no-op.
-    pub fn unsubscribe(&self, slot: &Slot, id: u64) -> Result<(), String> {
+    pub fn unsubscribe(&self, slot: &Slot, id: u64) -> Result<(), HostError> {
         let mut subs = lock(&slot.subs);
         let Some(pos) = subs.iter().position(|s| s.id == id) else {
-            return Err(format!("no subscription {id}"));
+            return Err(HostError::NoSubscription(id));
         };
         if subs[pos].kind == SubKind::Plugin {
             subs.remove(pos).task.abort();
@@ -618,7 +680,7 @@ impl Host {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         commands: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let wanted: Vec<String> = commands
             .iter()
             .filter_map(|c| subjects::commands::command(c).ok())
@@ -704,18 +766,18 @@ impl Host {
 
     /// Runs a future to completion from a plugin's worker thread. Refuses (instead of
     /// panicking) when called from inside the async runtime.
-    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> Result<F::Output, HostError> {
         if Handle::try_current().is_ok() {
-            return Err("blocking host call made from an async context".to_owned());
+            return Err(HostError::AsyncContext);
         }
         Ok(self.rt.block_on(fut))
     }
 
     /// Runs a future that needs no tokio context (no timers, no I/O of its own) from a
     /// plugin's worker thread. Refuses when called from inside the async runtime.
-    pub fn block_on_light<F: std::future::Future>(&self, fut: F) -> Result<F::Output, String> {
+    pub fn block_on_light<F: std::future::Future>(&self, fut: F) -> Result<F::Output, HostError> {
         if Handle::try_current().is_ok() {
-            return Err("blocking host call made from an async context".to_owned());
+            return Err(HostError::AsyncContext);
         }
         Ok(futures::executor::block_on(fut))
     }

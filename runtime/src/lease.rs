@@ -15,7 +15,7 @@
 //! plugins can still be spread over runtimes (each serving its own plugins).
 
 use crate::error::{FailureKind, PluginError};
-use crate::host::{lock, Ack, Host};
+use crate::host::{Ack, Host};
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
 use async_nats::jetstream::stream;
 use rosey_plugin_api::stream::LEASE_BUCKET;
@@ -275,7 +275,7 @@ pub async fn keep(host: Arc<Host>) {
             let _ = host.disable(&plugin, false).await;
             standing_by.insert(plugin, by);
         }
-        let wanted = lock(&host.plugins_config).enabled.clone();
+        let wanted = host.enabled_plugins();
         for plugin in wanted {
             if host.leases.holds(&plugin) {
                 if host.slot(&plugin).is_none() {

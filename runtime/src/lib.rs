@@ -6,6 +6,7 @@
 //! - [`loader`]: finding libraries, loading each generation from a fresh copy.
 //! - [`host`]: shared state, plugin slots, host-owned subscriptions, dispatch.
 //! - [`worker`]: each plugin's thread; swaps, restarts and stops happen there.
+//! - [`boundary`]: the typed interface of every call a plugin makes into the runtime.
 //! - [`bus`]: the host handle a plugin gets, with [`permissions`] checks; [`deferred`]: the
 //!   requests whose answers come back later.
 //! - [`commands`]: command ownership, rank and cooldown rules, `!help`.
@@ -13,19 +14,27 @@
 //! - [`watch`]: library and configuration file watching.
 //! - [`watchdog`]: replaces plugins stuck in one call.
 //! - [`error`]: failures about one plugin, with their kind.
+//! - [`remote`], [`frames`], [`plugin_host`], [`sandbox`]: a plugin in a sandboxed host
+//!   process of its own (`isolation: process`).
 //!
 //! Native plugin code runs in this process: the SDK turns a panic into an error value, but an
 //! abort, a stack overflow or a segfault in a plugin ends the runtime (`rosey up` restarts it).
 
 mod admin;
+mod boundary;
 mod bus;
 mod commands;
 mod deferred;
 mod error;
+mod frames;
 mod host;
+mod instance;
 mod lease;
 mod loader;
 mod permissions;
+pub mod plugin_host;
+mod remote;
+mod sandbox;
 mod watch;
 mod watchdog;
 mod worker;

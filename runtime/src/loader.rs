@@ -73,10 +73,13 @@ fn dirs_list(dirs: &[PathBuf]) -> String {
 }
 
 /// A plugin library loaded and checked, ready to construct instances.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct LoadedModule {
-    /// The root module.
-    pub module: PluginModRef,
+    /// The root module, once loaded into this process (a library only a plugin host process
+    /// runs is never loaded here, so its mappings go away with the host).
+    pub module: Option<PluginModRef>,
+    /// The copy it was loaded from (a plugin host process loads the same file).
+    pub copy: PathBuf,
     /// A hash of the file's content, to skip reloading identical builds.
     pub hash: u64,
 }
@@ -257,13 +260,15 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
 }
 
 /// Loads `src` as a new generation of `name` from a fresh copy; `Unchanged` when its content
-/// hashes to `current` (unless `force`).
+/// hashes to `current` (unless `force`). With `open` false the copy is only made and checked
+/// as an ELF file, for a plugin host process to load.
 pub fn load(
     src: &Path,
     copies: &CopyDir,
     name: &str,
     current: Option<u64>,
     force: bool,
+    open: bool,
 ) -> Result<LoadedModule, LoadError> {
     let io_err = |source| LoadError::Io {
         path: src.to_path_buf(),
@@ -289,7 +294,21 @@ pub fn load(
     let dst = copies.dir.join(format!("lib{name}-{seq}-{stamp}.so"));
     std::fs::write(&tmp, &bytes).map_err(io_err)?;
     std::fs::rename(&tmp, &dst).map_err(io_err)?;
-    let module = lib_header_from_path(&dst)
+    let module = if open {
+        Some(open_copy(&dst, src, name)?)
+    } else {
+        None
+    };
+    Ok(LoadedModule {
+        module,
+        hash,
+        copy: dst,
+    })
+}
+
+/// Loads a library copy into this process (`src` names it in errors).
+pub fn open_copy(copy: &Path, src: &Path, name: &str) -> Result<PluginModRef, LoadError> {
+    lib_header_from_path(copy)
         .and_then(|header| header.init_root_module::<PluginModRef>())
         .map_err(|e| {
             tracing::debug!(plugin = name, "full loader report:\n{e}");
@@ -297,8 +316,7 @@ pub fn load(
                 path: src.to_path_buf(),
                 summary: summarize(&e),
             }
-        })?;
-    Ok(LoadedModule { module, hash })
+        })
 }
 
 /// Checks that `bytes` is a whole 64-bit little-endian ELF shared object: `dlopen` accepts a
@@ -521,7 +539,9 @@ mod tests {
         let copies = CopyDir::create(&base).unwrap();
         let src = base.join("libjunk.so");
         std::fs::write(&src, b"definitely not ELF").unwrap();
-        let err = load(&src, &copies, "junk", None, false).err().unwrap();
+        let err = load(&src, &copies, "junk", None, false, true)
+            .err()
+            .unwrap();
         let text = err.to_string();
         assert!(text.contains("not a Rosey plugin library"), "{text}");
         assert!(text.lines().count() == 1, "{text}");
@@ -533,7 +553,7 @@ mod tests {
         assert_eq!(check_elf(b"\x7fELF"), Err("not an ELF file".to_owned()));
         let hash = content_hash(b"definitely not ELF");
         assert!(matches!(
-            load(&src, &copies, "junk", Some(hash), false),
+            load(&src, &copies, "junk", Some(hash), false, true),
             Err(LoadError::Unchanged { .. })
         ));
         assert!(matches!(

@@ -76,6 +76,20 @@ impl Permissions {
         grant
     }
 
+    /// Only the publish patterns, for a plugin host process's own early check.
+    pub fn publish_only(publish: Vec<String>) -> Self {
+        Permissions {
+            publish,
+            subscribe: Vec::new(),
+            request: Vec::new(),
+        }
+    }
+
+    /// The subjects the plugin may publish to.
+    pub fn publish_patterns(&self) -> &[String] {
+        &self.publish
+    }
+
     /// Whether `subject` (which may hold wildcards, for subscriptions) is allowed.
     pub fn allows(&self, access: Access, subject: &str) -> bool {
         let list = match access {

@@ -12,7 +12,7 @@
 //! content did not change. A file that is still not a valid library once it has been quiet for
 //! the debounce period is reported on `rosey.runtime.plugin.failed`.
 
-use crate::host::{lock, Control, Host};
+use crate::host::{Control, Host};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use rosey_config::Config;
 use std::collections::{BTreeSet, HashMap};
@@ -191,7 +191,7 @@ pub async fn watch_config(
 /// Applies a new configuration's `plugins` section.
 pub async fn apply(host: &Arc<Host>, config: Config) {
     let new = config.runtime_plugins();
-    let old = std::mem::replace(&mut *lock(&host.plugins_config), new.clone());
+    let old = host.replace_plugins_config(new.clone());
     let before: BTreeSet<&String> = old.enabled.iter().collect();
     let after: BTreeSet<&String> = new.enabled.iter().collect();
     for name in after.difference(&before) {

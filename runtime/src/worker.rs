@@ -8,20 +8,28 @@
 use crate::bus::{self, Bus, Gate};
 use crate::deferred::Answer;
 use crate::error::{FailureKind, PluginError};
-use crate::host::{lock, Control, Host, Slot};
+use crate::frames;
+use crate::host::{Control, Host, Slot};
+use crate::instance::{Instance, Remote};
 use crate::loader::{self, LoadError, LoadedModule};
+use crate::remote::RemoteHost;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RString, RVec};
 use crossbeam_channel::{never, select, Receiver};
-use rosey_plugin_api::admin::PluginState;
+use rosey_config::{Isolation, PluginLimits};
+use rosey_plugin_api::admin::{HostProcess, PluginState};
 use rosey_plugin_api::ffi::{
-    FfiChannel, FfiErrorKind, FfiMetadata, HostHandle_TO, PluginBox, PluginInit, PluginModRef,
+    FfiChannel, FfiErrorKind, FfiMessage, FfiMetadata, HostHandle_TO, PluginInit,
 };
 use rosey_plugin_api::subjects::runtime as events;
 use rosey_plugin_api::Timestamp;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Most messages sent to a host process at once.
+const BATCH: usize = 64;
 
 /// First pause before restarting a failed plugin; doubles with each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -44,6 +52,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
                 restart_at: None,
                 disabled: false,
                 next_tick: Instant::now(),
+                redeliver: VecDeque::new(),
             };
             worker.next_tick = Instant::now() + worker.host.settings.tick_interval;
             worker.run(restore);
@@ -58,7 +67,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
 
 /// The serving generation.
 struct Live {
-    instance: PluginBox,
+    instance: Instance,
     retired: Arc<Gate>,
     metadata: FfiMetadata,
 }
@@ -72,11 +81,14 @@ struct Worker {
     restart_at: Option<Instant>,
     disabled: bool,
     next_tick: Instant,
+    /// Messages sent to a host that died before handling them, for the next instance.
+    redeliver: VecDeque<FfiMessage>,
 }
 
 /// Something waiting for the plugin when it stops.
 enum Queued {
     Message(async_nats::Message),
+    Redeliver(FfiMessage),
     Answer(Answer),
 }
 
@@ -121,6 +133,13 @@ impl Worker {
                 self.restart_from_snapshot("restarting after a failure");
                 continue;
             }
+            if self.live.is_some() && self.restart_at.is_none() {
+                // What a dying host had been sent but not handled goes first.
+                if let Some(msg) = self.redeliver.pop_front() {
+                    self.deliver_ffi(msg);
+                    continue;
+                }
+            }
             let wake = self
                 .restart_at
                 .map_or(self.next_tick, |at| at.min(self.next_tick));
@@ -142,7 +161,7 @@ impl Worker {
                 }
                 recv(queue) -> msg => {
                     if let Ok(msg) = msg {
-                        self.deliver(msg);
+                        self.deliver_queued(msg);
                     }
                 }
                 recv(answers) -> answer => {
@@ -165,8 +184,9 @@ impl Worker {
         if let Some(live) = self.live.take() {
             live.retired.retire();
             // Dropping runs plugin code (the instance's destructor) which might panic across
-            // the boundary; a stuck or stopped worker's instance is leaked instead.
-            std::mem::forget(live.instance);
+            // the boundary; a stuck or stopped worker's instance is leaked instead (a host
+            // process is killed).
+            live.instance.forget();
         }
     }
 
@@ -184,14 +204,55 @@ impl Worker {
         out
     }
 
-    fn deliver(&mut self, msg: async_nats::Message) {
+    /// Delivers `first` and, to a plugin in a host process, what else is queued (up to
+    /// [`BATCH`]), sent at once so the host never waits for the runtime between messages.
+    /// Messages a dying host did not handle go to its successor first.
+    fn deliver_queued(&mut self, first: async_nats::Message) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        let ffi = bus::from_nats(msg);
-        let instance = &mut live.instance;
-        self.slot.start_call("on_message");
-        let result = instance.on_message(ffi).into_result();
+        if !live.instance.batches() {
+            return self.deliver(first);
+        }
+        let mut batch = vec![bus::from_nats(first)];
+        while batch.len() < BATCH {
+            match self.slot.queue_rx.try_recv() {
+                Ok(m) => batch.push(bus::from_nats(m)),
+                Err(_) => break,
+            }
+        }
+        let (slot, epoch) = (&self.slot, self.epoch);
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+        slot.start_call("on_message");
+        let mut each = || {
+            if slot.epoch.load(Ordering::SeqCst) == epoch {
+                slot.start_call("on_message");
+            }
+        };
+        let (results, undelivered) = live.instance.on_messages(batch, &stale, &mut each);
+        self.redeliver.extend(undelivered);
+        for result in results {
+            if self.stale() {
+                return;
+            }
+            // Each outcome counts as one call returned (`handled` ends it).
+            self.slot.start_call("on_message");
+            self.handled("on_message", result);
+        }
+    }
+
+    fn deliver(&mut self, msg: async_nats::Message) {
+        self.deliver_ffi(bus::from_nats(msg));
+    }
+
+    fn deliver_ffi(&mut self, ffi: FfiMessage) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let (slot, epoch) = (&self.slot, self.epoch);
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+        slot.start_call("on_message");
+        let result = live.instance.on_message(ffi, &stale);
         self.handled("on_message", result);
     }
 
@@ -200,9 +261,10 @@ impl Worker {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        let instance = &mut live.instance;
-        self.slot.start_call("on_answer");
-        let result = instance.on_answer(answer.into_ffi()).into_result();
+        let (slot, epoch) = (&self.slot, self.epoch);
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+        slot.start_call("on_answer");
+        let result = live.instance.on_answer(answer.into_ffi(), &stale);
         self.handled("on_answer", result);
     }
 
@@ -235,9 +297,10 @@ impl Worker {
         };
         let instance = &mut live.instance;
         let slot = &self.slot;
-        let stale = || slot.epoch.load(Ordering::SeqCst) != self.epoch;
+        let epoch = self.epoch;
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
         slot.start_call("on_tick");
-        let ticked = instance.on_tick().into_result();
+        let ticked = instance.on_tick(&stale);
         if stale() {
             return;
         }
@@ -248,7 +311,7 @@ impl Worker {
                 return self.fail(e.message.to_string());
             }
         }
-        let saved = instance.save_state().into_result();
+        let saved = instance.save_state(&stale);
         if stale() {
             return;
         }
@@ -257,7 +320,7 @@ impl Worker {
             self.slot.record_error(&format!("on_tick: {e}"));
         }
         match saved {
-            Ok(bytes) => self.slot.keep_state(bytes.into_vec()),
+            Ok(bytes) => self.slot.keep_state(bytes),
             Err(e) if e.kind == FfiErrorKind::Panic => self.fail(e.message.to_string()),
             Err(e) => self.slot.record_error(&format!("save_state: {e}")),
         }
@@ -268,16 +331,17 @@ impl Worker {
     fn fail(&mut self, reason: String) {
         if self.stale() {
             if let Some(live) = self.live.take() {
-                std::mem::forget(live.instance);
+                live.instance.forget();
             }
             return;
         }
         if let Some(live) = self.live.take() {
             live.retired.retire();
             // The instance panicked and may be inconsistent; never call into it again.
-            std::mem::forget(live.instance);
+            live.instance.forget();
         }
         self.failures += 1;
+        self.slot.count_host_restart();
         let max = self.host.settings.max_failures;
         let error = if self.failures >= max {
             self.disabled = true;
@@ -319,7 +383,7 @@ impl Worker {
         let saved = self.slot.last_state();
         let generation = self.slot.generation();
         tracing::info!(plugin = %self.slot.name, "{why}");
-        match self.construct(module.module, saved, generation) {
+        match self.construct(&module, saved, generation) {
             Ok(live) => match self.install(live, module, false) {
                 Ok(()) => self.host.lifecycle(events::PLUGIN_LOADED, &self.slot, None),
                 Err(e) => self.fail(e.message),
@@ -373,7 +437,15 @@ impl Worker {
         };
         let current = self.slot.module().map(|m| m.hash);
         let started = Instant::now();
-        match loader::load(&path, &self.host.copies, self.name(), current, force) {
+        let in_process = self.host.isolation_of(self.name()).0 == Isolation::InProcess;
+        match loader::load(
+            &path,
+            &self.host.copies,
+            self.name(),
+            current,
+            force,
+            in_process,
+        ) {
             Err(LoadError::Unchanged { .. }) => {
                 tracing::debug!(plugin = %self.slot.name, "library unchanged; not reloading");
                 Ok(())
@@ -427,12 +499,13 @@ impl Worker {
     fn swap_to(&mut self, module: LoadedModule, new_library: bool) -> Result<(), PluginError> {
         let saved = match self.live.as_mut() {
             Some(live) => {
-                let instance = &mut live.instance;
-                self.slot.start_call("save_state");
-                let saved = instance.save_state().into_result();
+                let (slot, epoch) = (&self.slot, self.epoch);
+                let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+                slot.start_call("save_state");
+                let saved = live.instance.save_state(&stale);
                 self.slot.end_call();
                 match saved {
-                    Ok(bytes) => Some(bytes.into_vec()),
+                    Ok(bytes) => Some(bytes),
                     Err(e) => {
                         tracing::warn!(plugin = %self.slot.name, "save_state failed, using the last snapshot: {e}");
                         self.slot.last_state()
@@ -442,7 +515,7 @@ impl Worker {
             None => self.slot.last_state(),
         };
         let generation = self.slot.generation() + u64::from(new_library);
-        let live = match self.construct(module.module, saved.clone(), generation) {
+        let live = match self.construct(&module, saved.clone(), generation) {
             Ok(live) => live,
             Err(e) => return Err(self.load_failed(e)),
         };
@@ -474,12 +547,24 @@ impl Worker {
 
     fn construct(
         &self,
-        module: PluginModRef,
+        module: &LoadedModule,
         saved: Option<Vec<u8>>,
         generation: u64,
     ) -> Result<Live, PluginError> {
         let retired = Arc::new(Gate::default());
         let bus = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
+        let (isolation, limits) = self.host.isolation_of(self.name());
+        if isolation == Isolation::Process {
+            return self.construct_in_host(module, saved, generation, bus, retired, limits);
+        }
+        // Served from a host process until the configuration changed its isolation.
+        let module = match module.module {
+            Some(m) => m,
+            None => loader::open_copy(&module.copy, &module.copy, self.name()).map_err(|e| {
+                retired.retire();
+                self.error(FailureKind::Load, e.to_string())
+            })?,
+        };
         let (config_json, channels) = self.slot.with_settings(|settings| {
             let channels: RVec<FfiChannel> = self
                 .host
@@ -506,7 +591,7 @@ impl Worker {
         };
         let constructor = module.new();
         let built = self.busy("init", || constructor(init)).into_result();
-        let mut instance = match built {
+        let instance = match built {
             Ok(instance) => instance,
             Err(e) => {
                 retired.retire();
@@ -524,21 +609,105 @@ impl Worker {
             return Err(self.error(FailureKind::Stopped, "replaced while its constructor ran"));
         }
         let metadata = self.busy("metadata", || instance.metadata());
-        if metadata.name.as_str() != self.name() {
-            retired.close();
-            let _ = self.busy("shutdown", || instance.shutdown());
-            retired.retire();
-            return Err(self.error(
-                FailureKind::Init,
-                format!(
-                    "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
-                    metadata.name.as_str(),
-                    self.name()
-                ),
-            ));
+        self.checked(Live {
+            instance: Instance::Local(instance),
+            retired,
+            metadata,
+        })
+    }
+
+    /// Refuses an instance whose plugin name is not the configured one.
+    fn checked(&self, mut live: Live) -> Result<Live, PluginError> {
+        if live.metadata.name.as_str() == self.name() {
+            return Ok(live);
         }
-        Ok(Live {
-            instance,
+        live.retired.close();
+        let (slot, epoch) = (&self.slot, self.epoch);
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+        let _ = self.busy("shutdown", || live.instance.shutdown(&stale));
+        live.retired.retire();
+        Err(self.error(
+            FailureKind::Init,
+            format!(
+                "the library is plugin {:?} but is configured as {:?}: a plugin's crate name must equal its configured name",
+                live.metadata.name.as_str(),
+                self.name()
+            ),
+        ))
+    }
+
+    /// Builds the instance in a host process of its own (`isolation: process`).
+    fn construct_in_host(
+        &self,
+        module: &LoadedModule,
+        saved: Option<Vec<u8>>,
+        generation: u64,
+        bus: Bus,
+        retired: Arc<Gate>,
+        limits: PluginLimits,
+    ) -> Result<Live, PluginError> {
+        let channels = self.slot.with_settings(|settings| {
+            self.host
+                .settings
+                .channels
+                .iter()
+                .filter(|c| settings.serves_channel(&c.channel))
+                .map(|c| (c.platform.clone(), c.channel.clone(), c.bot_name.clone()))
+                .collect()
+        });
+        let init = frames::Init {
+            library: module.copy.to_string_lossy().into_owned(),
+            name: self.name().to_owned(),
+            config_json: self.slot.with_settings(|s| s.plugin_json().to_string()),
+            command_prefix: self.host.settings.command_prefix.clone(),
+            channels,
+            saved_state: saved,
+            generation,
+            memory_bytes: limits.memory_mib().saturating_mul(1 << 20),
+            cpu_seconds: limits.cpu_seconds(),
+            open_files: limits.open_files(),
+            publish: self.slot.publish_patterns(),
+        };
+        let mut host = RemoteHost::spawn(self.name()).map_err(|e| {
+            retired.retire();
+            self.error(
+                FailureKind::Load,
+                format!(
+                    "cannot start its host process {}: {e}",
+                    crate::remote::host_binary().display()
+                ),
+            )
+        })?;
+        let (slot, epoch) = (&self.slot, self.epoch);
+        let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+        let built = self.busy("init", || host.init(init, &bus, &stale));
+        let metadata = match built {
+            Ok(Ok(metadata)) => metadata,
+            // The host could not load the library (abi_stable's checks run there) or apply
+            // its sandbox.
+            Ok(Err(e)) if e.kind == FfiErrorKind::Invalid => {
+                retired.retire();
+                return Err(self.error(FailureKind::Load, e.message.to_string()));
+            }
+            Ok(Err(e)) => {
+                retired.retire();
+                return Err(self.error(
+                    FailureKind::Init,
+                    format!("the plugin's constructor failed in its host process: {e}"),
+                ));
+            }
+            Err(gone) => {
+                retired.retire();
+                return Err(self.error(FailureKind::Init, gone.to_string()));
+            }
+        };
+        if self.stale() {
+            retired.retire();
+            return Err(self.error(FailureKind::Stopped, "replaced while its constructor ran"));
+        }
+        tracing::info!(plugin = %self.slot.name, pid = host.pid(), "plugin host process serving");
+        self.checked(Live {
+            instance: Instance::Remote(Box::new(Remote { host, bus })),
             retired,
             metadata,
         })
@@ -553,13 +722,16 @@ impl Worker {
         shutdown_old: bool,
     ) -> Result<(), PluginError> {
         let overrides = self.slot.with_settings(|s| s.commands.clone());
-        let claimed =
-            lock(&self.host.commands).claim(self.name(), &live.metadata.commands, &overrides);
+        let claimed = self
+            .host
+            .claim_commands(self.name(), &live.metadata.commands, &overrides);
         let commands = match claimed {
             Ok(c) => c,
             Err(e) => {
                 live.retired.close();
-                let _ = self.busy("shutdown", || live.instance.shutdown());
+                let (slot, epoch) = (&self.slot, self.epoch);
+                let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+                let _ = self.busy("shutdown", || live.instance.shutdown(&stale));
                 live.retired.retire();
                 return Err(self.error(FailureKind::Init, e));
             }
@@ -567,26 +739,34 @@ impl Worker {
         if let Some(mut old) = self.live.take() {
             if shutdown_old {
                 old.retired.close();
-                let done = self.busy("shutdown", || old.instance.shutdown().into_result());
+                let (slot, epoch) = (&self.slot, self.epoch);
+                let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+                let done = self.busy("shutdown", || old.instance.shutdown(&stale));
                 if let Err(e) = done {
                     tracing::warn!(plugin = %self.slot.name, "the old generation's shutdown failed: {e}");
                 }
             }
             old.retired.retire();
             if self.stale() {
-                std::mem::forget(old.instance);
+                old.instance.forget();
             }
         }
         if let Err(e) = self.host.sync_command_subscriptions(&self.slot, &commands) {
             tracing::error!(plugin = %self.slot.name, "cannot subscribe to its commands: {e}");
-            self.slot.record_error(&e);
+            self.slot.record_error(&e.to_string());
         }
         self.slot.set_module(module);
         self.slot.set_live_gate(live.retired.clone());
+        let pid = live.instance.host_pid();
         self.slot.update_status(|st| {
             st.version = live.metadata.version.to_string();
             st.loaded_at = Timestamp::now().secs();
             st.state = PluginState::Running;
+            st.host = pid.map(|pid| HostProcess {
+                pid,
+                restarts: st.host.map_or(0, |h| h.restarts),
+                rss_kib: None,
+            });
         });
         self.live = Some(live);
         self.disabled = false;
@@ -603,7 +783,13 @@ impl Worker {
         // Answers already in go the same way; those still on their way are lost with the
         // plugin's subscriptions.
         let slot = self.slot.clone();
-        let queued = std::iter::from_fn(|| slot.queue_rx.try_recv().ok().map(Queued::Message))
+        let redeliver = std::mem::take(&mut self.redeliver);
+        let queued = redeliver
+            .into_iter()
+            .map(Queued::Redeliver)
+            .chain(std::iter::from_fn(|| {
+                slot.queue_rx.try_recv().ok().map(Queued::Message)
+            }))
             .chain(std::iter::from_fn(|| {
                 slot.answers.try_take().map(Queued::Answer)
             }));
@@ -612,6 +798,7 @@ impl Worker {
             if self.live.is_some() && self.restart_at.is_none() && Instant::now() < budget {
                 match item {
                     Queued::Message(msg) => self.deliver(msg),
+                    Queued::Redeliver(msg) => self.deliver_ffi(msg),
                     Queued::Answer(answer) => self.answer(answer),
                 }
                 if self.stale() {
@@ -627,12 +814,14 @@ impl Worker {
             self.slot.record_error(&msg);
         }
         if let Some(mut live) = self.live.take() {
-            let saved = self.busy("save_state", || live.instance.save_state().into_result());
+            let (slot, epoch) = (&self.slot, self.epoch);
+            let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
+            let saved = self.busy("save_state", || live.instance.save_state(&stale));
             if let Ok(bytes) = saved {
-                self.slot.keep_state(bytes.into_vec());
+                self.slot.keep_state(bytes);
             }
             live.retired.close();
-            let done = self.busy("shutdown", || live.instance.shutdown().into_result());
+            let done = self.busy("shutdown", || live.instance.shutdown(&stale));
             live.retired.retire();
             if let Err(e) = done {
                 tracing::warn!(plugin = %self.slot.name, "shutdown failed: {e}");
@@ -644,10 +833,13 @@ impl Worker {
             return;
         }
         self.host.drop_subscriptions(&self.slot);
-        lock(&self.host.commands).release(self.name());
+        self.host.release_commands(self.name());
         while self.slot.queue_rx.try_recv().is_ok() {}
         self.slot.stopped.store(true, Ordering::SeqCst);
-        self.slot.set_state(PluginState::Disabled);
+        self.slot.update_status(|st| {
+            st.state = PluginState::Disabled;
+            st.host = None;
+        });
         self.host
             .lifecycle(events::PLUGIN_UNLOADED, &self.slot, None);
         // Retire this worker so the loop exits even if a control arrives meanwhile.

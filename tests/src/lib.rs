@@ -21,6 +21,8 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     jetstream: bool,
     extra_args: Vec<String>,
+    /// The configuration file and log of [`NatsServer::start_with_config`].
+    files: Option<tempfile::TempDir>,
 }
 
 /// The name of the server binary, overridable for unusual installs.
@@ -63,6 +65,29 @@ impl NatsServer {
         Self::start_on(None, jetstream, &[])
     }
 
+    /// Starts a server with JetStream and this configuration file text (an `authorization`
+    /// block, say), logging to a file [`NatsServer::log`] reads (permission violations
+    /// included).
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let files = tempfile::tempdir().expect("create a folder for the server's files");
+        let conf = files.path().join("nats-server.conf");
+        std::fs::write(&conf, config).expect("write the server's configuration");
+        let log = files.path().join("nats-server.log");
+        let conf = conf.display().to_string();
+        let log = log.display().to_string();
+        let mut server = Self::start_on(None, true, &["-c", &conf, "-l", &log]);
+        server.files = Some(files);
+        server
+    }
+
+    /// What the server logged so far (for [`NatsServer::start_with_config`]'s servers).
+    pub fn log(&self) -> String {
+        self.files
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f.path().join("nats-server.log")).ok())
+            .unwrap_or_default()
+    }
+
     fn start_on(port: Option<u16>, jetstream: bool, extra_args: &[&str]) -> NatsServer {
         let mut last_error = String::new();
         // Another test may grab the port between probing and binding; try a few ports.
@@ -73,6 +98,7 @@ impl NatsServer {
                 store: tempfile::tempdir().expect("create a temporary JetStream store"),
                 jetstream,
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                files: None,
             };
             match server.spawn() {
                 Ok(()) => return server,

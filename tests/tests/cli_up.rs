@@ -66,6 +66,8 @@ struct RoseyUp {
     status_log: Arc<Mutex<Vec<String>>>,
     /// Every pid the status lines named.
     pids: Arc<Mutex<HashSet<u32>>>,
+    /// Its state folder (`.rosey` beside the configuration), for the logs in failure messages.
+    state: std::path::PathBuf,
 }
 
 impl RoseyUp {
@@ -112,11 +114,20 @@ impl RoseyUp {
             stdout,
             status_log,
             pids,
+            state: config
+                .parent()
+                .map(|d| d.join(".rosey"))
+                .unwrap_or_default(),
         }
     }
 
     fn log(&self) -> String {
-        self.status_log.lock().unwrap().join("\n")
+        let nats = std::fs::read_to_string(self.state.join("logs").join("nats-server.log"))
+            .unwrap_or_default();
+        format!(
+            "{}\nnats-server's log:\n{nats}",
+            self.status_log.lock().unwrap().join("\n")
+        )
     }
 
     fn type_line(&mut self, line: &str) {
@@ -558,7 +569,7 @@ fn up_with_llm_enabled_starts_rosey_llm_after_rosey_db() {
     let server = json["nats"]["server"].as_str().unwrap().to_owned();
     let status: rosey_plugin_api::llm::Status =
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let client = async_nats::connect(server).await.expect("connect");
+            let client = operator_client(dir.path(), &server).await;
             rosey_plugin_api::reply::request_json(
                 &client,
                 rosey_plugin_api::subjects::llm::STATUS,
@@ -570,6 +581,137 @@ fn up_with_llm_enabled_starts_rosey_llm_after_rosey_db() {
         });
     assert_eq!(status.provider, "ollama");
     assert_eq!(status.default_model, "tiny");
+}
+
+/// `rosey up`'s operator credentials beside the configuration in `dir`: (user, password).
+fn operator_credentials(dir: &Path) -> (String, String) {
+    let path = dir.join(".rosey").join("nats-operator.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    (
+        file["user"].as_str().unwrap().to_owned(),
+        file["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A client logged in as the operator of the `rosey up` running beside `dir`.
+async fn operator_client(dir: &Path, server: &str) -> async_nats::Client {
+    let (user, password) = operator_credentials(dir);
+    async_nats::ConnectOptions::with_user_and_password(user.clone(), password)
+        .custom_inbox_prefix(format!("_INBOX.{user}"))
+        .connect(server)
+        .await
+        .expect("the operator connects")
+}
+
+#[test]
+fn up_gives_each_process_its_own_user_and_the_admin_commands_the_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, pids) = start_and_answer(dir.path());
+    let config = dir.path().join("rosey.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let server = json["nats"]["server"].as_str().unwrap().to_owned();
+    let state = dir.path().join(".rosey");
+
+    // The operator's file is the owner's alone; the server's configuration holds no password.
+    let operator_file = state.join("nats-operator.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&operator_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{}", operator_file.display());
+    let (user, password) = operator_credentials(dir.path());
+    assert_eq!(user, "rosey-operator");
+    assert!(password.len() >= 32, "a weak password: {password:?}");
+    let conf = std::fs::read_to_string(state.join("nats-server.conf")).unwrap();
+    assert!(conf.contains("authorization"), "{conf}");
+    assert!(!conf.contains(&password), "a password in {conf}");
+
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        // A local user without the credentials can drive nothing.
+        assert!(
+            async_nats::connect(server.as_str()).await.is_err(),
+            "an anonymous connection was accepted"
+        );
+        let wrong =
+            async_nats::ConnectOptions::with_user_and_password("rosey-bot".into(), "guess".into())
+                .connect(server.as_str())
+                .await;
+        assert!(wrong.is_err(), "a guessed password was accepted");
+    });
+
+    // Admin commands from the same checkout find the operator's credentials by themselves.
+    let out = command("rosey")
+        .args(["plugin", "list", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("quotes"),
+        "rosey plugin list: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command("rosey")
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("rosey-db") && text.contains("rosey-runtime"),
+        "rosey status: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Everything ran within its permissions.
+    let nats_log = std::fs::read_to_string(state.join("logs").join("nats-server.log")).unwrap();
+    assert!(
+        !nats_log.contains("Violation"),
+        "permission violations:\n{nats_log}"
+    );
+
+    stop_and_check(up, "TERM", false, &pids);
+    assert!(
+        !operator_file.exists(),
+        "the operator's credentials outlived rosey up"
+    );
+}
+
+#[test]
+fn a_rosey_up_started_after_a_killed_one_logs_in_to_the_server_it_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, pids) = start_and_answer(dir.path());
+    let mut child = first.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for pid in &pids[1..] {
+        assert!(
+            wait_until(WAIT, || gone(*pid)),
+            "pid {pid} outlived rosey up"
+        );
+    }
+    // nats-server cannot follow its parent: it still runs, with that run's users.
+    assert!(!gone(pids[0]), "nats-server went away");
+
+    let config = dir.path().join("rosey.json");
+    let mut second = RoseyUp::start(&config);
+    second.wait_status("logging in with the left server's users", |l| {
+        l.contains("logging in with the users of the run that started it")
+    });
+    for name in &CHILDREN[1..] {
+        second.wait_running(name, None);
+    }
+    second.ask(
+        "!quote count",
+        "<rosey> No quotes yet; add one with !quote add <text>.",
+    );
+    let mut child = second.child.take().unwrap();
+    signal(child.id(), "TERM");
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    assert!(exited, "rosey up did not stop; status:\n{}", second.log());
+    assert!(child.wait().unwrap().success(), "{}", second.log());
+    // `first`'s guard stops the server it left.
 }
 
 #[test]

@@ -54,7 +54,18 @@ async fn rebuilt_plugin_serves_new_code_with_old_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_commands_through_reloads_are_handled_exactly_once() {
-    let fixture = Fixture::new("counter", "counter_stream");
+    commands_through_reloads_handled_once("counter_stream", "in_process").await;
+}
+
+/// The same with the plugin in a sandboxed host process: each build gets a new host, and the
+/// state crosses from the old host to the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_commands_through_reloads_are_handled_exactly_once_in_a_host_process() {
+    commands_through_reloads_handled_once("counter_stream_host", "process").await;
+}
+
+async fn commands_through_reloads_handled_once(name: &str, isolation: &str) {
+    let fixture = Fixture::new("counter", name);
     fixture.set_answer("s1");
     fixture.build();
     let nats = NatsServer::start();
@@ -63,7 +74,11 @@ async fn continuous_commands_through_reloads_are_handled_exactly_once() {
     let _rt = start_runtime(&config(
         &nats,
         &lib_dir,
-        serde_json::json!({"enabled": [fixture.name], "queue_capacity": 100000}),
+        serde_json::json!({
+            "enabled": [fixture.name],
+            "queue_capacity": 100000,
+            "isolation": isolation,
+        }),
     ));
     obs.event(events::PLUGIN_LOADED, &fixture.name).await;
 

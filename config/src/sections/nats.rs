@@ -62,7 +62,26 @@ impl Default for NatsConfig {
     }
 }
 
+/// The environment variable naming the NATS user a process logs in as, over `nats.user`:
+/// `rosey up` hands each child its role's user this way (see `docs/NATS_SETUP.md`).
+pub const USER_ENV: &str = "ROSEY_NATS_USER";
+/// The password of [`USER_ENV`]'s user, over `nats.password`; kept off command lines.
+pub const PASSWORD_ENV: &str = "ROSEY_NATS_PASSWORD";
+
 impl NatsConfig {
+    /// Logs in as [`USER_ENV`] with [`PASSWORD_ENV`] when both are set: one configuration
+    /// file serves every process, each started with its own role's credentials.
+    pub fn apply_credentials_env(&mut self) {
+        let user = std::env::var(USER_ENV).ok().filter(|u| !u.is_empty());
+        let password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+        if let (Some(user), Some(password)) = (user, password) {
+            self.user = Some(user);
+            self.password = Some(Secret::new(password));
+            self.token = None;
+            self.creds_file = None;
+        }
+    }
+
     /// The reconnect limit as async-nats wants it: `None` means forever.
     pub fn reconnect_limit(&self) -> Option<usize> {
         usize::try_from(self.max_reconnects).ok()

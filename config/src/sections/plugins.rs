@@ -28,6 +28,10 @@ pub struct PluginsConfig {
     pub hot_reload: bool,
     /// Per-plugin settings, by plugin name.
     pub config: BTreeMap<String, PluginSettings>,
+    /// Where plugins run unless their own settings say otherwise.
+    pub isolation: Isolation,
+    /// Resource limits of a plugin's host process unless its own settings say otherwise.
+    pub limits: PluginLimits,
     /// How often plugins get their tick.
     pub tick_interval: Seconds,
     /// How long one plugin call may run before it is deemed stuck.
@@ -62,6 +66,8 @@ impl Default for PluginsConfig {
             enabled: vec!["markov".to_owned(), "quotes".to_owned(), "llm".to_owned()],
             hot_reload: true,
             config: BTreeMap::new(),
+            isolation: Isolation::default(),
+            limits: PluginLimits::default(),
             tick_interval: Seconds::from_secs(1),
             watchdog_timeout: Seconds::from_secs(10),
             queue_capacity: 1024,
@@ -81,6 +87,22 @@ impl PluginsConfig {
     /// The settings of one plugin, if the file has any.
     pub fn settings(&self, plugin: &str) -> Option<&PluginSettings> {
         self.config.get(plugin)
+    }
+
+    /// Where `plugin` runs: its own `isolation`, else `plugins.isolation`.
+    pub fn isolation_of(&self, plugin: &str) -> Isolation {
+        self.settings(plugin)
+            .and_then(|s| s.isolation)
+            .unwrap_or(self.isolation)
+    }
+
+    /// The limits of `plugin`'s host process: each of its own `limits` keys, else the one in
+    /// `plugins.limits`.
+    pub fn limits_of(&self, plugin: &str) -> PluginLimits {
+        match self.settings(plugin).and_then(|s| s.limits.as_ref()) {
+            Some(own) => own.over(&self.limits),
+            None => self.limits,
+        }
     }
 
     /// Whether a plugin is listed in `enabled`.
@@ -103,6 +125,7 @@ impl PluginsConfig {
         for (name, settings) in &self.config {
             settings.validate(&join_key("plugins.config", name))?;
         }
+        self.limits.validate("plugins.limits")?;
         positive("plugins.tick_interval", self.tick_interval)?;
         positive("plugins.watchdog_timeout", self.watchdog_timeout)?;
         if self.queue_capacity == 0 {
@@ -151,6 +174,12 @@ pub struct PluginSettings {
     /// Rank and cooldown overrides of the plugin's commands, by command name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub commands: BTreeMap<String, CommandOverride>,
+    /// Where this plugin runs, instead of `plugins.isolation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// This plugin's host process limits, each key instead of the one in `plugins.limits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PluginLimits>,
     /// Every other key, kept as written for the plugin (always a JSON object).
     #[serde(flatten)]
     pub other: Verbatim,
@@ -163,6 +192,8 @@ impl Default for PluginSettings {
             exclude_channels: Vec::new(),
             permissions: None,
             commands: BTreeMap::new(),
+            isolation: None,
+            limits: None,
             other: Verbatim::new(serde_json::Value::Object(serde_json::Map::new())),
         }
     }
@@ -170,8 +201,14 @@ impl Default for PluginSettings {
 
 impl PluginSettings {
     /// The keys the runtime reads out of `plugins.config.<name>`; the plugin never sees them.
-    pub const RUNTIME_KEYS: [&'static str; 4] =
-        ["channels", "exclude_channels", "permissions", "commands"];
+    pub const RUNTIME_KEYS: [&'static str; 6] = [
+        "channels",
+        "exclude_channels",
+        "permissions",
+        "commands",
+        "isolation",
+        "limits",
+    ];
 
     /// Whether the plugin should see events of `channel`.
     pub fn serves_channel(&self, channel: &str) -> bool {
@@ -188,8 +225,11 @@ impl PluginSettings {
         self.other.value()
     }
 
-    /// Checks subject patterns for obvious mistakes.
+    /// Checks subject patterns and limits for obvious mistakes.
     fn validate(&self, key_path: &str) -> Result<(), Problem> {
+        if let Some(limits) = &self.limits {
+            limits.validate(&format!("{key_path}.limits"))?;
+        }
         let Some(permissions) = &self.permissions else {
             return Ok(());
         };
@@ -206,6 +246,98 @@ impl PluginSettings {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// Where a plugin's code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// In a sandboxed host process of its own, supervised by the runtime: a crash or a runaway
+    /// plugin takes down only itself. The default: it costs about 50 µs per command (see
+    /// BENCHMARKS.md), far below anything a chat channel notices.
+    #[default]
+    Process,
+    /// Inside the runtime's process (fastest; a crash there ends every plugin, and nothing
+    /// stops a plugin from reading files or opening sockets).
+    InProcess,
+}
+
+/// Resource limits of one plugin's host process (`isolation: process`), applied with
+/// rlimits before the plugin runs; a host that exceeds one is killed and restarted from the
+/// plugin's last saved state. An absent key takes `plugins.limits`' value, else the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+pub struct PluginLimits {
+    /// Address space of the host process, in MiB (`RLIMIT_AS`): an allocation past it fails,
+    /// which aborts the plugin. Default [`PluginLimits::DEFAULT_MEMORY_MIB`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// CPU time the host process may use, in seconds (`RLIMIT_CPU`, counted over the host's
+    /// life); an endless loop in one call is caught sooner by `plugins.watchdog_timeout`.
+    /// Default [`PluginLimits::DEFAULT_CPU_SECONDS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<u64>,
+    /// Open file descriptors (`RLIMIT_NOFILE`). Default [`PluginLimits::DEFAULT_OPEN_FILES`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+}
+
+impl PluginLimits {
+    /// Address space when nothing is configured: far above what a plugin needs, and reached
+    /// by a runaway allocation within a second on a small machine.
+    pub const DEFAULT_MEMORY_MIB: u64 = 1024;
+    /// CPU seconds when nothing is configured.
+    pub const DEFAULT_CPU_SECONDS: u64 = 3600;
+    /// Open files when nothing is configured.
+    pub const DEFAULT_OPEN_FILES: u64 = 64;
+    /// Smallest address space a host can load a plugin in.
+    pub const MIN_MEMORY_MIB: u64 = 64;
+
+    /// The address space limit in MiB.
+    pub fn memory_mib(&self) -> u64 {
+        self.memory_mib.unwrap_or(Self::DEFAULT_MEMORY_MIB)
+    }
+
+    /// The CPU time limit in seconds.
+    pub fn cpu_seconds(&self) -> u64 {
+        self.cpu_seconds.unwrap_or(Self::DEFAULT_CPU_SECONDS)
+    }
+
+    /// The open files limit.
+    pub fn open_files(&self) -> u64 {
+        self.open_files.unwrap_or(Self::DEFAULT_OPEN_FILES)
+    }
+
+    /// These limits where written, `base`'s elsewhere.
+    fn over(&self, base: &PluginLimits) -> PluginLimits {
+        PluginLimits {
+            memory_mib: self.memory_mib.or(base.memory_mib),
+            cpu_seconds: self.cpu_seconds.or(base.cpu_seconds),
+            open_files: self.open_files.or(base.open_files),
+        }
+    }
+
+    fn validate(&self, key_path: &str) -> Result<(), Problem> {
+        if self.memory_mib() < Self::MIN_MEMORY_MIB {
+            return Err(Problem::new(
+                format!("{key_path}.memory_mib"),
+                format!("must be at least {}", Self::MIN_MEMORY_MIB),
+            ));
+        }
+        if self.cpu_seconds() == 0 {
+            return Err(Problem::new(
+                format!("{key_path}.cpu_seconds"),
+                "must be at least 1",
+            ));
+        }
+        if self.open_files() < 8 {
+            return Err(Problem::new(
+                format!("{key_path}.open_files"),
+                "must be at least 8",
+            ));
         }
         Ok(())
     }
@@ -247,6 +379,8 @@ mod tests {
             "exclude_channels": ["b"],
             "permissions": {"publish": ["x.y"]},
             "commands": {"quote": {"min_rank": 2, "cooldown": 1.5}},
+            "isolation": "process",
+            "limits": {"memory_mib": 256},
         });
         // The example must cover the list, so a key added to one and not the other fails.
         let keys: BTreeSet<&str> = example
@@ -289,6 +423,56 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(back_keys, keys);
+    }
+
+    #[test]
+    fn isolation_and_limits_come_from_the_plugin_else_the_section() {
+        let plugins: PluginsConfig = serde_json::from_value(serde_json::json!({
+            "isolation": "process",
+            "limits": {"cpu_seconds": 60},
+            "config": {
+                "quotes": {"isolation": "in_process"},
+                "markov": {"limits": {"memory_mib": 256}},
+            },
+        }))
+        .unwrap();
+        plugins.validate().unwrap();
+        assert_eq!(plugins.isolation_of("quotes"), Isolation::InProcess);
+        assert_eq!(plugins.isolation_of("markov"), Isolation::Process);
+        assert_eq!(plugins.isolation_of("other"), Isolation::Process);
+        let markov = plugins.limits_of("markov");
+        assert_eq!((markov.memory_mib(), markov.cpu_seconds()), (256, 60));
+        assert_eq!(
+            plugins.limits_of("other").memory_mib(),
+            PluginLimits::DEFAULT_MEMORY_MIB
+        );
+        assert_eq!(
+            PluginsConfig::default().isolation_of("quotes"),
+            Isolation::Process
+        );
+        for bad in [
+            serde_json::json!({"isolation": "thread"}),
+            serde_json::json!({"limits": {"memory": 5}}),
+        ] {
+            assert!(
+                serde_json::from_value::<PluginsConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        for (bad, key) in [
+            (
+                serde_json::json!({"limits": {"memory_mib": 1}}),
+                "plugins.limits.memory_mib",
+            ),
+            (
+                serde_json::json!({"config": {"x": {"limits": {"cpu_seconds": 0}}}}),
+                "plugins.config.x.limits.cpu_seconds",
+            ),
+        ] {
+            let plugins: PluginsConfig = serde_json::from_value(bad).unwrap();
+            let problem = plugins.validate().unwrap_err();
+            assert!(format!("{problem:?}").contains(key), "{problem:?}");
+        }
     }
 
     #[test]

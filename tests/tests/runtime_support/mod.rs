@@ -291,6 +291,10 @@ pub fn config(
 ) -> serde_json::Value {
     let mut section = serde_json::json!({
         "directory": plugins_dir,
+        // The runtime and plugin suites test plugins in the runtime's process, as they always
+        // have; `runtime_isolation` (and the `rosey up` suites, on the default) test host
+        // processes.
+        "isolation": "in_process",
         "tick_interval": 0.1,
         "watchdog_timeout": 1.5,
         "reload_debounce": 0.1,

@@ -1,0 +1,343 @@
+//! The `rosey-plugin-host` process: one plugin (`isolation: process`) in a sandbox of its own.
+//!
+//! rosey-runtime starts it with one end of a socket pair as file descriptor 3 and nothing else
+//! to talk to. It reads the [`frames::Init`] frame, loads the plugin's library copy through the
+//! same abi_stable interface the runtime uses in process, puts itself in the [`sandbox`], builds
+//! the instance, and then runs each delivery the runtime sends, one at a time. The plugin's
+//! host handle turns every call into a [`frames::Call`] frame and waits for its reply; the
+//! runtime checks it and performs it (permissions, subscriptions and NATS live there).
+
+use crate::error::HostError;
+use crate::frames::{self, Call, FromHost, Init, Msg, ToHost, Value};
+use crate::permissions::{check_subject, Access, Permissions};
+use crate::sandbox::{self, Limits};
+use abi_stable::library::lib_header_from_path;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RBox, RErr, ROk, ROption, RResult, RString, RVec};
+use crossbeam_channel::{Receiver, Sender};
+use rosey_plugin_api::ffi::{
+    FfiAnswer, FfiChannel, FfiError, FfiErrorKind, FfiMessage, HostHandle, HostHandle_TO, LogLevel,
+    PluginBox, PluginInit, PluginModRef,
+};
+use std::collections::HashMap;
+use std::io::{self, Write as _};
+use std::os::fd::FromRawFd as _;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The file descriptor the runtime hands its end of the socket pair on.
+pub const SOCKET_FD: i32 = 3;
+
+/// The host's side of the socket: frames out under one lock, replies matched to callers.
+struct Link {
+    /// The plugin's name and publish permissions, to refuse a publish at once (the runtime
+    /// checks again: this only saves the round trip).
+    plugin: String,
+    publish: Permissions,
+    out: Mutex<UnixStream>,
+    pending: Mutex<HashMap<u64, Sender<Result<Value, FfiError>>>>,
+    next_id: AtomicU64,
+}
+
+impl Link {
+    fn send(&self, frame: &FromHost) -> io::Result<()> {
+        let body = frame.encode();
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        frames::write_frame(&mut *out, &body)
+    }
+
+    fn call(&self, call: Call) -> Result<Value, FfiError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let gone = || FfiError::new(FfiErrorKind::Nats, "the runtime is gone");
+        self.send(&FromHost::Call { id, call })
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
+    }
+}
+
+/// The plugin's host handle in a host process.
+struct RemoteHandle(Arc<Link>);
+
+fn guarded<T>(f: impl FnOnce() -> Result<T, FfiError>) -> RResult<T, FfiError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => ROk(v),
+        Ok(Err(e)) => RErr(e),
+        Err(_) => RErr(FfiError::new(
+            FfiErrorKind::Nats,
+            "the plugin host failed inside a host call",
+        )),
+    }
+}
+
+fn unexpected() -> FfiError {
+    FfiError::new(
+        FfiErrorKind::Nats,
+        "the runtime answered another kind of call",
+    )
+}
+
+impl HostHandle for RemoteHandle {
+    fn publish(&self, message: FfiMessage) -> RResult<(), FfiError> {
+        guarded(|| {
+            let subject = message.subject.as_str();
+            check_subject(subject, false).map_err(HostError::Invalid)?;
+            if !self.0.publish.allows(Access::Publish, subject) {
+                return Err(HostError::Denied {
+                    plugin: self.0.plugin.clone(),
+                    access: Access::Publish,
+                    subject: subject.to_owned(),
+                }
+                .into());
+            }
+            // One way: publishing only queues the message in the runtime, as in process.
+            self.0
+                .send(&FromHost::Call {
+                    id: frames::ONE_WAY,
+                    call: Call::Publish(Msg::from_ffi(message)),
+                })
+                .map_err(|_| FfiError::new(FfiErrorKind::Nats, "the runtime is gone"))
+        })
+    }
+
+    fn request(&self, message: FfiMessage, timeout_ms: u64) -> RResult<FfiMessage, FfiError> {
+        guarded(|| {
+            match self
+                .0
+                .call(Call::Request(Msg::from_ffi(message), timeout_ms))?
+            {
+                Value::Msg(m) => Ok(m.into_ffi()),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn subscribe(&self, subject: RString, queue_group: ROption<RString>) -> RResult<u64, FfiError> {
+        guarded(|| {
+            let call = Call::Subscribe(
+                subject.into_string(),
+                queue_group.into_option().map(RString::into_string),
+            );
+            match self.0.call(call)? {
+                Value::Id(id) => Ok(id),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+
+    fn unsubscribe(&self, id: u64) -> RResult<(), FfiError> {
+        guarded(|| match self.0.call(Call::Unsubscribe(id))? {
+            Value::Unit => Ok(()),
+            _ => Err(unexpected()),
+        })
+    }
+
+    fn log(&self, level: LogLevel, message: RString) {
+        let _ = self.0.send(&FromHost::Log(level, message.into_string()));
+    }
+
+    fn request_deferred(
+        &self,
+        message: FfiMessage,
+        timeout_ms: u64,
+        token: RString,
+    ) -> RResult<(), FfiError> {
+        guarded(|| {
+            let call = Call::RequestLater(Msg::from_ffi(message), timeout_ms, token.into_string());
+            match self.0.call(call)? {
+                Value::Unit => Ok(()),
+                _ => Err(unexpected()),
+            }
+        })
+    }
+}
+
+/// Reads the runtime's frames: replies go to the waiting caller, the rest to the main loop.
+/// Ends (closing `deliveries`) when the runtime closes the socket or sends garbage.
+fn read_frames(mut input: UnixStream, link: Arc<Link>, deliveries: Sender<ToHost>) {
+    loop {
+        let frame = match frames::read_frame(&mut input).and_then(|b| ToHost::decode(&b)) {
+            Ok(frame) => frame,
+            Err(_) => break,
+        };
+        match frame {
+            ToHost::Reply { id, result } => {
+                let waiter = link
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(result);
+                }
+            }
+            other => {
+                if deliveries.send(other).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Callers waiting on a reply that will never come get an error instead of hanging.
+    link.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+}
+
+/// The host process's `main`.
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "rosey-plugin-host: {e}");
+            ExitCode::from(70)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    // SAFETY: rosey-runtime starts this process with its end of a socket pair on
+    // `SOCKET_FD` (dup2 in the child before exec) and nothing else in this process owns or
+    // closes that descriptor; a host started any other way fails on its first read.
+    let socket = unsafe { UnixStream::from_raw_fd(SOCKET_FD) };
+    let mut input = socket
+        .try_clone()
+        .map_err(|e| format!("socket {SOCKET_FD}: {e}"))?;
+    let first = frames::read_frame(&mut input)
+        .and_then(|b| ToHost::decode(&b))
+        .map_err(|e| format!("reading the init frame: {e}"))?;
+    let ToHost::Init(init) = first else {
+        return Err("the first frame was not init".into());
+    };
+    let link = Arc::new(Link {
+        plugin: init.name.clone(),
+        publish: Permissions::publish_only(init.publish.clone()),
+        out: Mutex::new(socket),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+    });
+    let refuse = |link: &Link, message: String| {
+        let _ = link.send(&FromHost::InitFailed(FfiError::new(
+            FfiErrorKind::Invalid,
+            message.clone(),
+        )));
+        message
+    };
+    let module = match lib_header_from_path(std::path::Path::new(&init.library))
+        .and_then(|header| header.init_root_module::<PluginModRef>())
+    {
+        Ok(module) => module,
+        Err(e) => return Err(refuse(&link, crate::loader::summarize(&e))),
+    };
+    let limits = Limits {
+        memory_bytes: init.memory_bytes,
+        cpu_seconds: init.cpu_seconds,
+        open_files: init.open_files,
+    };
+    // Still single-threaded: the sandbox binds this thread and every thread started later.
+    if let Err(e) = sandbox::apply(&limits) {
+        return Err(refuse(&link, format!("cannot apply the sandbox: {e}")));
+    }
+    let (tx, deliveries) = crossbeam_channel::unbounded();
+    let reader_link = link.clone();
+    std::thread::Builder::new()
+        .name("frames".into())
+        .spawn(move || read_frames(input, reader_link, tx))
+        .map_err(|e| refuse(&link, format!("cannot start a thread: {e}")))?;
+    let mut instance = match build(&init, module, &link) {
+        Ok(instance) => instance,
+        Err(e) => {
+            let _ = link.send(&FromHost::InitFailed(e.clone()));
+            return Err(format!("the plugin's constructor failed: {e}"));
+        }
+    };
+    link.send(&FromHost::Ready(instance.metadata()))
+        .map_err(|e| format!("socket: {e}"))?;
+    serve(&mut instance, &deliveries, &link)
+}
+
+fn build(init: &Init, module: PluginModRef, link: &Arc<Link>) -> Result<PluginBox, FfiError> {
+    let plugin_init = PluginInit {
+        host: HostHandle_TO::from_ptr(RBox::new(RemoteHandle(link.clone())), TD_Opaque),
+        name: RString::from(init.name.as_str()),
+        config_json: RString::from(init.config_json.as_str()),
+        command_prefix: RString::from(init.command_prefix.as_str()),
+        channels: init
+            .channels
+            .iter()
+            .map(|(platform, channel, bot)| FfiChannel {
+                platform: RString::from(platform.as_str()),
+                channel: RString::from(channel.as_str()),
+                bot_name: RString::from(bot.as_str()),
+            })
+            .collect::<RVec<_>>(),
+        saved_state: init.saved_state.clone().map(RVec::from).into(),
+        generation: init.generation,
+    };
+    (module.new())(plugin_init).into_result()
+}
+
+fn serve(
+    instance: &mut PluginBox,
+    deliveries: &Receiver<ToHost>,
+    link: &Link,
+) -> Result<(), String> {
+    let sent = |r: io::Result<()>| r.map_err(|e| format!("socket: {e}"));
+    // After a panic the instance may be inconsistent: the rest of a batch of messages already
+    // sent is refused (the runtime gives it to the next instance).
+    let mut panicked = false;
+    // The runtime closing the socket ends the host (it is being replaced or stopped).
+    while let Ok(frame) = deliveries.recv() {
+        match frame {
+            ToHost::Message(_) if panicked => {
+                let refused = FfiError::new(FfiErrorKind::Invalid, "not delivered: panicked");
+                sent(link.send(&FromHost::Done(Err(refused))))?;
+            }
+            ToHost::Message(m) => {
+                let done = instance.on_message(m.into_ffi()).into_result();
+                panicked = done.as_ref().is_err_and(|e| e.kind == FfiErrorKind::Panic);
+                sent(link.send(&FromHost::Done(done)))?;
+            }
+            ToHost::Answer {
+                token,
+                subject,
+                result,
+            } => {
+                let answer = FfiAnswer {
+                    token: RString::from(token),
+                    subject: RString::from(subject),
+                    result: match result {
+                        Ok(m) => ROk(m.into_ffi()),
+                        Err(e) => RErr(e),
+                    },
+                };
+                let done = instance.on_answer(answer).into_result();
+                sent(link.send(&FromHost::Done(done)))?;
+            }
+            ToHost::Tick => {
+                let done = instance.on_tick().into_result();
+                sent(link.send(&FromHost::Done(done)))?;
+            }
+            ToHost::Save => {
+                let saved = instance.save_state().into_result().map(RVec::into_vec);
+                sent(link.send(&FromHost::Saved(saved)))?;
+            }
+            ToHost::Shutdown => {
+                let done = instance.shutdown().into_result();
+                sent(link.send(&FromHost::Done(done)))?;
+                return Ok(());
+            }
+            ToHost::Init(_) | ToHost::Reply { .. } => {
+                return Err("unexpected frame from the runtime".into());
+            }
+        }
+    }
+    Ok(())
+}

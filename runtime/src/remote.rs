@@ -1,0 +1,423 @@
+//! The runtime's side of a plugin in a host process of its own (`isolation: process`): starts
+//! `rosey-plugin-host` with one end of a socket pair, sends it the plugin's deliveries, and
+//! serves the plugin's calls through the same [`HostCalls`] the in-process handle uses, on the
+//! plugin's worker thread, while it waits for each delivery's outcome.
+//!
+//! The host's death of any kind (a signal, an exit, garbage on the socket) is a [`Gone`] with
+//! the reason, which the worker treats like a panic: the plugin restarts from its last saved
+//! state in a new host.
+
+use crate::boundary::HostCalls;
+use crate::frames::{self, Call, FrameReader, FromHost, Init, Msg, ToHost, Value};
+use rosey_plugin_api::ffi::{FfiAnswer, FfiError, FfiMessage, FfiMetadata};
+use std::collections::VecDeque;
+use std::io::{self, BufRead as _, BufReader};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The host binary's name.
+pub const HOST_BINARY: &str = "rosey-plugin-host";
+
+/// Where the host binary is: `$ROSEY_PLUGIN_HOST`, else beside the running program (or one
+/// folder up, for a test executable in `target/<profile>/deps`).
+pub fn host_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ROSEY_PLUGIN_HOST").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let beside = dir.join(HOST_BINARY);
+    if beside.exists() {
+        return beside;
+    }
+    dir.parent()
+        .map_or(beside.clone(), |up| up.join(HOST_BINARY))
+}
+
+/// The host ended or broke the protocol; the reason says how (`killed by signal 11
+/// (SIGSEGV)`, `exited with status 70`, `sent a malformed frame`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin host {pid} {reason}")]
+pub struct Gone {
+    /// The host's process id.
+    pub pid: u32,
+    /// What happened.
+    pub reason: String,
+}
+
+/// A running host process.
+pub struct RemoteHost {
+    child: Child,
+    out: UnixStream,
+    frames: FrameReader<UnixStream>,
+    reaped: Option<String>,
+    last_words: Arc<LastWords>,
+}
+
+/// The last lines a host wrote to its stderr (a panic message, Rust's "has overflowed its
+/// stack" or "memory allocation failed"), which say why it died better than the signal.
+#[derive(Default)]
+struct LastWords {
+    lines: Mutex<VecDeque<String>>,
+    ended: AtomicBool,
+}
+
+/// How many of a host's last stderr lines its failure report quotes.
+const LAST_WORDS: usize = 2;
+
+/// Forwards a host's stderr to the log, line by line, keeping the last few.
+fn forward_stderr(plugin: String, stderr: ChildStderr, words: Arc<LastWords>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        tracing::warn!(plugin = %plugin, "plugin host: {line}");
+        let mut lines = words.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() == LAST_WORDS {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+    words.ended.store(true, Ordering::SeqCst);
+}
+
+impl RemoteHost {
+    /// Starts a host for `plugin`: its own process group, killed if the runtime's thread that
+    /// started it dies, with one end of a fresh socket pair as its descriptor 3.
+    pub fn spawn(plugin: &str) -> io::Result<RemoteHost> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let their_fd = theirs.as_raw_fd();
+        let parent = std::process::id();
+        let mut command = Command::new(host_binary());
+        command
+            .arg(plugin)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Piped, not inherited: a regular file there would make any write from the host
+            // exceed its file size limit of 0 (SIGXFSZ).
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // async-signal-safe functions (dup2, fcntl, prctl, getppid, _exit); it touches no
+        // memory shared with other threads of the parent.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = crate::plugin_host::SOCKET_FD;
+                if their_fd == fd {
+                    // dup2 onto itself would keep close-on-exec set.
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(their_fd, fd) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The runtime died between fork and prctl: nobody would kill this host.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
+        drop(theirs);
+        let last_words = Arc::new(LastWords::default());
+        if let Some(stderr) = child.stderr.take() {
+            let (plugin, words) = (plugin.to_owned(), last_words.clone());
+            std::thread::Builder::new()
+                .name(format!("host-log-{plugin}"))
+                .spawn(move || forward_stderr(plugin, stderr, words))?;
+        }
+        // Read on the worker's own thread (no hand-off): the timeout bounds how long it goes
+        // without asking whether to give up on a stuck host.
+        let input = ours.try_clone()?;
+        input.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let frames = FrameReader::new(input);
+        Ok(RemoteHost {
+            child,
+            out: ours,
+            frames,
+            reaped: None,
+            last_words,
+        })
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn gone(&mut self, why: Option<String>) -> Gone {
+        let reason = match &self.reaped {
+            Some(r) => r.clone(),
+            None => {
+                // The socket broke: the host is ending or ended; make sure, and say how.
+                let _ = self.child.kill();
+                let mut how = match self.child.wait() {
+                    Ok(status) => describe(status),
+                    Err(e) => format!("could not be waited for ({e})"),
+                };
+                let words = self.last_words();
+                if !words.is_empty() {
+                    how = format!("{how}; its last words: {words}");
+                }
+                let reason = match why {
+                    Some(why) if !how.starts_with("was killed") => format!("{why}; it {how}"),
+                    _ => how,
+                };
+                self.reaped = Some(reason.clone());
+                reason
+            }
+        };
+        Gone {
+            pid: self.pid(),
+            reason,
+        }
+    }
+
+    /// What the host last wrote to stderr, once it has ended (waiting briefly for the pipe
+    /// to drain).
+    fn last_words(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        while !self.last_words.ended.load(Ordering::SeqCst) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lines = self
+            .last_words
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lines
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+
+    fn send(&mut self, frame: &ToHost) -> Result<(), Gone> {
+        if self.reaped.is_some() {
+            return Err(self.gone(None));
+        }
+        match frames::write_frame(&mut self.out, &frame.encode()) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.gone(None)),
+        }
+    }
+
+    /// Waits for the answer to the frame just sent, serving the plugin's calls through
+    /// `calls` meanwhile. `abandon` is asked now and then whether to give up (the watchdog
+    /// replaced this worker): the host is then killed.
+    fn wait(
+        &mut self,
+        calls: &dyn HostCalls,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<FromHost, Gone> {
+        loop {
+            let frame = match self.frames.next() {
+                Ok(Some(body)) => match FromHost::decode(&body) {
+                    Ok(frame) => frame,
+                    Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
+                },
+                Ok(None) => {
+                    // The read timed out: nothing from the host for a while.
+                    if abandon() {
+                        return Err(self.kill("was replaced while stuck"));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.gone(None)),
+                Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
+            };
+            match frame {
+                FromHost::Call {
+                    id: frames::ONE_WAY,
+                    call,
+                } => {
+                    // The host checked it already; a refusal here (a plugin that skipped the
+                    // check) is logged by the boundary and otherwise dropped.
+                    let _ = serve(calls, call);
+                }
+                FromHost::Call { id, call } => {
+                    let result = serve(calls, call).map_err(FfiError::from);
+                    self.send(&ToHost::Reply { id, result })?;
+                }
+                FromHost::Log(level, text) => calls.log(level, &text),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Loads the library copy and builds the instance in the host; the plugin's metadata, or
+    /// why it could not be built.
+    pub fn init(
+        &mut self,
+        init: Init,
+        calls: &dyn HostCalls,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Result<FfiMetadata, FfiError>, Gone> {
+        self.send(&ToHost::Init(init))?;
+        match self.wait(calls, abandon)? {
+            FromHost::Ready(metadata) => Ok(Ok(metadata)),
+            FromHost::InitFailed(e) => Ok(Err(e)),
+            _ => Err(self.kill("answered init with another frame")),
+        }
+    }
+
+    /// Sends a delivery (a message, an answer, a tick, a shutdown) and waits for its outcome.
+    pub fn deliver(
+        &mut self,
+        frame: ToHost,
+        calls: &dyn HostCalls,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Result<(), FfiError>, Gone> {
+        self.send(&frame)?;
+        match self.wait(calls, abandon)? {
+            FromHost::Done(result) => Ok(result),
+            _ => Err(self.kill("answered a delivery with another frame")),
+        }
+    }
+
+    /// Sends `messages` at once and waits for each one's outcome in order, serving the
+    /// plugin's calls meanwhile; `each` runs after every outcome (the watchdog's clock starts
+    /// again per message). Stops at the host's death: the outcomes so far, and the death.
+    pub fn deliver_batch(
+        &mut self,
+        messages: Vec<FfiMessage>,
+        calls: &dyn HostCalls,
+        abandon: &dyn Fn() -> bool,
+        each: &mut dyn FnMut(),
+    ) -> (Vec<Result<(), FfiError>>, Option<Gone>) {
+        let n = messages.len();
+        let mut out = Vec::new();
+        for m in messages {
+            // One write for the whole batch: each frame is length-prefixed already.
+            if frames::write_frame(&mut out, &message(m).encode()).is_err() {
+                return (Vec::new(), Some(self.kill("was sent a frame too large")));
+            }
+        }
+        if self.reaped.is_some() || io::Write::write_all(&mut self.out, &out).is_err() {
+            return (Vec::new(), Some(self.gone(None)));
+        }
+        let mut results = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.wait(calls, abandon) {
+                Ok(FromHost::Done(result)) => results.push(result),
+                Ok(_) => {
+                    return (
+                        results,
+                        Some(self.kill("answered a delivery with another frame")),
+                    )
+                }
+                Err(gone) => return (results, Some(gone)),
+            }
+            each();
+        }
+        (results, None)
+    }
+
+    /// `save_state` in the host.
+    pub fn save(
+        &mut self,
+        calls: &dyn HostCalls,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Result<Vec<u8>, FfiError>, Gone> {
+        self.send(&ToHost::Save)?;
+        match self.wait(calls, abandon)? {
+            FromHost::Saved(result) => Ok(result),
+            _ => Err(self.kill("answered save_state with another frame")),
+        }
+    }
+
+    /// Kills the host (if it still runs) and reaps it.
+    pub fn kill(&mut self, why: &str) -> Gone {
+        if self.reaped.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = Some(why.to_owned());
+        }
+        self.gone(None)
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A process's resident memory in KiB, from `/proc`, while it runs.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A message for the host.
+pub fn message(m: FfiMessage) -> ToHost {
+    ToHost::Message(Msg::from_ffi(m))
+}
+
+/// An answer for the host.
+pub fn answer(a: FfiAnswer) -> ToHost {
+    ToHost::Answer {
+        token: a.token.into_string(),
+        subject: a.subject.into_string(),
+        result: a.result.into_result().map(Msg::from_ffi),
+    }
+}
+
+fn serve(calls: &dyn HostCalls, call: Call) -> Result<Value, crate::error::HostError> {
+    Ok(match call {
+        Call::Publish(m) => {
+            calls.publish(m.into_ffi())?;
+            Value::Unit
+        }
+        Call::Request(m, timeout) => {
+            Value::Msg(Msg::from_ffi(calls.request(m.into_ffi(), timeout)?))
+        }
+        Call::RequestLater(m, timeout, token) => {
+            calls.request_later(m.into_ffi(), timeout, token)?;
+            Value::Unit
+        }
+        Call::Subscribe(subject, queue) => Value::Id(calls.subscribe(&subject, queue.as_deref())?),
+        Call::Unsubscribe(id) => {
+            calls.unsubscribe(id)?;
+            Value::Unit
+        }
+    })
+}
+
+/// How a host ended, in words the log and `rosey.runtime.plugin.failed` carry.
+pub fn describe(status: std::process::ExitStatus) -> String {
+    if let Some(signal) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str())
+            .unwrap_or("?");
+        let what = match signal {
+            libc::SIGSEGV | libc::SIGBUS => "a memory fault or a stack overflow",
+            libc::SIGABRT => "an abort (or an allocation past limits.memory_mib)",
+            libc::SIGXCPU => "its CPU time limit (limits.cpu_seconds)",
+            libc::SIGKILL => "a kill (the CPU time hard limit, the OOM killer, or the runtime)",
+            libc::SIGSYS => "a forbidden system call",
+            _ => "a signal",
+        };
+        format!("was killed by signal {signal} ({name}: {what})")
+    } else {
+        match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "ended".to_owned(),
+        }
+    }
+}
