@@ -117,6 +117,12 @@ impl NatsServer {
         if self.jetstream {
             cmd.arg("-js").arg("-sd").arg(self.store.path());
         }
+        // The server names the ports it listens on in a file named after its pid: a listener
+        // found on the port could be another test's server that grabbed it first.
+        let ports_dir = self.store.path().join("ports");
+        std::fs::create_dir_all(&ports_dir)
+            .map_err(|e| format!("cannot create {ports_dir:?}: {e}"))?;
+        cmd.arg("--ports_file_dir").arg(&ports_dir);
         cmd.args(&self.extra_args);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().map_err(|e| {
@@ -126,19 +132,28 @@ impl NatsServer {
                 nats_server_binary()
             )
         })?;
+        let ports_file_suffix = format!("_{}.ports", child.id());
         self.child = Some(child);
+        let port = self.port;
+        let mut exited = None;
         let ready = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = Some(status);
+                    return true;
+                }
+            }
+            listens_on(&ports_dir, &ports_file_suffix, port)
         });
+        if let Some(status) = exited {
+            self.child = None;
+            return Err(format!(
+                "nats-server exited at start (port {port} taken?): {status}"
+            ));
+        }
         if !ready {
             self.stop();
-            return Err(format!("nats-server did not listen on port {}", self.port));
-        }
-        if let Some(child) = self.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                return Err(format!("nats-server exited at start: {status}"));
-            }
+            return Err(format!("nats-server did not listen on port {port}"));
         }
         Ok(())
     }
@@ -482,6 +497,26 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether the server whose ports file ends with `suffix` (its pid) says it listens on `port`.
+fn listens_on(ports_dir: &Path, suffix: &str, port: u16) -> bool {
+    let Ok(entries) = std::fs::read_dir(ports_dir) else {
+        return false;
+    };
+    let wanted = format!(":{port}");
+    entries.flatten().any(|entry| {
+        entry.file_name().to_string_lossy().ends_with(suffix)
+            && std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|ports| ports.get("nats").and_then(|n| n.as_array()).cloned())
+                .is_some_and(|urls| {
+                    urls.iter()
+                        .filter_map(|u| u.as_str())
+                        .any(|u| u.ends_with(&wanted))
+                })
+    })
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
