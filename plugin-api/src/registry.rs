@@ -144,10 +144,10 @@ const ENV: &str = "platform, channel, timestamp, platform_data";
 
 /// Every subject of the contract, in the order of `docs/SUBJECTS.md`.
 pub fn all() -> Vec<SubjectSpec> {
-    use subjects::{db as d, events as e, runtime as r};
+    use subjects::{db as db_subject, events as event_subject, runtime as runtime_subject};
     vec![
         spec!(
-            e::MESSAGE,
+            event_subject::MESSAGE,
             Event,
             "bot → runtime, web",
             events::Event<events::Message>,
@@ -157,7 +157,7 @@ pub fn all() -> Vec<SubjectSpec> {
             )
         ),
         spec!(
-            e::USER_JOIN,
+            event_subject::USER_JOIN,
             Event,
             "bot → runtime, web",
             events::Event<events::UserJoin>,
@@ -165,7 +165,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"user": "alice", "user_data": user()}))
         ),
         spec!(
-            e::USER_LEAVE,
+            event_subject::USER_LEAVE,
             Event,
             "bot → runtime, web",
             events::Event<events::UserLeave>,
@@ -173,7 +173,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"user": "alice", "user_data": user()}))
         ),
         spec!(
-            e::USER_LIST,
+            event_subject::USER_LIST,
             Event,
             "bot → runtime, web",
             events::Event<events::UserList>,
@@ -181,7 +181,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"users": [user()], "count": 1}))
         ),
         spec!(
-            e::USER_UPDATE,
+            event_subject::USER_UPDATE,
             Event,
             "bot → runtime, web",
             events::Event<events::UserUpdate>,
@@ -191,7 +191,7 @@ pub fn all() -> Vec<SubjectSpec> {
             )
         ),
         spec!(
-            e::USER_COUNT,
+            event_subject::USER_COUNT,
             Event,
             "bot → runtime, web",
             events::Event<events::UserCount>,
@@ -199,7 +199,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"chat_count": 3, "connected_count": 5}))
         ),
         spec!(
-            e::PM,
+            event_subject::PM,
             Event,
             "bot → runtime, web",
             events::Event<events::Pm>,
@@ -207,7 +207,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"user": "alice", "recipient": "rosey", "content": "help"}))
         ),
         spec!(
-            e::MEDIA_CHANGE,
+            event_subject::MEDIA_CHANGE,
             Event,
             "bot → runtime, web",
             events::Event<events::MediaChange>,
@@ -215,7 +215,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"media": media(), "queued_by": "alice"}))
         ),
         spec!(
-            e::PLAYLIST_ADD,
+            event_subject::PLAYLIST_ADD,
             Event,
             "bot → runtime, web",
             events::Event<events::PlaylistAdd>,
@@ -225,7 +225,7 @@ pub fn all() -> Vec<SubjectSpec> {
             )
         ),
         spec!(
-            e::PLAYLIST_REMOVE,
+            event_subject::PLAYLIST_REMOVE,
             Event,
             "bot → runtime, web",
             events::Event<events::PlaylistRemove>,
@@ -233,7 +233,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"uid": 7}))
         ),
         spec!(
-            e::PLAYLIST_MOVE,
+            event_subject::PLAYLIST_MOVE,
             Event,
             "bot → runtime, web",
             events::Event<events::PlaylistMove>,
@@ -241,7 +241,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({"uid": 7, "after": 3}))
         ),
         spec!(
-            e::POLL_OPEN,
+            event_subject::POLL_OPEN,
             Event,
             "bot → runtime, web",
             events::Event<events::Poll>,
@@ -249,7 +249,7 @@ pub fn all() -> Vec<SubjectSpec> {
             poll()
         ),
         spec!(
-            e::POLL_UPDATE,
+            event_subject::POLL_UPDATE,
             Event,
             "bot → runtime, web",
             events::Event<events::Poll>,
@@ -257,7 +257,7 @@ pub fn all() -> Vec<SubjectSpec> {
             poll()
         ),
         spec!(
-            e::POLL_CLOSE,
+            event_subject::POLL_CLOSE,
             Event,
             "bot → runtime, web",
             events::Event<events::PollClose>,
@@ -265,7 +265,7 @@ pub fn all() -> Vec<SubjectSpec> {
             envelope(json!({}))
         ),
         spec!(
-            e::BOT_STATUS,
+            event_subject::BOT_STATUS,
             Event,
             "bot → runtime, web",
             events::Event<events::BotStatus>,
@@ -421,7 +421,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"action": "send.chat", "error": "the bot is muted", "channel": "lounge"})
         ),
         spec!(
-            d::USER_JOINED,
+            db_subject::USER_JOINED,
             Write,
             "bot → db",
             db::UserJoined,
@@ -429,7 +429,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"username": "alice", "timestamp": 1_700_000_000, "user_data": user()})
         ),
         spec!(
-            d::USER_LEFT,
+            db_subject::USER_LEFT,
             Write,
             "bot → db",
             db::UserLeft,
@@ -437,7 +437,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"username": "alice", "timestamp": 1_700_000_000, "user_data": user()})
         ),
         spec!(
-            d::USER_SESSIONS,
+            db_subject::USER_SESSIONS,
             Write,
             "bot → db",
             db::UserSessions,
@@ -445,7 +445,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"left": ["bob"], "joined": ["alice", "carol"], "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::MESSAGE_LOG,
+            db_subject::MESSAGE_LOG,
             Write,
             "bot → db",
             db::MessageLog,
@@ -453,7 +453,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"username": "alice", "message": "hi", "timestamp": 1_700_000_000, "user_data": user()})
         ),
         spec!(
-            d::STATS_USER_COUNT,
+            db_subject::STATS_USER_COUNT,
             Write,
             "bot → db",
             db::StatsUserCount,
@@ -461,7 +461,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"chat_count": 3, "connected_count": 5, "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::STATS_HIGH_WATER,
+            db_subject::STATS_HIGH_WATER,
             Write,
             "bot → db",
             db::StatsHighWater,
@@ -469,7 +469,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"chat_count": 3, "connected_count": 5, "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::STATUS_UPDATE,
+            db_subject::STATUS_UPDATE,
             Write,
             "bot → db",
             db::StatusUpdate,
@@ -477,7 +477,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"status_data": {"bot_name": "rosey", "bot_connected": 1}, "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::OUTBOUND_MARK_SENT,
+            db_subject::OUTBOUND_MARK_SENT,
             Write,
             "bot → db",
             db::OutboundMarkSent,
@@ -485,7 +485,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"message_id": 4, "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::OUTBOUND_MARK_FAILED,
+            db_subject::OUTBOUND_MARK_FAILED,
             Write,
             "bot → db",
             db::OutboundMarkFailed,
@@ -493,7 +493,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"message_id": 4, "error": "muted", "permanent": false, "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::ACTION_PM_COMMAND,
+            db_subject::ACTION_PM_COMMAND,
             Write,
             "bot → db",
             db::PmCommand,
@@ -502,7 +502,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "error": "timeout", "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::CHANNEL_WRITE_PATTERN,
+            db_subject::CHANNEL_WRITE_PATTERN,
             Write,
             "bot → db",
             serde_json::Value,
@@ -510,7 +510,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"username": "alice", "message": "hi", "timestamp": 1_700_000_000})
         ),
         spec!(
-            d::DLQ,
+            db_subject::DLQ,
             Write,
             "db → operator",
             db::DeadLetter,
@@ -519,7 +519,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "stream_sequence": 12, "deliveries": 1})
         ),
         spec!(
-            d::OUTBOUND_GET,
+            db_subject::OUTBOUND_GET,
             Request,
             "bot → db",
             db::OutboundGet,
@@ -529,7 +529,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!([{"id": 1, "timestamp": 1_700_000_000, "message": "hi", "retry_count": 0, "last_error": null}])
         ),
         spec!(
-            d::OUTBOUND_ENQUEUE,
+            db_subject::OUTBOUND_ENQUEUE,
             Request,
             "web → db",
             db::OutboundEnqueue,
@@ -539,7 +539,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"id": 1})
         ),
         spec!(
-            d::RECENT_CHAT_GET,
+            db_subject::RECENT_CHAT_GET,
             Request,
             "runtime, web → db",
             db::RecentChatGet,
@@ -549,7 +549,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!([{"timestamp": 1_700_000_000, "username": "alice", "message": "hi"}])
         ),
         spec!(
-            d::USER_COUNT_HISTORY_GET,
+            db_subject::USER_COUNT_HISTORY_GET,
             Request,
             "runtime, web → db",
             db::UserCountHistoryGet,
@@ -559,7 +559,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!([{"timestamp": 1_700_000_000, "chat_users": 12, "connected_users": 30}])
         ),
         spec!(
-            d::QUERY_CHANNEL_STATS,
+            db_subject::QUERY_CHANNEL_STATS,
             Request,
             "bot, runtime, web → db",
             db::ChannelStatsQuery,
@@ -571,7 +571,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "top_chatters": [{"username": "alice", "chat_lines": 40}], "total_users_seen": 17})
         ),
         spec!(
-            d::QUERY_USER_STATS,
+            db_subject::QUERY_USER_STATS,
             Request,
             "bot, runtime, web → db",
             db::UserStatsQuery,
@@ -582,7 +582,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "total_chat_lines": 40, "total_time_connected": 3600, "current_session_start": 1_700_000_000})
         ),
         spec!(
-            d::MAINTENANCE_RUN,
+            db_subject::MAINTENANCE_RUN,
             Request,
             "operator → db",
             db::MaintenanceRun,
@@ -593,7 +593,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "recent_chat_deleted": 4, "log": ["VACUUM done"]})
         ),
         spec!(
-            d::OUTBOUND_RECENT,
+            db_subject::OUTBOUND_RECENT,
             Request,
             "web → db",
             db::OutboundRecent,
@@ -604,7 +604,7 @@ pub fn all() -> Vec<SubjectSpec> {
                     "sent_timestamp": null, "retry_count": 1, "last_error": "muted", "status": "retrying"}])
         ),
         spec!(
-            d::QUERY_CURRENT_STATUS,
+            db_subject::QUERY_CURRENT_STATUS,
             Request,
             "web → db",
             db::CurrentStatusQuery,
@@ -617,7 +617,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "bot_start_time": 1_699_999_000, "bot_connected": true, "last_updated": 1_700_000_000})
         ),
         spec!(
-            d::TOKENS_CREATE,
+            db_subject::TOKENS_CREATE,
             Request,
             "web → db",
             db::TokenCreate,
@@ -628,7 +628,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "description": "stream overlay", "created_at": 1_700_000_000})
         ),
         spec!(
-            d::TOKENS_LIST,
+            db_subject::TOKENS_LIST,
             Request,
             "web → db",
             db::TokenList,
@@ -639,7 +639,7 @@ pub fn all() -> Vec<SubjectSpec> {
                                "created_at": 1_700_000_000, "last_used": null, "revoked": false}]})
         ),
         spec!(
-            d::TOKENS_REVOKE,
+            db_subject::TOKENS_REVOKE,
             Request,
             "web → db",
             db::TokenRevoke,
@@ -649,7 +649,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"revoked": 1})
         ),
         spec!(
-            d::TOKENS_VERIFY,
+            db_subject::TOKENS_VERIFY,
             Request,
             "web → db",
             db::TokenVerify,
@@ -709,7 +709,7 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({"value": 3})
         ),
         spec!(
-            r::PLUGINS_LIST,
+            runtime_subject::PLUGINS_LIST,
             Request,
             "web, operator → runtime",
             admin::PluginsListRequest,
@@ -720,7 +720,7 @@ pub fn all() -> Vec<SubjectSpec> {
                    "loaded_at": 1_700_000_000, "reloads": 1, "messages": 10, "errors": 0, "last_error": "x"}]})
         ),
         spec!(
-            r::PLUGINS_RELOAD,
+            runtime_subject::PLUGINS_RELOAD,
             Request,
             "web, operator → runtime",
             admin::PluginName,
@@ -730,7 +730,7 @@ pub fn all() -> Vec<SubjectSpec> {
             ok()
         ),
         spec!(
-            r::PLUGINS_ENABLE,
+            runtime_subject::PLUGINS_ENABLE,
             Request,
             "web, operator → runtime",
             admin::PluginName,
@@ -740,7 +740,7 @@ pub fn all() -> Vec<SubjectSpec> {
             ok()
         ),
         spec!(
-            r::PLUGINS_DISABLE,
+            runtime_subject::PLUGINS_DISABLE,
             Request,
             "web, operator → runtime",
             admin::PluginName,
@@ -750,7 +750,7 @@ pub fn all() -> Vec<SubjectSpec> {
             ok()
         ),
         spec!(
-            r::PLUGIN_LOADED,
+            runtime_subject::PLUGIN_LOADED,
             Event,
             "runtime → web",
             admin::PluginLifecycle,
@@ -758,7 +758,7 @@ pub fn all() -> Vec<SubjectSpec> {
             lifecycle()
         ),
         spec!(
-            r::PLUGIN_RELOADED,
+            runtime_subject::PLUGIN_RELOADED,
             Event,
             "runtime → web",
             admin::PluginLifecycle,
@@ -766,7 +766,7 @@ pub fn all() -> Vec<SubjectSpec> {
             lifecycle()
         ),
         spec!(
-            r::PLUGIN_FAILED,
+            runtime_subject::PLUGIN_FAILED,
             Event,
             "runtime → web",
             admin::PluginLifecycle,
@@ -774,7 +774,7 @@ pub fn all() -> Vec<SubjectSpec> {
             lifecycle()
         ),
         spec!(
-            r::PLUGIN_UNLOADED,
+            runtime_subject::PLUGIN_UNLOADED,
             Event,
             "runtime → web",
             admin::PluginLifecycle,
