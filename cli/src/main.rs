@@ -44,8 +44,12 @@ enum Command {
     Config(ConfigCommand),
     /// Print the nats-server `authorization` block giving each process (role) only what the
     /// contract gives it; passwords are `$ROSEY_NATS_<ROLE>_PASSWORD`, read by nats-server from
-    /// its environment.
-    NatsConfig,
+    /// its environment. With `--config`, the streams of its further channels are granted too.
+    NatsConfig {
+        /// Configuration file (JSON) whose channels the block serves; without it, one channel
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `rosey migrate-config` arguments.
@@ -131,7 +135,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::MigrateConfig(args) => migrate_config(&args),
-        Command::NatsConfig => nats_auth::print_config(),
+        Command::NatsConfig { config } => nats_auth::print_config(config.as_deref()),
         Command::Config(ConfigCommand::Check { file }) => config_check(file.as_deref()),
         Command::Up(common) => {
             run_async(common.load_config(rosey_config::Role::Operator), |config| {

@@ -18,13 +18,25 @@ pub const OPERATOR_FILE: &str = "nats-operator.json";
 /// nats-server's environment.
 pub const SERVER_CONF: &str = "nats-server.conf";
 
-/// `rosey nats-config`: the authorization block, passwords as environment references.
-pub fn print_config() -> Result<()> {
-    let block = access::authorization_block(|_| Password::FromEnv)
-        .map_err(anyhow::Error::msg)
-        .context("the contract's table has a row without a valid direction")?;
-    print!("{block}");
+/// `rosey nats-config`: the authorization block, passwords as environment references, for the
+/// channels of `file` (one channel without it).
+pub fn print_config(file: Option<&Path>) -> Result<()> {
+    let config = match file {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    print!("{}", authorization_block(&config)?);
     Ok(())
+}
+
+/// The authorization block for `config`'s channels (each further channel's stream granted by
+/// name), passwords as environment references.
+fn authorization_block(config: &Config) -> Result<String> {
+    let streams =
+        access::channel_streams(&config.platform.channel_names()).map_err(anyhow::Error::msg)?;
+    access::authorization_block(&streams, |_| Password::FromEnv)
+        .map_err(anyhow::Error::msg)
+        .context("the contract's table has a row without a valid direction")
 }
 
 /// What the operator's file holds.
@@ -94,10 +106,9 @@ impl RunCredentials {
         config.nats.creds_file = None;
     }
 
-    /// Writes the nats-server configuration (no secrets) into `state`.
-    pub fn write_server_conf(&self, state: &Path) -> Result<PathBuf> {
-        let block =
-            access::authorization_block(|_| Password::FromEnv).map_err(anyhow::Error::msg)?;
+    /// Writes the nats-server configuration for `config`'s channels (no secrets) into `state`.
+    pub fn write_server_conf(&self, state: &Path, config: &Config) -> Result<PathBuf> {
+        let block = authorization_block(config)?;
         let path = state.join(SERVER_CONF);
         let text = format!(
             "# Written by `rosey up` from the contract's table (rosey nats-config); the\n\
@@ -208,7 +219,9 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let conf = std::fs::read_to_string(a.write_server_conf(dir.path()).unwrap()).unwrap();
+        let conf =
+            std::fs::read_to_string(a.write_server_conf(dir.path(), &Config::default()).unwrap())
+                .unwrap();
         for &role in Role::ALL {
             assert!(
                 !conf.contains(a.password(role)),

@@ -241,7 +241,7 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
                 host.clone()
             };
             let run = RunCredentials::generate()?;
-            let conf = run.write_server_conf(&state)?;
+            let conf = run.write_server_conf(&state, &config)?;
             let operator = run.write_operator_file(&state)?;
             status(
                 "nats-server",

@@ -231,13 +231,15 @@ fn ensure_stream(stream: &str) -> [String; 3] {
 
 /// What a role's process needs besides the contract's rows: its reply inboxes, answering requests,
 /// `$SRV` discovery and the JetStream API on the contract's streams. `(publish, subscribe)`.
-pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
+pub fn infrastructure(role: Role, channel_streams: &[String]) -> (Vec<String>, Vec<String>) {
     let lease_stream = format!("KV_{}", js::LEASE_BUCKET);
     let consumer = format!("{}.{}", js::DB_STREAM, js::DB_CONSUMER);
-    // Each further channel's stream (`ROSEY_DB_CH_<channel>`): a subject cannot match a name's
-    // prefix, so these name any stream (no delete nor purge); see docs/NATS_SETUP.md.
-    let any_stream = "*";
-    let any_consumer = format!("*.{}", js::DB_CONSUMER);
+    // Each further channel's stream (`ROSEY_DB_CH_<channel>`) is named one by one: a subject
+    // cannot match a stream name's prefix, and a wildcard would let a role create any stream.
+    let channel_consumers: Vec<String> = channel_streams
+        .iter()
+        .map(|stream| format!("{stream}.{}", js::DB_CONSUMER))
+        .collect();
     let mut publish: Vec<String> = vec![];
     // Every process requests something (or publishes into JetStream, whose acks are replies).
     let mut subscribe = vec![format!("{}.>", inbox_prefix(&role.user()))];
@@ -246,14 +248,18 @@ pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
             // The bot creates the streams when it starts before rosey-db, then publishes writes.
             publish.extend(ensure_stream(js::DB_STREAM));
             publish.extend(ensure_stream(js::DLQ_STREAM));
-            publish.extend(ensure_stream(any_stream));
+            for stream in channel_streams {
+                publish.extend(ensure_stream(stream));
+            }
             subscribe.push(subjects::service::ALL.to_owned());
         }
         Role::Db => {
             publish.extend(ensure_stream(js::DB_STREAM));
             publish.extend(ensure_stream(js::DLQ_STREAM));
-            publish.extend(ensure_stream(any_stream));
-            for consumer in [&consumer, &any_consumer] {
+            for stream in channel_streams {
+                publish.extend(ensure_stream(stream));
+            }
+            for consumer in std::iter::once(&consumer).chain(&channel_consumers) {
                 publish.extend([
                     js_api("CONSUMER.INFO", consumer),
                     js_api("CONSUMER.CREATE", consumer),
@@ -301,8 +307,13 @@ pub fn infrastructure(role: Role) -> (Vec<String>, Vec<String>) {
     (publish, subscribe)
 }
 
-/// `role`'s grant: the rows it sends or serves, then [`infrastructure`].
-pub fn grant_from(rows: &[SubjectSpec], role: Role) -> Result<Grant, String> {
+/// `role`'s grant: the rows it sends or serves, then [`infrastructure`] (with the streams of the
+/// deployment's further channels, see [`channel_streams`]).
+pub fn grant_from(
+    rows: &[SubjectSpec],
+    role: Role,
+    channel_streams: &[String],
+) -> Result<Grant, String> {
     let mut grant = Grant::default();
     let mut flows = vec![];
     for row in rows {
@@ -340,7 +351,7 @@ pub fn grant_from(rows: &[SubjectSpec], role: Role) -> Result<Grant, String> {
             }
         }
     }
-    let (publish, subscribe) = infrastructure(role);
+    let (publish, subscribe) = infrastructure(role, channel_streams);
     grant.publish.extend(publish);
     grant.subscribe.extend(subscribe);
     without_covered(&mut grant.publish);
@@ -355,9 +366,22 @@ pub fn grant_from(rows: &[SubjectSpec], role: Role) -> Result<Grant, String> {
     Ok(grant)
 }
 
-/// `role`'s grant from the contract's table.
+/// `role`'s grant from the contract's table, for a deployment of one channel.
 pub fn grant(role: Role) -> Result<Grant, String> {
-    grant_from(&registry::all(), role)
+    grant_from(&registry::all(), role, &[])
+}
+
+/// The streams of a deployment's channels after the first (which keeps the PRD's stream):
+/// what [`authorization_block`] grants on top of a single channel's users.
+pub fn channel_streams(channels: &[String]) -> Result<Vec<String>, String> {
+    channels
+        .iter()
+        .skip(1)
+        .map(|channel| {
+            js::channel_stream(channel)
+                .ok_or_else(|| format!("{channel:?} cannot name a channel's stream"))
+        })
+        .collect()
 }
 
 /// How long after a request its answer may still be sent (`allow_responses.expires`).
@@ -399,11 +423,14 @@ fn list(items: &BTreeSet<String>) -> String {
 
 /// The nats-server (2.9) `authorization` block: one user per role with its grant. Anything not
 /// granted, and any connection without a user, is refused.
-pub fn authorization_block(password: impl Fn(Role) -> Password) -> Result<String, String> {
+pub fn authorization_block(
+    channel_streams: &[String],
+    password: impl Fn(Role) -> Password,
+) -> Result<String, String> {
     let rows = registry::all();
     let mut out = String::from("authorization {\n  users = [\n");
     for &role in Role::ALL {
-        let grant = grant_from(&rows, role)?;
+        let grant = grant_from(&rows, role, channel_streams)?;
         let pass = match password(role) {
             Password::FromEnv => format!("${}", role.password_env()),
             Password::Literal(p) => quoted(&p),
@@ -478,7 +505,7 @@ mod tests {
     fn a_row_without_a_known_direction_fails_the_derivation() {
         let mut rows = registry::all();
         rows[0].flow = "bot → any";
-        let err = grant_from(&rows, Role::Bot).unwrap_err();
+        let err = grant_from(&rows, Role::Bot, &[]).unwrap_err();
         assert!(err.contains("\"any\" is not a role"), "{err}");
     }
 
@@ -550,11 +577,11 @@ mod tests {
             .find(|r| r.subject == subjects::events::BOT_STATUS)
             .unwrap();
         own.flow = "bot → web";
-        let runtime = grant_from(&rows, Role::Runtime).unwrap();
+        let runtime = grant_from(&rows, Role::Runtime, &[]).unwrap();
         assert!(!runtime.may_subscribe(subjects::events::ALL));
         assert!(runtime.may_subscribe(subjects::events::MESSAGE));
         assert!(!runtime.may_subscribe(subjects::events::BOT_STATUS));
-        let web = grant_from(&rows, Role::Web).unwrap();
+        let web = grant_from(&rows, Role::Web, &[]).unwrap();
         assert!(web.may_subscribe(subjects::events::ALL));
     }
 
@@ -570,7 +597,7 @@ mod tests {
 
     #[test]
     fn the_block_names_every_role_once_with_its_password() {
-        let block = authorization_block(|r| match r {
+        let block = authorization_block(&[], |r| match r {
             Role::Bot => Password::Literal("p\"w".into()),
             _ => Password::FromEnv,
         })
@@ -591,5 +618,23 @@ mod tests {
             _ => d,
         });
         assert_eq!(depth, 0);
+    }
+
+    #[test]
+    fn further_channels_streams_are_granted_by_name_only() {
+        let streams = channel_streams(&["lounge".into(), "second".into()]).unwrap();
+        assert_eq!(streams, vec!["ROSEY_DB_CH_second".to_owned()]);
+        let rows = registry::all();
+        let bot = grant_from(&rows, Role::Bot, &streams).unwrap();
+        assert!(bot.may_publish("$JS.API.STREAM.CREATE.ROSEY_DB_CH_second"));
+        assert!(!bot.may_publish("$JS.API.STREAM.CREATE.ROSEY_DB_CH_third"));
+        assert!(!bot.may_publish("$JS.API.STREAM.CREATE.ANYTHING"));
+        let db = grant_from(&rows, Role::Db, &streams).unwrap();
+        assert!(db.may_publish("$JS.API.CONSUMER.CREATE.ROSEY_DB_CH_second.rosey-db"));
+        assert!(!db.may_publish("$JS.API.CONSUMER.CREATE.OTHER.rosey-db"));
+        // One channel: no stream beyond the contract's.
+        let single = grant_from(&rows, Role::Bot, &[]).unwrap();
+        assert!(!single.may_publish("$JS.API.STREAM.CREATE.ROSEY_DB_CH_second"));
+        assert!(channel_streams(&["lounge".into(), "bad name".into()]).is_err());
     }
 }

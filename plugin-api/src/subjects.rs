@@ -514,6 +514,21 @@ pub mod jetstream {
 
     /// The database service's durable consumer on [`DB_STREAM`].
     pub const DB_CONSUMER: &str = "rosey-db";
+
+    /// The prefix of each named channel's own stream (`ROSEY_DB_CH_<channel>`), holding that
+    /// channel's durable writes (`rosey.db.channel.<channel>.>`): every channel but the
+    /// deployment's first, whose writes are in [`DB_STREAM`]. A stream per channel keeps each
+    /// channel's sequence dense (so the database service's position, duplicate and gap rules hold
+    /// per channel unchanged), lets a burst or a poison event in one channel never delay another,
+    /// and lets a channel's stream and its consumer move to another server alone.
+    pub const CHANNEL_STREAM_PREFIX: &str = "ROSEY_DB_CH_";
+
+    /// The stream of `channel`'s writes ([`CHANNEL_STREAM_PREFIX`]); `None` for a name that cannot
+    /// be a channel in a subject.
+    pub fn channel_stream(channel: &str) -> Option<String> {
+        crate::subjects::is_channel_name(channel)
+            .then(|| format!("{CHANNEL_STREAM_PREFIX}{channel}"))
+    }
 }
 
 /// Subject matching with NATS semantics (`*` one token, `>` one or more trailing tokens), for

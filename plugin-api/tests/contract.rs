@@ -185,7 +185,7 @@ fn nats_setup_shows_the_generated_authorization_block() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/NATS_SETUP.md");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let block = authorization_block(|_| Password::FromEnv).unwrap();
+    let block = authorization_block(&[], |_| Password::FromEnv).unwrap();
     let generated = format!("```\n{block}```\n");
     let (Some(start), Some(end)) = (text.find(NATS_BEGIN), text.find(NATS_END)) else {
         panic!("{} lacks the nats-config markers", path.display());

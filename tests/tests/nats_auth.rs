@@ -33,7 +33,7 @@ fn password(role: Role) -> String {
 
 /// A server running the generated block (each role's password [`password`]) plus the spy.
 fn server() -> NatsServer {
-    let block = access::authorization_block(|r| Password::Literal(password(r))).unwrap();
+    let block = access::authorization_block(&[], |r| Password::Literal(password(r))).unwrap();
     let with_spy = block.replacen(
         "users = [\n",
         &format!("users = [\n    {{user: \"{SPY}\", password: \"{SPY}\"}}\n"),
