@@ -56,6 +56,17 @@ pub struct App {
     pub say_max_chars: usize,
     /// Ends the live feeds at shutdown.
     pub stopping: watch::Receiver<bool>,
+    /// The last `/api/current` body: it changes only with the state (or the second that bounds
+    /// its chat window), and encoding 300 lines per request was most of its cost.
+    current_cache: std::sync::Mutex<Option<CurrentBody>>,
+}
+
+/// One encoded `/api/current` answer and what it was built from.
+struct CurrentBody {
+    revision: u64,
+    channel: Option<String>,
+    second: i64,
+    body: Bytes,
 }
 
 impl App {
@@ -75,6 +86,7 @@ impl App {
             say_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             say_max_chars,
             stopping,
+            current_cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -566,12 +578,46 @@ async fn api_current(State(app): Shared, headers: HeaderMap, Query(q): Params) -
     if let Err(r) = app.access.may_read(&headers) {
         return refusal(r);
     }
-    let live = app.live();
-    let channel = match pick_channel(&live, q.get("channel").map(String::as_str)) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let body = {
+        let live = app.live();
+        // Read under the guard: it names the state the guard shows.
+        let revision = app.follower.shared.revision();
+        let channel = match pick_channel(&live, q.get("channel").map(String::as_str)) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let second = Timestamp::now().secs();
+        let mut cache = app.current_cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.as_ref() {
+            Some(c) if c.revision == revision && c.second == second && c.channel == channel => {
+                c.body.clone()
+            }
+            _ => {
+                let value = current(&live, channel.as_deref(), second);
+                let body = match serde_json::to_vec(&value) {
+                    Ok(bytes) => Bytes::from(bytes),
+                    Err(e) => {
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}"))
+                    }
+                };
+                *cache = Some(CurrentBody {
+                    revision,
+                    channel,
+                    second,
+                    body: body.clone(),
+                });
+                body
+            }
+        }
     };
-    Json(current(&live, channel.as_deref(), Timestamp::now().secs())).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn api_outbound(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Response {

@@ -7,6 +7,7 @@ use rosey_plugin_api::bot::Snapshot;
 use rosey_plugin_api::db::{ChannelStats, ChatLine, OutboundReportRow, UserCountSample};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::broadcast;
 
@@ -176,6 +177,8 @@ impl Section {
 #[derive(Clone)]
 pub struct Shared {
     live: Arc<RwLock<Live>>,
+    /// Counts the updates, so an answer built from the state can be reused until the next one.
+    revision: Arc<AtomicU64>,
     changes: broadcast::Sender<Change>,
 }
 
@@ -188,8 +191,15 @@ impl Shared {
                 started_at,
                 ..Live::default()
             })),
+            revision: Arc::new(AtomicU64::new(0)),
             changes,
         }
+    }
+
+    /// The number of updates so far; read it under [`Shared::read`]'s guard, it then names the
+    /// state that guard shows.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
     }
 
     /// Reads the state.
@@ -203,7 +213,9 @@ impl Shared {
         let result = {
             let mut live: RwLockWriteGuard<'_, Live> =
                 self.live.write().unwrap_or_else(|e| e.into_inner());
-            f(&mut live)
+            let result = f(&mut live);
+            self.revision.fetch_add(1, Ordering::AcqRel);
+            result
         };
         for change in changes {
             // No page open: nobody to tell.
