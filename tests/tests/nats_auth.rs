@@ -2,8 +2,8 @@
 //! contract's table (`rosey_plugin_api::access`, what `rosey nats-config` prints), every process
 //! logged in as its own role. Each process works end to end (a console line in, the plugin's
 //! answer out, the database written, the LLM asked, the admin commands, rosey-web's reads,
-//! tokens and `/api/say`), with no permission
-//! violation in the server's log; and each role is refused what is not its own.
+//! tokens and `/api/say`), with no permission violation in the server's log; and each role is
+//! refused what is not its own.
 //!
 //! A "spy" user with every right is added to the block, to see what reaches the server: a
 //! refused publish is followed, on the same connection, by one the role may make, and once the
