@@ -1,8 +1,9 @@
 //! Least privilege on the bus: a nats-server running the authorization block generated from the
 //! contract's table (`rosey_plugin_api::access`, what `rosey nats-config` prints), every process
 //! logged in as its own role. Each process works end to end (a console line in, the plugin's
-//! answer out, the database written, the LLM asked, the admin commands), with no permission
-//! violation in the server's log; and each role is refused what is not its own.
+//! answer out, the database written, the LLM asked, the admin commands, rosey-web's reads,
+//! tokens and `/api/say`), with no permission violation in the server's log; and each role is
+//! refused what is not its own.
 //!
 //! A "spy" user with every right is added to the block, to see what reaches the server: a
 //! refused publish is followed, on the same connection, by one the role may make, and once the
@@ -11,6 +12,7 @@
 
 mod bot_support;
 mod llm_support;
+mod web_support;
 
 use bot_support::{ConsoleBot, WAIT};
 use futures::StreamExt;
@@ -24,8 +26,11 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use web_support::{basic, get, http, try_start_web_on, Web};
 
 const SPY: &str = "spy";
+/// rosey-web's admin password (`web.password`, HTTP Basic `admin`).
+const WEB_ADMIN_PASSWORD: &str = "web-admin-secret";
 
 fn password(role: Role) -> String {
     format!("pw-{role}-secret")
@@ -127,6 +132,75 @@ fn said(bot: &ConsoleBot, want: &str) -> String {
     panic!("the bot never said {want:?}; it said {seen:?}");
 }
 
+/// `path` from rosey-web once it answers `status` (within [`WAIT`]).
+async fn web_status(web: &Web, path: &str, status: u16, nats: &NatsServer) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let a = get(web, path).await;
+        if a.status == status {
+            return a.json();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never answered {status}; last {a:?}\n{}\n{:?}",
+            web.log(),
+            violations(nats)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// rosey-web's reads, health, token administration and `/api/say`, as the web role.
+async fn web_works_end_to_end(web: &Web, bot: &ConsoleBot, nats: &NatsServer) {
+    web_status(web, "/health", 200, nats).await;
+    let lists_tester = wait_until_async(WAIT, || async {
+        let current = get(web, "/api/current").await;
+        current.status == 200
+            && current.json()["users"]
+                .as_array()
+                .is_some_and(|users| users.iter().any(|u| u["username"] == "tester"))
+    })
+    .await;
+    assert!(
+        lists_tester,
+        "/api/current never listed the console user: {:?}\n{}",
+        get(web, "/api/current").await,
+        web.log()
+    );
+    let stats = web_status(web, "/api/stats", 200, nats).await;
+    assert!(
+        stats["total_users_seen"].as_u64().is_some_and(|n| n >= 1),
+        "{stats}"
+    );
+    let admin = basic(WEB_ADMIN_PASSWORD);
+    let made = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        Some(br#"{"description": "least privilege"}"#),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}\n{}", made.body, web.log());
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    let say = http(
+        web.addr,
+        "POST",
+        "/api/say",
+        &[("X-API-Token", &token)],
+        Some(br#"{"message": "said through rosey-web"}"#),
+    )
+    .await;
+    assert!(
+        say.status < 300,
+        "{} {}\n{}",
+        say.status,
+        say.body,
+        web.log()
+    );
+    assert_eq!(said(bot, "through rosey-web"), "said through rosey-web");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_process_works_end_to_end_as_its_own_role() {
     let nats = server();
@@ -155,6 +229,7 @@ async fn every_process_works_end_to_end_as_its_own_role() {
             "openai": {"base_url": format!("{}/v1", mock.base()), "model": "gpt-test"},
             "gateway": {"request_timeout": 20, "max_retries": 0},
         },
+        "web": {"listen": "127.0.0.1:0", "password": WEB_ADMIN_PASSWORD},
         "logging": {"level": "info"},
     });
     let path = dir.path().join("rosey.json");
@@ -268,7 +343,7 @@ async fn every_process_works_end_to_end_as_its_own_role() {
     assert!(dead, "no dead letter: {listed}");
     let (ok, out) = rosey(&["dlq", "replay", "--all"], &path, Some(Role::Operator));
     assert!(ok && out.contains("1 letter(s) replayed"), "{out}");
-    // The web role's reads (rosey-web itself comes with its issue).
+    // The web role's reads.
     let web = connect_role(&nats, Role::Web).await;
     let stats: Result<Value, _> = request_json(
         &web,
@@ -278,6 +353,13 @@ async fn every_process_works_end_to_end_as_its_own_role() {
     )
     .await;
     assert!(stats.is_ok(), "{stats:?}");
+    // rosey-web itself, logged in as the web role.
+    let web = try_start_web_on(tempfile::tempdir().unwrap(), &path, |cmd| {
+        login(cmd, Role::Web);
+        cmd
+    })
+    .unwrap_or_else(|e| panic!("rosey-web did not start: {e}; {:?}", violations(&nats)));
+    web_works_end_to_end(&web, &bot, &nats).await;
 
     // A second runtime finds the plugins' leases held and stands by (it read the holder's
     // name from the lease bucket as the runtime's user).

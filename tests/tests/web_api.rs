@@ -9,10 +9,13 @@ mod bot_support;
 mod runtime_support;
 mod web_support;
 
-use bot_support::ConsoleBot;
-use rosey_tests::{wait_until_async, NatsServer, RoseyDb};
+use bot_support::{write_config, ConsoleBot};
+use rosey_plugin_api::reply::request_json;
+use rosey_plugin_api::subjects;
+use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer, RoseyDb};
 use runtime_support::{config as runtime_config, shipped_plugin_dir, start_runtime};
 use serde_json::{json, Value};
+use std::process::Stdio;
 use web_support::{
     basic, get, http, parse_prometheus, start_web, Answer, Feed, Web, FIXTURE_TOKEN, WAIT,
 };
@@ -381,4 +384,154 @@ async fn a_broken_request_gets_a_clear_answer_and_nothing_crashes() {
     assert!(problems.to_string().contains("no bot"), "{problems}");
     // Still serving.
     assert_eq!(get(&web, "/").await.status, 200);
+}
+
+/// What rosey-db holds of `channel` as the `stats` request answers it.
+async fn db_stats(client: &async_nats::Client, channel: &str) -> Option<Value> {
+    request_json(
+        client,
+        subjects::db::QUERY_CHANNEL_STATS,
+        &json!({"channel": channel}),
+        WAIT,
+    )
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_channel_gets_its_own_stats_history_chart_and_outbound() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "console_user": "tester",
+                     "credentials": {"username": "rosey"},
+                     "outbound_poll_interval": 0.2, "status_interval": 0.5,
+                     "channels": [{"name": "lobby"}, {"name": "second"}]},
+        "database": {"path": dir.path().join("bot_data.db")},
+    });
+    let file = write_config(dir.path(), &config);
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _db = ChildGuard::spawn("rosey-db", cmd);
+    wait_for_rosey_db(&client, WAIT).await;
+
+    // Each channel's own counts, far above what a console bot reports, and an outbound line
+    // of its own; the first channel writes on the plain subjects, the second names itself.
+    for (channel, users, connected) in [("lobby", 17u64, 19u64), ("second", 29, 31)] {
+        let write = |w: &str| {
+            if channel == "lobby" {
+                w.to_owned()
+            } else {
+                subjects::db::channel_write(channel, w).unwrap()
+            }
+        };
+        let count = json!({"chat_count": users, "connected_count": connected});
+        for subject in [
+            subjects::db::STATS_USER_COUNT,
+            subjects::db::STATS_HIGH_WATER,
+        ] {
+            client
+                .publish(write(subject), count.to_string().into())
+                .await
+                .unwrap();
+        }
+        let _: Value = request_json(
+            &client,
+            subjects::db::OUTBOUND_ENQUEUE,
+            &json!({"channel": channel, "message": format!("only in {channel}")}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    }
+    client.flush().await.unwrap();
+    for (channel, users) in [("lobby", 17), ("second", 29)] {
+        let stored = wait_until_async(WAIT, || async {
+            db_stats(&client, channel)
+                .await
+                .is_some_and(|s| s["high_water_mark"]["users"] == users)
+        })
+        .await;
+        assert!(stored, "rosey-db never stored {channel}'s counts");
+    }
+
+    let bot = |channel: &'static str| {
+        ConsoleBot::start_with(&config, move |mut cmd| {
+            cmd.arg("--channel").arg(channel);
+            cmd
+        })
+    };
+    let (_lobby, _second) = (bot("lobby"), bot("second"));
+    let web = start_web(&nats, json!({}));
+
+    // Both channels known: a read route without one is refused, naming them.
+    let refused = wait_status(&web, "/api/stats", 400).await;
+    assert!(
+        refused.body.contains("lobby") && refused.body.contains("second"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(get(&web, "/api/history/1").await.status, 400);
+    assert_eq!(get(&web, "/api/outbound/recent").await.status, 400);
+    assert_eq!(get(&web, "/chart.svg?range=24h").await.status, 400);
+    assert_eq!(get(&web, "/api/stats?channel=nowhere").await.status, 404);
+
+    for (channel, users, other) in [("lobby", 17, 29), ("second", 29, 17)] {
+        let stats = get(&web, &format!("/api/stats?channel={channel}")).await;
+        assert_eq!(stats.status, 200, "{}", stats.body);
+        assert_eq!(stats.json()["high_water_mark"]["users"], users, "{channel}");
+
+        let history = get(&web, &format!("/api/history/1?channel={channel}")).await;
+        assert_eq!(history.status, 200, "{}", history.body);
+        let samples = history.json();
+        let chat_users: Vec<u64> = samples
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["chat_users"].as_u64().unwrap())
+            .collect();
+        assert!(chat_users.contains(&users), "{channel}: {chat_users:?}");
+        assert!(!chat_users.contains(&other), "{channel}: {chat_users:?}");
+
+        let outbound = get(&web, &format!("/api/outbound/recent?channel={channel}")).await;
+        assert_eq!(outbound.status, 200, "{}", outbound.body);
+        let texts: Vec<String> = outbound.json()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert!(
+            texts.contains(&format!("only in {channel}")) && texts.len() == 1,
+            "{channel}: {texts:?}"
+        );
+
+        let chart = get(&web, &format!("/chart.svg?range=24h&channel={channel}")).await;
+        assert_eq!(chart.status, 200, "{}", chart.body);
+        assert!(chart.body.starts_with("<svg"), "{}", chart.body);
+
+        let page = get(&web, &format!("/?channel={channel}")).await;
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body
+                .contains(&format!("/chart.svg?range=24h&amp;channel={channel}&amp;")),
+            "the page's chart is its channel's"
+        );
+        assert!(page.body.contains(&format!("only in {channel}")));
+        assert!(!page.body.contains(&format!(
+            "only in {}",
+            if channel == "lobby" {
+                "second"
+            } else {
+                "lobby"
+            }
+        )));
+    }
 }

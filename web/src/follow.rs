@@ -10,7 +10,7 @@ use rosey_plugin_api::admin::{PluginsList, PluginsListRequest};
 use rosey_plugin_api::bot::{Said, Snapshot, SnapshotRequest};
 use rosey_plugin_api::db::{
     ChannelStats, ChannelStatsQuery, ChatLine, CurrentStatus, CurrentStatusQuery, OutboundRecent,
-    OutboundReportRow, UserCountSample,
+    OutboundReportRow, UserCountHistoryGet, UserCountSample,
 };
 use rosey_plugin_api::events::{self as ev, Event};
 use rosey_plugin_api::reply::{request_json, RequestError};
@@ -159,23 +159,29 @@ impl Follower {
         }
     }
 
-    /// The recent chat of every channel known (and the status row's channel).
-    pub async fn load_chat(&self) {
+    /// The channels to load rosey-db's figures for: every channel seen, or, before any bot was
+    /// heard from, the channel rosey-db's status row names.
+    async fn db_channels(&self) -> Vec<String> {
         let mut channels: Vec<String> = self.shared.read().channels.keys().cloned().collect();
-        if let Ok(status) = self
-            .ask_db::<_, CurrentStatus>(
-                subjects::db::QUERY_CURRENT_STATUS,
-                &CurrentStatusQuery::default(),
-            )
-            .await
-        {
-            if let Some(name) = status.channel_name.filter(|n| !n.is_empty()) {
-                if channels.is_empty() {
+        if channels.is_empty() {
+            if let Ok(status) = self
+                .ask_db::<_, CurrentStatus>(
+                    subjects::db::QUERY_CURRENT_STATUS,
+                    &CurrentStatusQuery::default(),
+                )
+                .await
+            {
+                if let Some(name) = status.channel_name.filter(|n| !n.is_empty()) {
                     channels.push(name);
                 }
             }
         }
-        for channel in channels {
+        channels
+    }
+
+    /// The recent chat of every channel known (and the status row's channel).
+    pub async fn load_chat(&self) {
+        for channel in self.db_channels().await {
             let q = json!({"limit": self.chat_lines, "channel": channel});
             let lines: Vec<ChatLine> = match self.ask_db(subjects::db::RECENT_CHAT_GET, &q).await {
                 Ok(lines) => lines,
@@ -224,49 +230,65 @@ impl Follower {
             });
     }
 
-    /// The outbound report.
+    /// Each channel's outbound report.
     pub async fn load_outbound(&self) {
-        let q = OutboundRecent {
-            limit: 20,
-            channel: None,
-        };
-        if let Ok(rows) = self
-            .ask_db::<_, Vec<OutboundReportRow>>(subjects::db::OUTBOUND_RECENT, &q)
-            .await
-        {
-            let changed = self.shared.read().outbound != rows;
+        for channel in self.db_channels().await {
+            let q = OutboundRecent {
+                limit: 20,
+                channel: Some(channel.clone()),
+            };
+            let Ok(rows) = self
+                .ask_db::<_, Vec<OutboundReportRow>>(subjects::db::OUTBOUND_RECENT, &q)
+                .await
+            else {
+                continue;
+            };
+            let changed = self
+                .shared
+                .read()
+                .channels
+                .get(&channel)
+                .is_none_or(|v| v.outbound != rows);
             if changed {
                 self.shared
                     .update(&[Change::Section(Section::Outbound)], |live| {
-                        live.outbound = rows
+                        live.channel_mut(&channel).outbound = rows
                     });
             }
         }
     }
 
-    /// High-water marks and the 7-day history.
+    /// Each channel's high-water marks and 7-day history.
     pub async fn load_stats(&self) {
-        let stats = self
-            .ask_db::<_, ChannelStats>(
-                subjects::db::QUERY_CHANNEL_STATS,
-                &ChannelStatsQuery::default(),
-            )
-            .await;
-        let history = self
-            .ask_db::<_, Vec<UserCountSample>>(
-                subjects::db::USER_COUNT_HISTORY_GET,
-                &json!({"hours": 168}),
-            )
-            .await;
-        self.shared
-            .update(&[Change::Section(Section::Stats)], |live| {
-                if let Ok(stats) = stats {
-                    live.stats = Some(stats);
-                }
-                if let Ok(history) = history {
-                    live.history = history;
-                }
-            });
+        for channel in self.db_channels().await {
+            let stats = self
+                .ask_db::<_, ChannelStats>(
+                    subjects::db::QUERY_CHANNEL_STATS,
+                    &ChannelStatsQuery {
+                        channel: Some(channel.clone()),
+                    },
+                )
+                .await;
+            let history = self
+                .ask_db::<_, Vec<UserCountSample>>(
+                    subjects::db::USER_COUNT_HISTORY_GET,
+                    &UserCountHistoryGet {
+                        channel: Some(channel.clone()),
+                        hours: 168,
+                    },
+                )
+                .await;
+            self.shared
+                .update(&[Change::Section(Section::Stats)], |live| {
+                    let view = live.channel_mut(&channel);
+                    if let Ok(stats) = stats {
+                        view.stats = Some(stats);
+                    }
+                    if let Ok(history) = history {
+                        view.history = history;
+                    }
+                });
+        }
     }
 
     /// Every process answering `$SRV.STATS`, and the database stream's backlog.

@@ -22,7 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rosey_plugin_api::admin::PluginName;
 use rosey_plugin_api::db::{
     self as wire, ChannelStats, ChannelStatsQuery, OutboundReportRow, TokenCreated, TokenListReply,
-    TokenVerdict, TokensRevoked, UserStats,
+    TokenVerdict, TokensRevoked, UserCountSample, UserStats,
 };
 use rosey_plugin_api::reply::RequestError;
 use rosey_plugin_api::{subjects, ErrorCode, Timestamp};
@@ -381,7 +381,19 @@ async fn chart_svg(State(app): Shared, headers: HeaderMap, Query(q): Params) -> 
     let Some(range) = Range::parse(q.get("range").map(String::as_str)) else {
         return error(StatusCode::BAD_REQUEST, "range must be 24h or 7d");
     };
-    let svg = chart::svg(&app.live().history, range, Timestamp::now().secs());
+    let channel = match pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let svg = {
+        let live = app.live();
+        let history = channel
+            .as_deref()
+            .and_then(|c| live.channels.get(c))
+            .map(|v| v.history.as_slice())
+            .unwrap_or_default();
+        chart::svg(history, range, Timestamp::now().secs())
+    };
     (
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
@@ -460,10 +472,12 @@ async fn api_stats(State(app): Shared, headers: HeaderMap, Query(q): Params) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
-    let cached = app.live().stats.clone();
+    let cached = channel
+        .as_deref()
+        .and_then(|c| app.live().channels.get(c).and_then(|v| v.stats.clone()));
     match cached {
-        Some(stats) if app.live().channels.len() <= 1 => Json(stats).into_response(),
-        _ => match app
+        Some(stats) => Json(stats).into_response(),
+        None => match app
             .follower
             .ask_db::<_, ChannelStats>(
                 subjects::db::QUERY_CHANNEL_STATS,
@@ -486,9 +500,10 @@ async fn api_history(
     if let Err(r) = app.access.may_read(&headers) {
         return refusal(r);
     }
-    if let Err(r) = pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
-        return r;
-    }
+    let channel = match pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(hours) = hours.parse::<u32>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -497,14 +512,31 @@ async fn api_history(
     };
     let hours = hours.min(MAX_HISTORY_HOURS);
     let since = Timestamp::now().secs() - i64::from(hours) * 3600;
-    let rows: Vec<_> = app
-        .live()
-        .history
-        .iter()
-        .filter(|s| s.timestamp >= since)
-        .copied()
-        .collect();
-    Json(rows).into_response()
+    let cached: Option<Vec<_>> = channel.as_deref().and_then(|c| {
+        app.live()
+            .channels
+            .get(c)
+            .filter(|v| !v.history.is_empty())
+            .map(|v| {
+                v.history
+                    .iter()
+                    .filter(|s| s.timestamp >= since)
+                    .copied()
+                    .collect()
+            })
+    });
+    if let Some(rows) = cached {
+        return Json(rows).into_response();
+    }
+    let req = wire::UserCountHistoryGet { channel, hours };
+    match app
+        .follower
+        .ask_db::<_, Vec<UserCountSample>>(subjects::db::USER_COUNT_HISTORY_GET, &req)
+        .await
+    {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => upstream(e),
+    }
 }
 
 async fn api_user(

@@ -129,6 +129,7 @@ pub struct PageContext<'a> {
     users_seen: String,
     top: Vec<rosey_plugin_api::db::TopChatter>,
     chart_version: i64,
+    chart_channel: String,
     outbound: &'a [rosey_plugin_api::db::OutboundReportRow],
     plugins: Vec<&'a rosey_plugin_api::admin::PluginInfo>,
     runtime_up: bool,
@@ -177,7 +178,7 @@ pub fn context<'a>(
             .total_cmp(&a.rank)
             .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
     });
-    let stats = live.stats.as_ref();
+    let stats = view.and_then(|v| v.stats.as_ref());
     PageContext {
         channel,
         channels: live
@@ -220,8 +221,12 @@ pub fn context<'a>(
             .map(|s| s.total_users_seen.to_string())
             .unwrap_or_else(|| "–".into()),
         top: stats.map(|s| s.top_chatters.clone()).unwrap_or_default(),
-        chart_version: live.history.last().map(|s| s.timestamp).unwrap_or(0),
-        outbound: &live.outbound,
+        chart_channel: query_escape(channel),
+        chart_version: view
+            .and_then(|v| v.history.last())
+            .map(|s| s.timestamp)
+            .unwrap_or(0),
+        outbound: view.map(|v| v.outbound.as_slice()).unwrap_or_default(),
         plugins: live.plugins.values().collect(),
         runtime_up: live.runtime_reachable,
         services: live

@@ -1,6 +1,6 @@
 //! What rosey-web knows, kept current from NATS so that no page or `/api/current` request waits
-//! for the database: per channel the bot's snapshot and recent chat, plus the outbound queue,
-//! plugins, services and the user-count history.
+//! for the database: per channel the bot's snapshot, recent chat, outbound queue, stats and
+//! user-count history, plus plugins and services.
 
 use rosey_plugin_api::admin::PluginInfo;
 use rosey_plugin_api::bot::Snapshot;
@@ -44,6 +44,12 @@ pub struct ChannelView {
     pub last_heard: i64,
     /// Recent chat, oldest first.
     pub chat: VecDeque<Line>,
+    /// The channel's newest outbound messages, newest first.
+    pub outbound: Vec<OutboundReportRow>,
+    /// The channel's high-water marks and top chatters.
+    pub stats: Option<ChannelStats>,
+    /// The channel's user counts of the last 7 days.
+    pub history: Vec<UserCountSample>,
 }
 
 /// One Rosey process found through `$SRV.STATS`.
@@ -83,8 +89,6 @@ pub struct DbHealth {
 pub struct Live {
     /// Per channel.
     pub channels: BTreeMap<String, ChannelView>,
-    /// The newest outbound messages, newest first.
-    pub outbound: Vec<OutboundReportRow>,
     /// Plugins by name, from the runtime.
     pub plugins: BTreeMap<String, PluginInfo>,
     /// Whether the runtime answered last time.
@@ -93,10 +97,6 @@ pub struct Live {
     pub services: Vec<ServiceEntry>,
     /// The database.
     pub db: DbHealth,
-    /// High-water marks, top chatters.
-    pub stats: Option<ChannelStats>,
-    /// User counts of the last 7 days.
-    pub history: Vec<UserCountSample>,
     /// Whether NATS is connected.
     pub nats_connected: bool,
     /// When rosey-web started.

@@ -23,7 +23,7 @@
 
   function refreshChart() {
     const img = document.getElementById("chart");
-    if (img) img.src = "/chart.svg?range=" + range + "&v=" + Date.now();
+    if (img) img.src = "/chart.svg?range=" + range + "&channel=" + encodeURIComponent(channel) + "&v=" + Date.now();
     document.querySelectorAll(".range button").forEach(function (b) {
       b.classList.toggle("on", b.dataset.range === range);
     });

@@ -45,12 +45,24 @@ pub fn try_start_web(nats: &NatsServer, mut web: serde_json::Value) -> Result<We
         serde_json::json!({"nats": {"server": nats.url()}, "web": web}).to_string(),
     )
     .unwrap();
+    try_start_web_on(dir, &config, |cmd| cmd)
+}
+
+/// Starts rosey-web on the configuration file `config` (its `web.listen` should bind port 0),
+/// the command first passed through `wrap` (to log it in to NATS, say), its log in `dir`; waits
+/// for its address line, or returns the process's stderr when it exits instead.
+pub fn try_start_web_on(
+    dir: tempfile::TempDir,
+    config: &std::path::Path,
+    wrap: impl FnOnce(&mut std::process::Command) -> &mut std::process::Command,
+) -> Result<Web, String> {
     let log = std::fs::File::create(dir.path().join("web.log")).unwrap();
     let mut cmd = command("rosey-web");
     cmd.arg("--config")
-        .arg(&config)
+        .arg(config)
         .stdout(Stdio::piped())
         .stderr(log);
+    wrap(&mut cmd);
     let mut child = ChildGuard::spawn("rosey-web", cmd);
     let out = child.child_mut().stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
