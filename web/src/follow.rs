@@ -190,10 +190,11 @@ impl Follower {
                     continue;
                 }
             };
+            let keep = self.chat_lines;
             self.shared.update(&[], |live| {
                 let view = live.channel_mut(&channel);
                 let bot = view.bot.as_ref().map(|b| b.bot_name.clone());
-                view.chat = lines
+                let stored = lines
                     .into_iter()
                     .map(|c| {
                         let own = bot.as_deref() == Some(c.username.as_str());
@@ -203,6 +204,7 @@ impl Follower {
                         }
                     })
                     .collect();
+                live.replace_chat(&channel, stored, keep);
             });
         }
         self.shared.notify(Section::Chat);

@@ -109,6 +109,30 @@ impl Live {
         self.channels.entry(channel.to_owned()).or_default()
     }
 
+    /// Replaces a channel's chat with `stored` (rosey-db's recent chat), keeping the live lines
+    /// rosey-db had not stored yet when it answered (its writes trail the live events), and
+    /// showing a line both have once; at most `keep` lines.
+    pub fn replace_chat(&mut self, channel: &str, stored: Vec<Line>, keep: usize) {
+        let view = self.channel_mut(channel);
+        let newest_stored = stored.last().map(|l| l.timestamp);
+        let mut merged: VecDeque<Line> = stored.into();
+        for line in std::mem::take(&mut view.chat) {
+            let is_newer = newest_stored.is_none_or(|t| line.timestamp >= t);
+            let already = merged.iter().any(|m| {
+                m.timestamp == line.timestamp
+                    && m.username == line.username
+                    && m.message == line.message
+            });
+            if is_newer && !already {
+                merged.push_back(line);
+            }
+        }
+        while merged.len() > keep {
+            merged.pop_front();
+        }
+        view.chat = merged;
+    }
+
     /// Adds a chat line, keeping at most `keep`.
     pub fn push_line(&mut self, channel: &str, line: Line, keep: usize) {
         let view = self.channel_mut(channel);
@@ -238,6 +262,45 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(timestamp: i64, username: &str, message: &str) -> Line {
+        Line {
+            timestamp,
+            username: username.into(),
+            message: message.into(),
+            own: false,
+        }
+    }
+
+    #[test]
+    fn a_chat_reload_keeps_unstored_live_lines_and_shows_each_line_once() {
+        let mut live = Live::default();
+        live.push_line("c", line(10, "a", "old live"), 10);
+        live.push_line("c", line(20, "b", "stored and live"), 10);
+        live.push_line("c", line(30, "c", "not stored yet"), 10);
+        let stored = vec![
+            line(5, "z", "from the database"),
+            line(20, "b", "stored and live"),
+        ];
+        live.replace_chat("c", stored, 10);
+        let got: Vec<&str> = live.channels["c"]
+            .chat
+            .iter()
+            .map(|l| l.message.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            ["from the database", "stored and live", "not stored yet"]
+        );
+        // The cap keeps the newest.
+        live.replace_chat("c", vec![line(40, "d", "x"), line(41, "d", "y")], 2);
+        let got: Vec<&str> = live.channels["c"]
+            .chat
+            .iter()
+            .map(|l| l.message.as_str())
+            .collect();
+        assert_eq!(got, ["x", "y"]);
+    }
 
     #[test]
     fn chat_keeps_the_newest_lines() {
