@@ -717,7 +717,8 @@ pub fn all() -> Vec<SubjectSpec> {
             json!({}),
             admin::PluginsList,
             json!({"plugins": [{"name": "quotes", "version": "0.1.0", "generation": 2, "state": "running",
-                   "loaded_at": 1_700_000_000, "reloads": 1, "messages": 10, "errors": 0, "last_error": "x"}]})
+                   "loaded_at": 1_700_000_000, "reloads": 1, "messages": 10, "errors": 0, "last_error": "x",
+                   "host": {"pid": 4242, "restarts": 1, "rss_kib": 3500}}]})
         ),
         spec!(
             runtime_subject::PLUGINS_RELOAD,
