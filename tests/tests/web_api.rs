@@ -535,3 +535,50 @@ async fn each_channel_gets_its_own_stats_history_chart_and_outbound() {
         )));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_nats_is_down_and_recovers_after_a_restart() {
+    let mut nats = NatsServer::start();
+    let client = nats.connect().await;
+    let _db = RoseyDb::start_on_fixture(&nats, &client, WAIT).await;
+    let _bot = ConsoleBot::start(&json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "channel": "console", "console_user": "tester",
+                     "credentials": {"username": "rosey"}, "status_interval": 0.5}
+    }));
+    let web = start_web(&nats, json!({}));
+    wait_status(&web, "/health", 200).await;
+
+    nats.stop();
+    let down = wait_status(&web, "/health", 503).await;
+    assert!(
+        down.body.contains("rosey-web is not connected to NATS"),
+        "{}",
+        down.body
+    );
+    // The page is still served, and says so.
+    let page = get(&web, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("NATS down"), "{}", page.body);
+
+    // Back by itself: state loaded again, users listed, healthy.
+    nats.restart();
+    wait_status(&web, "/health", 200).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = get(&web, "/").await;
+        if page.body.contains("NATS connected") && page.body.contains(">tester<") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never recovered: {}\n{}",
+            page.body,
+            web.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let current = get(&web, "/api/current").await;
+    assert_eq!(current.status, 200);
+    assert!(current.body.contains("\"tester\""), "{}", current.body);
+}
