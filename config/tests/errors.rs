@@ -298,3 +298,18 @@ fn missing_file() {
         "{text}"
     );
 }
+
+#[test]
+fn plugins_checkpoint_interval_is_positive_seconds() {
+    assert_rejects(
+        r#"{"plugins": {"checkpoint_interval": 0}}"#,
+        "plugins.checkpoint_interval",
+        "",
+    );
+    let config = common::load(r#"{"plugins": {"checkpoint_interval": 30}}"#)
+        .expect("30 seconds is a checkpoint interval");
+    assert_eq!(
+        config.plugins.checkpoint_interval.as_duration(),
+        std::time::Duration::from_secs(30)
+    );
+}

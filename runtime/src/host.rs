@@ -40,6 +40,8 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct RuntimeSettings {
     /// How often plugins get `on_tick` (and their state is snapshot).
     pub tick_interval: Duration,
+    /// The least time between two state checkpoints after ticks (`plugins.checkpoint_interval`).
+    pub checkpoint_interval: Duration,
     /// How long one call may run before the plugin is deemed stuck.
     pub watchdog_timeout: Duration,
     /// Messages queued per plugin before new ones are dropped.

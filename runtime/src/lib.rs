@@ -82,6 +82,7 @@ async fn serve(
     let plugins = config.runtime_plugins();
     let settings = RuntimeSettings {
         tick_interval: plugins.tick_interval.as_duration(),
+        checkpoint_interval: plugins.checkpoint_interval.as_duration(),
         watchdog_timeout: plugins.watchdog_timeout.as_duration(),
         queue_capacity: plugins.queue_capacity,
         reload_debounce: plugins.reload_debounce.as_duration(),

@@ -220,10 +220,11 @@ pub async fn apply(host: &Arc<Host>, config: Config) {
     }
     if old.directory != new.directory
         || old.tick_interval != new.tick_interval
+        || old.checkpoint_interval != new.checkpoint_interval
         || old.queue_capacity != new.queue_capacity
     {
         tracing::warn!(
-            "plugins.directory, tick_interval and queue_capacity take effect at the next restart"
+            "plugins.directory, tick_interval, checkpoint_interval and queue_capacity take effect at the next restart"
         );
     }
 }

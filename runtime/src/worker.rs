@@ -52,6 +52,7 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
                 restart_at: None,
                 disabled: false,
                 next_tick: Instant::now(),
+                next_checkpoint: Instant::now(),
                 redeliver: VecDeque::new(),
             };
             worker.next_tick = Instant::now() + worker.host.settings.tick_interval;
@@ -81,6 +82,8 @@ struct Worker {
     restart_at: Option<Instant>,
     disabled: bool,
     next_tick: Instant,
+    /// When the next tick saves the state (`plugins.checkpoint_interval`).
+    next_checkpoint: Instant,
     /// Messages sent to a host that died before handling them, for the next instance.
     redeliver: VecDeque<FfiMessage>,
 }
@@ -311,10 +314,18 @@ impl Worker {
                 return self.fail(e.message.to_string());
             }
         }
+        if Instant::now() < self.next_checkpoint {
+            self.slot.end_call();
+            if let Err(e) = ticked {
+                self.slot.record_error(&format!("on_tick: {e}"));
+            }
+            return;
+        }
         let saved = instance.save_state(&stale);
         if stale() {
             return;
         }
+        self.next_checkpoint = Instant::now() + self.host.settings.checkpoint_interval;
         self.slot.end_call();
         if let Err(e) = ticked {
             self.slot.record_error(&format!("on_tick: {e}"));

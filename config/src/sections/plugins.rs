@@ -34,6 +34,9 @@ pub struct PluginsConfig {
     pub limits: PluginLimits,
     /// How often plugins get their tick.
     pub tick_interval: Seconds,
+    /// How often, at the most, a plugin's state is saved after a tick (a checkpoint a crashed
+    /// plugin restarts from; reloads and shutdowns always save). Ticks bound it from below.
+    pub checkpoint_interval: Seconds,
     /// How long one plugin call may run before it is deemed stuck.
     pub watchdog_timeout: Seconds,
     /// Events queued for one plugin before new ones are dropped.
@@ -69,6 +72,7 @@ impl Default for PluginsConfig {
             isolation: Isolation::default(),
             limits: PluginLimits::default(),
             tick_interval: Seconds::from_secs(1),
+            checkpoint_interval: Seconds::from_secs(1),
             watchdog_timeout: Seconds::from_secs(10),
             queue_capacity: 1024,
             reload_debounce: Seconds::from_millis(150),
@@ -127,6 +131,7 @@ impl PluginsConfig {
         }
         self.limits.validate("plugins.limits")?;
         positive("plugins.tick_interval", self.tick_interval)?;
+        positive("plugins.checkpoint_interval", self.checkpoint_interval)?;
         positive("plugins.watchdog_timeout", self.watchdog_timeout)?;
         if self.queue_capacity == 0 {
             return Err(Problem::new("plugins.queue_capacity", "must be at least 1"));
