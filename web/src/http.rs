@@ -169,6 +169,16 @@ fn pick_channel(live: &Live, named: Option<&str>) -> Result<Option<String>, Resp
     }
 }
 
+/// A read route's gate: the caller may read, and the channel it asks for (see [`pick_channel`]).
+fn readable_channel(
+    app: &App,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<Option<String>, Response> {
+    app.access.may_read(headers).map_err(refusal)?;
+    pick_channel(&app.live(), q.get("channel").map(String::as_str))
+}
+
 /// Counts requests and adds the security headers to every answer.
 async fn around(State(app): Shared, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -465,10 +475,7 @@ async fn health(State(app): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn api_stats(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Response {
-    if let Err(r) = app.access.may_read(&headers) {
-        return refusal(r);
-    }
-    let channel = match pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
+    let channel = match readable_channel(&app, &headers, &q) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -497,10 +504,7 @@ async fn api_history(
     Path(hours): Path<String>,
     Query(q): Params,
 ) -> Response {
-    if let Err(r) = app.access.may_read(&headers) {
-        return refusal(r);
-    }
-    let channel = match pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
+    let channel = match readable_channel(&app, &headers, &q) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -545,10 +549,7 @@ async fn api_user(
     Path(username): Path<String>,
     Query(q): Params,
 ) -> Response {
-    if let Err(r) = app.access.may_read(&headers) {
-        return refusal(r);
-    }
-    let channel = match pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
+    let channel = match readable_channel(&app, &headers, &q) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -653,10 +654,7 @@ async fn api_current(State(app): Shared, headers: HeaderMap, Query(q): Params) -
 }
 
 async fn api_outbound(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Response {
-    if let Err(r) = app.access.may_read(&headers) {
-        return refusal(r);
-    }
-    let channel = match pick_channel(&app.live(), q.get("channel").map(String::as_str)) {
+    let channel = match readable_channel(&app, &headers, &q) {
         Ok(c) => c,
         Err(r) => return r,
     };
