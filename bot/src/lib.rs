@@ -55,8 +55,11 @@ pub async fn run(
     // The deployment's first channel writes on the PRD's subjects (what a single-channel
     // deployment always did); every other names its channel in the subject.
     let db_channel = (served.first() != Some(&name)).then(|| name.clone());
+    // Requests name the channel whenever there are several: rosey-db refuses an unnamed read
+    // then, rather than answer from the first channel.
+    let request_channel = (served.len() > 1).then(|| name.clone());
     let span = tracing::info_span!("bot", channel = %name);
-    run_channel(config, db_channel, shutdown)
+    run_channel(config, db_channel, request_channel, shutdown)
         .instrument(span)
         .await
 }
@@ -64,11 +67,12 @@ pub async fn run(
 async fn run_channel(
     config: Config,
     db_channel: Option<String>,
+    request_channel: Option<String>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // The error already names the server and says what failed.
     let nats = rosey_config::connect::connect(&config.nats).await?;
-    let settings = BotSettings::from_config(&config, db_channel);
+    let settings = BotSettings::from_config(&config, db_channel, request_channel);
     let p = &config.platform;
     let bot_name = p.credentials.username.clone();
     match p.kind {

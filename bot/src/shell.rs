@@ -338,7 +338,7 @@ async fn stats(ctx: &Ctx) -> Result<String, String> {
         &ctx.nats,
         subjects::db::QUERY_CHANNEL_STATS,
         &ChannelStatsQuery {
-            channel: ctx.settings.db_channel.clone(),
+            channel: ctx.settings.request_channel.clone(),
         },
         ctx.settings.request_timeout,
     )
@@ -422,7 +422,7 @@ async fn user_info(ctx: &Ctx, name: &str) -> Result<String, String> {
         &ctx.nats,
         subjects::db::QUERY_USER_STATS,
         &UserStatsQuery {
-            channel: ctx.settings.db_channel.clone(),
+            channel: ctx.settings.request_channel.clone(),
             username: name.to_owned(),
         },
         ctx.settings.request_timeout,

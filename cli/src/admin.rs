@@ -9,7 +9,7 @@ use rosey_plugin_api::actions;
 use rosey_plugin_api::admin::{PluginName, PluginsList, PluginsListRequest};
 use rosey_plugin_api::db::DeadLetter;
 use rosey_plugin_api::reply::request_json;
-use rosey_plugin_api::stream::{DB_CONSUMER, DB_STREAM, DLQ_STREAM};
+use rosey_plugin_api::stream::{CHANNEL_STREAM_PREFIX, DB_CONSUMER, DB_STREAM, DLQ_STREAM};
 use rosey_plugin_api::subjects::{self, runtime};
 use std::time::Duration;
 
@@ -227,12 +227,51 @@ pub async fn status(config: &Config) -> Result<()> {
             Err(e) => println!("database     {channel}: no stream {name} yet ({e})"),
         }
     }
+    // A removed channel keeps its stream and file (nothing is deleted automatically).
+    let channels = config.platform.channel_names();
+    for (stream, channel) in unclaimed_channel_streams(&js, config).await {
+        let why = if channels.contains(&channel) {
+            format!("{channel} is the first channel now, whose writes go to {DB_STREAM}")
+        } else {
+            format!("belongs to no configured channel ({channel})")
+        };
+        println!("database     stream {stream} {why}; kept, rosey-db does not read it");
+    }
+    for (channel, path) in config.unclaimed_channel_databases() {
+        println!(
+            "database     {} belongs to no configured channel ({channel}); kept, rosey-db does \
+             not open it",
+            path.display()
+        );
+    }
     if let Ok(mut dlq) = js.get_stream(DLQ_STREAM).await {
         if let Ok(info) = dlq.info().await {
             println!("dead letters {}", info.state.messages);
         }
     }
     Ok(())
+}
+
+/// The channel streams (`ROSEY_DB_CH_<channel>`) rosey-db does not read: their channel is not
+/// configured, or it is the first channel, whose writes go to the PRD's stream. `(stream,
+/// channel)`, sorted; none when the server cannot list its streams.
+async fn unclaimed_channel_streams(
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+) -> Vec<(String, String)> {
+    let channels = config.platform.channel_names();
+    let read_by_db = |channel: &str| channels.iter().skip(1).any(|c| c == channel);
+    let mut names = js.stream_names();
+    let mut found = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        if let Some(channel) = name.strip_prefix(CHANNEL_STREAM_PREFIX) {
+            if !read_by_db(channel) {
+                found.push((name.clone(), channel.to_owned()));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 /// Every dead letter with its DLQ sequence, oldest first.

@@ -363,6 +363,14 @@ fn config_check(file: Option<&Path>) -> Result<()> {
         };
         eprintln!("database: channel {channel} in {}{state}", path.display());
     }
+    // A removed channel's file stays (nothing is deleted automatically): say so.
+    for (channel, path) in config.unclaimed_channel_databases() {
+        eprintln!(
+            "database: {} belongs to no configured channel (channel {channel} was removed?); \
+             kept as it is, rosey-db does not open it",
+            path.display()
+        );
+    }
     let llm = &config.llm;
     if llm.enabled {
         eprintln!(

@@ -140,6 +140,48 @@ impl Config {
             .collect()
     }
 
+    /// Channel files next to `database.path` that no configured channel uses: a channel removed
+    /// from `platform.channels` keeps its file (data is never deleted automatically), and
+    /// `rosey config check` / `rosey status` name it so the operator can keep, move or delete
+    /// it. Each is `(channel, path)`, sorted; a directory that cannot be read gives none.
+    pub fn unclaimed_channel_databases(&self) -> Vec<(String, PathBuf)> {
+        let path = &self.database.path;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let stem = path.file_stem().map_or_else(
+            || "bot_data".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+        let claimed = self.channel_databases();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix(&stem)?.strip_prefix('.')?;
+                let channel = match &ext {
+                    Some(ext) => rest.strip_suffix(ext.as_str())?.strip_suffix('.')?,
+                    None => rest,
+                };
+                rosey_plugin_api::subjects::is_channel_name(channel)
+                    .then(|| (channel.to_owned(), dir.join(&name)))
+            })
+            .filter(|(channel, file)| {
+                !claimed
+                    .iter()
+                    .any(|(c, f)| c == channel || f.file_name() == file.file_name())
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Narrows the configuration to the one channel a `rosey-bot` serves (`--channel NAME`, or
     /// the only one): see [`PlatformConfig::for_channel`].
     pub fn select_channel(&mut self, name: Option<&str>) -> Result<(), String> {

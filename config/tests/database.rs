@@ -117,3 +117,55 @@ fn a_heartbeat_longer_than_half_the_expiry_is_rejected() {
         Duration::from_millis(1500)
     );
 }
+
+#[test]
+fn files_of_channels_no_longer_configured_are_named_not_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bot_data.db");
+    for name in [
+        "bot_data.db",
+        "bot_data.second.db",
+        "bot_data.gone.db",
+        "bot_data.gone.db-wal",
+        "bot_data.old-room.db",
+        "bot_data.not a channel.db",
+        "other.lobby.db",
+        "bot_data.db.bak",
+    ] {
+        std::fs::write(dir.path().join(name), b"").unwrap();
+    }
+    let config = load(
+        &serde_json::json!({
+            "platform": {"type": "cytube", "domain": "https://cytu.be",
+                         "channels": [{"name": "lobby"}, {"name": "second"}, {"name": "third"}]},
+            "database": {"path": db},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.unclaimed_channel_databases(),
+        [
+            ("gone".to_owned(), dir.path().join("bot_data.gone.db")),
+            (
+                "old-room".to_owned(),
+                dir.path().join("bot_data.old-room.db")
+            ),
+        ]
+    );
+    // A single-channel deployment claims only database.path: every channel file is unclaimed.
+    let single = load(
+        &serde_json::json!({
+            "platform": {"type": "cytube", "domain": "https://cytu.be", "channel": "lobby"},
+            "database": {"path": db},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let names: Vec<String> = single
+        .unclaimed_channel_databases()
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(names, ["gone", "old-room", "second"]);
+}

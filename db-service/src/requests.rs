@@ -21,6 +21,7 @@ use rosey_plugin_api::subjects::{db as subject, kv as kv_subject};
 use rosey_plugin_api::{actions, kv, payload, ErrorBody, ErrorCode, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -41,13 +42,15 @@ pub struct ChannelPools {
     pub readers: Arc<Pool>,
     /// The connection for writes that requests make.
     pub writer: Arc<Pool>,
+    /// The channel's ingestion counters.
+    pub stats: Arc<Stats>,
 }
 
 /// What request handlers share.
 pub struct Context {
     /// Every channel served, the deployment's first channel first.
     pub channels: Vec<ChannelPools>,
-    /// Counters.
+    /// Request error counters (each channel keeps its own ingestion counters).
     pub stats: Arc<Stats>,
     /// Row lifetimes for maintenance.
     pub retention: Retention,
@@ -154,17 +157,12 @@ pub async fn start(
     version: &str,
     max_in_flight: usize,
 ) -> Result<(Service, JoinSet<()>), async_nats::Error> {
-    let stats = ctx.stats.clone();
+    let stats_ctx = ctx.clone();
     let service = client
         .service_builder()
         .description("Rosey's database: durable writes, queries and plugin storage")
         .queue_group(QUEUE_GROUP)
-        .stats_handler(move |endpoint, _| {
-            serde_json::json!({
-                "errors": stats.with_prefix(&format!("requests.errors.{endpoint}.")),
-                "ingest": stats.with_prefix("ingest."),
-            })
-        })
+        .stats_handler(move |endpoint, _| stats_ctx.stats_data(&endpoint))
         .start(SERVICE_NAME, version)
         .await?;
     let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
@@ -212,28 +210,82 @@ pub async fn start(
 }
 
 impl Context {
-    /// The channel a request names: the deployment's first channel when it names none (the
-    /// only one in a single-channel deployment, as writes without a channel are), or
-    /// `not_found` for a channel this service does not hold.
+    /// The channel a request about a channel's data names: the named one, or, when it names
+    /// none, the only one served (what a single-channel deployment always did). With several
+    /// channels served a request must name one: a read that silently answered from the first
+    /// channel would pass off one channel's data as another's. A channel this service does not
+    /// hold is `not_found`; both errors list the channels served.
     pub fn channel(&self, name: Option<&str>) -> Result<&ChannelPools, ErrorBody> {
-        let found = match name {
-            None => self.channels.first(),
-            Some(name) => self.channels.iter().find(|c| c.channel == name),
-        };
-        found.ok_or_else(|| {
-            ErrorBody::new(
-                ErrorCode::NotFound,
+        match name {
+            None if self.channels.len() > 1 => Err(ErrorBody::new(
+                ErrorCode::MissingField,
                 format!(
-                    "rosey-db serves no channel {:?} (it serves {})",
-                    name.unwrap_or_default(),
-                    self.channels
-                        .iter()
-                        .map(|c| c.channel.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "rosey-db serves several channels ({}); name one in \"channel\"",
+                    self.channel_list()
                 ),
-            )
+            )),
+            None => self
+                .channels
+                .first()
+                .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "rosey-db serves no channel")),
+            Some(name) => self.named(name),
+        }
+    }
+
+    /// The file a deployment-wide request (plugin storage without `channel`, API tokens) uses
+    /// when it names no channel: the first channel's, where that data always was.
+    pub fn channel_or_first(&self, name: Option<&str>) -> Result<&ChannelPools, ErrorBody> {
+        match name {
+            None => self
+                .channels
+                .first()
+                .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "rosey-db serves no channel")),
+            Some(name) => self.named(name),
+        }
+    }
+
+    fn named(&self, name: &str) -> Result<&ChannelPools, ErrorBody> {
+        self.channels
+            .iter()
+            .find(|c| c.channel == name)
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "rosey-db serves no channel {name:?} (it serves {})",
+                        self.channel_list()
+                    ),
+                )
+            })
+    }
+
+    /// An endpoint's `$SRV.STATS` data: its error replies by code, the ingestion counters of
+    /// every channel summed (`ingest`), and each channel's own (`channels.<name>.ingest`), so
+    /// one channel's dead letters or retries are not hidden in a deployment-wide total.
+    pub fn stats_data(&self, endpoint: &str) -> serde_json::Value {
+        let mut total = BTreeMap::<String, u64>::new();
+        let mut channels = serde_json::Map::new();
+        for ch in &self.channels {
+            let ingest = ch.stats.with_prefix("ingest.");
+            for (name, n) in &ingest {
+                let sum = total.entry(name.clone()).or_default();
+                *sum = sum.saturating_add(*n);
+            }
+            channels.insert(ch.channel.clone(), serde_json::json!({ "ingest": ingest }));
+        }
+        serde_json::json!({
+            "errors": self.stats.with_prefix(&format!("requests.errors.{endpoint}.")),
+            "ingest": total,
+            "channels": channels,
         })
+    }
+
+    fn channel_list(&self) -> String {
+        self.channels
+            .iter()
+            .map(|c| c.channel.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -398,7 +450,7 @@ pub async fn handle(
                     format!("description is over {MAX_TOKEN_DESCRIPTION} bytes"),
                 ));
             }
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             write(ch, move |c| {
                 tokens::create(c, &q.description, now).map_err(|e| match e {
                     tokens::CreateError::Sqlite(e) => StoreError::Sqlite(e),
@@ -409,7 +461,7 @@ pub async fn handle(
         }
         Endpoint::TokensList => {
             let q: wire::TokenList = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             read(ch, move |c| {
                 Ok(wire::TokenListReply {
                     tokens: tokens::list(c, q.include_revoked)?,
@@ -428,7 +480,7 @@ pub async fn handle(
                     ),
                 ));
             }
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             write(ch, move |c| {
                 Ok(wire::TokensRevoked {
                     revoked: tokens::revoke(c, &q.prefix)?,
@@ -444,7 +496,7 @@ pub async fn handle(
                     token_preview: None,
                 });
             }
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             write(ch, move |c| Ok(tokens::verify(c, &q.token, now)?)).await
         }
     }
@@ -468,7 +520,7 @@ async fn handle_kv(
     match op {
         kv_subject::Op::Get => {
             let q: kv::Get = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             read(ch, move |c| {
                 let value = store::kv_get(c, &plugin, &q.key, now)?;
                 Ok(kv::GetReply {
@@ -480,7 +532,7 @@ async fn handle_kv(
         }
         kv_subject::Op::Set => {
             let q: kv::Set = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             write(ch, move |c| {
                 store::kv_set(c, &plugin, &q.key, &q.value, q.ttl_seconds, now)?;
                 Ok(actions::Ok::YES)
@@ -489,7 +541,7 @@ async fn handle_kv(
         }
         kv_subject::Op::Delete => {
             let q: kv::Delete = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             write(ch, move |c| {
                 Ok(kv::DeleteReply {
                     deleted: store::kv_delete(c, &plugin, &q.key, now)?,
@@ -499,12 +551,12 @@ async fn handle_kv(
         }
         kv_subject::Op::List => {
             let q: kv::List = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             read(ch, move |c| store::kv_list(c, &plugin, &q, now)).await
         }
         kv_subject::Op::Incr => {
             let q: kv::Incr = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.channel_or_first(q.channel.as_deref())?;
             write(ch, move |c| {
                 Ok(kv::IncrReply {
                     value: store::kv_incr(c, &plugin, &q.key, q.by, now)?,
@@ -512,5 +564,84 @@ async fn handle_kv(
             })
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Role;
+    use std::time::Duration;
+
+    fn context(names: &[&str]) -> Context {
+        let pool = || Pool::new("unused.db".into(), Role::Reader, 1, Duration::from_secs(1));
+        Context {
+            channels: names
+                .iter()
+                .map(|name| ChannelPools {
+                    channel: (*name).to_owned(),
+                    readers: pool(),
+                    writer: pool(),
+                    stats: Arc::new(Stats::default()),
+                })
+                .collect(),
+            stats: Arc::new(Stats::default()),
+            retention: Retention {
+                recent_chat_hours: 24,
+            },
+        }
+    }
+
+    #[test]
+    fn one_channel_answers_requests_that_name_none() {
+        let ctx = context(&["lobby"]);
+        assert_eq!(ctx.channel(None).unwrap().channel, "lobby");
+        assert_eq!(ctx.channel(Some("lobby")).unwrap().channel, "lobby");
+        assert_eq!(ctx.channel_or_first(None).unwrap().channel, "lobby");
+        let unknown = ctx.channel(Some("other")).err().unwrap();
+        assert_eq!(unknown.error.code, ErrorCode::NotFound);
+        assert!(unknown.error.message.contains("lobby"), "{unknown}");
+    }
+
+    #[test]
+    fn several_channels_refuse_a_channel_read_naming_none_but_keep_deployment_storage() {
+        let ctx = context(&["lobby", "second", "third"]);
+        let refused = ctx.channel(None).err().unwrap();
+        assert_eq!(refused.error.code, ErrorCode::MissingField);
+        for name in ["lobby", "second", "third"] {
+            assert!(refused.error.message.contains(name), "{refused}");
+        }
+        assert_eq!(ctx.channel(Some("third")).unwrap().channel, "third");
+        // Plugin storage and tokens without a channel are the deployment's: the first file.
+        assert_eq!(ctx.channel_or_first(None).unwrap().channel, "lobby");
+        assert_eq!(
+            ctx.channel_or_first(Some("nowhere"))
+                .err()
+                .unwrap()
+                .error
+                .code,
+            ErrorCode::NotFound
+        );
+    }
+
+    #[test]
+    fn stats_show_each_channels_ingestion_and_their_sum() {
+        let ctx = context(&["lobby", "second"]);
+        ctx.channels[0].stats.add("ingest.applied", 3);
+        ctx.channels[1].stats.add("ingest.applied", 4);
+        ctx.channels[1].stats.add("ingest.dead_lettered", 1);
+        ctx.stats.add("requests.errors.kv.not_found", 2);
+        let data = ctx.stats_data("kv");
+        assert_eq!(data["ingest"]["applied"], 7);
+        assert_eq!(data["ingest"]["dead_lettered"], 1);
+        assert_eq!(data["channels"]["lobby"]["ingest"]["applied"], 3);
+        assert!(data["channels"]["lobby"]["ingest"]["dead_lettered"].is_null());
+        assert_eq!(data["channels"]["second"]["ingest"]["applied"], 4);
+        assert_eq!(data["channels"]["second"]["ingest"]["dead_lettered"], 1);
+        assert_eq!(data["errors"]["not_found"], 2);
+        assert!(ctx.stats_data("channel-stats")["errors"]
+            .as_object()
+            .unwrap()
+            .is_empty());
     }
 }

@@ -28,18 +28,14 @@ struct ChannelDb {
     writer_thread: std::thread::JoinHandle<()>,
     readers: Arc<Pool>,
     request_writer: Arc<Pool>,
+    /// The channel's own ingestion counters (`$SRV.STATS` shows them per channel and summed).
+    stats: Arc<Stats>,
     position: u64,
     undelivered_dead: Vec<store::StoredDeadLetter>,
 }
 
 /// Opens and prepares `channel`'s file and starts its writer thread.
-fn open_channel(
-    config: &Config,
-    channel: &str,
-    path: &Path,
-    stats: &Arc<Stats>,
-    now: i64,
-) -> Result<ChannelDb> {
+fn open_channel(config: &Config, channel: &str, path: &Path, now: i64) -> Result<ChannelDb> {
     let db = &config.database;
     let busy_timeout = db.busy_timeout.as_duration();
     let mut conn = schema::open(path, Role::Writer, busy_timeout)
@@ -66,6 +62,7 @@ fn open_channel(
     let undelivered_dead =
         store::unpublished_dead_letters(&conn).context("cannot read pending dead letters")?;
     tracing::info!(channel, db = %path.display(), position, "database ready");
+    let stats = Arc::new(Stats::default());
     let (writer, writer_thread) = Writer::start(
         conn,
         WriterConfig {
@@ -87,6 +84,7 @@ fn open_channel(
         ),
         // SQLite has one writer at a time; a second request connection would only wait for it.
         request_writer: Pool::new(path.to_path_buf(), Role::Writer, 1, busy_timeout),
+        stats,
         position,
         undelivered_dead,
     })
@@ -112,7 +110,7 @@ pub async fn run(
     }
     let mut channels = Vec::with_capacity(files.len());
     for (channel, path) in &files {
-        channels.push(open_channel(&config, channel, path, &stats, now)?);
+        channels.push(open_channel(&config, channel, path, now)?);
     }
     let retention = Retention {
         recent_chat_hours: db.recent_chat_retention_hours,
@@ -169,6 +167,7 @@ pub async fn run(
                 channel: ch.channel.clone(),
                 readers: ch.readers.clone(),
                 writer: ch.request_writer.clone(),
+                stats: ch.stats.clone(),
             })
             .collect(),
         stats: stats.clone(),
@@ -216,7 +215,7 @@ pub async fn run(
         ));
         writer_threads.push(ch.writer_thread);
         tracing::debug!(channel = %ch.channel, db = %ch.path.display(), "ingesting");
-        let (client, stats, stop_rx) = (client.clone(), stats.clone(), stop_rx.clone());
+        let (client, stats, stop_rx) = (client.clone(), ch.stats.clone(), stop_rx.clone());
         match consumers.as_mut().and_then(Iterator::next) {
             Some((s, consumer)) => {
                 let js = js.clone();

@@ -346,18 +346,22 @@ pub async fn start_rosey_db(
     guard
 }
 
-/// Waits up to `patience` until a `rosey-db` answers a channel-stats request through `client`;
+/// Waits up to `patience` until a `rosey-db` answers a channel-stats request through `client`
+/// (an error reply counts: serving several channels, it refuses a request naming none);
 /// panics otherwise.
 pub async fn wait_for_rosey_db(client: &async_nats::Client, patience: Duration) {
     let up = wait_until_async(patience, || async {
-        request_json::<_, ChannelStats>(
+        let answer = request_json::<_, ChannelStats>(
             client,
             subjects::db::QUERY_CHANNEL_STATS,
             &serde_json::json!({}),
             Duration::from_millis(500),
         )
-        .await
-        .is_ok()
+        .await;
+        matches!(
+            answer,
+            Ok(_) | Err(rosey_plugin_api::reply::RequestError::Service(..))
+        )
     })
     .await;
     assert!(up, "rosey-db did not answer within {patience:?}");

@@ -16,8 +16,9 @@ use fixture_support::{rebase_to_now, sample_db};
 use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_plugin_api::db::{ChatLine, Enqueued};
 use rosey_plugin_api::events::{BotStatus, Event};
-use rosey_plugin_api::reply::request_json;
+use rosey_plugin_api::reply::{request_json, RequestError};
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
+use rosey_plugin_api::ErrorCode;
 use rosey_tests::{command, wait_for_rosey_db, ChildGuard, NatsServer};
 use runtime_support::{shipped_plugin_dir, start_runtime, Observer, Runtime};
 use serde_json::{json, Value};
@@ -351,7 +352,8 @@ async fn each_channel_keeps_its_own_lines_sessions_counts_and_outbound_queue() {
         "the first channel's file keeps its users and gains late_{FIRST}"
     );
 
-    // Reads name their channel; without one they read the first.
+    // Reads name their channel; with several served, a read naming none is refused with the
+    // list of channels (it would otherwise pass one channel's data off as another's).
     let second: Vec<ChatLine> = request_json(
         &d.client,
         subjects::db::RECENT_CHAT_GET,
@@ -362,16 +364,26 @@ async fn each_channel_keeps_its_own_lines_sessions_counts_and_outbound_queue() {
     .unwrap();
     let texts: Vec<&str> = second.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(texts, ["hello from second", "shared in second"]);
-    let unnamed: Vec<ChatLine> = request_json(
-        &d.client,
-        subjects::db::RECENT_CHAT_GET,
-        &json!({"limit": 500}),
-        WAIT,
-    )
-    .await
-    .unwrap();
-    assert!(unnamed.iter().any(|l| l.message == "hello from testchan"));
-    assert!(!unnamed.iter().any(|l| l.message.contains("second")));
+    for (subject, body) in [
+        (subjects::db::RECENT_CHAT_GET, json!({"limit": 500})),
+        (subjects::db::QUERY_CHANNEL_STATS, json!({})),
+        (subjects::db::QUERY_CURRENT_STATUS, json!({})),
+        (subjects::db::OUTBOUND_GET, json!({})),
+        (subjects::db::OUTBOUND_ENQUEUE, json!({"message": "whose?"})),
+    ] {
+        let refused = request_json::<_, Value>(&d.client, subject, &body, WAIT)
+            .await
+            .unwrap_err();
+        let RequestError::Service(envelope, _) = &refused else {
+            panic!("{subject}: not an error envelope: {refused}");
+        };
+        assert_eq!(envelope.error.code, ErrorCode::MissingField, "{subject}");
+        let refused = refused.to_string();
+        for name in [FIRST, "second", "third"] {
+            assert!(refused.contains(name), "{subject}: {refused}");
+        }
+        assert!(refused.contains("channel"), "{subject}: {refused}");
+    }
     let unknown = request_json::<_, Vec<ChatLine>>(
         &d.client,
         subjects::db::RECENT_CHAT_GET,
@@ -527,6 +539,47 @@ async fn a_stuck_or_poisoned_channel_does_not_delay_another() {
         &d.files[1],
         "SELECT subject FROM rosey_dead_letters WHERE subject = 'rosey.db.channel.second.message.log'",
         1,
+    );
+    // `$SRV.STATS` shows whose dead letter it was: the second channel's, in the total too
+    // (counted once the dead letter is published, a moment after its row is written).
+    let deadline = Instant::now() + WAIT;
+    let stats = loop {
+        let reply = d
+            .client
+            .request("$SRV.STATS.rosey-db", "".into())
+            .await
+            .unwrap();
+        let stats: Value = serde_json::from_slice(&reply.payload).unwrap();
+        let data = &stats["endpoints"][0]["data"];
+        if data["channels"]["second"]["ingest"]["dead_lettered"] == 1
+            && data["channels"]["third"]["ingest"]["applied"].as_u64() >= Some(1)
+        {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "no per-channel figures: {data}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let data = &stats["endpoints"][0]["data"];
+    assert_eq!(
+        data["channels"]["second"]["ingest"]["dead_lettered"], 1,
+        "{data}"
+    );
+    assert_eq!(data["ingest"]["dead_lettered"], 1, "{data}");
+    for name in [FIRST, "third"] {
+        assert!(
+            data["channels"][name]["ingest"]["dead_lettered"].is_null(),
+            "{data}"
+        );
+        assert!(
+            data["channels"][name]["ingest"]["applied"].as_u64() >= Some(1),
+            "{data}"
+        );
+    }
+    let applied = |name: &str| data["channels"][name]["ingest"]["applied"].as_u64();
+    assert_eq!(
+        data["ingest"]["applied"].as_u64(),
+        Some(applied(FIRST).unwrap() + applied("second").unwrap() + applied("third").unwrap()),
+        "{data}"
     );
 }
 
@@ -700,4 +753,90 @@ async fn markov_learns_each_channels_own_recent_chat() {
             reply.content
         );
     }
+}
+
+#[tokio::test]
+async fn a_removed_channels_stream_and_file_are_kept_and_named() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |channels: &[&str]| {
+        let entries: Vec<Value> = channels.iter().map(|c| json!({"name": c})).collect();
+        write_config(
+            dir.path(),
+            &json!({
+                "nats": {"server": nats.url()},
+                "platform": {"type": "console", "channels": entries},
+                "database": {"path": dir.path().join("bot_data.db")},
+            }),
+        )
+    };
+    let rosey_db = |file: &Path| {
+        let mut cmd = command("rosey-db");
+        cmd.arg("--config")
+            .arg(file)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        ChildGuard::spawn("rosey-db", cmd)
+    };
+    // Three channels served once: each of the others gets its stream and its file.
+    let file = config(&["lobby", "second", "gone"]);
+    let db = rosey_db(&file);
+    wait_for_rosey_db(&client, WAIT).await;
+    let gone_file = dir.path().join("bot_data.gone.db");
+    let js = async_nats::jetstream::new(client.clone());
+    let deadline = Instant::now() + WAIT;
+    while !gone_file.exists() || js.get_stream("ROSEY_DB_CH_gone").await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the third channel was never set up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(db);
+
+    // "gone" is removed from the list: rosey-db starts without it and deletes nothing.
+    let file = config(&["lobby", "second"]);
+    let _db = rosey_db(&file);
+    wait_for_rosey_db(&client, WAIT).await;
+    let check = command("rosey")
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} belongs to no configured channel",
+            gone_file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("bot_data.second.db belongs"), "{stderr}");
+    let status = command("rosey")
+        .args(["status", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("stream ROSEY_DB_CH_gone belongs to no configured channel (gone)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{} belongs to no configured channel (gone)",
+            gone_file.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ROSEY_DB_CH_second belongs"), "{stdout}");
+    assert!(stdout.contains("database     second:"), "{stdout}");
+    // Kept: the file and the stream are still there.
+    assert!(gone_file.exists());
+    assert!(js.get_stream("ROSEY_DB_CH_gone").await.is_ok());
 }

@@ -67,14 +67,21 @@ pub struct BotSettings {
     pub media_log_file: Option<PathBuf>,
     /// Most users kept for the channel (`platform.max_users`).
     pub max_users: usize,
-    /// The channel named in database writes and requests; `None` for the deployment's first
-    /// channel, which writes on the PRD's subjects and asks without naming one.
+    /// The channel named in database writes; `None` for the deployment's first channel, which
+    /// writes on the PRD's subjects.
     pub db_channel: Option<String>,
+    /// The channel named in database requests; `None` only when the deployment serves one
+    /// channel (rosey-db refuses an unnamed read when it serves several).
+    pub request_channel: Option<String>,
 }
 
 impl BotSettings {
     /// The settings a configuration asks for.
-    pub fn from_config(config: &Config, db_channel: Option<String>) -> Self {
+    pub fn from_config(
+        config: &Config,
+        db_channel: Option<String>,
+        request_channel: Option<String>,
+    ) -> Self {
         let p = &config.platform;
         BotSettings {
             command_prefix: p.command_prefix.clone(),
@@ -104,6 +111,7 @@ impl BotSettings {
             media_log_file: config.logging.media_log_file.clone(),
             max_users: p.max_users,
             db_channel,
+            request_channel,
         }
     }
 }

@@ -28,7 +28,7 @@ pub(crate) async fn poll_outbound(ctx: Arc<Ctx>) {
         }
         // Each channel's queue is its own: only its bot asks for (and sends) its messages.
         let request = OutboundGet {
-            channel: ctx.settings.db_channel.clone(),
+            channel: ctx.settings.request_channel.clone(),
             limit: 20,
             max_retries: 3,
         };

@@ -265,11 +265,12 @@ impl Markov {
         }
         let mut histories = Vec::new();
         if self.config.bootstrap_lines > 0 {
-            for (i, served) in self.served.iter().enumerate() {
+            let several = self.served.len() > 1;
+            for served in &self.served {
                 if !index.channels.contains_key(&served.channel) {
-                    // The first channel's chat is where it always was: ask without naming it,
-                    // so a single-channel deployment asks exactly as before.
-                    let named = (i > 0).then_some(served.channel.as_str());
+                    // A single-channel deployment asks without naming its channel, exactly as
+                    // before; with several, rosey-db answers only a request that names one.
+                    let named = several.then_some(served.channel.as_str());
                     histories.push((
                         served.channel.clone(),
                         self.recent_chat(ctx, named, &served.bot_name)?,
@@ -306,7 +307,7 @@ impl Markov {
         Ok(())
     }
 
-    /// A channel's recent chat from the database (`channel`: `None` for the first), without
+    /// A channel's recent chat from the database (`channel`: `None` when it is the only one), without
     /// commands, the bot's own lines (`bot_name` there) or its name.
     fn recent_chat(
         &self,

@@ -305,9 +305,9 @@ fn history_line(
         .iter()
         .position(|c| c.platform == cmd.platform && c.channel == cmd.channel);
     let channel = match position {
-        // The first channel's chat is where it always was: asked for without naming it, as a
-        // single-channel deployment always did.
-        Some(0) => None,
+        // A single-channel deployment asks without naming its channel, as it always did; with
+        // several, rosey-db answers only a request that names one.
+        Some(_) if served.len() == 1 => None,
         Some(_) => Some(cmd.channel.clone()),
         None if served.is_empty() => None,
         None => return Ok(None),
