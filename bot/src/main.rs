@@ -1,4 +1,4 @@
-//! `rosey-bot`: joins one channel and puts it on NATS.
+//! `rosey-bot`: joins one channel (or several, each in a session of its own) and puts it on NATS.
 
 use clap::Parser;
 use rosey_config::{service, signal::shutdown_signal, CommonArgs, Role};
@@ -17,9 +17,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// The channel of `platform.channels` this bot serves (needed when it lists several)
+    /// The channel of `platform.channels` this bot serves (needed when it lists several);
+    /// given several times, one process serves each of them in a session of its own
     #[arg(long, value_name = "NAME")]
-    channel: Option<String>,
+    channel: Vec<String>,
 }
 
 // One thread is plenty for one channel and keeps memory low (no per-worker allocator arenas).
@@ -27,7 +28,13 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match service::start(Role::Bot, &args.common, |_| {}) {
-        Ok(config) => rosey_bot::run(config, args.channel.as_deref(), shutdown_signal()).await,
+        Ok(config) if args.channel.len() > 1 => {
+            rosey_bot::run_channels(config, &args.channel, shutdown_signal()).await
+        }
+        Ok(config) => {
+            let channel = args.channel.first().map(String::as_str);
+            rosey_bot::run(config, channel, shutdown_signal()).await
+        }
         Err(e) => Err(e.into()),
     };
     service::exit_code("rosey-bot", result)

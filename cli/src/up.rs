@@ -336,11 +336,20 @@ pub async fn run(options: UpOptions, mut config: Config) -> Result<()> {
     let channels = config.platform.channel_names();
     if channels.len() > 1 {
         // One bot per channel, each told its channel; the terminal's lines go to the first.
-        for (i, channel) in channels.iter().enumerate() {
+        // `platform.channels_per_bot` puts several CyTube channels in one process (a console
+        // reads the terminal, so console channels keep a process each).
+        let groups = bot_groups(&channels, config.platform.channels_per_bot, console);
+        for (i, group) in groups.iter().enumerate() {
             let mut bot = ours("rosey-bot", Role::Bot, console && i == 0, Probe::Started);
-            bot.name = format!("rosey-bot@{channel}");
-            bot.args.extend(["--channel".to_owned(), channel.clone()]);
-            bot.log_file = logs.join(format!("rosey-bot-{channel}.log"));
+            let first = &group[0];
+            bot.name = match group.as_slice() {
+                [only] => format!("rosey-bot@{only}"),
+                _ => format!("rosey-bot@{first}+{}", group.len() - 1),
+            };
+            for channel in group {
+                bot.args.extend(["--channel".to_owned(), channel.clone()]);
+            }
+            bot.log_file = logs.join(format!("rosey-bot-{first}.log"));
             specs.push(bot);
         }
     } else {
@@ -766,8 +775,29 @@ async fn terminate(spec: &Spec, child: &mut Child) {
     }
 }
 
+/// The channels of each `rosey-bot` process `rosey up` starts: `per_bot` at a time, in the
+/// configuration's order (a process per channel for a console, which reads the terminal).
+fn bot_groups(channels: &[String], per_bot: usize, console: bool) -> Vec<Vec<String>> {
+    let per_bot = if console { 1 } else { per_bot.max(1) };
+    channels.chunks(per_bot).map(<[String]>::to_vec).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn channels_are_grouped_per_bot_process() {
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let one_each: Vec<Vec<String>> = names.iter().map(|n| vec![n.clone()]).collect();
+        assert_eq!(bot_groups(&names, 1, false), one_each);
+        assert_eq!(
+            bot_groups(&names, 2, false),
+            [vec!["a", "b"], vec!["c", "d"], vec!["e"]]
+        );
+        assert_eq!(bot_groups(&names, 100, false), [names.clone()]);
+        // A console reads the terminal: a process per channel whatever the setting.
+        assert_eq!(bot_groups(&names, 3, true), one_each);
+    }
+
     use super::*;
 
     #[test]

@@ -87,6 +87,12 @@ fn deployment_config(nats: &NatsServer, mocks: &[MockCytube], db: &Path) -> Valu
 /// Starts the deployment on a copy of the sample database (rebased to now) as the first
 /// channel's file, and waits until every bot has joined and the runtime serves quotes.
 async fn start_deployment() -> Deployment {
+    start_deployment_with(false).await
+}
+
+/// [`start_deployment`] with every channel in one `rosey-bot` process (`--channel` given for
+/// each) when `one_bot_process`.
+async fn start_deployment_with(one_bot_process: bool) -> Deployment {
     let nats = NatsServer::start();
     let client = nats.connect().await;
     let dir = tempfile::tempdir().unwrap();
@@ -133,11 +139,17 @@ async fn start_deployment() -> Deployment {
         .await
         .unwrap();
     let mut bots = Vec::new();
-    for name in &names {
+    let groups: Vec<Vec<&str>> = if one_bot_process {
+        vec![names.clone()]
+    } else {
+        names.iter().map(|n| vec![*n]).collect()
+    };
+    for group in groups {
         let mut cmd = bot_command(&config_file, &nats);
-        cmd.arg("--channel")
-            .arg(name)
-            .stdin(Stdio::null())
+        for name in group {
+            cmd.arg("--channel").arg(name);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         bots.push(ChildGuard::spawn("rosey-bot", cmd));
@@ -490,6 +502,87 @@ async fn a_command_is_answered_in_its_own_channel_only() {
     }
     assert!(!said(d.mock(0), &third) && !said(d.mock(1), &third));
     assert_eq!(d.bots.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bot_process_serves_several_channels_each_apart() {
+    let d = start_deployment_with(true).await;
+    assert_eq!(d.bots.len(), 1);
+    // Each channel's lines land in its own file only.
+    for (i, name) in std::iter::once(FIRST).chain(OTHERS).enumerate() {
+        assert!(d
+            .mock(i)
+            .chat_from(&format!("regular_{name}"), &format!("together in {name}")));
+    }
+    for (i, name) in std::iter::once(FIRST).chain(OTHERS).enumerate() {
+        wait_rows(
+            &d.files[i],
+            &format!("SELECT 1 FROM recent_chat WHERE message = 'together in {name}'"),
+            1,
+        );
+        assert_eq!(
+            rows(
+                &d.files[i],
+                "SELECT 1 FROM recent_chat WHERE message LIKE 'together in %'"
+            )
+            .len(),
+            1
+        );
+    }
+    // A command is answered in its own channel only, with that channel's own bot name.
+    assert!(d
+        .mock(1)
+        .chat_from("regular_second", "!quote add one process, many channels"));
+    let added = next_said(d.mock(1), |m| m.starts_with("Added quote")).await;
+    assert!(!said(d.mock(0), &added) && !said(d.mock(2), &added));
+    // An outbound message queued for the third channel is sent there only.
+    let _: Enqueued = request_json(
+        &d.client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "third", "message": "third, from the shared process"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    wait_said(d.mock(2), "third, from the shared process").await;
+    assert!(!said(d.mock(0), "third, from the shared process"));
+    assert!(!said(d.mock(1), "third, from the shared process"));
+    // `$SRV.INFO` has one entry per channel, each naming its channel and the process's.
+    let inbox = d.client.new_inbox();
+    let mut replies = d.client.subscribe(inbox.clone()).await.unwrap();
+    d.client
+        .publish_with_reply("$SRV.INFO.rosey-bot", inbox, "".into())
+        .await
+        .unwrap();
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, futures::StreamExt::next(&mut replies))
+            .await
+            .expect("every channel answers $SRV.INFO")
+            .unwrap();
+        let info: Value = serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(
+            info["metadata"]["channels"], "testchan,second,third",
+            "{info}"
+        );
+        seen.insert(info["metadata"]["channel"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        HashSet::from([FIRST.to_owned(), "second".to_owned(), "third".to_owned()])
+    );
+    // `rosey status` names each channel's entry.
+    let status = command("rosey")
+        .args(["status", "--config"])
+        .arg(&d.config_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    for name in [FIRST, "second", "third"] {
+        assert!(stdout.contains(&format!("serves {name}")), "{stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

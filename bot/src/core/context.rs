@@ -73,6 +73,8 @@ pub struct BotSettings {
     /// The channel named in database requests; `None` only when the deployment serves one
     /// channel (rosey-db refuses an unnamed read when it serves several).
     pub request_channel: Option<String>,
+    /// Every channel of the process (comma-separated) when it serves several, for `$SRV`.
+    pub process_channels: Option<String>,
 }
 
 impl BotSettings {
@@ -112,6 +114,7 @@ impl BotSettings {
             max_users: p.max_users,
             db_channel,
             request_channel,
+            process_channels: None,
         }
     }
 }

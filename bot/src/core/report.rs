@@ -48,6 +48,10 @@ pub(crate) async fn serve(
     let mut metadata = serde_json::Map::new();
     metadata.insert("platform".into(), ctx.platform.into());
     metadata.insert("channel".into(), ctx.channel.clone().into());
+    if let Some(together) = &ctx.settings.process_channels {
+        // One process serving several channels: each has its own entry, and says its company.
+        metadata.insert("channels".into(), together.clone().into());
+    }
     let identity = Identity {
         name: SERVICE_NAME.to_owned(),
         id,

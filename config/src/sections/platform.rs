@@ -138,7 +138,14 @@ pub struct PlatformConfig {
     /// Most database writes held in memory while NATS has not stored them; when full, the bot
     /// stops reading the chat instead of dropping a write.
     pub db_write_backlog: usize,
+    /// How many channels of `channels` `rosey up` puts in one `rosey-bot` process (1: a
+    /// process per channel, each restarted alone; more: fewer processes for many channels,
+    /// each channel still a session of its own in its process).
+    pub channels_per_bot: usize,
 }
+
+/// Largest `platform.channels_per_bot`.
+pub const MAX_CHANNELS_PER_BOT: usize = 1000;
 
 impl Default for PlatformConfig {
     fn default() -> Self {
@@ -179,6 +186,7 @@ impl Default for PlatformConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             db_write_backlog: DEFAULT_DB_WRITE_BACKLOG,
+            channels_per_bot: 1,
         }
     }
 }
@@ -496,6 +504,12 @@ impl PlatformConfig {
                 "must be at least 1",
             ));
         }
+        if !(1..=MAX_CHANNELS_PER_BOT).contains(&self.channels_per_bot) {
+            return Err(Problem::new(
+                "platform.channels_per_bot",
+                format!("must be between 1 and {MAX_CHANNELS_PER_BOT}"),
+            ));
+        }
         if !(MIN_MAX_USERS..=MAX_MAX_USERS).contains(&self.max_users) {
             return Err(Problem::new(
                 "platform.max_users",
@@ -682,6 +696,15 @@ mod tests {
             assert_eq!(problem.key_path, path, "{problem:?}");
         }
         assert!(channels(serde_json::json!([{"nome": "a"}])).is_err());
+        for bad in [0, MAX_CHANNELS_PER_BOT + 1] {
+            let platform: PlatformConfig = serde_json::from_value(serde_json::json!({
+                "type": "cytube", "domain": "https://cytu.be", "channel": "a",
+                "credentials": {"username": "bot"}, "channels_per_bot": bad,
+            }))
+            .unwrap();
+            let problem = platform.validate().unwrap_err();
+            assert_eq!(problem.key_path, "platform.channels_per_bot", "{problem:?}");
+        }
     }
 
     #[test]
