@@ -10,17 +10,21 @@
 //!
 //! `scripts/simulate-channels.sh` builds the release binaries and runs this; the figures go to
 //! BENCHMARKS.md by hand. `ROSEY_SIM_CHANNELS` (default 100) and `ROSEY_SIM_SECONDS` (default
-//! 300) size the run.
+//! 300) size the run; `ROSEY_SIM_CHANNELS_PER_BOT` (default 1) puts that many channels in each
+//! `rosey-bot` process. The round trip is also split by hop, from the driver's view of the
+//! command and the answer passing through NATS.
 
 #[path = "../tests/mock_cytube/mod.rs"]
 mod mock_cytube;
 
+use futures::StreamExt;
 use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::{binary, command, wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Users who take turns chatting in each channel.
@@ -67,18 +71,97 @@ fn count(db: &Path, sql: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// When the driver saw each channel's commands and answers pass through NATS, so a round trip
+/// splits into its hops: the bot (chat line in -> command published), the runtime and quotes
+/// (command -> `send.chat` published) and the bot again (`send.chat` -> answer out).
+#[derive(Default)]
+struct HopClock {
+    /// Per channel: when its latest `rosey.commands.quote` was seen.
+    commands: Mutex<HashMap<String, Instant>>,
+    /// Per channel: when its latest `send.chat` was seen.
+    answers: Mutex<HashMap<String, Instant>>,
+}
+
+impl HopClock {
+    /// Records every command and chat action on `client` until the program ends.
+    async fn watch(self: Arc<Self>, client: async_nats::Client) {
+        let commands = client
+            .subscribe("rosey.commands.quote".to_owned())
+            .await
+            .unwrap();
+        let answers = client
+            .subscribe("rosey.platform.cytube.send.chat".to_owned())
+            .await
+            .unwrap();
+        let mut both =
+            futures::stream::select(commands.map(|m| (true, m)), answers.map(|m| (false, m)));
+        while let Some((is_command, msg)) = both.next().await {
+            let seen = Instant::now();
+            let Some(channel) = serde_json::from_slice::<Value>(&msg.payload)
+                .ok()
+                .and_then(|v| v["channel"].as_str().map(str::to_owned))
+            else {
+                continue;
+            };
+            let map = if is_command {
+                &self.commands
+            } else {
+                &self.answers
+            };
+            map.lock().unwrap().insert(channel, seen);
+        }
+    }
+
+    /// The hops of a command asked at `asked` in `channel` and answered at `answered`.
+    fn hops(&self, channel: &str, asked: Instant, answered: Instant) -> Option<Hops> {
+        let command = *self.commands.lock().unwrap().get(channel)?;
+        let answer = *self.answers.lock().unwrap().get(channel)?;
+        (asked <= command && command <= answer && answer <= answered).then(|| Hops {
+            bot_in: command - asked,
+            runtime: answer - command,
+            bot_out: answered - answer,
+        })
+    }
+}
+
+/// One round trip split by hop (as seen from the driver's process).
+#[derive(Clone, Copy, Default)]
+struct Hops {
+    /// Chat line sent by the mock -> command on NATS (mock, bot).
+    bot_in: Duration,
+    /// Command on NATS -> `send.chat` on NATS (runtime, quotes, and any rosey-db request).
+    runtime: Duration,
+    /// `send.chat` on NATS -> answer received by the mock (bot, its rate limit, mock).
+    bot_out: Duration,
+}
+
+/// One timed command.
+#[derive(Clone, Copy)]
+struct Trip {
+    total: Duration,
+    hops: Option<Hops>,
+    /// The first command of its channel (quotes loads the channel's book on first use).
+    first: bool,
+}
+
 /// What one channel's driver saw.
 #[derive(Default)]
 struct ChannelReport {
     lines: i64,
-    round_trips: Vec<Duration>,
+    round_trips: Vec<Trip>,
     unanswered: usize,
 }
 
 /// Drives one channel for `run_for`: a line a second from the chatters in turn, a join and a
 /// leave every ten seconds, and `!quote count` every [`COMMAND_EVERY`] seconds, timed until the
 /// bot's answer reaches the server.
-async fn drive(mock: Arc<MockCytube>, channel: usize, run_for: Duration) -> ChannelReport {
+async fn drive(
+    mock: Arc<MockCytube>,
+    channel: usize,
+    run_for: Duration,
+    clock: Arc<HopClock>,
+) -> ChannelReport {
+    let name = channel_name(channel);
     let mut report = ChannelReport::default();
     // Channels start spread over the first second, as real ones would not all speak at once.
     tokio::time::sleep(Duration::from_millis((channel as u64 * 37) % 1000)).await;
@@ -96,7 +179,12 @@ async fn drive(mock: Arc<MockCytube>, channel: usize, run_for: Duration) -> Chan
             let deadline = asked + Duration::from_secs(5);
             loop {
                 if mock.received("chatMsg").len() > before {
-                    report.round_trips.push(asked.elapsed());
+                    let answered = Instant::now();
+                    report.round_trips.push(Trip {
+                        total: answered - asked,
+                        hops: clock.hops(&name, asked, answered),
+                        first: report.round_trips.is_empty() && report.unanswered == 0,
+                    });
                     break;
                 }
                 if Instant::now() > deadline {
@@ -127,6 +215,8 @@ async fn main() {
     let run_for = Duration::from_secs(env_or("ROSEY_SIM_SECONDS", 300));
     let nats = NatsServer::start();
     let client = nats.connect().await;
+    let clock = Arc::new(HopClock::default());
+    tokio::spawn(clock.clone().watch(client.clone()));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bot_data.db");
 
@@ -186,9 +276,20 @@ async fn main() {
     wait_for_rosey_db(&client, Duration::from_secs(120)).await;
     let runtime = quiet("rosey-runtime", &[]);
     let started = Instant::now();
-    let bots: Vec<ChildGuard> = (0..channels)
-        .map(|i| quiet("rosey-bot", &["--channel".to_owned(), channel_name(i)]))
+    // `ROSEY_SIM_CHANNELS_PER_BOT` channels in each bot process (1: a process per channel).
+    let per_bot = (env_or("ROSEY_SIM_CHANNELS_PER_BOT", 1) as usize).max(1);
+    let names: Vec<String> = (0..channels).map(channel_name).collect();
+    let bots: Vec<ChildGuard> = names
+        .chunks(per_bot)
+        .map(|group| {
+            let args: Vec<String> = group
+                .iter()
+                .flat_map(|c| ["--channel".to_owned(), c.clone()])
+                .collect();
+            quiet("rosey-bot", &args)
+        })
         .collect();
+    println!("{} bot process(es), {per_bot} channel(s) each", bots.len());
     // Every bot has joined once its mock has counted a join.
     let deadline = Instant::now() + Duration::from_secs(300);
     while mocks.iter().any(|m| m.joins() == 0) {
@@ -214,7 +315,7 @@ async fn main() {
     let drivers: Vec<_> = mocks
         .iter()
         .enumerate()
-        .map(|(i, m)| tokio::spawn(drive(m.clone(), i, run_for)))
+        .map(|(i, m)| tokio::spawn(drive(m.clone(), i, run_for, clock.clone())))
         .collect();
     let mut peak: Vec<(String, u64)> = Vec::new();
     let sample = |peak: &mut Vec<(String, u64)>| {
@@ -308,10 +409,11 @@ async fn main() {
         }
     }
 
-    let mut trips: Vec<Duration> = reports
+    let all: Vec<Trip> = reports
         .iter()
         .flat_map(|r| r.round_trips.iter().copied())
         .collect();
+    let mut trips: Vec<Duration> = all.iter().map(|t| t.total).collect();
     trips.sort();
     let unanswered: usize = reports.iter().map(|r| r.unanswered).sum();
     let lines: i64 = reports.iter().map(|r| r.lines).sum();
@@ -319,19 +421,67 @@ async fn main() {
         "channels: {channels}; lines: {lines}; commands answered: {}; unanswered: {unanswered}",
         trips.len()
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let summary = |sorted: &[Duration]| {
+        format!(
+            "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(sorted, 0.5)),
+            ms(percentile(sorted, 0.9)),
+            ms(percentile(sorted, 0.99)),
+            ms(sorted.last().copied().unwrap_or_default()),
+        )
+    };
     println!(
-        "command round trip (chat line in -> answer out, through the bot, NATS, the runtime, quotes, NATS, the bot): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&trips, 0.5).as_secs_f64() * 1e3,
-        percentile(&trips, 0.9).as_secs_f64() * 1e3,
-        percentile(&trips, 0.99).as_secs_f64() * 1e3,
-        trips.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        "command round trip (chat line in -> answer out, through the bot, NATS, the runtime, quotes, NATS, the bot): {}",
+        summary(&trips)
     );
+    // By hop, and what the slowest 1% spent where.
+    let timed: Vec<(Trip, Hops)> = all.iter().filter_map(|t| t.hops.map(|h| (*t, h))).collect();
+    println!("timed by hop: {} of {}", timed.len(), all.len());
+    type Hop = (&'static str, fn(&Hops) -> Duration);
+    let hop_list: [Hop; 3] = [
+        ("mock -> bot -> command on NATS", |h| h.bot_in),
+        ("command -> runtime -> quotes -> send.chat on NATS", |h| {
+            h.runtime
+        }),
+        ("send.chat -> bot -> mock", |h| h.bot_out),
+    ];
+    for (label, get) in hop_list {
+        let mut d: Vec<Duration> = timed.iter().map(|(_, h)| get(h)).collect();
+        d.sort();
+        println!("  hop {label}: {}", summary(&d));
+    }
+    let p99 = percentile(&trips, 0.99);
+    let slow: Vec<&(Trip, Hops)> = timed.iter().filter(|(t, _)| t.total >= p99).collect();
+    if !slow.is_empty() {
+        let mean = |get: fn(&Hops) -> Duration| {
+            slow.iter().map(|(_, h)| ms(get(h))).sum::<f64>() / slow.len() as f64
+        };
+        println!(
+            "  the slowest 1% ({} trips >= {:.1} ms): {} were their channel's first command; mean hops {:.1} / {:.1} / {:.1} ms",
+            slow.len(),
+            ms(p99),
+            slow.iter().filter(|(t, _)| t.first).count(),
+            mean(|h| h.bot_in),
+            mean(|h| h.runtime),
+            mean(|h| h.bot_out),
+        );
+    }
+    for (label, first) in [("first commands", true), ("later commands", false)] {
+        let mut d: Vec<Duration> = all
+            .iter()
+            .filter(|t| t.first == first)
+            .map(|t| t.total)
+            .collect();
+        d.sort();
+        println!("  {label} ({}): {}", d.len(), summary(&d));
+    }
     for (name, kib) in &peak {
         println!("peak RSS {name}: {:.1} MiB", *kib as f64 / 1024.0);
     }
     if let Some((_, sum)) = peak.iter().find(|(n, _)| n == "rosey-bot (sum)") {
         println!(
-            "per channel: {:.2} MiB of bot",
+            "per channel: {:.2} MiB of bot processes",
             *sum as f64 / 1024.0 / channels as f64
         );
     }
