@@ -14,11 +14,9 @@
 //! `rosey-bot` process. The round trip is also split by hop, from the driver's view of the
 //! command and the answer passing through NATS.
 
-#[path = "../tests/mock_cytube/mod.rs"]
-mod mock_cytube;
-
 use futures::StreamExt;
-use mock_cytube::{user, MockCytube, MockOptions};
+use rosey_tests::measure::{percentile, rss_kib};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::{binary, command, wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -37,26 +35,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
 }
 
 /// The channel names: `sim000`, `sim001`, ...
@@ -142,6 +120,8 @@ struct Trip {
     hops: Option<Hops>,
     /// The first command of its channel (quotes loads the channel's book on first use).
     first: bool,
+    /// When it was asked, from the start of the run (to see whether slow ones come in waves).
+    at: Duration,
 }
 
 /// What one channel's driver saw.
@@ -160,6 +140,7 @@ async fn drive(
     channel: usize,
     run_for: Duration,
     clock: Arc<HopClock>,
+    run_start: Instant,
 ) -> ChannelReport {
     let name = channel_name(channel);
     let mut report = ChannelReport::default();
@@ -184,6 +165,7 @@ async fn drive(
                         total: answered - asked,
                         hops: clock.hops(&name, asked, answered),
                         first: report.round_trips.is_empty() && report.unanswered == 0,
+                        at: asked - run_start,
                     });
                     break;
                 }
@@ -312,10 +294,11 @@ async fn main() {
     }
     let probe_answers = probe.received("chatMsg").len();
 
+    let run_start = Instant::now();
     let drivers: Vec<_> = mocks
         .iter()
         .enumerate()
-        .map(|(i, m)| tokio::spawn(drive(m.clone(), i, run_for, clock.clone())))
+        .map(|(i, m)| tokio::spawn(drive(m.clone(), i, run_for, clock.clone(), run_start)))
         .collect();
     let mut peak: Vec<(String, u64)> = Vec::new();
     let sample = |peak: &mut Vec<(String, u64)>| {
@@ -467,6 +450,14 @@ async fn main() {
             mean(|h| h.bot_out),
         );
     }
+    // When the slowest 1% were asked (seconds into the run): waves point at periodic work.
+    let mut when: Vec<u64> = all
+        .iter()
+        .filter(|t| t.total >= p99)
+        .map(|t| t.at.as_secs())
+        .collect();
+    when.sort();
+    println!("  the slowest 1% were asked at (s): {when:?}");
     for (label, first) in [("first commands", true), ("later commands", false)] {
         let mut d: Vec<Duration> = all
             .iter()

@@ -11,10 +11,21 @@ use rosey_plugin_api::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A timer ticking every `period`, first after a random part of it. Channels started together
+/// (a process serving many, or a deployment started at once) would otherwise poll, write their
+/// status and their counts at the same instant every period: the simulation of 100 channels saw
+/// every such instant as a wave of slow commands. Spread over the period, the same work is a
+/// steady trickle.
+fn spread_interval(period: std::time::Duration) -> tokio::time::Interval {
+    let phase = period.mul_f64(fastrand::f64());
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// Sends the database's queued outbound messages and marks each sent or failed.
 pub(crate) async fn poll_outbound(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(ctx.settings.outbound_poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = spread_interval(ctx.settings.outbound_poll_interval);
     // Marks travel through the stream, so the database may list a message again before it
     // applied our mark: remember what we just handled, so nothing is sent twice.
     let mut handled: HashMap<i64, tokio::time::Instant> = HashMap::new();
@@ -96,13 +107,9 @@ pub(crate) async fn poll_outbound(ctx: Arc<Ctx>) {
 
 /// Publishes the bot's status and user-count samples periodically.
 pub(crate) async fn periodic(ctx: Arc<Ctx>) {
-    let mut status = tokio::time::interval(ctx.settings.status_interval);
-    let mut counts = tokio::time::interval(ctx.settings.user_count_interval);
-    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first ticks fire at once; skip them (joining publishes the status).
-    status.tick().await;
-    counts.tick().await;
+    // Joining publishes the status: the first periodic one comes later.
+    let mut status = spread_interval(ctx.settings.status_interval);
+    let mut counts = spread_interval(ctx.settings.user_count_interval);
     loop {
         tokio::select! {
             _ = status.tick() => {

@@ -41,6 +41,12 @@ const GRAB_LOOKBACK: u32 = 50;
 const ECHO_CHARS: usize = 40;
 /// Longest author name.
 const MAX_AUTHOR_CHARS: usize = 64;
+/// Served channels whose quote book a tick loads ahead of their first `!quote`.
+const PRELOAD_PER_TICK: usize = 20;
+/// How long a tick's book load waits for the storage (a command's own load waits longer).
+const PRELOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Ticks skipped after a book could not be loaded ahead (the storage may be down).
+const PRELOAD_BACKOFF_TICKS: u32 = 30;
 
 /// The plugin: configuration, the quote books loaded so far, and recent lines heard.
 #[derive(Default)]
@@ -54,6 +60,8 @@ pub struct Quotes {
     books: BTreeMap<String, QuoteBook>,
     recent: RecentLines,
     rng: fastrand::Rng,
+    /// Ticks to skip before loading books ahead again, after a failure.
+    preload_pause: u32,
 }
 
 /// What a generation hands to the next: the lines heard, which exist nowhere else. The
@@ -108,6 +116,19 @@ impl Plugin for Quotes {
         Ok(())
     }
 
+    fn on_tick(&mut self, ctx: &Context) -> Result<()> {
+        if self.preload_pause > 0 {
+            self.preload_pause -= 1;
+            return Ok(());
+        }
+        let storage = ctx.kv().with_timeout(PRELOAD_TIMEOUT);
+        if self.preload_books(&storage, PRELOAD_PER_TICK).is_err() {
+            // Not worth a warning: a command's own load retries, and reports if it fails.
+            self.preload_pause = PRELOAD_BACKOFF_TICKS;
+        }
+        Ok(())
+    }
+
     fn save_state(&mut self) -> Result<Option<SavedState>> {
         #[derive(Serialize)]
         struct StateRef<'a> {
@@ -152,6 +173,27 @@ impl Quotes {
             }
         };
         ctx.reply(cmd, reply)
+    }
+
+    /// Loads up to `at_most` served channels' quote books not loaded yet; how many it loaded.
+    /// A channel's first `!quote` would otherwise wait for its book to be read from storage,
+    /// and with many channels those first commands come together and queue behind each other
+    /// in the plugin (the simulation of 100 channels: p99 of first commands 149 ms against
+    /// 22 ms for the others). Stops at the first failure.
+    pub fn preload_books(&mut self, storage: &impl KeyValue, at_most: usize) -> Result<usize> {
+        let mut loaded = 0;
+        for served in &self.channels {
+            if loaded == at_most {
+                break;
+            }
+            if self.books.contains_key(&served.channel) {
+                continue;
+            }
+            let book = QuoteBook::load(storage, &served.channel)?;
+            self.books.insert(served.channel.clone(), book);
+            loaded += 1;
+        }
+        Ok(loaded)
     }
 
     /// Whether `user` is the bot itself in the event's channel.
@@ -461,6 +503,38 @@ mod tests {
                 .answer(&self.storage, &cmd(user, rank, text), &no_history)
                 .unwrap()
         }
+    }
+
+    #[test]
+    fn served_channels_books_are_loaded_ahead_a_few_at_a_time() {
+        let info = |channel: &str| ChannelInfo {
+            platform: "console".into(),
+            channel: channel.into(),
+            bot_name: "rosey".into(),
+        };
+        let mut writer = Fixture::new();
+        assert_eq!(
+            writer.say("ann", 0.0, "add kept in lobby"),
+            "Added quote #1."
+        );
+        let stored = &writer.storage;
+        let mut quotes = Quotes::new(
+            Config::default(),
+            "!",
+            vec![info("a"), info("lobby"), info("c")],
+        );
+        let failing = MemoryKv::new();
+        failing.set_failing(true);
+        assert!(quotes.preload_books(&failing, 2).is_err());
+        assert_eq!(quotes.preload_books(stored, 2).unwrap(), 2);
+        assert_eq!(quotes.preload_books(stored, 2).unwrap(), 1);
+        assert_eq!(quotes.preload_books(stored, 2).unwrap(), 0);
+        // The lobby's first command needs no storage: its book was loaded ahead.
+        let empty = MemoryKv::new();
+        let reply = quotes
+            .answer(&empty, &cmd("bob", 0.0, "count"), &no_history)
+            .unwrap();
+        assert_eq!(reply, "1 quote.");
     }
 
     #[test]
