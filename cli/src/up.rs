@@ -793,7 +793,7 @@ mod tests {
             bot_groups(&names, 2, false),
             [vec!["a", "b"], vec!["c", "d"], vec!["e"]]
         );
-        assert_eq!(bot_groups(&names, 100, false), [names.clone()]);
+        assert_eq!(bot_groups(&names, 100, false), vec![names.clone()]);
         // A console reads the terminal: a process per channel whatever the setting.
         assert_eq!(bot_groups(&names, 3, true), one_each);
     }
