@@ -467,8 +467,22 @@ async fn each_channel_gets_its_own_stats_history_chart_and_outbound() {
     let (_lobby, _second) = (bot("lobby"), bot("second"));
     let web = start_web(&nats, json!({}));
 
-    // Both channels known: a read route without one is refused, naming them.
-    let refused = wait_status(&web, "/api/stats", 400).await;
+    // Both channels known: a read route without one is refused, naming them. (rosey-db
+    // refuses an unnamed read too, with the same 400, before rosey-web has heard both bots:
+    // wait for rosey-web's own refusal.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let refused = loop {
+        let answer = wait_status(&web, "/api/stats", 400).await;
+        if answer.body.contains("?channel=") {
+            break answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rosey-web never knew both channels: {}",
+            answer.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
         refused.body.contains("lobby") && refused.body.contains("second"),
         "{}",
