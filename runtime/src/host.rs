@@ -167,6 +167,10 @@ struct Watch {
     worker_thread: Option<std::thread::ThreadId>,
     /// The serving generation's gate, so a replaced instance loses its host access.
     live_gate: Option<Arc<crate::bus::Gate>>,
+    /// The serving host process, for the CPU guard (`isolation: process` only).
+    host: Option<crate::remote::HostWatch>,
+    /// Why the CPU guard killed the serving host, for the failure report.
+    cpu_verdict: Option<String>,
 }
 
 /// What outlives one worker: the serving library and the state saved last.
@@ -299,6 +303,35 @@ impl Slot {
     /// Records the serving generation's gate.
     pub fn set_live_gate(&self, gate: Arc<crate::bus::Gate>) {
         lock(&self.watch).live_gate = Some(gate);
+    }
+
+    /// Records the serving host process (none in process), for the CPU guard.
+    pub fn set_host_watch(&self, host: Option<crate::remote::HostWatch>) {
+        let mut watch = lock(&self.watch);
+        watch.host = host;
+        watch.cpu_verdict = None;
+    }
+
+    /// The serving host process.
+    pub fn host_watch(&self) -> Option<crate::remote::HostWatch> {
+        lock(&self.watch).host.clone()
+    }
+
+    /// Kills the host `pid` if it still serves, keeping `verdict` for the failure report the
+    /// worker makes when it sees the host gone.
+    pub fn stop_host_for_cpu(&self, pid: u32, verdict: String) -> bool {
+        let mut watch = lock(&self.watch);
+        let Some(host) = watch.host.take().filter(|h| h.pid == pid) else {
+            return false;
+        };
+        watch.cpu_verdict = Some(verdict);
+        host.kill();
+        true
+    }
+
+    /// Why the CPU guard killed the host, once.
+    pub fn take_cpu_verdict(&self) -> Option<String> {
+        lock(&self.watch).cpu_verdict.take()
     }
 
     /// When the current call has run longer than `limit`: retires the worker and the serving

@@ -30,6 +30,11 @@ use std::sync::{Arc, Mutex};
 /// The file descriptor the runtime hands its end of the socket pair on.
 pub const SOCKET_FD: i32 = 3;
 
+/// The argument that makes the host only apply its sandbox (with the default limits) and
+/// exit: 0 when it could, else 78 with what is missing on stderr. rosey-runtime runs it at
+/// start when a plugin runs in `process` isolation.
+pub const PROBE_FLAG: &str = "--probe";
+
 /// The host's side of the socket: frames out under one lock, replies matched to callers.
 struct Link {
     /// The plugin's name and publish permissions, to refuse a publish at once (the runtime
@@ -193,11 +198,34 @@ fn read_frames(mut input: UnixStream, link: Arc<Link>, deliveries: Sender<ToHost
 
 /// The host process's `main`.
 pub fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(PROBE_FLAG) {
+        return probe();
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr(), "rosey-plugin-host: {e}");
             ExitCode::from(70)
+        }
+    }
+}
+
+/// `--probe`: the sandbox a plugin would get, applied to this process, which then exits.
+fn probe() -> ExitCode {
+    let defaults = rosey_config::PluginLimits::default();
+    let limits = Limits {
+        memory_bytes: defaults.memory_mib().saturating_mul(1 << 20),
+        cpu_seconds: defaults.cpu_seconds(),
+        open_files: defaults.open_files(),
+    };
+    match sandbox::apply(&limits) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                io::stderr(),
+                "the plugin sandbox cannot be applied on this kernel: {e}"
+            );
+            ExitCode::from(78)
         }
     }
 }
@@ -247,10 +275,22 @@ fn run() -> Result<(), String> {
     }
     let (tx, deliveries) = crossbeam_channel::unbounded();
     let reader_link = link.clone();
+    let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("frames".into())
-        .spawn(move || read_frames(input, reader_link, tx))
+        .spawn(move || {
+            let _ = tid_tx.send(nix::unistd::gettid().as_raw());
+            read_frames(input, reader_link, tx)
+        })
         .map_err(|e| refuse(&link, format!("cannot start a thread: {e}")))?;
+    // Before any plugin code runs: every thread started later is the plugin's.
+    let reader_tid = tid_rx
+        .recv()
+        .map_err(|_| refuse(&link, "the frame reader did not start".into()))?;
+    let own_threads = vec![nix::unistd::gettid().as_raw(), reader_tid]
+        .into_iter()
+        .filter_map(|t| u32::try_from(t).ok())
+        .collect();
     let mut instance = match build(&init, module, &link) {
         Ok(instance) => instance,
         Err(e) => {
@@ -258,7 +298,7 @@ fn run() -> Result<(), String> {
             return Err(format!("the plugin's constructor failed: {e}"));
         }
     };
-    link.send(&FromHost::Ready(instance.metadata()))
+    link.send(&FromHost::Ready(instance.metadata(), own_threads))
         .map_err(|e| format!("socket: {e}"))?;
     serve(&mut instance, &deliveries, &link)
 }

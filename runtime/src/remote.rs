@@ -53,7 +53,10 @@ pub struct Gone {
 
 /// A running host process.
 pub struct RemoteHost {
-    child: Child,
+    child: Arc<Mutex<Child>>,
+    pid: u32,
+    /// The host's own threads (serving the runtime), from its ready frame.
+    threads: Vec<u32>,
     out: UnixStream,
     frames: FrameReader<UnixStream>,
     reaped: Option<String>,
@@ -127,6 +130,7 @@ impl RemoteHost {
         }
         let mut child = command.spawn()?;
         drop(theirs);
+        let pid = child.id();
         let last_words = Arc::new(LastWords::default());
         if let Some(stderr) = child.stderr.take() {
             let (plugin, words) = (plugin.to_owned(), last_words.clone());
@@ -140,7 +144,9 @@ impl RemoteHost {
         input.set_read_timeout(Some(Duration::from_millis(50)))?;
         let frames = FrameReader::new(input);
         Ok(RemoteHost {
-            child,
+            child: Arc::new(Mutex::new(child)),
+            pid,
+            threads: Vec::new(),
             out: ours,
             frames,
             reaped: None,
@@ -150,7 +156,20 @@ impl RemoteHost {
 
     /// The host's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
+    }
+
+    /// What the CPU guard needs to watch this host and stop it.
+    pub fn watch(&self) -> HostWatch {
+        HostWatch {
+            pid: self.pid,
+            threads: self.threads.clone(),
+            child: self.child.clone(),
+        }
+    }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn gone(&mut self, why: Option<String>) -> Gone {
@@ -158,8 +177,12 @@ impl RemoteHost {
             Some(r) => r.clone(),
             None => {
                 // The socket broke: the host is ending or ended; make sure, and say how.
-                let _ = self.child.kill();
-                let mut how = match self.child.wait() {
+                let status = {
+                    let mut child = self.child();
+                    let _ = child.kill();
+                    child.wait()
+                };
+                let mut how = match status {
                     Ok(status) => describe(status),
                     Err(e) => format!("could not be waited for ({e})"),
                 };
@@ -264,7 +287,10 @@ impl RemoteHost {
     ) -> Result<Result<FfiMetadata, FfiError>, Gone> {
         self.send(&ToHost::Init(init))?;
         match self.wait(calls, abandon)? {
-            FromHost::Ready(metadata) => Ok(Ok(metadata)),
+            FromHost::Ready(metadata, threads) => {
+                self.threads = threads;
+                Ok(Ok(metadata))
+            }
             FromHost::InitFailed(e) => Ok(Err(e)),
             _ => Err(self.kill("answered init with another frame")),
         }
@@ -338,8 +364,10 @@ impl RemoteHost {
     /// Kills the host (if it still runs) and reaps it.
     pub fn kill(&mut self, why: &str) -> Gone {
         if self.reaped.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let mut child = self.child();
+            let _ = child.kill();
+            let _ = child.wait();
+            drop(child);
             self.reaped = Some(why.to_owned());
         }
         self.gone(None)
@@ -349,10 +377,52 @@ impl RemoteHost {
 impl Drop for RemoteHost {
     fn drop(&mut self) {
         if self.reaped.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let mut child = self.child();
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
+}
+
+/// A host as the CPU guard sees it: its pid, its own threads, and a way to kill it that
+/// cannot hit another process (the kill and the reaping take the same lock, and a reaped
+/// child is not signalled again).
+#[derive(Clone)]
+pub struct HostWatch {
+    /// The host's process id.
+    pub pid: u32,
+    /// The host's own threads, whose CPU time is not the plugin's.
+    pub threads: Vec<u32>,
+    child: Arc<Mutex<Child>>,
+}
+
+impl HostWatch {
+    /// Kills the host if it has not been reaped yet; the worker sees it die.
+    pub fn kill(&self) {
+        let _ = self.child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+    }
+}
+
+/// Starts the host binary with `--probe` (it applies its sandbox and exits): whether this
+/// kernel lets a host sandbox itself, else what is missing in the host's words.
+pub fn probe_sandbox() -> Result<(), String> {
+    let binary = host_binary();
+    let output = Command::new(&binary)
+        .arg(crate::plugin_host::PROBE_FLAG)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    Err(if said.is_empty() {
+        format!("{} --probe {}", binary.display(), describe(output.status))
+    } else {
+        said
+    })
 }
 
 /// A process's resident memory in KiB, from `/proc`, while it runs.
