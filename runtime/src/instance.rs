@@ -184,6 +184,24 @@ impl Instance {
         }
     }
 
+    /// The host's frames, for a plugin in a host process: the worker waits on them between
+    /// deliveries too, so the calls of the plugin's own threads are served at once.
+    pub fn host_frames(&self) -> Option<crossbeam_channel::Receiver<remote::Incoming>> {
+        match self {
+            Instance::Local(_) => None,
+            Instance::Remote(r) => Some(r.host.incoming()),
+        }
+    }
+
+    /// Serves what the host sent between deliveries; an error (a [`FfiErrorKind::Panic`]) is
+    /// the host's death.
+    pub fn between_deliveries(&mut self, incoming: remote::Incoming) -> Result<(), FfiError> {
+        match self {
+            Instance::Local(_) => Ok(()),
+            Instance::Remote(r) => r.host.between_deliveries(incoming, &r.bus).map_err(crashed),
+        }
+    }
+
     /// The host's process id, for a plugin in a host process.
     pub fn host_pid(&self) -> Option<u32> {
         match self {

@@ -26,6 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The file descriptor the runtime hands its end of the socket pair on.
 pub const SOCKET_FD: i32 = 3;
@@ -41,16 +42,79 @@ struct Link {
     /// checks again: this only saves the round trip).
     plugin: String,
     publish: Permissions,
-    out: Mutex<UnixStream>,
+    out: Mutex<Outbox>,
     pending: Mutex<HashMap<u64, Sender<Result<Value, FfiError>>>>,
     next_id: AtomicU64,
+    /// The thread running the plugin's handlers, whose one-way frames may wait in the outbox.
+    serving: std::thread::ThreadId,
+}
+
+/// Frames the serving thread produced and not yet written: outcomes and one-way calls go out
+/// together, one write for many (the serving thread flushes before it waits for more work, and
+/// after [`FLUSH_AFTER`] at the latest, so a slow handler never holds earlier outcomes back).
+struct Outbox {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    since: Option<Instant>,
+}
+
+/// Longest an outcome waits in the outbox while the serving thread keeps busy.
+const FLUSH_AFTER: Duration = Duration::from_millis(2);
+
+/// An outbox this large is written at once.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+impl Outbox {
+    fn flush(&mut self) -> io::Result<()> {
+        self.since = None;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.stream.write_all(&self.buf);
+        self.buf.clear();
+        written
+    }
 }
 
 impl Link {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `frame` now (after whatever waits in the outbox, keeping the order).
     fn send(&self, frame: &FromHost) -> io::Result<()> {
         let body = frame.encode();
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        frames::write_frame(&mut *out, &body)
+        let mut out = self.outbox();
+        frames::write_frame(&mut out.buf, &body)?;
+        out.flush()
+    }
+
+    /// Writes `frame` with the next flush when the serving thread sends it, else now.
+    fn queue(&self, frame: &FromHost) -> io::Result<()> {
+        if std::thread::current().id() != self.serving {
+            return self.send(frame);
+        }
+        let body = frame.encode();
+        let mut out = self.outbox();
+        frames::write_frame(&mut out.buf, &body)?;
+        out.since.get_or_insert_with(Instant::now);
+        if out.buf.len() >= FLUSH_BYTES {
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what waits in the outbox when the serving thread is about to wait (`idle`) or
+    /// it has waited [`FLUSH_AFTER`].
+    fn flush(&self, idle: bool) -> io::Result<()> {
+        let mut out = self.outbox();
+        if out
+            .since
+            .is_some_and(|since| idle || since.elapsed() >= FLUSH_AFTER)
+        {
+            out.flush()?;
+        }
+        Ok(())
     }
 
     fn call(&self, call: Call) -> Result<Value, FfiError> {
@@ -103,7 +167,7 @@ impl HostHandle for RemoteHandle {
             }
             // One way: publishing only queues the message in the runtime, as in process.
             self.0
-                .send(&FromHost::Call {
+                .queue(&FromHost::Call {
                     id: frames::ONE_WAY,
                     call: Call::Publish(Msg::from_ffi(message)),
                 })
@@ -144,7 +208,7 @@ impl HostHandle for RemoteHandle {
     }
 
     fn log(&self, level: LogLevel, message: RString) {
-        let _ = self.0.send(&FromHost::Log(level, message.into_string()));
+        let _ = self.0.queue(&FromHost::Log(level, message.into_string()));
     }
 
     fn request_deferred(
@@ -247,9 +311,14 @@ fn run() -> Result<(), String> {
     let link = Arc::new(Link {
         plugin: init.name.clone(),
         publish: Permissions::publish_only(init.publish.clone()),
-        out: Mutex::new(socket),
+        out: Mutex::new(Outbox {
+            stream: socket,
+            buf: Vec::new(),
+            since: None,
+        }),
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
+        serving: std::thread::current().id(),
     });
     let refuse = |link: &Link, message: String| {
         let _ = link.send(&FromHost::InitFailed(FfiError::new(
@@ -334,16 +403,28 @@ fn serve(
     // sent is refused (the runtime gives it to the next instance).
     let mut panicked = false;
     // The runtime closing the socket ends the host (it is being replaced or stopped).
-    while let Ok(frame) = deliveries.recv() {
+    loop {
+        let frame = match deliveries.try_recv() {
+            Ok(frame) => frame,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                // Nothing more to do now: what the runtime waits for goes out first.
+                sent(link.flush(true))?;
+                match deliveries.recv() {
+                    Ok(frame) => frame,
+                    Err(_) => break,
+                }
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+        };
         match frame {
             ToHost::Message(_) if panicked => {
                 let refused = FfiError::new(FfiErrorKind::Invalid, "not delivered: panicked");
-                sent(link.send(&FromHost::Done(Err(refused))))?;
+                sent(link.queue(&FromHost::Done(Err(refused))))?;
             }
             ToHost::Message(m) => {
                 let done = instance.on_message(m.into_ffi()).into_result();
                 panicked = done.as_ref().is_err_and(|e| e.kind == FfiErrorKind::Panic);
-                sent(link.send(&FromHost::Done(done)))?;
+                sent(link.queue(&FromHost::Done(done)))?;
             }
             ToHost::Answer {
                 token,
@@ -359,15 +440,15 @@ fn serve(
                     },
                 };
                 let done = instance.on_answer(answer).into_result();
-                sent(link.send(&FromHost::Done(done)))?;
+                sent(link.queue(&FromHost::Done(done)))?;
             }
             ToHost::Tick => {
                 let done = instance.on_tick().into_result();
-                sent(link.send(&FromHost::Done(done)))?;
+                sent(link.queue(&FromHost::Done(done)))?;
             }
             ToHost::Save => {
                 let saved = instance.save_state().into_result().map(RVec::into_vec);
-                sent(link.send(&FromHost::Saved(saved)))?;
+                sent(link.queue(&FromHost::Saved(saved)))?;
             }
             ToHost::Shutdown => {
                 let done = instance.shutdown().into_result();
@@ -378,6 +459,7 @@ fn serve(
                 return Err("unexpected frame from the runtime".into());
             }
         }
+        sent(link.flush(false))?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 use crate::boundary::HostCalls;
 use crate::frames::{self, Call, FrameReader, FromHost, Init, Msg, ToHost, Value};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rosey_plugin_api::ffi::{FfiAnswer, FfiError, FfiMessage, FfiMetadata};
 use std::collections::VecDeque;
 use std::io::{self, BufRead as _, BufReader};
@@ -58,7 +59,9 @@ pub struct RemoteHost {
     /// The host's own threads (serving the runtime), from its ready frame.
     threads: Vec<u32>,
     out: UnixStream,
-    frames: FrameReader<UnixStream>,
+    /// The host's frames, read by a thread of their own, so that the worker sees them (the
+    /// calls of the plugin's own threads, the host's death) even between deliveries.
+    incoming: Receiver<Incoming>,
     reaped: Option<String>,
     last_words: Arc<LastWords>,
 }
@@ -138,17 +141,19 @@ impl RemoteHost {
                 .name(format!("host-log-{plugin}"))
                 .spawn(move || forward_stderr(plugin, stderr, words))?;
         }
-        // Read on the worker's own thread (no hand-off): the timeout bounds how long it goes
-        // without asking whether to give up on a stuck host.
         let input = ours.try_clone()?;
-        input.set_read_timeout(Some(Duration::from_millis(50)))?;
-        let frames = FrameReader::new(input);
+        // Unbounded: the host sends at most one outcome per delivery sent (at most a batch)
+        // plus its calls, each of which the plugin waits on or the runtime's queue bounds.
+        let (tx, incoming) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name(format!("host-frames-{plugin}"))
+            .spawn(move || read_frames(input, tx))?;
         Ok(RemoteHost {
             child: Arc::new(Mutex::new(child)),
             pid,
             threads: Vec::new(),
             out: ours,
-            frames,
+            incoming,
             reaped: None,
             last_words,
         })
@@ -243,38 +248,73 @@ impl RemoteHost {
         abandon: &dyn Fn() -> bool,
     ) -> Result<FromHost, Gone> {
         loop {
-            let frame = match self.frames.next() {
-                Ok(Some(body)) => match FromHost::decode(&body) {
-                    Ok(frame) => frame,
-                    Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
-                },
-                Ok(None) => {
-                    // The read timed out: nothing from the host for a while.
+            let incoming = match self.incoming.recv_timeout(ABANDON_POLL) {
+                Ok(incoming) => incoming,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Nothing from the host for a while.
                     if abandon() {
                         return Err(self.kill("was replaced while stuck"));
                     }
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.gone(None)),
-                Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
+                Err(RecvTimeoutError::Disconnected) => Incoming::Ended,
             };
-            match frame {
-                FromHost::Call {
-                    id: frames::ONE_WAY,
-                    call,
-                } => {
-                    // The host checked it already; a refusal here (a plugin that skipped the
-                    // check) is logged by the boundary and otherwise dropped.
-                    let _ = serve(calls, call);
-                }
-                FromHost::Call { id, call } => {
-                    let result = serve(calls, call).map_err(FfiError::from);
-                    self.send(&ToHost::Reply { id, result })?;
-                }
-                FromHost::Log(level, text) => calls.log(level, &text),
-                other => return Ok(other),
+            if let Some(outcome) = self.take(incoming, calls)? {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// The host's frames, for the worker to wait on between deliveries (then handing each to
+    /// [`RemoteHost::between_deliveries`]).
+    pub fn incoming(&self) -> Receiver<Incoming> {
+        self.incoming.clone()
+    }
+
+    /// Serves what the host sent between deliveries: a call of one of the plugin's own
+    /// threads, a log line. Its end, or any other frame, is the host's death.
+    pub fn between_deliveries(
+        &mut self,
+        incoming: Incoming,
+        calls: &dyn HostCalls,
+    ) -> Result<(), Gone> {
+        match self.take(incoming, calls)? {
+            None => Ok(()),
+            Some(_) => Err(self.kill("answered a delivery it was not sent")),
+        }
+    }
+
+    /// Serves a call or a log line and returns `None`, or returns any other frame; the end of
+    /// the frames (or garbage) is the host's death.
+    fn take(
+        &mut self,
+        incoming: Incoming,
+        calls: &dyn HostCalls,
+    ) -> Result<Option<FromHost>, Gone> {
+        let frame = match incoming {
+            Incoming::Frame(frame) => frame,
+            Incoming::Ended => return Err(self.gone(None)),
+            Incoming::Malformed(e) => {
+                return Err(self.gone(Some(format!("sent a malformed frame ({e})"))))
+            }
+        };
+        match frame {
+            FromHost::Call {
+                id: frames::ONE_WAY,
+                call,
+            } => {
+                // The host checked it already; a refusal here (a plugin that skipped the
+                // check) is logged by the boundary and otherwise dropped.
+                let _ = serve(calls, call);
+            }
+            FromHost::Call { id, call } => {
+                let result = serve(calls, call).map_err(FfiError::from);
+                self.send(&ToHost::Reply { id, result })?;
+            }
+            FromHost::Log(level, text) => calls.log(level, &text),
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
     }
 
     /// Loads the library copy and builds the instance in the host; the plugin's metadata, or
@@ -423,6 +463,41 @@ pub fn probe_sandbox() -> Result<(), String> {
     } else {
         said
     })
+}
+
+/// How often a worker waiting on its host asks whether to give up (the watchdog replaced it).
+const ABANDON_POLL: Duration = Duration::from_millis(50);
+
+/// What the frame reader hands the worker.
+pub enum Incoming {
+    /// A frame.
+    Frame(FromHost),
+    /// The host closed its socket (it ended or is ending).
+    Ended,
+    /// The host sent something that is not a frame.
+    Malformed(String),
+}
+
+/// Reads a host's frames until its socket closes or it sends garbage; stops early when the
+/// worker has let go of the host.
+fn read_frames(input: UnixStream, tx: crossbeam_channel::Sender<Incoming>) {
+    let mut frames = FrameReader::new(input);
+    loop {
+        let incoming = match frames.next() {
+            Ok(Some(body)) => match FromHost::decode(&body) {
+                Ok(frame) => Incoming::Frame(frame),
+                Err(e) => Incoming::Malformed(e.to_string()),
+            },
+            // No read timeout is set; a spurious wake-up reads again.
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Incoming::Ended,
+            Err(e) => Incoming::Malformed(e.to_string()),
+        };
+        let last = !matches!(incoming, Incoming::Frame(_));
+        if tx.send(incoming).is_err() || last {
+            return;
+        }
+    }
 }
 
 /// A process's resident memory in KiB, from `/proc`, while it runs.

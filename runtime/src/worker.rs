@@ -124,6 +124,7 @@ impl Worker {
         }
         let idle: Receiver<async_nats::Message> = never();
         let no_answers: Receiver<Answer> = never();
+        let no_host = never();
         loop {
             if self.stale() {
                 self.abandon();
@@ -159,6 +160,11 @@ impl Worker {
             } else {
                 (&idle, &no_answers)
             };
+            let host_frames = self
+                .live
+                .as_ref()
+                .and_then(|live| live.instance.host_frames());
+            let host_frames = host_frames.as_ref().unwrap_or(&no_host);
             select! {
                 recv(self.slot.control_rx) -> control => {
                     if let Ok(control) = control {
@@ -178,6 +184,10 @@ impl Worker {
                         self.slot.answers.taken();
                         self.answer(answer);
                     }
+                }
+                recv(host_frames) -> incoming => {
+                    // A reader gone without a word: the host is gone too.
+                    self.between_deliveries(incoming.unwrap_or(crate::remote::Incoming::Ended));
                 }
                 default(timeout) => {}
             }
@@ -285,6 +295,19 @@ impl Worker {
             }
         }
         self.handled("on_message", result);
+    }
+
+    /// Serves what a host process sent between deliveries (a call of one of the plugin's own
+    /// threads); the host's death there is a failure like any other.
+    fn between_deliveries(&mut self, incoming: crate::remote::Incoming) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if let Err(e) = live.instance.between_deliveries(incoming) {
+            if !self.stale() {
+                self.fail(e.message.to_string());
+            }
+        }
     }
 
     /// Delivers the outcome of a deferred request.

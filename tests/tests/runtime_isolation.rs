@@ -543,3 +543,29 @@ async fn the_runtime_refuses_to_start_when_landlock_or_seccomp_is_missing() {
     assert!(!error.contains("sandbox"), "{error}");
     assert!(obs.list().await.iter().all(|p| p.host.is_none()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_from_a_plugins_own_thread_are_served_between_deliveries() {
+    let bad = Fixture::built("misbehave", "misbehave_thread_calls");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            // No tick to call into the plugin meanwhile: only the runtime reading its host's
+            // frames between deliveries can serve the thread's request and reply.
+            "tick_interval": 3600,
+            "config": {bad.name.as_str(): {"mode": "thread_request"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "thread_request").await;
+    obs.send("act", "", "alice", 1.0).await;
+    let line = chat_starting(&mut obs, "thread_request:").await;
+    assert!(
+        line.starts_with("thread_request: from its own thread, the request came back refused"),
+        "{line}"
+    );
+    assert!(line.contains("rosey.nowhere.at_all"), "{line}");
+}
