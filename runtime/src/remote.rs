@@ -94,7 +94,10 @@ fn forward_stderr(plugin: String, stderr: ChildStderr, words: Arc<LastWords>) {
 impl RemoteHost {
     /// Starts a host for `plugin`: its own process group, killed if the runtime's thread that
     /// started it dies, with one end of a fresh socket pair as its descriptor 3.
-    pub fn spawn(plugin: &str) -> io::Result<RemoteHost> {
+    /// `one_way` serves the host's publishes and log lines on the frame reader's thread, as
+    /// they come (they need no answer, and a reply to a command goes out without waiting for
+    /// the worker).
+    pub fn spawn(plugin: &str, one_way: Box<dyn HostCalls>) -> io::Result<RemoteHost> {
         let (ours, theirs) = UnixStream::pair()?;
         let their_fd = theirs.as_raw_fd();
         let parent = std::process::id();
@@ -147,7 +150,7 @@ impl RemoteHost {
         let (tx, incoming) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name(format!("host-frames-{plugin}"))
-            .spawn(move || read_frames(input, tx))?;
+            .spawn(move || read_frames(input, tx, &*one_way))?;
         Ok(RemoteHost {
             child: Arc::new(Mutex::new(child)),
             pid,
@@ -480,11 +483,28 @@ pub enum Incoming {
 
 /// Reads a host's frames until its socket closes or it sends garbage; stops early when the
 /// worker has let go of the host.
-fn read_frames(input: UnixStream, tx: crossbeam_channel::Sender<Incoming>) {
+fn read_frames(
+    input: UnixStream,
+    tx: crossbeam_channel::Sender<Incoming>,
+    one_way: &dyn HostCalls,
+) {
     let mut frames = FrameReader::new(input);
     loop {
         let incoming = match frames.next() {
             Ok(Some(body)) => match FromHost::decode(&body) {
+                Ok(FromHost::Call {
+                    id: frames::ONE_WAY,
+                    call: Call::Publish(m),
+                }) => {
+                    // The host checked it already; a refusal here (a plugin that skipped
+                    // the check) is logged by the boundary and otherwise dropped.
+                    let _ = one_way.publish(m.into_ffi());
+                    continue;
+                }
+                Ok(FromHost::Log(level, text)) => {
+                    one_way.log(level, &text);
+                    continue;
+                }
                 Ok(frame) => Incoming::Frame(frame),
                 Err(e) => Incoming::Malformed(e.to_string()),
             },

@@ -739,7 +739,8 @@ impl Worker {
             open_files: limits.open_files(),
             publish: self.slot.publish_patterns(),
         };
-        let mut host = RemoteHost::spawn(self.name()).map_err(|e| {
+        let one_way = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
+        let mut host = RemoteHost::spawn(self.name(), Box::new(one_way)).map_err(|e| {
             retired.retire();
             self.error(
                 FailureKind::Load,
