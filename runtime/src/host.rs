@@ -156,6 +156,8 @@ pub struct Slot {
     pub stopped: AtomicBool,
     /// Set while a disable is under way, so that an enable meanwhile is not taken for done.
     pub stopping: AtomicBool,
+    /// Set while a replaced worker's undelivered messages wait in the handover.
+    orphaned: AtomicBool,
 }
 
 /// The watchdog's view of a plugin: the call it is in and the serving generation's gate.
@@ -178,6 +180,8 @@ struct Watch {
 struct Handover {
     module: Option<LoadedModule>,
     last_state: Option<Vec<u8>>,
+    /// Messages a replaced worker had taken from the queue and not delivered.
+    orphans: Vec<rosey_plugin_api::ffi::FfiMessage>,
 }
 
 /// A plugin's settings and the permissions derived from them.
@@ -228,6 +232,7 @@ impl Slot {
             overflow: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            orphaned: AtomicBool::new(false),
         }
     }
 
@@ -348,6 +353,26 @@ impl Slot {
             gate.retire();
         }
         Some(what)
+    }
+
+    /// Leaves `messages` (taken from the queue, never delivered) to the next worker.
+    pub fn adopt_orphans(
+        &self,
+        messages: impl IntoIterator<Item = rosey_plugin_api::ffi::FfiMessage>,
+    ) {
+        let mut handover = lock(&self.handover);
+        handover.orphans.extend(messages);
+        if !handover.orphans.is_empty() {
+            self.orphaned.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The messages a replaced worker left, for its successor.
+    pub fn take_orphans(&self) -> Vec<rosey_plugin_api::ffi::FfiMessage> {
+        if !self.orphaned.swap(false, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        std::mem::take(&mut lock(&self.handover).orphans)
     }
 
     /// The serving library, for a restart.

@@ -144,7 +144,14 @@ impl Worker {
                 continue;
             }
             if self.live.is_some() && self.restart_at.is_none() {
-                // What a dying host had been sent but not handled goes first.
+                // What a replaced worker took and never delivered, then what a dying host had
+                // been sent but not handled, go first.
+                let orphans = self.slot.take_orphans();
+                if !orphans.is_empty() {
+                    let mut first: VecDeque<_> = orphans.into_iter().map(|m| (m, false)).collect();
+                    first.append(&mut self.redeliver);
+                    self.redeliver = first;
+                }
                 if let Some((msg, crashed_once)) = self.redeliver.pop_front() {
                     self.deliver_ffi(msg, crashed_once);
                     continue;
@@ -200,6 +207,9 @@ impl Worker {
 
     /// Leaves without calling into the instance again (it may be stuck or broken).
     fn abandon(&mut self) {
+        // Messages taken from the queue and not delivered go to the successor.
+        self.slot
+            .adopt_orphans(self.redeliver.drain(..).map(|(m, _)| m));
         if let Some(live) = self.live.take() {
             self.slot.set_host_watch(None);
             live.retired.retire();
@@ -250,6 +260,12 @@ impl Worker {
             }
         };
         let batch = live.instance.on_messages(batch, &stale, &mut each);
+        if self.stale() {
+            // Replaced while stuck in one of them (that one is dropped, as in process): the
+            // rest go to the successor.
+            self.slot.adopt_orphans(batch.undelivered);
+            return;
+        }
         if let Some(crashed_on) = batch.crashed_on {
             self.crash_note = Some(redelivering(&crashed_on));
             self.redeliver.push_back((crashed_on, true));

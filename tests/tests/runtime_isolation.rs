@@ -567,3 +567,37 @@ async fn calls_from_a_plugins_own_thread_are_served_between_deliveries() {
     );
     assert!(line.contains("rosey.nowhere.at_all"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_with_a_stuck_one_go_to_the_replacement() {
+    let bad = Fixture::built("misbehave", "misbehave_stuck_batch");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            "config": {bad.name.as_str(): {"mode": "endless_loop"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "endless_loop").await;
+    obs.clear_backlog();
+    // While it naps, the endless command and five behind it queue up, and go to its host
+    // together.
+    obs.send("nap", "", "alice", 1.0).await;
+    obs.send("act", "", "alice", 1.0).await;
+    for _ in 0..5 {
+        obs.send("tally", "", "alice", 1.0).await;
+    }
+    let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("stuck in on_message"), "{error}");
+    // The stuck one is dropped (as in process); the five are handled by the replacement.
+    for n in 1..=5 {
+        assert_eq!(
+            chat_starting(&mut obs, "tally=").await,
+            format!("tally={n}")
+        );
+    }
+}
