@@ -582,3 +582,170 @@ async fn the_page_says_nats_is_down_and_recovers_after_a_restart() {
     assert_eq!(current.status, 200);
     assert!(current.body.contains("\"tester\""), "{}", current.body);
 }
+
+/// The live tokens in `file`'s `rosey_api_tokens`, by preview.
+fn live_tokens_in(file: &std::path::Path) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT preview FROM rosey_api_tokens WHERE revoked = 0 ORDER BY preview")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_deployment_wide_across_channels() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The first channel keeps the original's file (the fixture's channel is `testchan`, its
+    // token moved there); the two further channels get files of their own.
+    let first = dir.path().join("bot_data.db");
+    std::fs::copy(
+        rosey_tests::shared_dir().join("fixtures/rosey-v0.5-sample.db"),
+        &first,
+    )
+    .unwrap();
+    let channels = ["testchan", "second", "third"];
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "console_user": "tester",
+                     "credentials": {"username": "rosey"},
+                     "outbound_poll_interval": 0.2, "status_interval": 0.5,
+                     "channels": channels.iter().map(|c| json!({"name": c})).collect::<Vec<_>>()},
+        "database": {"path": first},
+    });
+    let file = write_config(dir.path(), &config);
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _db = ChildGuard::spawn("rosey-db", cmd);
+    wait_for_rosey_db(&client, WAIT).await;
+    let bots: Vec<ConsoleBot> = channels
+        .iter()
+        .map(|channel| {
+            ConsoleBot::start_with(&config, move |mut cmd| {
+                cmd.arg("--channel").arg(channel);
+                cmd
+            })
+        })
+        .collect();
+    let web = start_web(&nats, json!({"password": PASSWORD, "say_per_minute": 100}));
+    let admin = basic(PASSWORD);
+    // Every channel known to rosey-web (so `/api/say` may name it).
+    for channel in channels {
+        wait_status(&web, &format!("/api/current?channel={channel}"), 200).await;
+    }
+
+    // Made once, naming a further channel: it still goes to the deployment's one table.
+    let made = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        Some(br#"{"description": "everywhere", "channel": "third"}"#),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    let preview = format!("{}...", &token[..8]);
+    // A channel rosey-db does not serve is refused, not silently mapped to the first file.
+    let elsewhere = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        Some(br#"{"channel": "nowhere"}"#),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+
+    // Listed once, whichever channel the list names.
+    for query in ["", "?channel=second", "?channel=third"] {
+        let list = http(
+            web.addr,
+            "GET",
+            &format!("/api/tokens{query}"),
+            &[("Authorization", &admin)],
+            None,
+        )
+        .await;
+        assert_eq!(list.status, 200, "{}", list.body);
+        let previews: Vec<String> = list.json()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["token_preview"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            previews.iter().filter(|p| **p == preview).count(),
+            1,
+            "{query}: {previews:?}"
+        );
+        assert_eq!(
+            previews.iter().filter(|p| *p == "MUYoaOQ8...").count(),
+            1,
+            "{query}: {previews:?}"
+        );
+    }
+
+    // Both the new token and the original's speak in every channel, each line reaching that
+    // channel's bot.
+    for (bot, channel) in bots.iter().zip(channels) {
+        for (who, key) in [("new", token.as_str()), ("original", FIXTURE_TOKEN)] {
+            let line = format!("{who} token in {channel}");
+            let said = say(
+                &web,
+                key,
+                &json!({"message": line, "channel": channel}).to_string(),
+            )
+            .await;
+            assert_eq!(said.status, 200, "{channel}, {who}: {}", said.body);
+            let heard = loop {
+                let out = bot.next_stdout();
+                if out.contains(&line) {
+                    break out;
+                }
+            };
+            assert_eq!(heard, format!("<rosey> {line}"));
+        }
+    }
+    // The tokens are in the first file only.
+    let mut expected = vec!["MUYoaOQ8".to_owned(), token[..8].to_owned()];
+    expected.sort();
+    assert_eq!(live_tokens_in(&first), expected);
+    for channel in &channels[1..] {
+        let further = dir.path().join(format!("bot_data.{channel}.db"));
+        assert!(
+            live_tokens_in(&further).is_empty(),
+            "{channel}'s file holds tokens"
+        );
+    }
+
+    // Revoked once (naming no channel), refused in every channel.
+    let revoked = http(
+        web.addr,
+        "DELETE",
+        &format!("/api/tokens/{}", &token[..8]),
+        &[("Authorization", &admin)],
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["revoked"], 1);
+    for channel in channels {
+        let refused = say(
+            &web,
+            &token,
+            &json!({"message": "too late", "channel": channel}).to_string(),
+        )
+        .await;
+        assert_eq!(refused.status, 401, "{channel}: {}", refused.body);
+    }
+}
