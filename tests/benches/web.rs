@@ -42,6 +42,34 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Where `pid`'s resident memory is, in KiB: the main heap, other anonymous mappings (malloc
+/// arenas, thread stacks), and file-backed mappings (the binary, shared libraries).
+fn rss_breakdown(pid: u32) -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut heap, mut anon, mut file) = (0, 0, 0);
+    let mut kind = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            kind = match path {
+                "[heap]" => 0,
+                "" | "[stack]" | "[anon]" => 1,
+                p if p.starts_with('[') => 1,
+                _ => 2,
+            };
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            match kind {
+                0 => heap += kib,
+                1 => anon += kib,
+                _ => file += kib,
+            }
+        }
+    }
+    (heap, anon, file)
+}
+
 async fn said(client: &async_nats::Client, content: String) {
     let line = Said {
         platform: "console".into(),
@@ -174,5 +202,12 @@ async fn main() {
         idle_before as f64 / 1024.0,
         peak as f64 / 1024.0,
         rss_kib(web.child.id()) as f64 / 1024.0
+    );
+    let (heap, anon, file) = rss_breakdown(web.child.id());
+    println!(
+        "  of which: heap {:.1} MiB, other anonymous (arenas, stacks) {:.1} MiB, files {:.1} MiB",
+        heap as f64 / 1024.0,
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0
     );
 }

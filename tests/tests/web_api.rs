@@ -749,3 +749,121 @@ async fn a_token_is_deployment_wide_across_channels() {
         assert_eq!(refused.status, 401, "{channel}: {}", refused.body);
     }
 }
+
+/// Requests rosey-db's `endpoint` has answered so far (its `$SRV.STATS`).
+async fn db_endpoint_requests(client: &async_nats::Client, endpoint: &str) -> u64 {
+    let reply = client
+        .request("$SRV.STATS.rosey-db", "".into())
+        .await
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&reply.payload).unwrap();
+    stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == endpoint)
+        .and_then(|e| e["num_requests"].as_u64())
+        .unwrap_or_else(|| panic!("no endpoint {endpoint} in {stats}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rosey_db_is_asked_only_about_channels_someone_looks_at() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "console_user": "tester",
+                     "credentials": {"username": "rosey"},
+                     "channels": [{"name": "lobby"}, {"name": "second"}]},
+        "database": {"path": dir.path().join("bot_data.db")},
+    });
+    let file = write_config(dir.path(), &config);
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _db = ChildGuard::spawn("rosey-db", cmd);
+    wait_for_rosey_db(&client, WAIT).await;
+    let web = start_web(&nats, json!({}));
+    // rosey-web learns both channels from a chat line in each, said again until it lists both
+    // (its subscription may come after the first); `/api/current` without a channel lists them
+    // and marks no channel as looked at.
+    let known = wait_until_async(WAIT, || async {
+        let listed = get(&web, "/api/current").await.body;
+        if listed.contains("lobby") && listed.contains("second") {
+            return true;
+        }
+        for channel in ["lobby", "second"] {
+            let line = json!({"platform": "console", "channel": channel, "timestamp": 1,
+                              "platform_data": null, "user": "tester",
+                              "content": format!("hello {channel}"), "is_command": false});
+            client
+                .publish(subjects::events::MESSAGE, line.to_string().into())
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        false
+    })
+    .await;
+    assert!(known, "rosey-web never listed both channels");
+
+    // Nobody looks: several timer ticks pass without a question about either channel's
+    // outbound queue or stats.
+    let quiet = (
+        db_endpoint_requests(&client, "outbound-recent").await,
+        db_endpoint_requests(&client, "channel-stats").await,
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert_eq!(
+        (
+            db_endpoint_requests(&client, "outbound-recent").await,
+            db_endpoint_requests(&client, "channel-stats").await,
+        ),
+        quiet,
+        "rosey-web polled rosey-db for channels nobody looks at"
+    );
+
+    // A page opened on one channel loads that channel's figures before it is drawn...
+    let _: Value = request_json(
+        &client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "lobby", "message": "queued before the page"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let page = get(&web, "/?channel=lobby").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("queued before the page"), "stale page");
+    // ...and, while it stays open, keeps them current: a line queued later appears on it.
+    let mut feed = Feed::open(&web, "?channel=lobby").await;
+    let _: Value = request_json(
+        &client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "lobby", "message": "queued while the page is open"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    feed.wait_for("section", "queued while the page is open")
+        .await;
+    // The API reads a channel nobody watched with figures loaded for the read.
+    let _: Value = request_json(
+        &client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "second", "message": "in second"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let stats = get(&web, "/api/stats?channel=second").await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let page = get(&web, "/?channel=second").await;
+    assert!(page.body.contains("in second"), "stale page");
+}

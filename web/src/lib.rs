@@ -56,6 +56,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         client: client.clone(),
         shared,
         chat_lines: web.chat_lines,
+        demand: Arc::default(),
     };
     let access = auth::Access {
         loopback,
