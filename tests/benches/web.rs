@@ -7,7 +7,8 @@
 //!   concurrent keep-alive clients for 10 s (served from state kept by events);
 //! - live page latency: a `rosey.bot.said` event published on NATS until its line arrives on an
 //!   open `/events` feed;
-//! - rosey-web's resident memory, idle, after the above.
+//! - rosey-web's resident memory, idle, after the above (3 s and 12 s after the last request),
+//!   and where it is (heap, other anonymous mappings, files).
 
 #[path = "../tests/bot_support/mod.rs"]
 mod bot_support;
@@ -151,6 +152,7 @@ async fn main() {
     assert!(filled, "the chat window did not fill");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_before = rss_kib(web.child.id());
+    let breakdown_before = rss_breakdown(web.child.id());
 
     // /api/current under load.
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,17 +199,26 @@ async fn main() {
     );
     drop(feed);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let soon_after = rss_kib(web.child.id());
+    // rosey-web gives a burst's memory back once it has been quiet for a while (5 s, checked
+    // every 5 s): measured again past that.
+    tokio::time::sleep(Duration::from_secs(9)).await;
     println!(
-        "rosey-web RSS: {:.1} MiB idle with {LINES} lines, {:.1} MiB after the load, {:.1} MiB idle after",
+        "rosey-web RSS: {:.1} MiB idle with {LINES} lines, {:.1} MiB after the load, {:.1} MiB 3 s after, {:.1} MiB idle 12 s after",
         idle_before as f64 / 1024.0,
         peak as f64 / 1024.0,
+        soon_after as f64 / 1024.0,
         rss_kib(web.child.id()) as f64 / 1024.0
     );
-    let (heap, anon, file) = rss_breakdown(web.child.id());
-    println!(
-        "  of which: heap {:.1} MiB, other anonymous (arenas, stacks) {:.1} MiB, files {:.1} MiB",
-        heap as f64 / 1024.0,
-        anon as f64 / 1024.0,
-        file as f64 / 1024.0
-    );
+    for (when, (heap, anon, file)) in [
+        ("idle before", breakdown_before),
+        ("idle after", rss_breakdown(web.child.id())),
+    ] {
+        println!(
+            "  {when}: heap {:.1} MiB, other anonymous (arenas, stacks) {:.1} MiB, files (binary, libraries) {:.1} MiB",
+            heap as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        );
+    }
 }
