@@ -12,9 +12,9 @@
 use rosey_plugin_api::db::{OutboundGet, OutboundMessage};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::db;
-use rosey_tests::{wait_for_rosey_db, ChildGuard, NatsServer};
+use rosey_tests::measure::{peak_rss_kib, percentile};
+use rosey_tests::{last_sequence, wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::json;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,35 +28,6 @@ const RESPONDER_SUBJECT: &str = "bench.responder";
 
 const USERS: usize = 1000;
 const LINES: usize = 18;
-
-fn last_sequence(path: &Path) -> i64 {
-    rusqlite::Connection::open(path)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT last_sequence FROM rosey_stream_state WHERE id = 1",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .unwrap_or(0)
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 fn events(base: i64) -> Vec<(&'static str, String)> {
     let mut out = Vec::with_capacity(USERS * (LINES + 2));
@@ -309,7 +280,7 @@ async fn run_round() -> Round {
         )
         .expect("counts");
     let expected = (USERS * LINES) as i64;
-    let rss = peak_rss_kib(pid).unwrap_or(0);
+    let rss = peak_rss_kib(pid);
     drop(service);
     Round {
         published,

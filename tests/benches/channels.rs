@@ -12,10 +12,8 @@
 //! BENCHMARKS.md by hand. `ROSEY_SIM_CHANNELS` (default 100) and `ROSEY_SIM_SECONDS` (default
 //! 300) size the run.
 
-#[path = "../tests/mock_cytube/mod.rs"]
-mod mock_cytube;
-
-use mock_cytube::{user, MockCytube, MockOptions};
+use rosey_tests::measure::{percentile, rss_kib};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::{binary, command, wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -33,26 +31,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
 }
 
 /// The channel names: `sim000`, `sim001`, ...

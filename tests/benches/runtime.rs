@@ -17,34 +17,17 @@
 //! - memory: resident memory added per reload (libraries are never unloaded), and a host
 //!   process's own resident memory.
 
-#[path = "../tests/runtime_support/mod.rs"]
-mod runtime_support;
-
 use futures::StreamExt;
 use rosey_plugin_api::subjects;
+use rosey_tests::measure::{percentile, rss_kib};
+use rosey_tests::runtime_support::*;
 use rosey_tests::NatsServer;
-use runtime_support::*;
 use std::time::{Duration, Instant};
 
 const RELOADS: usize = 20;
 const ROUND_TRIPS: usize = 2000;
 const BLAST: usize = 20_000;
 const DEBOUNCE_S: f64 = 0.01;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 /// Environment variable that turns this binary into the separate-process echo (its value is
 /// the NATS URL).

@@ -10,38 +10,21 @@
 //! - rosey-web's resident memory, idle, after the above (3 s and 12 s after the last request),
 //!   and where it is (heap, other anonymous mappings, files).
 
-#[path = "../tests/bot_support/mod.rs"]
-mod bot_support;
-#[path = "../tests/web_support/mod.rs"]
-mod web_support;
-
 use rosey_plugin_api::bot::Said;
 use rosey_plugin_api::{subjects, Timestamp};
+use rosey_tests::bot_support;
+use rosey_tests::measure::{percentile, rss_kib};
+use rosey_tests::web_support::{get, start_web, Feed, WAIT};
 use rosey_tests::{NatsServer, RoseyDb};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use web_support::{get, start_web, Feed, WAIT};
 
 const CLIENTS: usize = 100;
 const RUN: Duration = Duration::from_secs(10);
 const LINES: usize = 300;
 const LIVE_SAMPLES: usize = 200;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 /// Where `pid`'s resident memory is, in KiB: the main heap, other anonymous mappings (malloc
 /// arenas, thread stacks), and file-backed mappings (the binary, shared libraries).

@@ -11,18 +11,14 @@
 //! then `ROSEY_BIN_DIR=target/release cargo test --release -p rosey-tests --bench web_channels`
 //! (or without `--release`: the driver's own speed does not enter the figures).
 
-#[path = "../tests/bot_support/mod.rs"]
-mod bot_support;
-#[path = "../tests/web_support/mod.rs"]
-mod web_support;
-
 use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::{subjects, Timestamp};
+use rosey_tests::bot_support;
+use rosey_tests::web_support::{self, get, start_web, Feed};
 use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use web_support::{get, start_web, Feed};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -1,7 +1,19 @@
-//! The support module every integration test uses: a private `nats-server` per test, a
-//! launcher for Rosey's binaries, and polling helpers that wait for conditions instead of
-//! sleeping for luck.
+//! The support crate every integration test and bench uses: at the root a private
+//! `nats-server` per test, a launcher for Rosey's binaries, and polling helpers that wait for
+//! conditions instead of sleeping for luck; one module per kind of test for the rest (a mock
+//! CyTube, a SOCKS proxy, a mock LLM provider, the runtime's fixture plugins, rosey-web's
+//! client, the sample database, bench measurements). Being a library, it is compiled once and
+//! not into every test binary, and a helper nobody calls shows up as dead.
 #![deny(missing_docs)]
+
+pub mod bot_support;
+pub mod fixture_support;
+pub mod llm_support;
+pub mod measure;
+pub mod mock_cytube;
+pub mod runtime_support;
+pub mod socks_proxy;
+pub mod web_support;
 
 use rosey_plugin_api::db::ChannelStats;
 use rosey_plugin_api::reply::request_json;
@@ -166,11 +178,6 @@ impl NatsServer {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The JetStream store folder.
-    pub fn store_dir(&self) -> &Path {
-        self.store.path()
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit; the store is kept.
@@ -361,6 +368,20 @@ pub async fn wait_for_rosey_db(client: &async_nats::Client, patience: Duration) 
     })
     .await;
     assert!(up, "rosey-db did not answer within {patience:?}");
+}
+
+/// The last stream sequence rosey-db stored in the database at `path` (its high-water mark),
+/// or -1 while the file or the row does not exist yet.
+pub fn last_sequence(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT last_sequence FROM rosey_stream_state WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(-1)
 }
 
 /// A `rosey-db` on `rosey.db` in a temporary folder of its own, answering requests; it can be

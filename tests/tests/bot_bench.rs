@@ -6,33 +6,22 @@
 //! Run them on a release build:
 //! `cargo build --release -p rosey-bot && cargo test --release -p rosey-tests --test bot_bench -- --ignored --nocapture`
 
-mod bot_support;
-mod mock_cytube;
-
-use bot_support::{spawn_quiet_bot, wait_connected, write_config};
 use futures::StreamExt;
-use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_plugin_api::stream::DB_STREAM;
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{spawn_quiet_bot, wait_connected, write_config};
+use rosey_tests::measure::{peak_rss_kib, rss_kib};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::NatsServer;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(120);
-
 /// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (rss_kib(pid), peak_rss_kib(pid))
 }
+
+const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --ignored --nocapture on a release build"]

@@ -1,14 +1,12 @@
 //! `rosey-bot` on the console platform, end to end: the bot runs as its own process against a
 //! private nats-server; we type on its stdin, read its stdout, and watch NATS.
 
-mod bot_support;
-
-use bot_support::{next_json, next_message, request, ConsoleBot, WAIT};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
 use rosey_plugin_api::events::{BotStatus, Event, Message};
 use rosey_plugin_api::stream::DB_STREAM;
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{next_json, next_message, request, ConsoleBot, WAIT};
 use rosey_tests::{command, NatsServer};
 use serde_json::{json, Value};
 use std::process::Stdio;

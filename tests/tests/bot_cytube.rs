@@ -1,20 +1,17 @@
 //! `rosey-bot` against a mock CyTube server, end to end: the bot, nats-server and the mock run
 //! separately; we drive the mock and watch NATS and what the bot sends back.
 
-mod bot_support;
-mod mock_cytube;
-
-use bot_support::{
-    next_json, next_message, request, spawn_quiet_bot, wait_connected, wait_disconnected,
-    write_config, WAIT,
-};
 use futures::StreamExt;
-use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode};
 use rosey_plugin_api::events::{Event, Message, Pm, UserJoin, UserLeave};
 use rosey_plugin_api::stream::DB_STREAM;
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{
+    next_json, next_message, request, spawn_quiet_bot, wait_connected, wait_disconnected,
+    write_config, WAIT,
+};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::{wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -3,17 +3,13 @@
 //! are resolved by it, its login is used, and its failures end in a reconnect, never in a
 //! direct connection.
 
-mod bot_support;
-mod mock_cytube;
-mod socks_proxy;
-
-use bot_support::{bot_command, next_json, wait_connected, write_config, WAIT};
-use mock_cytube::{user, MockCytube, MockOptions, TestCa};
 use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{bot_command, next_json, wait_connected, write_config, WAIT};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions, TestCa};
+use rosey_tests::socks_proxy::{SocksProxy, PROXY_SOURCE};
 use rosey_tests::{wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
-use socks_proxy::{SocksProxy, PROXY_SOURCE};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;

@@ -3,13 +3,10 @@
 //! trusted (or not) through `SSL_CERT_FILE`, which the bot's root store (rustls-native-certs)
 //! reads instead of the system's.
 
-mod bot_support;
-mod mock_cytube;
-
-use bot_support::{bot_command, next_json, wait_connected, write_config, WAIT};
-use mock_cytube::{user, MockCytube, MockOptions, TestCa};
 use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{bot_command, next_json, wait_connected, write_config, WAIT};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions, TestCa};
 use rosey_tests::{wait_until, ChildGuard, NatsServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};

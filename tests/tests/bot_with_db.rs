@@ -3,12 +3,9 @@
 //! never, across a database-service restart; queued outbound messages are sent and marked;
 //! huge user lists replacing each other lose no chat line and keep the sessions right.
 
-mod bot_support;
-mod mock_cytube;
-
-use bot_support::{spawn_quiet_bot, wait_connected, write_config, WAIT};
-use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{spawn_quiet_bot, wait_connected, write_config, WAIT};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::{rosey_db_command, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

@@ -1,13 +1,11 @@
 //! `rosey status`, `rosey plugin list|reload|disable|enable` and `rosey dlq list|replay`,
 //! run as the operator would against a running runtime and database service.
 
-mod runtime_support;
-
 use rosey_plugin_api::db::{ChannelStats, DeadLetter, UserStats, UserStatsQuery};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as events};
+use rosey_tests::runtime_support::{serve_loaded, Fixture, PATIENCE};
 use rosey_tests::{command, wait_until_async, RoseyDb};
-use runtime_support::{serve_loaded, Fixture, PATIENCE};
 use std::process::Output;
 use std::time::Duration;
 

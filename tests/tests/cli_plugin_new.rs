@@ -1,11 +1,9 @@
 //! `rosey plugin new`: the scaffolded plugin builds with cargo, loads in a real runtime and
 //! answers its command.
 
-mod runtime_support;
-
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::{config, plugins_target, start_runtime, Observer};
 use rosey_tests::{command, workspace_dir, NatsServer};
-use runtime_support::{config, plugins_target, start_runtime, Observer};
 use std::path::Path;
 use std::process::Output;
 

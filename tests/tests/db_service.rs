@@ -3,10 +3,7 @@
 //! fixture database is read and extended in place, and nothing is lost or applied twice across
 //! kill -9, a NATS restart and a flood of malformed events.
 
-mod fixture_support;
-
 use async_nats::jetstream::{self, message::PublishMessage};
-use fixture_support::rebase_to_now;
 use rosey_plugin_api::db::{
     ChannelStats, ChatLine, DeadLetter, Enqueued, MaintenanceReport, OutboundMessage,
     UserCountSample, UserStats,
@@ -16,9 +13,11 @@ use rosey_plugin_api::reply::{request_json, RequestError};
 use rosey_plugin_api::stream::{DB_STREAM, DLQ_STREAM};
 use rosey_plugin_api::subjects::{db, kv as kv_subject};
 use rosey_plugin_api::{actions, kv};
+use rosey_tests::fixture_support;
+use rosey_tests::fixture_support::rebase_to_now;
 use rosey_tests::{
-    rosey_db_command, start_rosey_db, wait_for_rosey_db, wait_until, wait_until_async, ChildGuard,
-    NatsCluster, NatsServer,
+    last_sequence, rosey_db_command, start_rosey_db, wait_for_rosey_db, wait_until,
+    wait_until_async, ChildGuard, NatsCluster, NatsServer,
 };
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -44,13 +43,6 @@ fn open(path: &Path) -> Connection {
 
 fn count(path: &Path, sql: &str) -> i64 {
     open(path).query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
-}
-
-fn last_sequence(path: &Path) -> i64 {
-    count(
-        path,
-        "SELECT last_sequence FROM rosey_stream_state WHERE id = 1",
-    )
 }
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {

@@ -5,14 +5,10 @@
 //! of `rosey-llm` alone (a scan of each live process's pages), and it shows up in no log line
 //! of any process, at trace level.
 
-mod bot_support;
-mod llm_support;
-mod runtime_support;
-
-use bot_support::ConsoleBot;
-use llm_support::{openai_ok, rosey_llm_answers, Mock};
+use rosey_tests::bot_support::ConsoleBot;
+use rosey_tests::llm_support::{openai_ok, rosey_llm_answers, Mock};
+use rosey_tests::runtime_support::{shipped_plugin_dir, start_runtime_with, Observer, PATIENCE};
 use rosey_tests::{command, wait_for_rosey_db, ChildGuard, NatsServer};
-use runtime_support::{shipped_plugin_dir, start_runtime_with, Observer, PATIENCE};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Stdio};

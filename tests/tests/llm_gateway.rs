@@ -2,15 +2,13 @@
 //! and an Ollama server, HTTP answered by hand on tokio) that record every request so the test
 //! checks it exactly: path, auth header, model, messages in order, temperature, max tokens.
 
-mod llm_support;
-
 use async_nats::HeaderMap;
-use llm_support::{ollama_ok, openai_ok, rosey_llm_answers, Answer, Mock};
 use rosey_plugin_api::actions::HEADER_SOURCE;
 use rosey_plugin_api::llm::{ChatReply, Status, UsageReport};
 use rosey_plugin_api::reply::{parse_reply, request_json, RequestError};
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::{ErrorBody, ErrorCode};
+use rosey_tests::llm_support::{ollama_ok, openai_ok, rosey_llm_answers, Answer, Mock};
 use rosey_tests::{command, wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::process::Stdio;

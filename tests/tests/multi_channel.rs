@@ -6,20 +6,16 @@
 //! not delay another; the original's single-channel database becomes the first channel's file
 //! untouched, and is refused to a channel it does not belong to.
 
-mod bot_support;
-mod fixture_support;
-mod mock_cytube;
-mod runtime_support;
-
-use bot_support::{bot_command, next_json_within, write_config, WAIT};
-use fixture_support::{rebase_to_now, sample_db};
-use mock_cytube::{user, MockCytube, MockOptions};
 use rosey_plugin_api::db::{ChatLine, Enqueued};
 use rosey_plugin_api::events::{BotStatus, Event};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
+use rosey_tests::bot_support::{bot_command, next_json_within, write_config, WAIT};
+use rosey_tests::fixture_support::{rebase_to_now, sample_db};
+use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
+use rosey_tests::runtime_support;
+use rosey_tests::runtime_support::{shipped_plugin_dir, start_runtime, Observer, Runtime};
 use rosey_tests::{command, wait_for_rosey_db, ChildGuard, NatsServer};
-use runtime_support::{shipped_plugin_dir, start_runtime, Observer, Runtime};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -10,23 +10,19 @@
 //! spy has that one, the refused one can no longer arrive (a connection's messages keep their
 //! order).
 
-mod bot_support;
-mod llm_support;
-mod web_support;
-
-use bot_support::{ConsoleBot, WAIT};
 use futures::StreamExt;
-use llm_support::{openai_ok, Mock};
 use rosey_plugin_api::access::{self, Password, Role};
 use rosey_plugin_api::admin::{PluginState, PluginsList, PluginsListRequest};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{ConsoleBot, WAIT};
+use rosey_tests::llm_support::{openai_ok, Mock};
+use rosey_tests::web_support::{basic, get, http, try_start_web_on, Web};
 use rosey_tests::{command, target_dir, wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use web_support::{basic, get, http, try_start_web_on, Web};
 
 const SPY: &str = "spy";
 /// rosey-web's admin password (`web.password`, HTTP Basic `admin`).

@@ -3,12 +3,9 @@
 //! a node. (rosey-db's own exactness under a node's loss is
 //! `db_service::a_three_node_cluster_loses_the_stream_leader_mid_burst_and_nothing_is_lost_or_doubled`.)
 
-mod bot_support;
-mod runtime_support;
-
-use bot_support::{ConsoleBot, WAIT};
+use rosey_tests::bot_support::{ConsoleBot, WAIT};
+use rosey_tests::runtime_support::start_runtime;
 use rosey_tests::{command, target_dir, wait_for_rosey_db, ChildGuard, NatsCluster};
-use runtime_support::start_runtime;
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -10,22 +10,19 @@
 //! that must be answered (events arrive in order), and the provider must then have seen the
 //! sentinel's request right after the last expected one.
 
-mod llm_support;
-mod runtime_support;
-
 use futures::StreamExt;
-use llm_support::{openai_ok, rosey_llm_answers, Answer, Mock};
 use rosey_plugin_api::admin::PluginsList;
 use rosey_plugin_api::commands::Command;
 use rosey_plugin_api::events::{Event, Pm, UserChange, UserJoin, UserUpdate};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
 use rosey_plugin_api::{Timestamp, UserData};
-use rosey_tests::{command, wait_until_async, ChildGuard, NatsServer};
-use runtime_support::{
+use rosey_tests::llm_support::{openai_ok, rosey_llm_answers, Answer, Mock};
+use rosey_tests::runtime_support::{
     command_payload, publish_chat, shipped_plugin_dir, start_runtime_with, Observer, Runtime,
     PATIENCE,
 };
+use rosey_tests::{command, wait_until_async, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::sync::Arc;

@@ -7,16 +7,15 @@
 //! The plugin libraries are the workspace's own builds (`cargo build --workspace` puts
 //! `libmarkov.so` beside the binaries).
 
-mod runtime_support;
-
 use rosey_plugin_api::kv;
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects::{self, runtime as lifecycle};
-use rosey_tests::{wait_until_async, NatsServer, RoseyDb};
-use runtime_support::{
+use rosey_tests::runtime_support;
+use rosey_tests::runtime_support::{
     config, publish_chat, shipped_plugin_dir, start_runtime, store_chat_lines, Observer, Runtime,
     PATIENCE,
 };
+use rosey_tests::{wait_until_async, NatsServer, RoseyDb};
 use serde_json::{json, Value};
 use std::time::Duration;
 

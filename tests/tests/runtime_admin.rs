@@ -1,12 +1,10 @@
 //! Administration over NATS (`rosey.runtime.plugins.*`, `$SRV`) and configuration file edits:
 //! enabling, disabling and reconfiguring plugins without disturbing the runtime.
 
-mod runtime_support;
-
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
 use rosey_plugin_api::subjects::runtime as subjects;
-use runtime_support::*;
+use rosey_tests::runtime_support::*;
 
 async fn admin(obs: &Observer, subject: &str, body: &[u8]) -> async_nats::Message {
     obs.client

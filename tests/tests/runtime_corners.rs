@@ -2,12 +2,10 @@
 //! a plugin folder that does not exist yet when the runtime starts, and where the per-run
 //! library copies go (a configured folder; never a `noexec` mount).
 
-mod runtime_support;
-
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::*;
 use rosey_tests::NatsServer;
-use runtime_support::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

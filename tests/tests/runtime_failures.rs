@@ -2,11 +2,9 @@
 //! subject: each is reported and the runtime (and the plugin's previous generation) keeps
 //! serving.
 
-mod runtime_support;
-
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::subjects::runtime as events;
-use runtime_support::*;
+use rosey_tests::runtime_support::*;
 
 /// Writes `bytes` as the plugin's library the way deploy tools do (temporary file + rename).
 fn replace_library(dir: &std::path::Path, name: &str, bytes: &[u8]) {

@@ -2,12 +2,10 @@
 //! channel it serves with the bot's name there, its own configuration keys only) and deferred
 //! requests, whose answers come back later as messages without stalling the plugin's worker.
 
-mod runtime_support;
-
 use futures::StreamExt;
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::*;
 use rosey_tests::NatsServer;
-use runtime_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_carries_the_prefix_every_channel_and_only_the_plugins_own_keys() {

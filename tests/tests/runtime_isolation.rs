@@ -2,11 +2,9 @@
 //! crashes, runs away or reaches outside its sandbox is contained and reported, and a
 //! well-behaved plugin beside it answers every command throughout.
 
-mod runtime_support;
-
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::*;
 use rosey_tests::NatsServer;
-use runtime_support::*;
 use std::time::Duration;
 
 /// What a misbehaviour must lead to.

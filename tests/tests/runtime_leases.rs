@@ -2,12 +2,10 @@
 //! plugin in a JetStream key-value bucket), so no command is answered twice; the other runtime
 //! stands by and takes over when the first stops or dies.
 
-mod runtime_support;
-
 use rosey_plugin_api::admin::PluginLifecycle;
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::{config, plugins_target, start_runtime, Fixture, Observer};
 use rosey_tests::{wait_until, NatsServer};
-use runtime_support::{config, plugins_target, start_runtime, Fixture, Observer};
 use std::time::Duration;
 
 /// Answers to `!count` in the next `wait`, however many come.

@@ -2,12 +2,10 @@
 //! process, as the thin `rosey-runtime` binary runs it, and returns once `shutdown` completes,
 //! having unloaded its plugins.
 
-mod runtime_support;
-
 use rosey_config::Config;
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::*;
 use rosey_tests::NatsServer;
-use runtime_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_in_process_until_shutdown() {

@@ -2,12 +2,10 @@
 //! and rebuilt, and the running runtime serves the new code with the old state, losing and
 //! duplicating nothing.
 
-mod runtime_support;
-
 use rosey_plugin_api::admin::PluginState;
 use rosey_plugin_api::subjects::runtime as events;
+use rosey_tests::runtime_support::*;
 use rosey_tests::NatsServer;
-use runtime_support::*;
 use std::collections::BTreeMap;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,14 +2,11 @@
 //! of the plugin runtime (`plugins.admin_timeout`), each set far below its default so that the
 //! test could not pass on the default value within its bound.
 
-mod bot_support;
-mod runtime_support;
-
-use bot_support::{bot_command, write_config, WAIT};
 use rosey_plugin_api::error::{ErrorBody, ErrorCode, HEADER_CODE};
 use rosey_plugin_api::subjects;
+use rosey_tests::bot_support::{bot_command, write_config, WAIT};
+use rosey_tests::runtime_support::{serve, Fixture, PATIENCE};
 use rosey_tests::{wait_until_async, ChildGuard, NatsServer};
-use runtime_support::{serve, Fixture, PATIENCE};
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};

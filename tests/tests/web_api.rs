@@ -5,20 +5,16 @@
 //! said through the API reaching the bot's chat and the page, the live feed, `/metrics` read by
 //! a strict Prometheus parser, and `/health` turning 503 when the bot or rosey-db stops.
 
-mod bot_support;
-mod runtime_support;
-mod web_support;
-
-use bot_support::{write_config, ConsoleBot};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects;
-use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer, RoseyDb};
-use runtime_support::{config as runtime_config, shipped_plugin_dir, start_runtime};
-use serde_json::{json, Value};
-use std::process::Stdio;
-use web_support::{
+use rosey_tests::bot_support::{write_config, ConsoleBot};
+use rosey_tests::runtime_support::{config as runtime_config, shipped_plugin_dir, start_runtime};
+use rosey_tests::web_support::{
     basic, get, http, parse_prometheus, start_web, Answer, Feed, Web, FIXTURE_TOKEN, WAIT,
 };
+use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer, RoseyDb};
+use serde_json::{json, Value};
+use std::process::Stdio;
 
 const PASSWORD: &str = "correct horse";
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";

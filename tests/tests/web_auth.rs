@@ -2,11 +2,9 @@
 //! configured credential), beyond loopback without a credential (refuses to start), beyond
 //! loopback with one (everything needs the login), and with `web.public_read`.
 
-mod web_support;
-
+use rosey_tests::web_support::{basic, get, http, start_web, try_start_web};
 use rosey_tests::NatsServer;
 use serde_json::json;
-use web_support::{basic, get, http, start_web, try_start_web};
 
 const PASSWORD: &str = "s3cret pass";
 

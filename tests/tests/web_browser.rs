@@ -6,22 +6,19 @@
 //! admin disables and re-enables a plugin from the page. Screenshots go to
 //! `target/test-artifacts/`.
 
-mod bot_support;
-mod runtime_support;
-mod web_support;
-
 use base64::Engine as _;
-use bot_support::ConsoleBot;
 use futures::{SinkExt, StreamExt};
+use rosey_tests::bot_support::ConsoleBot;
+use rosey_tests::runtime_support::{config as runtime_config, shipped_plugin_dir, start_runtime};
+use rosey_tests::web_support;
+use rosey_tests::web_support::{basic, start_web, WAIT};
 use rosey_tests::{target_dir, ChildGuard, NatsServer, RoseyDb};
-use runtime_support::{config as runtime_config, shipped_plugin_dir, start_runtime};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-use web_support::{basic, start_web, WAIT};
 
 const PASSWORD: &str = "browser pass";
 

@@ -1,8 +1,8 @@
 //! Shared by the `runtime_*` tests: fixture plugins copied, renamed and built with real cargo
 //! into `<target>/test-plugins` (never the main target folder, whose lock cargo holds while
 //! tests run), a running `rosey-runtime`, and helpers to talk to it over NATS.
-#![allow(dead_code)]
 
+use crate::{command, target_dir, workspace_dir, ChildGuard, NatsServer};
 use futures::StreamExt;
 use rosey_plugin_api::admin::{PluginInfo, PluginLifecycle, PluginsList};
 use rosey_plugin_api::commands::Command;
@@ -10,7 +10,6 @@ use rosey_plugin_api::db::MessageLog;
 use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::subjects;
 use rosey_plugin_api::{Timestamp, UserData};
-use rosey_tests::{command, target_dir, workspace_dir, ChildGuard, NatsServer};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

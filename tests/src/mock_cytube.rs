@@ -8,8 +8,6 @@
 //! With [`MockOptions::tls`] set it serves both over TLS instead (https and wss on
 //! `localhost`), with a certificate from a [`TestCa`] made by the test.
 
-#![allow(dead_code)]
-
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -155,7 +153,6 @@ struct Shared {
 pub struct MockCytube {
     secure: bool,
     http_port: u16,
-    ws_port: u16,
     shared: Arc<Mutex<Shared>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -261,7 +258,6 @@ impl MockCytube {
         MockCytube {
             secure,
             http_port,
-            ws_port,
             shared,
             tasks: vec![http_task, ws_task],
         }

@@ -1,10 +1,9 @@
 //! Shared by the `bot_*` tests: writing a bot configuration, launching `rosey-bot` on it, and
 //! reading what the bot publishes on NATS.
-#![allow(dead_code)]
 
+use crate::{command, ChildGuard, NatsServer};
 use futures::StreamExt;
 use rosey_plugin_api::events::{BotStatus, Event};
-use rosey_tests::{command, ChildGuard, NatsServer};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};

@@ -1,9 +1,8 @@
 //! Shared by the `web_*` tests: starting `rosey-web` on a free port, a small HTTP/1.1 client
 //! over a plain socket (requests, and the live feed read line by line), and a strict parser of
 //! the Prometheus text format.
-#![allow(dead_code)]
 
-use rosey_tests::{command, ChildGuard, NatsServer};
+use crate::{command, ChildGuard, NatsServer};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -422,20 +421,25 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
     Ok(samples)
 }
 
-#[test]
-fn the_prometheus_parser_is_strict() {
-    let ok = "# TYPE a gauge\na{x=\"1\\\"2\",y=\"\"} 3\n# TYPE b counter\nb 4.5\n";
-    let s = parse_prometheus(ok).unwrap();
-    assert_eq!(s[0].labels["x"], "1\"2");
-    assert_eq!(s[1].value, 4.5);
-    for bad in [
-        "a 1\n",
-        "# TYPE a gauge\na{x=1} 1\n",
-        "# TYPE a gauge\na{x=\"1} 1\n",
-        "# TYPE a gauge\na one\n",
-        "# TYPE 1a gauge\n",
-        "# TYPE a gauge\na{x=\"\\q\"} 1\n",
-    ] {
-        assert!(parse_prometheus(bad).is_err(), "{bad:?} accepted");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prometheus_parser_is_strict() {
+        let ok = "# TYPE a gauge\na{x=\"1\\\"2\",y=\"\"} 3\n# TYPE b counter\nb 4.5\n";
+        let s = parse_prometheus(ok).unwrap();
+        assert_eq!(s[0].labels["x"], "1\"2");
+        assert_eq!(s[1].value, 4.5);
+        for bad in [
+            "a 1\n",
+            "# TYPE a gauge\na{x=1} 1\n",
+            "# TYPE a gauge\na{x=\"1} 1\n",
+            "# TYPE a gauge\na one\n",
+            "# TYPE 1a gauge\n",
+            "# TYPE a gauge\na{x=\"\\q\"} 1\n",
+        ] {
+            assert!(parse_prometheus(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

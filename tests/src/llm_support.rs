@@ -2,7 +2,6 @@
 //! server, HTTP answered by hand on tokio) that records every request so a test checks it
 //! exactly, and answers from a script (statuses, headers, bodies, delays, gates); and the wait
 //! for rosey-llm to answer.
-#![allow(dead_code)]
 
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects;
@@ -17,11 +16,15 @@ use tokio::sync::Notify;
 /// One request the mock received.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The HTTP method.
     pub method: String,
+    /// The request path.
     pub path: String,
     /// Header names lower-cased.
     pub headers: BTreeMap<String, String>,
+    /// The body, parsed as JSON.
     pub body: Value,
+    /// When the mock received it.
     pub at: Instant,
 }
 
@@ -36,14 +39,17 @@ pub enum Answer {
     Slow(Duration, Box<Answer>),
 }
 
+/// The running mock provider: what it received, and the answers it will give.
 #[derive(Clone)]
 pub struct Mock {
-    pub port: u16,
-    pub seen: Arc<Mutex<Vec<Seen>>>,
-    pub script: Arc<Mutex<VecDeque<Answer>>>,
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    /// The answer given when no scripted answer is queued (a test may change it).
     pub default: Arc<Mutex<Answer>>,
 }
 
+/// A successful OpenAI-compatible chat completion answering `text`.
 pub fn openai_ok(text: &str, model: &str) -> Answer {
     Answer::Http(
         200,
@@ -55,6 +61,7 @@ pub fn openai_ok(text: &str, model: &str) -> Answer {
     )
 }
 
+/// A successful Ollama chat answer answering `text`.
 pub fn ollama_ok(text: &str, model: &str) -> Answer {
     Answer::Http(
         200,
@@ -87,19 +94,23 @@ impl Mock {
         mock
     }
 
+    /// The base URL a provider configuration points at.
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Queues an answer for the next request, before the default.
     pub fn push(&self, answer: Answer) {
         self.script.lock().unwrap().push_back(answer);
     }
 
+    /// Every request received so far, oldest first.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
-    pub async fn serve(&self, mut stream: TcpStream) {
+    /// Reads one HTTP request from `stream`, records it and answers from the script.
+    async fn serve(&self, mut stream: TcpStream) {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         let head_end = loop {
@@ -171,7 +182,7 @@ impl Mock {
 
 /// Whether a rosey-llm answers `rosey.llm.status` through `client` within `patience`.
 pub async fn rosey_llm_answers(client: &async_nats::Client, patience: Duration) -> bool {
-    rosey_tests::wait_until_async(patience, || async {
+    crate::wait_until_async(patience, || async {
         request_json::<_, Value>(
             client,
             subjects::llm::STATUS,

@@ -3,11 +3,11 @@
 
 /// The sample database of the original Rosey v0.5 (tests copy it, never modify it in place).
 pub fn sample_db() -> std::path::PathBuf {
-    rosey_tests::shared_dir().join("fixtures/rosey-v0.5-sample.db")
+    crate::shared_dir().join("fixtures/rosey-v0.5-sample.db")
 }
 
 /// Every time column of the original's schema, as (table, column).
-pub const ORIGINAL_TIME_COLUMNS: &[(&str, &str)] = &[
+const ORIGINAL_TIME_COLUMNS: &[(&str, &str)] = &[
     ("user_stats", "first_seen"),
     ("user_stats", "last_seen"),
     ("user_stats", "current_session_start"),

@@ -1,7 +1,6 @@
 //! A SOCKS5 proxy for the tests (RFC 1928, with RFC 1929 user/password), counting what passes
 //! through it. It makes its outgoing connections from [`PROXY_SOURCE`], so a mock server that
 //! accepts only that address proves the bot reached it through the proxy and never directly.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
