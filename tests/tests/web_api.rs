@@ -74,6 +74,13 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains(">tester<"), "{}", page.body);
     assert!(page.body.contains(">rosey<"));
+    // Healthy: no banner, and the tab's title carries no warning.
+    assert!(!page.body.contains("Needs attention"));
+    assert!(
+        page.body.contains("<title>Rosey · console</title>"),
+        "{}",
+        page.body
+    );
     let csp = &page.headers["content-security-policy"];
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
     assert!(!page.body.contains("<script>"), "no inline script");
@@ -335,6 +342,15 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     drop(bot);
     let down = wait_status(&web, "/health", 503).await;
     assert!(down.body.contains("bot for console"), "{}", down.body);
+    // The open page says so live, at the top, and a page opened now too (tab title warned).
+    let banner = feed.wait_for("section", "Needs attention").await;
+    assert!(banner.contains("bot for console"), "{banner}");
+    let page = get(&web, "/").await.body;
+    assert!(
+        page.contains("Needs attention") && page.contains("the bot for console"),
+        "{page}"
+    );
+    assert!(page.contains("<title>⚠ Rosey · console</title>"), "{page}");
     drop(db);
     let ok = wait_until_async(WAIT, || async {
         let a = get(&web, "/health").await;

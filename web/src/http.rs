@@ -372,6 +372,10 @@ async fn events(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Res
                     if s == Section::Services {
                         out.push(state_event(&feed));
                     }
+                    // What needs attention follows the bots and the services.
+                    if matches!(s, Section::Bot | Section::Services) {
+                        out.extend(section_event(&feed, &channel, admin, Section::Health));
+                    }
                     out
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Section::ALL
