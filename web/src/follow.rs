@@ -36,6 +36,8 @@ pub const GATHER_WINDOW: Duration = Duration::from_millis(400);
 pub const OUTBOUND_EVERY: Duration = Duration::from_secs(3);
 /// How often an open page's stats and history are refreshed.
 pub const STATS_EVERY: Duration = Duration::from_secs(30);
+/// The longest a read waits for its channel's stale figures before answering from the state.
+pub const FRESH_WAIT: Duration = Duration::from_secs(2);
 /// How long after a read a channel's figures keep being refreshed (a dashboard polling the API).
 pub const WATCHED_AFTER_READ: Duration = Duration::from_secs(60);
 
@@ -249,9 +251,18 @@ impl Follower {
     pub async fn fresh(&self, channel: &str, figures: &[Figures]) {
         let now = Instant::now();
         self.demand.read(channel, now);
-        for f in figures {
-            self.load_if_stale(channel, *f, now, false).await;
-        }
+        let me = self.clone();
+        let channel = channel.to_owned();
+        let figures = figures.to_vec();
+        let load = tokio::spawn(async move {
+            let loads = figures
+                .iter()
+                .map(|f| me.load_if_stale(&channel, *f, now, false));
+            futures::future::join_all(loads).await;
+        });
+        // A slow or absent rosey-db must not hold the page: past this the answer is drawn from
+        // the state, and the figures reach an open page on its live feed when they come.
+        let _ = tokio::time::timeout(FRESH_WAIT, load).await;
     }
 
     /// Counts an open page on `channel` until the guard drops.
