@@ -26,7 +26,6 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// The file descriptor the runtime hands its end of the socket pair on.
 pub const SOCKET_FD: i32 = 3;
@@ -49,24 +48,19 @@ struct Link {
     serving: std::thread::ThreadId,
 }
 
-/// Frames the serving thread produced and not yet written: outcomes and one-way calls go out
-/// together, one write for many (the serving thread flushes before it waits for more work, and
-/// after [`FLUSH_AFTER`] at the latest, so a slow handler never holds earlier outcomes back).
+/// Frames the serving thread produced during one delivery and not yet written: the
+/// delivery's publishes, log lines and outcome go out in one write when it ends (never later:
+/// the next handler may never return, and the runtime must know this one's outcome).
 struct Outbox {
     stream: UnixStream,
     buf: Vec<u8>,
-    since: Option<Instant>,
 }
-
-/// Longest an outcome waits in the outbox while the serving thread keeps busy.
-const FLUSH_AFTER: Duration = Duration::from_millis(2);
 
 /// An outbox this large is written at once.
 const FLUSH_BYTES: usize = 64 * 1024;
 
 impl Outbox {
     fn flush(&mut self) -> io::Result<()> {
-        self.since = None;
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -97,24 +91,15 @@ impl Link {
         let body = frame.encode();
         let mut out = self.outbox();
         frames::write_frame(&mut out.buf, &body)?;
-        out.since.get_or_insert_with(Instant::now);
         if out.buf.len() >= FLUSH_BYTES {
             out.flush()?;
         }
         Ok(())
     }
 
-    /// Writes what waits in the outbox when the serving thread is about to wait (`idle`) or
-    /// it has waited [`FLUSH_AFTER`].
-    fn flush(&self, idle: bool) -> io::Result<()> {
-        let mut out = self.outbox();
-        if out
-            .since
-            .is_some_and(|since| idle || since.elapsed() >= FLUSH_AFTER)
-        {
-            out.flush()?;
-        }
-        Ok(())
+    /// Writes what waits in the outbox.
+    fn flush(&self) -> io::Result<()> {
+        self.outbox().flush()
     }
 
     fn call(&self, call: Call) -> Result<Value, FfiError> {
@@ -314,7 +299,6 @@ fn run() -> Result<(), String> {
         out: Mutex::new(Outbox {
             stream: socket,
             buf: Vec::new(),
-            since: None,
         }),
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
@@ -403,19 +387,7 @@ fn serve(
     // sent is refused (the runtime gives it to the next instance).
     let mut panicked = false;
     // The runtime closing the socket ends the host (it is being replaced or stopped).
-    loop {
-        let frame = match deliveries.try_recv() {
-            Ok(frame) => frame,
-            Err(crossbeam_channel::TryRecvError::Empty) => {
-                // Nothing more to do now: what the runtime waits for goes out first.
-                sent(link.flush(true))?;
-                match deliveries.recv() {
-                    Ok(frame) => frame,
-                    Err(_) => break,
-                }
-            }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-        };
+    while let Ok(frame) = deliveries.recv() {
         match frame {
             ToHost::Message(_) if panicked => {
                 let refused = FfiError::new(FfiErrorKind::Invalid, "not delivered: panicked");
@@ -459,7 +431,8 @@ fn serve(
                 return Err("unexpected frame from the runtime".into());
             }
         }
-        sent(link.flush(false))?;
+        // The delivery is over: its frames go out now, in one write.
+        sent(link.flush())?;
     }
     Ok(())
 }
