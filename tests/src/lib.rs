@@ -540,6 +540,22 @@ fn listens_on(ports_dir: &Path, suffix: &str, port: u16) -> bool {
     })
 }
 
+/// The lines a child writes to `out` (its piped stdout or stderr), read on a thread of its own,
+/// so a test waits for a line with a timeout (`recv_timeout`) instead of blocking on the pipe.
+pub fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
