@@ -384,6 +384,31 @@ pub fn last_sequence(path: &Path) -> i64 {
         .unwrap_or(-1)
 }
 
+/// The rows of `sql` in the SQLite file `db` as text, opened read-only (rosey-db may be writing);
+/// none while the file or the table does not exist yet.
+pub fn sqlite_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| {
+            let mut stmt = conn.prepare(sql)?;
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |row| {
+                    (0..n)
+                        .map(|i| {
+                            row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                                rusqlite::types::Value::Text(t) => t,
+                                rusqlite::types::Value::Integer(i) => i.to_string(),
+                                other => format!("{other:?}"),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .unwrap_or_default()
+}
+
 /// A `rosey-db` on `rosey.db` in a temporary folder of its own, answering requests; it can be
 /// killed and started again on the same file, to test database outages.
 pub struct RoseyDb {

@@ -166,26 +166,7 @@ async fn start_deployment() -> Deployment {
 
 /// The rows of `sql` in `db` as text (read-only, while rosey-db writes).
 fn rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
-    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|conn| {
-            let mut stmt = conn.prepare(sql)?;
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |row| {
-                    (0..n)
-                        .map(|i| {
-                            row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                                rusqlite::types::Value::Text(t) => t,
-                                rusqlite::types::Value::Integer(i) => i.to_string(),
-                                other => format!("{other:?}"),
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .unwrap_or_default()
+    rosey_tests::sqlite_rows(db, sql)
 }
 
 /// The rows of `sql` in `db` once there are at least `min`.
