@@ -336,6 +336,19 @@ pub fn rosey_db_command(nats: &NatsServer, db: &Path) -> Command {
     cmd
 }
 
+/// A `rosey-db` on a whole configuration file (every channel's database, its NATS), logging
+/// warnings to the test's stderr; wait for it with [`wait_for_rosey_db`].
+pub fn rosey_db_on_config(config: &Path) -> ChildGuard {
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    ChildGuard::spawn("rosey-db", cmd)
+}
+
 /// Starts `rosey-db` on `db` (warnings on stderr) and waits up to `patience` until it answers a
 /// channel-stats request through `client`, so a test's first request is not lost to start-up.
 pub async fn start_rosey_db(

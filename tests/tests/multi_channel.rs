@@ -15,7 +15,7 @@ use rosey_tests::fixture_support::{rebase_to_now, sample_db};
 use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::runtime_support;
 use rosey_tests::runtime_support::{shipped_plugin_dir, start_runtime, Observer, Runtime};
-use rosey_tests::{command, wait_for_rosey_db, ChildGuard, NatsServer};
+use rosey_tests::{command, rosey_db_on_config, wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -109,14 +109,7 @@ async fn start_deployment() -> Deployment {
     let config = deployment_config(&nats, &mocks, &db);
     let config_file = write_config(dir.path(), &config);
 
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&config_file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let db_service = ChildGuard::spawn("rosey-db", cmd);
+    let db_service = rosey_db_on_config(&config_file);
     wait_for_rosey_db(&client, WAIT).await;
 
     let mut observer = Observer::new(&nats).await;
@@ -555,14 +548,7 @@ async fn console_pair(
         "plugins": plugins,
     });
     let file = write_config(dir, &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let db = ChildGuard::spawn("rosey-db", cmd);
+    let db = rosey_db_on_config(&file);
     wait_for_rosey_db(client, WAIT).await;
     (config, db)
 }
