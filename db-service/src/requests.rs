@@ -235,6 +235,13 @@ impl Context {
             )
         })
     }
+
+    /// Where API tokens live, whatever channel a token request names: the first channel's file
+    /// (tokens are deployment-wide). A named channel must still be one this service holds.
+    pub fn token_store(&self, named: Option<&str>) -> Result<&ChannelPools, ErrorBody> {
+        self.channel(named)?;
+        self.channel(None)
+    }
 }
 
 /// Decodes a request body; an empty body counts as `{}` (every field optional).
@@ -398,7 +405,7 @@ pub async fn handle(
                     format!("description is over {MAX_TOKEN_DESCRIPTION} bytes"),
                 ));
             }
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             write(ch, move |c| {
                 tokens::create(c, &q.description, now).map_err(|e| match e {
                     tokens::CreateError::Sqlite(e) => StoreError::Sqlite(e),
@@ -409,7 +416,7 @@ pub async fn handle(
         }
         Endpoint::TokensList => {
             let q: wire::TokenList = decode(body)?;
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             read(ch, move |c| {
                 Ok(wire::TokenListReply {
                     tokens: tokens::list(c, q.include_revoked)?,
@@ -428,7 +435,7 @@ pub async fn handle(
                     ),
                 ));
             }
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             write(ch, move |c| {
                 Ok(wire::TokensRevoked {
                     revoked: tokens::revoke(c, &q.prefix)?,
@@ -444,7 +451,7 @@ pub async fn handle(
                     token_preview: None,
                 });
             }
-            let ch = ctx.channel(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             write(ch, move |c| Ok(tokens::verify(c, &q.token, now)?)).await
         }
     }
