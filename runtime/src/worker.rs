@@ -821,7 +821,7 @@ impl Worker {
                 let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
                 let _ = self.busy("shutdown", || live.instance.shutdown(&stale));
                 live.retired.retire();
-                return Err(self.error(FailureKind::Init, e));
+                return Err(self.error(FailureKind::Init, e.to_string()));
             }
         };
         if let Some(mut old) = self.live.take() {

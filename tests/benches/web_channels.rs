@@ -15,9 +15,8 @@ use rosey_plugin_api::events::{Event, Message};
 use rosey_plugin_api::{subjects, Timestamp};
 use rosey_tests::bot_support;
 use rosey_tests::web_support::{self, get, start_web, Feed};
-use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer};
+use rosey_tests::{rosey_db_on_config, wait_for_rosey_db, wait_until_async, NatsServer};
 use serde_json::{json, Value};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -100,14 +99,7 @@ async fn main() {
         "database": {"path": dir.path().join("bot_data.db"), "stream": {"max_bytes": 64 << 20}},
     });
     let file = bot_support::write_config(dir.path(), &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let db = ChildGuard::spawn("rosey-db", cmd);
+    let db = rosey_db_on_config(&file);
     wait_for_rosey_db(&client, Duration::from_secs(120)).await;
     let web = start_web(&nats, json!({}));
     // rosey-web learns each channel from a chat line in it; said again until it lists every

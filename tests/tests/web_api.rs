@@ -12,9 +12,8 @@ use rosey_tests::runtime_support::{config as runtime_config, shipped_plugin_dir,
 use rosey_tests::web_support::{
     basic, get, http, parse_prometheus, start_web, Answer, Feed, Web, FIXTURE_TOKEN, WAIT,
 };
-use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer, RoseyDb};
+use rosey_tests::{rosey_db_on_config, wait_for_rosey_db, wait_until_async, NatsServer, RoseyDb};
 use serde_json::{json, Value};
-use std::process::Stdio;
 
 const PASSWORD: &str = "correct horse";
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
@@ -424,14 +423,7 @@ async fn each_channel_gets_its_own_stats_history_chart_and_outbound() {
         "database": {"path": dir.path().join("bot_data.db")},
     });
     let file = write_config(dir.path(), &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let _db = ChildGuard::spawn("rosey-db", cmd);
+    let _db = rosey_db_on_config(&file);
     wait_for_rosey_db(&client, WAIT).await;
 
     // Each channel's own counts, far above what a console bot reports, and an outbound line
@@ -630,14 +622,7 @@ async fn a_token_is_deployment_wide_across_channels() {
         "database": {"path": first},
     });
     let file = write_config(dir.path(), &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let _db = ChildGuard::spawn("rosey-db", cmd);
+    let _db = rosey_db_on_config(&file);
     wait_for_rosey_db(&client, WAIT).await;
     let bots: Vec<ConsoleBot> = channels
         .iter()
@@ -791,14 +776,7 @@ async fn rosey_db_is_asked_only_about_channels_someone_looks_at() {
         "database": {"path": dir.path().join("bot_data.db")},
     });
     let file = write_config(dir.path(), &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let _db = ChildGuard::spawn("rosey-db", cmd);
+    let _db = rosey_db_on_config(&file);
     wait_for_rosey_db(&client, WAIT).await;
     let web = start_web(&nats, json!({}));
     // rosey-web learns both channels from a chat line in each, said again until it lists both
