@@ -287,6 +287,16 @@ impl Context {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// Where API tokens live, whatever channel a token request names: the first channel's file
+    /// (tokens are deployment-wide, so a token request need not name a channel even when
+    /// several are served). A named channel must still be one this service holds.
+    pub fn token_store(&self, named: Option<&str>) -> Result<&ChannelPools, ErrorBody> {
+        if let Some(name) = named {
+            self.named(name)?;
+        }
+        self.channel_or_first(None)
+    }
 }
 
 /// Decodes a request body; an empty body counts as `{}` (every field optional).
@@ -450,7 +460,7 @@ pub async fn handle(
                     format!("description is over {MAX_TOKEN_DESCRIPTION} bytes"),
                 ));
             }
-            let ch = ctx.channel_or_first(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             write(ch, move |c| {
                 tokens::create(c, &q.description, now).map_err(|e| match e {
                     tokens::CreateError::Sqlite(e) => StoreError::Sqlite(e),
@@ -461,7 +471,7 @@ pub async fn handle(
         }
         Endpoint::TokensList => {
             let q: wire::TokenList = decode(body)?;
-            let ch = ctx.channel_or_first(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             read(ch, move |c| {
                 Ok(wire::TokenListReply {
                     tokens: tokens::list(c, q.include_revoked)?,
@@ -480,7 +490,7 @@ pub async fn handle(
                     ),
                 ));
             }
-            let ch = ctx.channel_or_first(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             write(ch, move |c| {
                 Ok(wire::TokensRevoked {
                     revoked: tokens::revoke(c, &q.prefix)?,
@@ -496,7 +506,7 @@ pub async fn handle(
                     token_preview: None,
                 });
             }
-            let ch = ctx.channel_or_first(q.channel.as_deref())?;
+            let ch = ctx.token_store(q.channel.as_deref())?;
             write(ch, move |c| Ok(tokens::verify(c, &q.token, now)?)).await
         }
     }

@@ -34,8 +34,15 @@ struct ChannelDb {
     undelivered_dead: Vec<store::StoredDeadLetter>,
 }
 
-/// Opens and prepares `channel`'s file and starts its writer thread.
-fn open_channel(config: &Config, channel: &str, path: &Path, now: i64) -> Result<ChannelDb> {
+/// Opens and prepares `channel`'s file and starts its writer thread. `token_home` is the first
+/// channel's file when `channel` is a further one: API tokens are deployment-wide and live there.
+fn open_channel(
+    config: &Config,
+    channel: &str,
+    path: &Path,
+    token_home: Option<&Path>,
+    now: i64,
+) -> Result<ChannelDb> {
     let db = &config.database;
     let busy_timeout = db.busy_timeout.as_duration();
     let mut conn = schema::open(path, Role::Writer, busy_timeout)
@@ -58,6 +65,22 @@ fn open_channel(config: &Config, channel: &str, path: &Path, now: i64) -> Result
     schema::enable_wal(&conn).context("cannot switch the database to WAL")?;
     schema::initialize(&mut conn, now)
         .with_context(|| format!("cannot prepare the schema of {}", path.display()))?;
+    if let Some(home) = token_home {
+        let moved = crate::tokens::gather_into(&conn, home).with_context(|| {
+            format!(
+                "cannot move the API tokens of {} into {}",
+                path.display(),
+                home.display()
+            )
+        })?;
+        if moved > 0 {
+            tracing::info!(
+                channel,
+                moved,
+                "API tokens moved into the first channel's file (tokens are deployment-wide)"
+            );
+        }
+    }
     let position = store::last_sequence(&conn).context("cannot read the stream position")?;
     let undelivered_dead =
         store::unpublished_dead_letters(&conn).context("cannot read pending dead letters")?;
@@ -109,8 +132,10 @@ pub async fn run(
         files.push((String::new(), db.path.clone()));
     }
     let mut channels = Vec::with_capacity(files.len());
-    for (channel, path) in &files {
-        channels.push(open_channel(&config, channel, path, now)?);
+    let token_home = files[0].1.clone();
+    for (i, (channel, path)) in files.iter().enumerate() {
+        let home = (i > 0).then_some(token_home.as_path());
+        channels.push(open_channel(&config, channel, path, home, now)?);
     }
     let retention = Retention {
         recent_chat_hours: db.recent_chat_retention_hours,

@@ -89,6 +89,34 @@ pub fn adopt_original_tokens(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(rows.len())
 }
 
+/// Moves every token of `further` (a further channel's file, already initialized) into the
+/// deployment's token table in the file at `first`, keeping a token already there, then empties
+/// `further`'s table; returns how many rows left `further`. Idempotent: a crash between the two
+/// files' commits leaves copies that the next start moves again.
+pub fn gather_into(further: &Connection, first: &std::path::Path) -> rusqlite::Result<usize> {
+    let waiting: i64 =
+        further.query_row("SELECT COUNT(*) FROM rosey_api_tokens", [], |r| r.get(0))?;
+    if waiting == 0 {
+        return Ok(0);
+    }
+    further.execute(
+        "ATTACH DATABASE ?1 AS deployment",
+        [first.to_string_lossy().as_ref()],
+    )?;
+    let moved = (|| {
+        further.execute(
+            "INSERT OR IGNORE INTO deployment.rosey_api_tokens
+                 (hash, preview, description, created_at, last_used, revoked)
+             SELECT hash, preview, description, created_at, last_used, revoked
+             FROM main.rosey_api_tokens",
+            [],
+        )?;
+        further.execute("DELETE FROM main.rosey_api_tokens", [])
+    })();
+    further.execute("DETACH DATABASE deployment", [])?;
+    moved
+}
+
 /// Why a token could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -206,6 +234,33 @@ mod tests {
         let listed = list(&conn, false).unwrap();
         assert_eq!(listed[0].token_preview, "plain-to...");
         assert_eq!(listed[0].last_used, Some(9));
+    }
+
+    #[test]
+    fn a_further_files_tokens_join_the_first_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let mut conn = Connection::open(dir.path().join(name)).unwrap();
+            crate::schema::initialize(&mut conn, 1_700_000_000).unwrap();
+            conn
+        };
+        let first = open("bot_data.db");
+        let further = open("bot_data.second.db");
+        let kept = create(&first, "first", 1).unwrap();
+        let stray = create(&further, "made by an older rosey-db", 2).unwrap();
+        revoke(&further, &stray.token).unwrap();
+        let live = create(&further, "still live", 3).unwrap();
+        let path = dir.path().join("bot_data.db");
+        assert_eq!(gather_into(&further, &path).unwrap(), 2);
+        assert_eq!(gather_into(&further, &path).unwrap(), 0, "idempotent");
+        assert!(list(&further, true).unwrap().is_empty());
+        assert!(verify(&first, &kept.token, 4).unwrap().valid);
+        assert!(verify(&first, &live.token, 4).unwrap().valid);
+        assert!(
+            !verify(&first, &stray.token, 4).unwrap().valid,
+            "stays revoked"
+        );
+        assert_eq!(list(&first, true).unwrap().len(), 3);
     }
 
     #[test]

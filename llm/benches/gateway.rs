@@ -12,11 +12,13 @@
 use rosey_plugin_api::llm::{ChatReply, Status};
 use rosey_plugin_api::reply::request_json;
 use rosey_plugin_api::subjects;
+use rosey_tests::llm_support::read_http_request;
+use rosey_tests::measure::percentile;
 use rosey_tests::{wait_until_async, ChildGuard, NatsServer};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const SEQUENTIAL: usize = 2000;
@@ -50,30 +52,10 @@ async fn serve(mut stream: TcpStream, delay: Duration) {
         body.len()
     );
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 16384];
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + 4 + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        if read_http_request(&mut stream, &mut buf).await.is_none() {
+            return;
         }
-        buf.drain(..head_end + 4 + length);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -81,11 +63,6 @@ async fn serve(mut stream: TcpStream, delay: Duration) {
             return;
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
 }
 
 fn ms(d: Duration) -> String {

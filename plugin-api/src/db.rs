@@ -536,7 +536,7 @@ pub struct TokenCreate {
     /// What the token is for.
     #[serde(default)]
     pub description: String,
-    /// The channel the token may speak in.
+    /// A channel rosey-db serves, checked; tokens are deployment-wide and speak in every channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: ChannelName,
 }
@@ -560,7 +560,7 @@ pub struct TokenList {
     /// Include revoked tokens.
     #[serde(default)]
     pub include_revoked: bool,
-    /// The channel whose tokens to list.
+    /// A channel rosey-db serves, checked; the list is the deployment's, whatever it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: ChannelName,
 }
@@ -592,7 +592,7 @@ pub struct TokenListReply {
 pub struct TokenRevoke {
     /// The token's first characters.
     pub prefix: String,
-    /// The channel whose tokens to revoke.
+    /// A channel rosey-db serves, checked; a revoke reaches the token in every channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: ChannelName,
 }
@@ -609,7 +609,7 @@ pub struct TokensRevoked {
 pub struct TokenVerify {
     /// The token's text.
     pub token: String,
-    /// The channel the token is used for.
+    /// The channel the token is used for (checked to be served; the token table is one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: ChannelName,
 }

@@ -34,6 +34,25 @@ pub struct CommandTable {
     rules: BTreeMap<String, CommandRule>,
 }
 
+/// Why a plugin's set of commands was refused (the instance then fails to initialize).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// A declared name is not a command name.
+    #[error("command {0:?} is not a valid command name (1 to 32 of a-z, 0-9, _ or -)")]
+    InvalidName(String),
+    /// The plugin declared the runtime's own `!help`.
+    #[error("command !{HELP} is reserved for the runtime")]
+    Reserved,
+    /// Another plugin serves the command already.
+    #[error("command !{command} is already served by plugin {plugin:?}; rename it or disable one of them")]
+    Taken {
+        /// The command.
+        command: String,
+        /// The plugin serving it.
+        plugin: String,
+    },
+}
+
 impl CommandTable {
     /// Claims `specs` for `plugin` (replacing what it claimed before), applying overrides
     /// from `plugins.config.<plugin>.commands.<name>.{min_rank, cooldown}`; refuses the whole
@@ -43,23 +62,21 @@ impl CommandTable {
         plugin: &str,
         specs: &[FfiCommandSpec],
         overrides: &BTreeMap<String, CommandOverride>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ClaimError> {
         let mut new_rules = Vec::new();
         for spec in specs {
             let name = spec.name.as_str();
             if !subjects::is_command_name(name) {
-                return Err(format!(
-                    "command {name:?} is not a valid command name (1 to 32 of a-z, 0-9, _ or -)"
-                ));
+                return Err(ClaimError::InvalidName(name.to_owned()));
             }
             if name == HELP {
-                return Err(format!("command !{HELP} is reserved for the runtime"));
+                return Err(ClaimError::Reserved);
             }
             if let Some(owner) = self.rules.get(name).filter(|r| r.plugin != plugin) {
-                return Err(format!(
-                    "command !{name} is already served by plugin {:?}; rename it or disable one of them",
-                    owner.plugin
-                ));
+                return Err(ClaimError::Taken {
+                    command: name.to_owned(),
+                    plugin: owner.plugin.clone(),
+                });
             }
             let over = overrides.get(name).copied().unwrap_or_default();
             let min_rank = over.min_rank.unwrap_or(spec.min_rank);
@@ -251,9 +268,25 @@ mod tests {
             ["quote"]
         );
         let err = t.claim("b", &[spec("quote", 0.0, 0)], &none).unwrap_err();
-        assert!(err.contains("already served by plugin \"a\""), "{err}");
-        assert!(t.claim("b", &[spec("help", 0.0, 0)], &none).is_err());
-        assert!(t.claim("b", &[spec("a.b", 0.0, 0)], &none).is_err());
+        assert_eq!(
+            err,
+            ClaimError::Taken {
+                command: "quote".into(),
+                plugin: "a".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("already served by plugin \"a\""),
+            "{err}"
+        );
+        assert_eq!(
+            t.claim("b", &[spec("help", 0.0, 0)], &none),
+            Err(ClaimError::Reserved)
+        );
+        assert_eq!(
+            t.claim("b", &[spec("a.b", 0.0, 0)], &none),
+            Err(ClaimError::InvalidName("a.b".into()))
+        );
         // A reload of the same plugin may change its own set.
         assert_eq!(
             t.claim("a", &[spec("quotes", 0.0, 0)], &none).unwrap(),

@@ -152,8 +152,10 @@ pub enum Call {
 /// What a host sends the runtime.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FromHost {
-    /// The instance is built (answer to [`ToHost::Init`]).
-    Ready(FfiMetadata),
+    /// The instance is built (answer to [`ToHost::Init`]), with the ids of the host's own
+    /// threads (those serving the runtime), so the runtime can tell the CPU time of the
+    /// plugin's own threads from theirs (`limits.cpu_share`).
+    Ready(FfiMetadata, Vec<u32>),
     /// The library or the constructor failed (answer to [`ToHost::Init`]).
     InitFailed(FfiError),
     /// Answer to a delivery, a tick or a shutdown.
@@ -477,7 +479,7 @@ impl FromHost {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::default();
         match self {
-            FromHost::Ready(m) => {
+            FromHost::Ready(m, threads) => {
                 e.u8(0)
                     .str(m.name.as_str())
                     .str(m.version.as_str())
@@ -488,6 +490,10 @@ impl FromHost {
                         .str(c.description.as_str())
                         .u64(c.min_rank.to_bits())
                         .u64(c.cooldown_ms);
+                }
+                e.u64(threads.len() as u64);
+                for t in threads {
+                    e.u64(u64::from(*t));
                 }
             }
             FromHost::InitFailed(err) => {
@@ -543,12 +549,21 @@ impl FromHost {
                         cooldown_ms: d.u64()?,
                     });
                 }
-                FromHost::Ready(FfiMetadata {
-                    name: RString::from(name),
-                    version: RString::from(version),
-                    description: RString::from(description),
-                    commands,
-                })
+                let n = d.len()?;
+                let mut threads = Vec::new();
+                for _ in 0..n {
+                    let id = d.u64()?;
+                    threads.push(u32::try_from(id).map_err(|_| bad(format!("thread id {id}")))?);
+                }
+                FromHost::Ready(
+                    FfiMetadata {
+                        name: RString::from(name),
+                        version: RString::from(version),
+                        description: RString::from(description),
+                        commands,
+                    },
+                    threads,
+                )
             }
             1 => FromHost::InitFailed(d.error()?),
             2 => FromHost::Done(match d.u8()? {
@@ -709,18 +724,21 @@ mod tests {
             assert_eq!(ToHost::decode(&f.encode()).unwrap(), f);
         }
         let from_host = [
-            FromHost::Ready(FfiMetadata {
-                name: "x".into(),
-                version: "1".into(),
-                description: "d".into(),
-                commands: vec![FfiCommandSpec {
-                    name: "count".into(),
-                    description: "counts".into(),
-                    min_rank: 1.5,
-                    cooldown_ms: 100,
-                }]
-                .into(),
-            }),
+            FromHost::Ready(
+                FfiMetadata {
+                    name: "x".into(),
+                    version: "1".into(),
+                    description: "d".into(),
+                    commands: vec![FfiCommandSpec {
+                        name: "count".into(),
+                        description: "counts".into(),
+                        min_rank: 1.5,
+                        cooldown_ms: 100,
+                    }]
+                    .into(),
+                },
+                vec![41, 42],
+            ),
             FromHost::InitFailed(FfiError::new(FfiErrorKind::Plugin, "no")),
             FromHost::Done(Ok(())),
             FromHost::Saved(Ok(vec![7])),

@@ -6,7 +6,7 @@
 //! filter and the command rules (rank, cooldown). A full queue drops the message and counts it,
 //! so a slow plugin never delays the others.
 
-use crate::commands::{CommandRule, CommandTable, Cooldowns};
+use crate::commands::{ClaimError, CommandRule, CommandTable, Cooldowns};
 use crate::error::{FailureKind, HostError, PluginError};
 use crate::lease::Leases;
 use crate::loader::{self, CopyDir, LoadedModule};
@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it (the state is
 /// plain bookkeeping, always valid between statements).
@@ -117,11 +118,13 @@ pub struct SubEntry {
 
 /// One plugin: its queue, its worker's control channel, its status and its subscriptions.
 ///
-/// Its shared state is private and grouped by who needs it: the status row the worker
-/// publishes, what the watchdog reads ([`Slot::retire_if_stuck`]), what a worker taking over
-/// needs (the library and the last saved state), and the settings a configuration change
-/// replaces. Everything else a generation has (its instance, failure count, restart time)
-/// belongs to its worker alone.
+/// Its shared state is private and grouped by who needs it. Published snapshots (written by
+/// one side, read by the others without locking the writer out): the status row and the
+/// settings in force. Shared under a lock, only what must outlive or overrule a worker: what
+/// the watchdog reads and acts on ([`Slot::retire_if_stuck`]), what a worker taking over needs
+/// (the library and the last saved state: a stuck worker cannot hand them over) and the
+/// host-owned subscriptions. Everything else a generation has (its instance, failure count,
+/// restart time) belongs to its worker alone.
 pub struct Slot {
     /// The configured name.
     pub name: String,
@@ -137,15 +140,18 @@ pub struct Slot {
     pub answers: crate::deferred::Answers,
     /// Bumped to retire a worker (stuck or stopped); a worker with an older epoch exits.
     pub epoch: AtomicU64,
-    /// The status row the worker publishes for admin requests and lifecycle events.
-    status: Mutex<PluginInfo>,
+    /// The status row, published: the worker writes it as it serves (and the three writers
+    /// that act when the worker cannot, see [`Slot::update_status`]); admin requests and
+    /// lifecycle events read the latest snapshot without waiting on the worker.
+    status: watch::Sender<PluginInfo>,
     /// What the watchdog reads and acts on.
     watch: Mutex<Watch>,
     /// What a worker taking over (after a stuck call, or an enable after a disable) needs.
     handover: Mutex<Handover>,
-    /// The plugin's settings and the permissions derived from them, replaced on a
-    /// configuration change.
-    config: Mutex<PluginConfig>,
+    /// The plugin's settings and the permissions derived from them, published: a
+    /// configuration change replaces them whole, the worker, the subscription tasks and the
+    /// host handle read the snapshot in force.
+    config: watch::Sender<Arc<PluginConfig>>,
     /// The host-owned subscriptions.
     subs: Mutex<Vec<SubEntry>>,
     /// Whether messages are accepted into the queue.
@@ -156,6 +162,8 @@ pub struct Slot {
     pub stopped: AtomicBool,
     /// Set while a disable is under way, so that an enable meanwhile is not taken for done.
     pub stopping: AtomicBool,
+    /// Set while a replaced worker's undelivered messages wait in the handover.
+    orphaned: AtomicBool,
 }
 
 /// The watchdog's view of a plugin: the call it is in and the serving generation's gate.
@@ -167,6 +175,10 @@ struct Watch {
     worker_thread: Option<std::thread::ThreadId>,
     /// The serving generation's gate, so a replaced instance loses its host access.
     live_gate: Option<Arc<crate::bus::Gate>>,
+    /// The serving host process, for the CPU guard (`isolation: process` only).
+    host: Option<crate::remote::HostWatch>,
+    /// Why the CPU guard killed the serving host, for the failure report.
+    cpu_verdict: Option<String>,
 }
 
 /// What outlives one worker: the serving library and the state saved last.
@@ -174,6 +186,8 @@ struct Watch {
 struct Handover {
     module: Option<LoadedModule>,
     last_state: Option<Vec<u8>>,
+    /// Messages a replaced worker had taken from the queue and not delivered.
+    orphans: Vec<rosey_plugin_api::ffi::FfiMessage>,
 }
 
 /// A plugin's settings and the permissions derived from them.
@@ -203,7 +217,7 @@ impl Slot {
             control_tx,
             control_rx,
             answers: crate::deferred::Answers::new(capacity),
-            status: Mutex::new(PluginInfo {
+            status: watch::Sender::new(PluginInfo {
                 name: name.to_owned(),
                 version: String::new(),
                 generation: 0,
@@ -218,30 +232,33 @@ impl Slot {
             epoch: AtomicU64::new(0),
             watch: Mutex::new(Watch::default()),
             handover: Mutex::new(Handover::default()),
-            config: Mutex::new(PluginConfig::new(name, settings)),
+            config: watch::Sender::new(Arc::new(PluginConfig::new(name, settings))),
             subs: Mutex::new(Vec::new()),
             accepting: AtomicBool::new(true),
             overflow: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            orphaned: AtomicBool::new(false),
         }
     }
 
     /// Records an error in the status.
     pub fn record_error(&self, error: &str) {
-        let mut st = lock(&self.status);
-        st.errors += 1;
-        st.last_error = Some(error.to_owned());
+        self.update_status(|st| {
+            st.errors += 1;
+            st.last_error = Some(error.to_owned());
+        });
     }
 
     /// Sets the state.
     pub fn set_state(&self, state: PluginState) {
-        lock(&self.status).state = state;
+        self.update_status(|st| st.state = state);
     }
 
-    /// The `plugins.list` row.
+    /// The `plugins.list` row: the latest published snapshot, with the host process's memory
+    /// read now.
     pub fn info(&self) -> PluginInfo {
-        let mut info = lock(&self.status).clone();
+        let mut info = self.status.borrow().clone();
         if let Some(host) = &mut info.host {
             host.rss_kib = crate::remote::rss_kib(host.pid);
         }
@@ -250,19 +267,25 @@ impl Slot {
 
     /// Counts a host process started again after its predecessor crashed or was stuck.
     pub fn count_host_restart(&self) {
-        if let Some(host) = &mut lock(&self.status).host {
-            host.restarts += 1;
-        }
+        self.update_status(|st| {
+            if let Some(host) = &mut st.host {
+                host.restarts += 1;
+            }
+        });
     }
 
-    /// Changes the status row (the worker's counters, version, generation).
+    /// Changes the status row and publishes it. The worker is its writer (counters, version,
+    /// generation, state); the others write only what the worker cannot know or cannot say
+    /// while a call blocks it: the watchdog marks a stuck plugin, a subscription task counts
+    /// messages dropped on a full queue, and a disable marks the plugin disabled after its
+    /// worker is gone.
     pub fn update_status(&self, change: impl FnOnce(&mut PluginInfo)) {
-        change(&mut lock(&self.status));
+        self.status.send_modify(change);
     }
 
     /// The serving generation's number (0 before the first load).
     pub fn generation(&self) -> u64 {
-        lock(&self.status).generation
+        self.status.borrow().generation
     }
 
     /// Tells the watchdog a call into the plugin starts now.
@@ -301,6 +324,35 @@ impl Slot {
         lock(&self.watch).live_gate = Some(gate);
     }
 
+    /// Records the serving host process (none in process), for the CPU guard.
+    pub fn set_host_watch(&self, host: Option<crate::remote::HostWatch>) {
+        let mut watch = lock(&self.watch);
+        watch.host = host;
+        watch.cpu_verdict = None;
+    }
+
+    /// The serving host process.
+    pub fn host_watch(&self) -> Option<crate::remote::HostWatch> {
+        lock(&self.watch).host.clone()
+    }
+
+    /// Kills the host `pid` if it still serves, keeping `verdict` for the failure report the
+    /// worker makes when it sees the host gone.
+    pub fn stop_host_for_cpu(&self, pid: u32, verdict: String) -> bool {
+        let mut watch = lock(&self.watch);
+        let Some(host) = watch.host.take().filter(|h| h.pid == pid) else {
+            return false;
+        };
+        watch.cpu_verdict = Some(verdict);
+        host.kill();
+        true
+    }
+
+    /// Why the CPU guard killed the host, once.
+    pub fn take_cpu_verdict(&self) -> Option<String> {
+        lock(&self.watch).cpu_verdict.take()
+    }
+
     /// When the current call has run longer than `limit`: retires the worker and the serving
     /// generation (both checked and changed under one lock) and says which call was stuck.
     pub fn retire_if_stuck(&self, limit: Duration) -> Option<&'static str> {
@@ -315,6 +367,26 @@ impl Slot {
             gate.retire();
         }
         Some(what)
+    }
+
+    /// Leaves `messages` (taken from the queue, never delivered) to the next worker.
+    pub fn adopt_orphans(
+        &self,
+        messages: impl IntoIterator<Item = rosey_plugin_api::ffi::FfiMessage>,
+    ) {
+        let mut handover = lock(&self.handover);
+        handover.orphans.extend(messages);
+        if !handover.orphans.is_empty() {
+            self.orphaned.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The messages a replaced worker left, for its successor.
+    pub fn take_orphans(&self) -> Vec<rosey_plugin_api::ffi::FfiMessage> {
+        if !self.orphaned.swap(false, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        std::mem::take(&mut lock(&self.handover).orphans)
     }
 
     /// The serving library, for a restart.
@@ -337,24 +409,31 @@ impl Slot {
         lock(&self.handover).last_state = Some(bytes);
     }
 
+    /// The settings in force (and their permissions): a snapshot, unchanged by a later
+    /// reconfiguration.
+    fn config(&self) -> Arc<PluginConfig> {
+        self.config.borrow().clone()
+    }
+
     /// Reads the plugin's settings.
     pub fn with_settings<R>(&self, read: impl FnOnce(&PluginSettings) -> R) -> R {
-        read(&lock(&self.config).settings)
+        read(&self.config().settings)
     }
 
     /// The subjects the plugin may publish to.
     pub fn publish_patterns(&self) -> Vec<String> {
-        lock(&self.config).permissions.publish_patterns().to_vec()
+        self.config().permissions.publish_patterns().to_vec()
     }
 
     /// Whether the plugin's permissions allow `access` to `subject`.
     pub fn allows(&self, access: Access, subject: &str) -> bool {
-        lock(&self.config).permissions.allows(access, subject)
+        self.config().permissions.allows(access, subject)
     }
 
-    /// Replaces the plugin's settings (and the permissions derived from them).
+    /// Publishes new settings for the plugin (and the permissions derived from them).
     pub fn reconfigure(&self, settings: PluginSettings) {
-        *lock(&self.config) = PluginConfig::new(&self.name, settings);
+        self.config
+            .send_replace(Arc::new(PluginConfig::new(&self.name, settings)));
     }
 }
 
@@ -442,7 +521,7 @@ impl Host {
         plugin: &str,
         specs: &[FfiCommandSpec],
         overrides: &BTreeMap<String, CommandOverride>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ClaimError> {
         lock(&self.commands).claim(plugin, specs, overrides)
     }
 
@@ -825,7 +904,7 @@ impl Host {
 /// The payload of a lifecycle event about `slot`.
 fn lifecycle_bytes(slot: &Slot, error: Option<String>) -> Option<Vec<u8>> {
     let (version, generation) = {
-        let st = lock(&slot.status);
+        let st = slot.status.borrow();
         (st.version.clone(), st.generation)
     };
     let event = PluginLifecycle {

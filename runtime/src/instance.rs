@@ -30,19 +30,30 @@ pub struct Remote {
     pub bus: Bus,
 }
 
+/// The outcomes of [`Instance::on_messages`].
+pub struct Batch {
+    /// One per message handled, in order; a host's death is the last.
+    pub results: Vec<Result<(), FfiError>>,
+    /// The message its host died handling.
+    pub crashed_on: Option<FfiMessage>,
+    /// The messages after the last outcome, never given to the instance.
+    pub undelivered: Vec<FfiMessage>,
+}
+
 fn crashed(gone: Gone) -> FfiError {
     FfiError::new(FfiErrorKind::Panic, gone.to_string())
 }
 
 impl Instance {
-    /// `on_message`.
-    pub fn on_message(&mut self, m: FfiMessage, abandon: Abandon) -> Result<(), FfiError> {
+    /// `on_message`, and whether the host process died handling it (the message may be
+    /// worth one more try in a new host; a panic the SDK caught is an ordinary outcome).
+    pub fn on_message(&mut self, m: FfiMessage, abandon: Abandon) -> (Result<(), FfiError>, bool) {
         match self {
-            Instance::Local(i) => i.on_message(m).into_result(),
-            Instance::Remote(r) => r
-                .host
-                .deliver(remote::message(m), &r.bus, abandon)
-                .unwrap_or_else(|g| Err(crashed(g))),
+            Instance::Local(i) => (i.on_message(m).into_result(), false),
+            Instance::Remote(r) => match r.host.deliver(remote::message(m), &r.bus, abandon) {
+                Ok(result) => (result, false),
+                Err(gone) => (Err(crashed(gone)), true),
+            },
         }
     }
 
@@ -53,13 +64,13 @@ impl Instance {
 
     /// `on_message` for each of `messages` in order. Stops at a host's death, whose error
     /// (a [`FfiErrorKind::Panic`]) is the last outcome; the messages after it are returned
-    /// undelivered, to go to the next instance.
+    /// undelivered, to go to the next instance, and so is the one the host died on.
     pub fn on_messages(
         &mut self,
         messages: Vec<FfiMessage>,
         abandon: Abandon,
         each: &mut dyn FnMut(),
-    ) -> (Vec<Result<(), FfiError>>, Vec<FfiMessage>) {
+    ) -> Batch {
         match self {
             Instance::Local(i) => {
                 let mut results = Vec::with_capacity(messages.len());
@@ -67,7 +78,11 @@ impl Instance {
                     results.push(i.on_message(m).into_result());
                     each();
                 }
-                (results, Vec::new())
+                Batch {
+                    results,
+                    crashed_on: None,
+                    undelivered: Vec::new(),
+                }
             }
             Instance::Remote(r) => {
                 let n = messages.len();
@@ -81,18 +96,27 @@ impl Instance {
                     .position(|r| r.as_ref().is_err_and(|e| e.kind == FfiErrorKind::Panic))
                 {
                     results.truncate(k + 1);
-                    return (results, messages.into_iter().skip(k + 1).collect());
+                    return Batch {
+                        results,
+                        crashed_on: None,
+                        undelivered: messages.into_iter().skip(k + 1).collect(),
+                    };
                 }
-                let undelivered = match gone {
+                let (crashed_on, undelivered) = match gone {
                     Some(g) => {
                         let handled = results.len();
                         results.push(Err(crashed(g)));
-                        messages.into_iter().skip(handled + 1).collect()
+                        let mut rest = messages.into_iter().skip(handled);
+                        (rest.next(), rest.collect())
                     }
-                    None => Vec::new(),
+                    None => (None, Vec::new()),
                 };
                 debug_assert!(results.len() + undelivered.len() == n);
-                (results, undelivered)
+                Batch {
+                    results,
+                    crashed_on,
+                    undelivered,
+                }
             }
         }
     }
@@ -149,6 +173,32 @@ impl Instance {
             Instance::Remote(mut r) => {
                 r.host.kill("was let go");
             }
+        }
+    }
+
+    /// What the CPU guard watches, for a plugin in a host process.
+    pub fn host_watch(&self) -> Option<remote::HostWatch> {
+        match self {
+            Instance::Local(_) => None,
+            Instance::Remote(r) => Some(r.host.watch()),
+        }
+    }
+
+    /// The host's frames, for a plugin in a host process: the worker waits on them between
+    /// deliveries too, so the calls of the plugin's own threads are served at once.
+    pub fn host_frames(&self) -> Option<crossbeam_channel::Receiver<remote::Incoming>> {
+        match self {
+            Instance::Local(_) => None,
+            Instance::Remote(r) => Some(r.host.incoming()),
+        }
+    }
+
+    /// Serves what the host sent between deliveries; an error (a [`FfiErrorKind::Panic`]) is
+    /// the host's death.
+    pub fn between_deliveries(&mut self, incoming: remote::Incoming) -> Result<(), FfiError> {
+        match self {
+            Instance::Local(_) => Ok(()),
+            Instance::Remote(r) => r.host.between_deliveries(incoming, &r.bus).map_err(crashed),
         }
     }
 

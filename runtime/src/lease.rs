@@ -16,7 +16,7 @@
 
 use crate::error::{FailureKind, PluginError};
 use crate::host::{Ack, Host};
-use async_nats::jetstream::kv::{CreateErrorKind, Store};
+use async_nats::jetstream::kv::{CreateError, CreateErrorKind, Store};
 use async_nats::jetstream::stream;
 use rosey_plugin_api::stream::LEASE_BUCKET;
 use std::collections::HashMap;
@@ -108,7 +108,7 @@ impl Leases {
     }
 
     /// Takes `plugin`'s lease if it is free; says who holds it otherwise.
-    pub async fn acquire(&self, plugin: &str) -> Result<Acquired, String> {
+    pub async fn acquire(&self, plugin: &str) -> Result<Acquired, CreateError> {
         let Some(store) = &self.store else {
             return Ok(Acquired::Held);
         };
@@ -151,7 +151,7 @@ impl Leases {
                 }
                 Ok(Acquired::HeldBy(holder))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`admin`]: `rosey.runtime.plugins.*` and `$SRV`.
 //! - [`watch`]: library and configuration file watching.
 //! - [`watchdog`]: replaces plugins stuck in one call.
+//! - [`cpu_guard`]: stops a plugin in a host process whose own threads spin outside its calls.
 //! - [`error`]: failures about one plugin, with their kind.
 //! - [`remote`], [`frames`], [`plugin_host`], [`sandbox`]: a plugin in a sandboxed host
 //!   process of its own (`isolation: process`).
@@ -24,6 +25,7 @@ mod admin;
 mod boundary;
 mod bus;
 mod commands;
+mod cpu_guard;
 mod deferred;
 mod error;
 mod frames;
@@ -72,6 +74,30 @@ pub async fn run_watching(
     serve(client, config, watch, shutdown).await
 }
 
+/// When an enabled plugin runs in `process` isolation: checks once, with the host binary's
+/// `--probe`, that this kernel lets a host sandbox itself (Landlock, seccomp, rlimits), and
+/// refuses to start otherwise, instead of failing every plugin's load one by one.
+async fn check_sandbox(plugins: &rosey_config::PluginsConfig) -> anyhow::Result<()> {
+    let isolated: Vec<String> = plugins
+        .enabled
+        .iter()
+        .filter(|name| plugins.isolation_of(name) == rosey_config::Isolation::Process)
+        .cloned()
+        .collect();
+    if isolated.is_empty() {
+        return Ok(());
+    }
+    let probed = tokio::task::spawn_blocking(remote::probe_sandbox)
+        .await
+        .context("the sandbox probe")?;
+    probed.map_err(|e| {
+        anyhow::anyhow!(
+            "plugins {} run with isolation \"process\", which needs Landlock (ABI 6) and seccomp, and the sandbox probe failed: {e}. Run rosey-runtime where both are available, or set plugins.isolation (or plugins.config.<name>.isolation) to \"in_process\"",
+            isolated.join(", ")
+        )
+    })
+}
+
 /// Serves on `client` until `shutdown` completes.
 async fn serve(
     client: async_nats::Client,
@@ -80,6 +106,7 @@ async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let plugins = config.runtime_plugins();
+    check_sandbox(&plugins).await?;
     let settings = RuntimeSettings {
         tick_interval: plugins.tick_interval.as_duration(),
         checkpoint_interval: plugins.checkpoint_interval.as_duration(),
@@ -154,6 +181,13 @@ async fn serve(
         let host = host.clone();
         tasks.spawn(async move {
             watchdog::run(host).await;
+            Ok(())
+        });
+    }
+    {
+        let host = host.clone();
+        tasks.spawn(async move {
+            cpu_guard::run(host).await;
             Ok(())
         });
     }

@@ -30,22 +30,76 @@ use std::sync::{Arc, Mutex};
 /// The file descriptor the runtime hands its end of the socket pair on.
 pub const SOCKET_FD: i32 = 3;
 
+/// The argument that makes the host only apply its sandbox (with the default limits) and
+/// exit: 0 when it could, else 78 with what is missing on stderr. rosey-runtime runs it at
+/// start when a plugin runs in `process` isolation.
+pub const PROBE_FLAG: &str = "--probe";
+
 /// The host's side of the socket: frames out under one lock, replies matched to callers.
 struct Link {
     /// The plugin's name and publish permissions, to refuse a publish at once (the runtime
     /// checks again: this only saves the round trip).
     plugin: String,
     publish: Permissions,
-    out: Mutex<UnixStream>,
+    out: Mutex<Outbox>,
     pending: Mutex<HashMap<u64, Sender<Result<Value, FfiError>>>>,
     next_id: AtomicU64,
+    /// The thread running the plugin's handlers, whose one-way frames may wait in the outbox.
+    serving: std::thread::ThreadId,
+}
+
+/// Frames the serving thread produced during one delivery and not yet written: the
+/// delivery's publishes, log lines and outcome go out in one write when it ends (never later:
+/// the next handler may never return, and the runtime must know this one's outcome).
+struct Outbox {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+/// An outbox this large is written at once.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+impl Outbox {
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.stream.write_all(&self.buf);
+        self.buf.clear();
+        written
+    }
 }
 
 impl Link {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `frame` now (after whatever waits in the outbox, keeping the order).
     fn send(&self, frame: &FromHost) -> io::Result<()> {
         let body = frame.encode();
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        frames::write_frame(&mut *out, &body)
+        let mut out = self.outbox();
+        frames::write_frame(&mut out.buf, &body)?;
+        out.flush()
+    }
+
+    /// Writes `frame` with the next flush when the serving thread sends it, else now.
+    fn queue(&self, frame: &FromHost) -> io::Result<()> {
+        if std::thread::current().id() != self.serving {
+            return self.send(frame);
+        }
+        let body = frame.encode();
+        let mut out = self.outbox();
+        frames::write_frame(&mut out.buf, &body)?;
+        if out.buf.len() >= FLUSH_BYTES {
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what waits in the outbox.
+    fn flush(&self) -> io::Result<()> {
+        self.outbox().flush()
     }
 
     fn call(&self, call: Call) -> Result<Value, FfiError> {
@@ -98,7 +152,7 @@ impl HostHandle for RemoteHandle {
             }
             // One way: publishing only queues the message in the runtime, as in process.
             self.0
-                .send(&FromHost::Call {
+                .queue(&FromHost::Call {
                     id: frames::ONE_WAY,
                     call: Call::Publish(Msg::from_ffi(message)),
                 })
@@ -139,7 +193,7 @@ impl HostHandle for RemoteHandle {
     }
 
     fn log(&self, level: LogLevel, message: RString) {
-        let _ = self.0.send(&FromHost::Log(level, message.into_string()));
+        let _ = self.0.queue(&FromHost::Log(level, message.into_string()));
     }
 
     fn request_deferred(
@@ -193,11 +247,34 @@ fn read_frames(mut input: UnixStream, link: Arc<Link>, deliveries: Sender<ToHost
 
 /// The host process's `main`.
 pub fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(PROBE_FLAG) {
+        return probe();
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr(), "rosey-plugin-host: {e}");
             ExitCode::from(70)
+        }
+    }
+}
+
+/// `--probe`: the sandbox a plugin would get, applied to this process, which then exits.
+fn probe() -> ExitCode {
+    let defaults = rosey_config::PluginLimits::default();
+    let limits = Limits {
+        memory_bytes: defaults.memory_mib().saturating_mul(1 << 20),
+        cpu_seconds: defaults.cpu_seconds(),
+        open_files: defaults.open_files(),
+    };
+    match sandbox::apply(&limits) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                io::stderr(),
+                "the plugin sandbox cannot be applied on this kernel: {e}"
+            );
+            ExitCode::from(78)
         }
     }
 }
@@ -219,9 +296,13 @@ fn run() -> Result<(), String> {
     let link = Arc::new(Link {
         plugin: init.name.clone(),
         publish: Permissions::publish_only(init.publish.clone()),
-        out: Mutex::new(socket),
+        out: Mutex::new(Outbox {
+            stream: socket,
+            buf: Vec::new(),
+        }),
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
+        serving: std::thread::current().id(),
     });
     let refuse = |link: &Link, message: String| {
         let _ = link.send(&FromHost::InitFailed(FfiError::new(
@@ -247,10 +328,22 @@ fn run() -> Result<(), String> {
     }
     let (tx, deliveries) = crossbeam_channel::unbounded();
     let reader_link = link.clone();
+    let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("frames".into())
-        .spawn(move || read_frames(input, reader_link, tx))
+        .spawn(move || {
+            let _ = tid_tx.send(nix::unistd::gettid().as_raw());
+            read_frames(input, reader_link, tx)
+        })
         .map_err(|e| refuse(&link, format!("cannot start a thread: {e}")))?;
+    // Before any plugin code runs: every thread started later is the plugin's.
+    let reader_tid = tid_rx
+        .recv()
+        .map_err(|_| refuse(&link, "the frame reader did not start".into()))?;
+    let own_threads = vec![nix::unistd::gettid().as_raw(), reader_tid]
+        .into_iter()
+        .filter_map(|t| u32::try_from(t).ok())
+        .collect();
     let mut instance = match build(&init, module, &link) {
         Ok(instance) => instance,
         Err(e) => {
@@ -258,7 +351,7 @@ fn run() -> Result<(), String> {
             return Err(format!("the plugin's constructor failed: {e}"));
         }
     };
-    link.send(&FromHost::Ready(instance.metadata()))
+    link.send(&FromHost::Ready(instance.metadata(), own_threads))
         .map_err(|e| format!("socket: {e}"))?;
     serve(&mut instance, &deliveries, &link)
 }
@@ -298,12 +391,12 @@ fn serve(
         match frame {
             ToHost::Message(_) if panicked => {
                 let refused = FfiError::new(FfiErrorKind::Invalid, "not delivered: panicked");
-                sent(link.send(&FromHost::Done(Err(refused))))?;
+                sent(link.queue(&FromHost::Done(Err(refused))))?;
             }
             ToHost::Message(m) => {
                 let done = instance.on_message(m.into_ffi()).into_result();
                 panicked = done.as_ref().is_err_and(|e| e.kind == FfiErrorKind::Panic);
-                sent(link.send(&FromHost::Done(done)))?;
+                sent(link.queue(&FromHost::Done(done)))?;
             }
             ToHost::Answer {
                 token,
@@ -319,15 +412,15 @@ fn serve(
                     },
                 };
                 let done = instance.on_answer(answer).into_result();
-                sent(link.send(&FromHost::Done(done)))?;
+                sent(link.queue(&FromHost::Done(done)))?;
             }
             ToHost::Tick => {
                 let done = instance.on_tick().into_result();
-                sent(link.send(&FromHost::Done(done)))?;
+                sent(link.queue(&FromHost::Done(done)))?;
             }
             ToHost::Save => {
                 let saved = instance.save_state().into_result().map(RVec::into_vec);
-                sent(link.send(&FromHost::Saved(saved)))?;
+                sent(link.queue(&FromHost::Saved(saved)))?;
             }
             ToHost::Shutdown => {
                 let done = instance.shutdown().into_result();
@@ -338,6 +431,8 @@ fn serve(
                 return Err("unexpected frame from the runtime".into());
             }
         }
+        // The delivery is over: its frames go out now, in one write.
+        sent(link.flush())?;
     }
     Ok(())
 }

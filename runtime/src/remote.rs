@@ -9,6 +9,7 @@
 
 use crate::boundary::HostCalls;
 use crate::frames::{self, Call, FrameReader, FromHost, Init, Msg, ToHost, Value};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rosey_plugin_api::ffi::{FfiAnswer, FfiError, FfiMessage, FfiMetadata};
 use std::collections::VecDeque;
 use std::io::{self, BufRead as _, BufReader};
@@ -53,9 +54,14 @@ pub struct Gone {
 
 /// A running host process.
 pub struct RemoteHost {
-    child: Child,
+    child: Arc<Mutex<Child>>,
+    pid: u32,
+    /// The host's own threads (serving the runtime), from its ready frame.
+    threads: Vec<u32>,
     out: UnixStream,
-    frames: FrameReader<UnixStream>,
+    /// The host's frames, read by a thread of their own, so that the worker sees them (the
+    /// calls of the plugin's own threads, the host's death) even between deliveries.
+    incoming: Receiver<Incoming>,
     reaped: Option<String>,
     last_words: Arc<LastWords>,
 }
@@ -88,7 +94,10 @@ fn forward_stderr(plugin: String, stderr: ChildStderr, words: Arc<LastWords>) {
 impl RemoteHost {
     /// Starts a host for `plugin`: its own process group, killed if the runtime's thread that
     /// started it dies, with one end of a fresh socket pair as its descriptor 3.
-    pub fn spawn(plugin: &str) -> io::Result<RemoteHost> {
+    /// `one_way` serves the host's publishes and log lines on the frame reader's thread, as
+    /// they come (they need no answer, and a reply to a command goes out without waiting for
+    /// the worker).
+    pub fn spawn(plugin: &str, one_way: Box<dyn HostCalls>) -> io::Result<RemoteHost> {
         let (ours, theirs) = UnixStream::pair()?;
         let their_fd = theirs.as_raw_fd();
         let parent = std::process::id();
@@ -127,6 +136,7 @@ impl RemoteHost {
         }
         let mut child = command.spawn()?;
         drop(theirs);
+        let pid = child.id();
         let last_words = Arc::new(LastWords::default());
         if let Some(stderr) = child.stderr.take() {
             let (plugin, words) = (plugin.to_owned(), last_words.clone());
@@ -134,15 +144,19 @@ impl RemoteHost {
                 .name(format!("host-log-{plugin}"))
                 .spawn(move || forward_stderr(plugin, stderr, words))?;
         }
-        // Read on the worker's own thread (no hand-off): the timeout bounds how long it goes
-        // without asking whether to give up on a stuck host.
         let input = ours.try_clone()?;
-        input.set_read_timeout(Some(Duration::from_millis(50)))?;
-        let frames = FrameReader::new(input);
+        // Unbounded: the host sends at most one outcome per delivery sent (at most a batch)
+        // plus its calls, each of which the plugin waits on or the runtime's queue bounds.
+        let (tx, incoming) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name(format!("host-frames-{plugin}"))
+            .spawn(move || read_frames(input, tx, &*one_way))?;
         Ok(RemoteHost {
-            child,
+            child: Arc::new(Mutex::new(child)),
+            pid,
+            threads: Vec::new(),
             out: ours,
-            frames,
+            incoming,
             reaped: None,
             last_words,
         })
@@ -150,7 +164,20 @@ impl RemoteHost {
 
     /// The host's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
+    }
+
+    /// What the CPU guard needs to watch this host and stop it.
+    pub fn watch(&self) -> HostWatch {
+        HostWatch {
+            pid: self.pid,
+            threads: self.threads.clone(),
+            child: self.child.clone(),
+        }
+    }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn gone(&mut self, why: Option<String>) -> Gone {
@@ -158,8 +185,12 @@ impl RemoteHost {
             Some(r) => r.clone(),
             None => {
                 // The socket broke: the host is ending or ended; make sure, and say how.
-                let _ = self.child.kill();
-                let mut how = match self.child.wait() {
+                let status = {
+                    let mut child = self.child();
+                    let _ = child.kill();
+                    child.wait()
+                };
+                let mut how = match status {
                     Ok(status) => describe(status),
                     Err(e) => format!("could not be waited for ({e})"),
                 };
@@ -220,38 +251,73 @@ impl RemoteHost {
         abandon: &dyn Fn() -> bool,
     ) -> Result<FromHost, Gone> {
         loop {
-            let frame = match self.frames.next() {
-                Ok(Some(body)) => match FromHost::decode(&body) {
-                    Ok(frame) => frame,
-                    Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
-                },
-                Ok(None) => {
-                    // The read timed out: nothing from the host for a while.
+            let incoming = match self.incoming.recv_timeout(ABANDON_POLL) {
+                Ok(incoming) => incoming,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Nothing from the host for a while.
                     if abandon() {
                         return Err(self.kill("was replaced while stuck"));
                     }
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.gone(None)),
-                Err(e) => return Err(self.gone(Some(format!("sent a malformed frame ({e})")))),
+                Err(RecvTimeoutError::Disconnected) => Incoming::Ended,
             };
-            match frame {
-                FromHost::Call {
-                    id: frames::ONE_WAY,
-                    call,
-                } => {
-                    // The host checked it already; a refusal here (a plugin that skipped the
-                    // check) is logged by the boundary and otherwise dropped.
-                    let _ = serve(calls, call);
-                }
-                FromHost::Call { id, call } => {
-                    let result = serve(calls, call).map_err(FfiError::from);
-                    self.send(&ToHost::Reply { id, result })?;
-                }
-                FromHost::Log(level, text) => calls.log(level, &text),
-                other => return Ok(other),
+            if let Some(outcome) = self.take(incoming, calls)? {
+                return Ok(outcome);
             }
         }
+    }
+
+    /// The host's frames, for the worker to wait on between deliveries (then handing each to
+    /// [`RemoteHost::between_deliveries`]).
+    pub fn incoming(&self) -> Receiver<Incoming> {
+        self.incoming.clone()
+    }
+
+    /// Serves what the host sent between deliveries: a call of one of the plugin's own
+    /// threads, a log line. Its end, or any other frame, is the host's death.
+    pub fn between_deliveries(
+        &mut self,
+        incoming: Incoming,
+        calls: &dyn HostCalls,
+    ) -> Result<(), Gone> {
+        match self.take(incoming, calls)? {
+            None => Ok(()),
+            Some(_) => Err(self.kill("answered a delivery it was not sent")),
+        }
+    }
+
+    /// Serves a call or a log line and returns `None`, or returns any other frame; the end of
+    /// the frames (or garbage) is the host's death.
+    fn take(
+        &mut self,
+        incoming: Incoming,
+        calls: &dyn HostCalls,
+    ) -> Result<Option<FromHost>, Gone> {
+        let frame = match incoming {
+            Incoming::Frame(frame) => frame,
+            Incoming::Ended => return Err(self.gone(None)),
+            Incoming::Malformed(e) => {
+                return Err(self.gone(Some(format!("sent a malformed frame ({e})"))))
+            }
+        };
+        match frame {
+            FromHost::Call {
+                id: frames::ONE_WAY,
+                call,
+            } => {
+                // The host checked it already; a refusal here (a plugin that skipped the
+                // check) is logged by the boundary and otherwise dropped.
+                let _ = serve(calls, call);
+            }
+            FromHost::Call { id, call } => {
+                let result = serve(calls, call).map_err(FfiError::from);
+                self.send(&ToHost::Reply { id, result })?;
+            }
+            FromHost::Log(level, text) => calls.log(level, &text),
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
     }
 
     /// Loads the library copy and builds the instance in the host; the plugin's metadata, or
@@ -264,7 +330,10 @@ impl RemoteHost {
     ) -> Result<Result<FfiMetadata, FfiError>, Gone> {
         self.send(&ToHost::Init(init))?;
         match self.wait(calls, abandon)? {
-            FromHost::Ready(metadata) => Ok(Ok(metadata)),
+            FromHost::Ready(metadata, threads) => {
+                self.threads = threads;
+                Ok(Ok(metadata))
+            }
             FromHost::InitFailed(e) => Ok(Err(e)),
             _ => Err(self.kill("answered init with another frame")),
         }
@@ -338,8 +407,10 @@ impl RemoteHost {
     /// Kills the host (if it still runs) and reaps it.
     pub fn kill(&mut self, why: &str) -> Gone {
         if self.reaped.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let mut child = self.child();
+            let _ = child.kill();
+            let _ = child.wait();
+            drop(child);
             self.reaped = Some(why.to_owned());
         }
         self.gone(None)
@@ -349,8 +420,102 @@ impl RemoteHost {
 impl Drop for RemoteHost {
     fn drop(&mut self) {
         if self.reaped.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let mut child = self.child();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A host as the CPU guard sees it: its pid, its own threads, and a way to kill it that
+/// cannot hit another process (the kill and the reaping take the same lock, and a reaped
+/// child is not signalled again).
+#[derive(Clone)]
+pub struct HostWatch {
+    /// The host's process id.
+    pub pid: u32,
+    /// The host's own threads, whose CPU time is not the plugin's.
+    pub threads: Vec<u32>,
+    child: Arc<Mutex<Child>>,
+}
+
+impl HostWatch {
+    /// Kills the host if it has not been reaped yet; the worker sees it die.
+    pub fn kill(&self) {
+        let _ = self.child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+    }
+}
+
+/// Starts the host binary with `--probe` (it applies its sandbox and exits): whether this
+/// kernel lets a host sandbox itself, else what is missing in the host's words.
+pub fn probe_sandbox() -> Result<(), String> {
+    let binary = host_binary();
+    let output = Command::new(&binary)
+        .arg(crate::plugin_host::PROBE_FLAG)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    Err(if said.is_empty() {
+        format!("{} --probe {}", binary.display(), describe(output.status))
+    } else {
+        said
+    })
+}
+
+/// How often a worker waiting on its host asks whether to give up (the watchdog replaced it).
+const ABANDON_POLL: Duration = Duration::from_millis(50);
+
+/// What the frame reader hands the worker.
+pub enum Incoming {
+    /// A frame.
+    Frame(FromHost),
+    /// The host closed its socket (it ended or is ending).
+    Ended,
+    /// The host sent something that is not a frame.
+    Malformed(String),
+}
+
+/// Reads a host's frames until its socket closes or it sends garbage; stops early when the
+/// worker has let go of the host.
+fn read_frames(
+    input: UnixStream,
+    tx: crossbeam_channel::Sender<Incoming>,
+    one_way: &dyn HostCalls,
+) {
+    let mut frames = FrameReader::new(input);
+    loop {
+        let incoming = match frames.next() {
+            Ok(Some(body)) => match FromHost::decode(&body) {
+                Ok(FromHost::Call {
+                    id: frames::ONE_WAY,
+                    call: Call::Publish(m),
+                }) => {
+                    // The host checked it already; a refusal here (a plugin that skipped
+                    // the check) is logged by the boundary and otherwise dropped.
+                    let _ = one_way.publish(m.into_ffi());
+                    continue;
+                }
+                Ok(FromHost::Log(level, text)) => {
+                    one_way.log(level, &text);
+                    continue;
+                }
+                Ok(frame) => Incoming::Frame(frame),
+                Err(e) => Incoming::Malformed(e.to_string()),
+            },
+            // No read timeout is set; a spurious wake-up reads again.
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Incoming::Ended,
+            Err(e) => Incoming::Malformed(e.to_string()),
+        };
+        let last = !matches!(incoming, Incoming::Frame(_));
+        if tx.send(incoming).is_err() || last {
+            return;
         }
     }
 }

@@ -54,7 +54,10 @@ pub fn spawn(host: Arc<Host>, slot: Arc<Slot>, restore: bool) {
                 next_tick: Instant::now(),
                 next_checkpoint: Instant::now(),
                 redeliver: VecDeque::new(),
+                crash_note: None,
             };
+            // The state a generation starts from is its first checkpoint.
+            worker.next_checkpoint = Instant::now() + worker.host.settings.checkpoint_interval;
             worker.next_tick = Instant::now() + worker.host.settings.tick_interval;
             worker.run(restore);
         });
@@ -84,14 +87,17 @@ struct Worker {
     next_tick: Instant,
     /// When the next tick saves the state (`plugins.checkpoint_interval`).
     next_checkpoint: Instant,
-    /// Messages sent to a host that died before handling them, for the next instance.
-    redeliver: VecDeque<FfiMessage>,
+    /// Messages sent to a host that died before handling them, for the next instance, each
+    /// with whether a host already died handling it (see [`Worker::deliver_ffi`]).
+    redeliver: VecDeque<(FfiMessage, bool)>,
+    /// What became of the message a host died on, for the failure report.
+    crash_note: Option<String>,
 }
 
 /// Something waiting for the plugin when it stops.
 enum Queued {
     Message(async_nats::Message),
-    Redeliver(FfiMessage),
+    Redeliver(FfiMessage, bool),
     Answer(Answer),
 }
 
@@ -118,6 +124,7 @@ impl Worker {
         }
         let idle: Receiver<async_nats::Message> = never();
         let no_answers: Receiver<Answer> = never();
+        let no_host = never();
         loop {
             if self.stale() {
                 self.abandon();
@@ -137,9 +144,16 @@ impl Worker {
                 continue;
             }
             if self.live.is_some() && self.restart_at.is_none() {
-                // What a dying host had been sent but not handled goes first.
-                if let Some(msg) = self.redeliver.pop_front() {
-                    self.deliver_ffi(msg);
+                // What a replaced worker took and never delivered, then what a dying host had
+                // been sent but not handled, go first.
+                let orphans = self.slot.take_orphans();
+                if !orphans.is_empty() {
+                    let mut first: VecDeque<_> = orphans.into_iter().map(|m| (m, false)).collect();
+                    first.append(&mut self.redeliver);
+                    self.redeliver = first;
+                }
+                if let Some((msg, crashed_once)) = self.redeliver.pop_front() {
+                    self.deliver_ffi(msg, crashed_once);
                     continue;
                 }
             }
@@ -153,6 +167,11 @@ impl Worker {
             } else {
                 (&idle, &no_answers)
             };
+            let host_frames = self
+                .live
+                .as_ref()
+                .and_then(|live| live.instance.host_frames());
+            let host_frames = host_frames.as_ref().unwrap_or(&no_host);
             select! {
                 recv(self.slot.control_rx) -> control => {
                     if let Ok(control) = control {
@@ -173,6 +192,10 @@ impl Worker {
                         self.answer(answer);
                     }
                 }
+                recv(host_frames) -> incoming => {
+                    // A reader gone without a word: the host is gone too.
+                    self.between_deliveries(incoming.unwrap_or(crate::remote::Incoming::Ended));
+                }
                 default(timeout) => {}
             }
             if Instant::now() >= self.next_tick {
@@ -184,7 +207,11 @@ impl Worker {
 
     /// Leaves without calling into the instance again (it may be stuck or broken).
     fn abandon(&mut self) {
+        // Messages taken from the queue and not delivered go to the successor.
+        self.slot
+            .adopt_orphans(self.redeliver.drain(..).map(|(m, _)| m));
         if let Some(live) = self.live.take() {
+            self.slot.set_host_watch(None);
             live.retired.retire();
             // Dropping runs plugin code (the instance's destructor) which might panic across
             // the boundary; a stuck or stopped worker's instance is leaked instead (a host
@@ -232,9 +259,20 @@ impl Worker {
                 slot.start_call("on_message");
             }
         };
-        let (results, undelivered) = live.instance.on_messages(batch, &stale, &mut each);
-        self.redeliver.extend(undelivered);
-        for result in results {
+        let batch = live.instance.on_messages(batch, &stale, &mut each);
+        if self.stale() {
+            // Replaced while stuck in one of them (that one is dropped, as in process): the
+            // rest go to the successor.
+            self.slot.adopt_orphans(batch.undelivered);
+            return;
+        }
+        if let Some(crashed_on) = batch.crashed_on {
+            self.crash_note = Some(redelivering(&crashed_on));
+            self.redeliver.push_back((crashed_on, true));
+        }
+        self.redeliver
+            .extend(batch.undelivered.into_iter().map(|m| (m, false)));
+        for result in batch.results {
             if self.stale() {
                 return;
             }
@@ -245,18 +283,47 @@ impl Worker {
     }
 
     fn deliver(&mut self, msg: async_nats::Message) {
-        self.deliver_ffi(bus::from_nats(msg));
+        self.deliver_ffi(bus::from_nats(msg), false);
     }
 
-    fn deliver_ffi(&mut self, ffi: FfiMessage) {
+    /// Delivers one message. A message its host process dies handling goes once more, first
+    /// in line, to the next host (the crash may have had another cause: the CPU guard, a
+    /// neighbour's memory); when that host dies on it too it is dropped as poison and
+    /// reported, so the messages behind it are handled.
+    fn deliver_ffi(&mut self, ffi: FfiMessage, crashed_once: bool) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
+        let retry = (live.instance.batches() && !crashed_once).then(|| ffi.clone());
+        let subject = crashed_once.then(|| ffi.subject.to_string());
         let (slot, epoch) = (&self.slot, self.epoch);
         let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
         slot.start_call("on_message");
-        let result = live.instance.on_message(ffi, &stale);
+        let (result, host_died) = live.instance.on_message(ffi, &stale);
+        if host_died && !self.stale() {
+            if let Some(m) = retry {
+                self.crash_note = Some(redelivering(&m));
+                self.redeliver.push_front((m, true));
+            } else if let Some(subject) = subject {
+                self.crash_note = Some(format!(
+                    "the message on {subject} killed two hosts in a row: dropped as poison"
+                ));
+            }
+        }
         self.handled("on_message", result);
+    }
+
+    /// Serves what a host process sent between deliveries (a call of one of the plugin's own
+    /// threads); the host's death there is a failure like any other.
+    fn between_deliveries(&mut self, incoming: crate::remote::Incoming) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if let Err(e) = live.instance.between_deliveries(incoming) {
+            if !self.stale() {
+                self.fail(e.message.to_string());
+            }
+        }
     }
 
     /// Delivers the outcome of a deferred request.
@@ -351,6 +418,15 @@ impl Worker {
             // The instance panicked and may be inconsistent; never call into it again.
             live.instance.forget();
         }
+        let reason = match self.slot.take_cpu_verdict() {
+            Some(verdict) => format!("{verdict}; {reason}"),
+            None => reason,
+        };
+        self.slot.set_host_watch(None);
+        let reason = match self.crash_note.take() {
+            Some(note) => format!("{reason}; {note}"),
+            None => reason,
+        };
         self.failures += 1;
         self.slot.count_host_restart();
         let max = self.host.settings.max_failures;
@@ -679,7 +755,8 @@ impl Worker {
             open_files: limits.open_files(),
             publish: self.slot.publish_patterns(),
         };
-        let mut host = RemoteHost::spawn(self.name()).map_err(|e| {
+        let one_way = Bus::new(self.host.clone(), self.slot.clone(), retired.clone());
+        let mut host = RemoteHost::spawn(self.name(), Box::new(one_way)).map_err(|e| {
             retired.retire();
             self.error(
                 FailureKind::Load,
@@ -744,7 +821,7 @@ impl Worker {
                 let stale = move || slot.epoch.load(Ordering::SeqCst) != epoch;
                 let _ = self.busy("shutdown", || live.instance.shutdown(&stale));
                 live.retired.retire();
-                return Err(self.error(FailureKind::Init, e));
+                return Err(self.error(FailureKind::Init, e.to_string()));
             }
         };
         if let Some(mut old) = self.live.take() {
@@ -768,6 +845,7 @@ impl Worker {
         }
         self.slot.set_module(module);
         self.slot.set_live_gate(live.retired.clone());
+        self.slot.set_host_watch(live.instance.host_watch());
         let pid = live.instance.host_pid();
         self.slot.update_status(|st| {
             st.version = live.metadata.version.to_string();
@@ -797,7 +875,7 @@ impl Worker {
         let redeliver = std::mem::take(&mut self.redeliver);
         let queued = redeliver
             .into_iter()
-            .map(Queued::Redeliver)
+            .map(|(m, crashed_once)| Queued::Redeliver(m, crashed_once))
             .chain(std::iter::from_fn(|| {
                 slot.queue_rx.try_recv().ok().map(Queued::Message)
             }))
@@ -809,7 +887,7 @@ impl Worker {
             if self.live.is_some() && self.restart_at.is_none() && Instant::now() < budget {
                 match item {
                     Queued::Message(msg) => self.deliver(msg),
-                    Queued::Redeliver(msg) => self.deliver_ffi(msg),
+                    Queued::Redeliver(msg, crashed_once) => self.deliver_ffi(msg, crashed_once),
                     Queued::Answer(answer) => self.answer(answer),
                 }
                 if self.stale() {
@@ -843,6 +921,7 @@ impl Worker {
             // again by now, and its commands are not ours to release.
             return;
         }
+        self.slot.set_host_watch(None);
         self.host.drop_subscriptions(&self.slot);
         self.host.release_commands(self.name());
         while self.slot.queue_rx.try_recv().is_ok() {}
@@ -856,4 +935,12 @@ impl Worker {
         // Retire this worker so the loop exits even if a control arrives meanwhile.
         self.slot.epoch.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// The failure report's note on the message a host died handling.
+fn redelivering(m: &FfiMessage) -> String {
+    format!(
+        "the message on {} it died on goes once more to the next host",
+        m.subject
+    )
 }

@@ -7,7 +7,8 @@
 //!   concurrent keep-alive clients for 10 s (served from state kept by events);
 //! - live page latency: a `rosey.bot.said` event published on NATS until its line arrives on an
 //!   open `/events` feed;
-//! - rosey-web's resident memory, idle, after the above.
+//! - rosey-web's resident memory, idle, after the above (3 s and 12 s after the last request),
+//!   and where it is (heap, other anonymous mappings, files).
 
 use rosey_plugin_api::bot::Said;
 use rosey_plugin_api::{subjects, Timestamp};
@@ -24,6 +25,34 @@ const CLIENTS: usize = 100;
 const RUN: Duration = Duration::from_secs(10);
 const LINES: usize = 300;
 const LIVE_SAMPLES: usize = 200;
+
+/// Where `pid`'s resident memory is, in KiB: the main heap, other anonymous mappings (malloc
+/// arenas, thread stacks), and file-backed mappings (the binary, shared libraries).
+fn rss_breakdown(pid: u32) -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut heap, mut anon, mut file) = (0, 0, 0);
+    let mut kind = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            kind = match path {
+                "[heap]" => 0,
+                "" | "[stack]" | "[anon]" => 1,
+                p if p.starts_with('[') => 1,
+                _ => 2,
+            };
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            match kind {
+                0 => heap += kib,
+                1 => anon += kib,
+                _ => file += kib,
+            }
+        }
+    }
+    (heap, anon, file)
+}
 
 async fn said(client: &async_nats::Client, content: String) {
     let line = Said {
@@ -106,6 +135,7 @@ async fn main() {
     assert!(filled, "the chat window did not fill");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_before = rss_kib(web.child.id());
+    let breakdown_before = rss_breakdown(web.child.id());
 
     // /api/current under load.
     let stop = Arc::new(AtomicBool::new(false));
@@ -152,10 +182,26 @@ async fn main() {
     );
     drop(feed);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let soon_after = rss_kib(web.child.id());
+    // rosey-web gives a burst's memory back once it has been quiet for a while (5 s, checked
+    // every 5 s): measured again past that.
+    tokio::time::sleep(Duration::from_secs(9)).await;
     println!(
-        "rosey-web RSS: {:.1} MiB idle with {LINES} lines, {:.1} MiB after the load, {:.1} MiB idle after",
+        "rosey-web RSS: {:.1} MiB idle with {LINES} lines, {:.1} MiB after the load, {:.1} MiB 3 s after, {:.1} MiB idle 12 s after",
         idle_before as f64 / 1024.0,
         peak as f64 / 1024.0,
+        soon_after as f64 / 1024.0,
         rss_kib(web.child.id()) as f64 / 1024.0
     );
+    for (when, (heap, anon, file)) in [
+        ("idle before", breakdown_before),
+        ("idle after", rss_breakdown(web.child.id())),
+    ] {
+        println!(
+            "  {when}: heap {:.1} MiB, other anonymous (arenas, stacks) {:.1} MiB, files (binary, libraries) {:.1} MiB",
+            heap as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        );
+    }
 }

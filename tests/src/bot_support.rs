@@ -1,10 +1,10 @@
 //! Shared by the `bot_*` tests: writing a bot configuration, launching `rosey-bot` on it, and
 //! reading what the bot publishes on NATS.
 
-use crate::{command, ChildGuard, NatsServer};
+use crate::{command, lines_of, ChildGuard, NatsServer};
 use futures::StreamExt;
 use rosey_plugin_api::events::{BotStatus, Event};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -141,15 +141,7 @@ impl ConsoleBot {
         let mut child = ChildGuard::spawn("rosey-bot", cmd);
         let stdin = child.child_mut().stdin.take();
         let out = child.child_mut().stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let rx = lines_of(out);
         ConsoleBot {
             child,
             stdin,

@@ -336,6 +336,19 @@ pub fn rosey_db_command(nats: &NatsServer, db: &Path) -> Command {
     cmd
 }
 
+/// A `rosey-db` on a whole configuration file (every channel's database, its NATS), logging
+/// warnings to the test's stderr; wait for it with [`wait_for_rosey_db`].
+pub fn rosey_db_on_config(config: &Path) -> ChildGuard {
+    let mut cmd = command("rosey-db");
+    cmd.arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    ChildGuard::spawn("rosey-db", cmd)
+}
+
 /// Starts `rosey-db` on `db` (warnings on stderr) and waits up to `patience` until it answers a
 /// channel-stats request through `client`, so a test's first request is not lost to start-up.
 pub async fn start_rosey_db(
@@ -386,6 +399,31 @@ pub fn last_sequence(path: &Path) -> i64 {
             )
         })
         .unwrap_or(-1)
+}
+
+/// The rows of `sql` in the SQLite file `db` as text, opened read-only (rosey-db may be writing);
+/// none while the file or the table does not exist yet.
+pub fn sqlite_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| {
+            let mut stmt = conn.prepare(sql)?;
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |row| {
+                    (0..n)
+                        .map(|i| {
+                            row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                                rusqlite::types::Value::Text(t) => t,
+                                rusqlite::types::Value::Integer(i) => i.to_string(),
+                                other => format!("{other:?}"),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .unwrap_or_default()
 }
 
 /// A `rosey-db` on `rosey.db` in a temporary folder of its own, answering requests; it can be
@@ -542,6 +580,22 @@ fn listens_on(ports_dir: &Path, suffix: &str, port: u16) -> bool {
                         .any(|u| u.ends_with(&wanted))
                 })
     })
+}
+
+/// The lines a child writes to `out` (its piped stdout or stderr), read on a thread of its own,
+/// so a test waits for a line with a timeout (`recv_timeout`) instead of blocking on the pipe.
+pub fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.

@@ -73,6 +73,41 @@ pub fn ollama_ok(text: &str, model: &str) -> Answer {
     )
 }
 
+/// Reads one HTTP/1.1 request from `stream`: its head (request line and headers, without the
+/// blank line) and its body (`Content-Length` bytes). `buf` keeps what was read past it, for
+/// the next request on a keep-alive connection; `None` when the connection ends first.
+pub async fn read_http_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(String, Vec<u8>)> {
+    let mut chunk = [0u8; 16384];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + 4 + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = buf[head_end + 4..head_end + 4 + length].to_vec();
+    buf.drain(..head_end + 4 + length);
+    Some((head, body))
+}
+
 impl Mock {
     /// Starts a mock that answers `default` unless a scripted answer is queued.
     pub async fn start(default: Answer) -> Mock {
@@ -111,18 +146,9 @@ impl Mock {
 
     /// Reads one HTTP request from `stream`, records it and answers from the script.
     async fn serve(&self, mut stream: TcpStream) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some((head, body)) = read_http_request(&mut stream, &mut Vec::new()).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         let mut lines = head.split("\r\n");
         let request_line = lines.next().unwrap_or_default().to_owned();
         let mut parts = request_line.split(' ');
@@ -132,17 +158,6 @@ impl Mock {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = buf[head_end + 4..].to_vec();
-        while body.len() < length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         self.seen.lock().unwrap().push(Seen {
             method,

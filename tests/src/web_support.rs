@@ -2,13 +2,11 @@
 //! over a plain socket (requests, and the live feed read line by line), and a strict parser of
 //! the Prometheus text format.
 
-use crate::{command, ChildGuard, NatsServer};
+use crate::{command, lines_of, ChildGuard, NatsServer};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -64,15 +62,7 @@ pub fn try_start_web_on(
     wrap(&mut cmd);
     let mut child = ChildGuard::spawn("rosey-web", cmd);
     let out = child.child_mut().stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = lines_of(out);
     let log_text = |dir: &tempfile::TempDir| {
         std::fs::read_to_string(dir.path().join("web.log")).unwrap_or_default()
     };

@@ -8,7 +8,7 @@ use rosey_tests::bot_support::{spawn_quiet_bot, wait_connected, write_config, WA
 use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::{rosey_db_command, ChildGuard, NatsServer};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -47,35 +47,15 @@ async fn start_joined_bot(
 }
 
 /// Rows of `sql` once there are at least `min` of them (read-only, while rosey-db writes).
-fn wait_rows(db: &PathBuf, sql: &str, min: usize) -> Vec<Vec<String>> {
+fn wait_rows(db: &Path, sql: &str, min: usize) -> Vec<Vec<String>> {
     wait_rows_within(db, sql, min, WAIT)
 }
 
 /// [`wait_rows`] with its own bound, for work that takes long on a debug build.
-fn wait_rows_within(db: &PathBuf, sql: &str, min: usize, wait: Duration) -> Vec<Vec<String>> {
+fn wait_rows_within(db: &Path, sql: &str, min: usize, wait: Duration) -> Vec<Vec<String>> {
     let deadline = Instant::now() + wait;
     loop {
-        let rows =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .and_then(|conn| {
-                    let mut stmt = conn.prepare(sql)?;
-                    let n = stmt.column_count();
-                    let rows = stmt
-                        .query_map([], |row| {
-                            (0..n)
-                                .map(|i| {
-                                    row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                                        rusqlite::types::Value::Text(t) => t,
-                                        rusqlite::types::Value::Integer(i) => i.to_string(),
-                                        other => format!("{other:?}"),
-                                    })
-                                })
-                                .collect::<Result<Vec<_>, _>>()
-                        })?
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok(rows)
-                })
-                .unwrap_or_default();
+        let rows = rosey_tests::sqlite_rows(db, sql);
         if rows.len() >= min {
             return rows;
         }

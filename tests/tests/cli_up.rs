@@ -2,7 +2,7 @@
 //! a console rosey-bot; we type on its stdin and read the bot's answers on its stdout, kill each child in
 //! turn and see it come back and serve again, then stop everything with SIGTERM.
 
-use rosey_tests::{command, free_port, wait_until, workspace_dir};
+use rosey_tests::{command, free_port, lines_of, wait_until, workspace_dir};
 use serde_json::json;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -85,15 +85,7 @@ impl RoseyUp {
         let stdin = child.stdin.take();
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
-        let (out_tx, stdout) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if out_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stdout = lines_of(out);
         let status_log = Arc::new(Mutex::new(vec![]));
         let pids = Arc::new(Mutex::new(HashSet::new()));
         {

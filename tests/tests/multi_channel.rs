@@ -16,7 +16,7 @@ use rosey_tests::fixture_support::{rebase_to_now, sample_db};
 use rosey_tests::mock_cytube::{user, MockCytube, MockOptions};
 use rosey_tests::runtime_support;
 use rosey_tests::runtime_support::{shipped_plugin_dir, start_runtime, Observer, Runtime};
-use rosey_tests::{command, wait_for_rosey_db, ChildGuard, NatsServer};
+use rosey_tests::{command, rosey_db_on_config, wait_for_rosey_db, ChildGuard, NatsServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -116,14 +116,7 @@ async fn start_deployment_with(one_bot_process: bool) -> Deployment {
     let config = deployment_config(&nats, &mocks, &db);
     let config_file = write_config(dir.path(), &config);
 
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&config_file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let db_service = ChildGuard::spawn("rosey-db", cmd);
+    let db_service = rosey_db_on_config(&config_file);
     wait_for_rosey_db(&client, WAIT).await;
 
     let mut observer = Observer::new(&nats).await;
@@ -179,26 +172,7 @@ async fn start_deployment_with(one_bot_process: bool) -> Deployment {
 
 /// The rows of `sql` in `db` as text (read-only, while rosey-db writes).
 fn rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
-    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|conn| {
-            let mut stmt = conn.prepare(sql)?;
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |row| {
-                    (0..n)
-                        .map(|i| {
-                            row.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                                rusqlite::types::Value::Text(t) => t,
-                                rusqlite::types::Value::Integer(i) => i.to_string(),
-                                other => format!("{other:?}"),
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .unwrap_or_default()
+    rosey_tests::sqlite_rows(db, sql)
 }
 
 /// The rows of `sql` in `db` once there are at least `min`.
@@ -720,14 +694,7 @@ async fn console_pair(
         "plugins": plugins,
     });
     let file = write_config(dir, &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let db = ChildGuard::spawn("rosey-db", cmd);
+    let db = rosey_db_on_config(&file);
     wait_for_rosey_db(client, WAIT).await;
     (config, db)
 }

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 /// What a misbehaviour must lead to.
 enum Expect {
-    /// The host dies; `rosey.runtime.plugin.failed` names this in its reason.
+    /// The host dies, and again on the message redelivered to the next host, which is then
+    /// dropped as poison; `rosey.runtime.plugin.failed` names this in its reason both times.
+    Crashed(&'static str),
+    /// The plugin fails once (a panic the SDK caught, a stuck call: not redelivered);
+    /// `rosey.runtime.plugin.failed` names this in its reason.
     Failed(&'static str),
     /// The sandbox refuses; the plugin answers with this.
     Answer(&'static str),
@@ -74,12 +78,16 @@ async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers(
     let database_text = database.display().to_string();
     let escaped_text = escaped.display().to_string();
     let cases = [
-        ("segfault", "", Expect::Failed("SIGSEGV")),
-        ("abort", "", Expect::Failed("SIGABRT")),
+        ("segfault", "", Expect::Crashed("SIGSEGV")),
+        ("abort", "", Expect::Crashed("SIGABRT")),
         // Caught by the SDK, as in process; the host is replaced all the same.
         ("panic", "", Expect::Failed("told to panic")),
-        ("stack_overflow", "", Expect::Failed("overflowed its stack")),
-        ("allocate", "", Expect::Failed("memory allocation")),
+        (
+            "stack_overflow",
+            "",
+            Expect::Crashed("overflowed its stack"),
+        ),
+        ("allocate", "", Expect::Crashed("memory allocation")),
         ("endless_loop", "", Expect::Failed("stuck in on_message")),
         (
             "connect",
@@ -109,6 +117,22 @@ async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers(
         obs.clear_backlog();
         obs.send("act", "", "alice", 1.0).await;
         match expect {
+            Expect::Crashed(reason) => {
+                let first = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+                let error = first.error.unwrap_or_default();
+                assert!(error.contains(reason), "{mode}: {error}\n{}", rt.log());
+                assert!(error.contains("goes once more"), "{mode}: {error}");
+                let second = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+                let error = second.error.unwrap_or_default();
+                assert!(error.contains(reason), "{mode}: {error}\n{}", rt.log());
+                assert!(
+                    error.contains(
+                        "rosey.commands.act killed two hosts in a row: dropped as poison"
+                    ),
+                    "{mode}: {error}"
+                );
+                wait_for_mode(&mut obs, mode).await;
+            }
             Expect::Failed(reason) => {
                 let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
                 let error = failed.error.unwrap_or_default();
@@ -142,9 +166,10 @@ async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers(
     let host = info.host.expect("the neighbour runs in a host process");
     assert_eq!(host.restarts, 0);
     assert!(host.rss_kib.is_some_and(|k| k > 0), "{host:?}");
-    // Six failures (the panic and the stuck call included), each followed by a new host.
+    // Ten failures (four crashes twice each, the panic and the stuck call), each followed by
+    // a new host.
     let bad_host = obs.info(&bad.name).await.host.expect("a host process");
-    assert_eq!(bad_host.restarts, 6, "{bad_host:?}");
+    assert_eq!(bad_host.restarts, 10, "{bad_host:?}");
     assert_ne!(bad_host.pid, host.pid);
 }
 
@@ -198,4 +223,394 @@ async fn a_build_its_host_cannot_load_leaves_the_old_host_serving_with_its_state
     let old_alive = std::fs::read_to_string(format!("/proc/{first_pid}/cmdline"))
         .is_ok_and(|c| c.contains("rosey-plugin-host"));
     assert!(!old_alive, "the old host still runs");
+}
+
+/// The next chat line starting with `prefix` (others are skipped), within the patience limit.
+async fn chat_starting(obs: &mut Observer, prefix: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let line = obs.next_chat().await;
+        if line.starts_with(prefix) {
+            return line;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no chat line starting with {prefix:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_spinning_outside_any_call_is_stopped_by_cpu_share_while_a_neighbour_answers() {
+    let bad = Fixture::built("misbehave", "misbehave_spin");
+    let good = Fixture::built("counter", "counter_beside_spin");
+    let (mut obs, served) = serve(
+        &[&bad, &good],
+        serde_json::json!({
+            "enabled": [bad.name, good.name],
+            "isolation": "process",
+            // Low enough for a spinning thread on a machine busy with other work.
+            "config": {bad.name.as_str(): {
+                "mode": "spin_thread",
+                "limits": {"cpu_share": 20, "cpu_window": 2},
+            }},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    obs.event(events::PLUGIN_LOADED, &good.name).await;
+    wait_for_mode(&mut obs, "spin_thread").await;
+    let first_pid = obs.info(&bad.name).await.host.expect("a host").pid;
+
+    // The handler returns at once; the thread it started spins on.
+    assert_eq!(obs.ask("act", "").await, "spin_thread: spinning");
+    let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("limits.cpu_share"), "{error}");
+    assert!(error.contains("SIGKILL"), "{error}");
+    assert!(
+        error.contains("restarting from its last saved state"),
+        "{error}"
+    );
+    assert!(
+        served.rt.log().contains("limits.cpu_share"),
+        "{}",
+        served.rt.log()
+    );
+    // Restarted in a new host; the neighbour answered throughout.
+    wait_for_mode(&mut obs, "spin_thread").await;
+    let host = obs.info(&bad.name).await.host.expect("a host");
+    assert_ne!(host.pid, first_pid);
+    assert_eq!(host.restarts, 1);
+    assert_eq!(obs.ask("count", "").await, "v1 count=1 ");
+    let neighbour = obs.info(&good.name).await;
+    assert_eq!(neighbour.errors, 0, "{:?}", neighbour.last_error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_busy_on_the_serving_thread_is_not_counted_against_cpu_share() {
+    // A share of 1% over 1 s would stop any thread of the plugin's own within a second or
+    // two; a handler looping on the serving thread is the watchdog's to stop (after 5 s).
+    let bad = Fixture::built("misbehave", "misbehave_busy");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            "watchdog_timeout": 5,
+            "limits": {"cpu_share": 1, "cpu_window": 1},
+            "config": {bad.name.as_str(): {"mode": "endless_loop"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "endless_loop").await;
+    obs.send("act", "", "alice", 1.0).await;
+    let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("stuck in on_message"), "{error}");
+    assert!(!error.contains("cpu_share"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_cpu_seconds_limit_ends_a_spinning_host_with_sigxcpu() {
+    let bad = Fixture::built("misbehave", "misbehave_cpu_seconds");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            // The CPU share rule out of the way: only RLIMIT_CPU can stop it.
+            "config": {bad.name.as_str(): {
+                "mode": "spin_thread",
+                "limits": {"cpu_seconds": 1, "cpu_share": 25600, "cpu_window": 600},
+            }},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "spin_thread").await;
+    assert_eq!(obs.ask("act", "").await, "spin_thread: spinning");
+    let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("SIGXCPU"), "{error}");
+    assert!(error.contains("limits.cpu_seconds"), "{error}");
+    wait_for_mode(&mut obs, "spin_thread").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_holds_and_the_plugin_goes_on_serving() {
+    let bad = Fixture::built("misbehave", "misbehave_files");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            "config": {bad.name.as_str(): {
+                "mode": "open_files",
+                "limits": {"open_files": 16},
+            }},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "open_files").await;
+    let line = obs.ask("act", "").await;
+    // EMFILE: the process's table is full at 16, some of which the host holds already.
+    assert!(line.contains("(os error 24)"), "{line}");
+    let got: usize = line
+        .strip_prefix("open_files: refused after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((1..16).contains(&got), "{line}");
+    // Contained: the same host serves on, nothing failed.
+    wait_for_mode(&mut obs, "open_files").await;
+    let info = obs.info(&bad.name).await;
+    assert_eq!(info.host.expect("a host").restarts, 0);
+    assert_eq!(info.errors, 0, "{:?}", info.last_error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_kills_its_host_is_redelivered_once_then_dropped_as_poison() {
+    let bad = Fixture::built("misbehave", "misbehave_poison");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            "config": {bad.name.as_str(): {"mode": "segfault"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "segfault").await;
+    obs.clear_backlog();
+    obs.send("act", "", "alice", 1.0).await;
+    let first = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = first.error.unwrap_or_default();
+    assert!(error.contains("SIGSEGV"), "{error}");
+    assert!(
+        error.contains("the message on rosey.commands.act it died on goes once more"),
+        "{error}"
+    );
+    // Five commands behind it: they wait in the queue while the next host starts, and the
+    // redelivered one goes first.
+    for _ in 0..5 {
+        obs.send("tally", "", "alice", 1.0).await;
+    }
+    let second = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = second.error.unwrap_or_default();
+    assert!(error.contains("SIGSEGV"), "{error}");
+    assert!(
+        error.contains(
+            "the message on rosey.commands.act killed two hosts in a row: dropped as poison"
+        ),
+        "{error}"
+    );
+    // Every command behind it is handled, in order, by the third host.
+    for n in 1..=5 {
+        assert_eq!(
+            chat_starting(&mut obs, "tally=").await,
+            format!("tally={n}")
+        );
+    }
+    wait_for_mode(&mut obs, "segfault").await;
+    let info = obs.info(&bad.name).await;
+    assert_eq!(info.host.expect("a host").restarts, 2, "{info:?}");
+    assert_eq!(
+        info.state,
+        rosey_plugin_api::admin::PluginState::Running,
+        "{info:?}"
+    );
+    // No failure since the poison report.
+    let last = info.last_error.unwrap_or_default();
+    assert!(last.contains("dropped as poison"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_restarts_from_the_last_checkpoint_not_from_newer_unsaved_state() {
+    let bad = Fixture::built("misbehave", "misbehave_checkpoint");
+    let plugins = |mode: &str| {
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            // No checkpoint after a tick within the test: only the reconfiguration saves.
+            "checkpoint_interval": 3600,
+            "config": {bad.name.as_str(): {"mode": mode}},
+        })
+    };
+    let (mut obs, served) = serve(&[&bad], plugins("idle")).await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "idle").await;
+    assert_eq!(chat_starting_after(&mut obs, "tally").await, "tally=1");
+    assert_eq!(chat_starting_after(&mut obs, "tally").await, "tally=2");
+    // A configuration change rebuilds the instance from its saved state: the checkpoint.
+    served.reconfigure(plugins("segfault"));
+    wait_for_mode(&mut obs, "segfault").await;
+    assert_eq!(chat_starting_after(&mut obs, "tally").await, "tally=3");
+    assert_eq!(chat_starting_after(&mut obs, "tally").await, "tally=4");
+    obs.clear_backlog();
+    obs.send("act", "", "alice", 1.0).await;
+    obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    wait_for_mode(&mut obs, "segfault").await;
+    // 3 and 4 were never saved: the count goes on from the checkpoint's 2.
+    assert_eq!(chat_starting_after(&mut obs, "tally").await, "tally=3");
+}
+
+/// Sends `command` and returns the next chat line answering it (`<command>=...`).
+async fn chat_starting_after(obs: &mut Observer, command: &str) -> String {
+    obs.send(command, "", "alice", 1.0).await;
+    chat_starting(obs, &format!("{command}=")).await
+}
+
+/// Starts a runtime whose process (and so every host it starts) gets `ENOSYS` from
+/// `syscall`, as in a container whose seccomp profile hides a kernel feature.
+fn runtime_without(syscall: i64, config: &serde_json::Value) -> Runtime {
+    use std::os::unix::process::CommandExt as _;
+    let rules = std::collections::BTreeMap::from([(syscall, Vec::new())]);
+    let filter = seccompiler::SeccompFilter::new(
+        rules,
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    start_runtime_with(config, |mut cmd| {
+        // SAFETY: runs in the child between fork and exec; it only calls prctl and seccomp
+        // (through seccompiler, on a program built before the fork) and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                seccompiler::apply_filter(&program).map_err(std::io::Error::other)
+            });
+        }
+        cmd
+    })
+}
+
+/// The runtime's exit status once it has ended by itself.
+fn exit_status(rt: &mut Runtime) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = rt.child.child_mut().try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < PATIENCE, "it still runs: {}", rt.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_refuses_to_start_when_landlock_or_seccomp_is_missing() {
+    let nats = NatsServer::start();
+    let libs = tempfile::tempdir().unwrap();
+    let plugins = |isolation: &str| {
+        serde_json::json!({
+            "enabled": ["quotes", "markov"],
+            "isolation": "in_process",
+            "config": {"markov": {"isolation": isolation}},
+        })
+    };
+    for (syscall, missing) in [
+        (libc::SYS_landlock_create_ruleset, "Landlock"),
+        (libc::SYS_seccomp, "seccomp"),
+    ] {
+        let mut rt = runtime_without(syscall, &config(&nats, libs.path(), plugins("process")));
+        let status = exit_status(&mut rt);
+        assert!(!status.success(), "{status}");
+        let log = rt.log();
+        assert!(log.contains("sandbox probe failed"), "{log}");
+        assert!(log.contains(&format!("{missing}:")), "{log}");
+        assert!(
+            log.contains("plugins markov run with isolation \"process\""),
+            "{log}"
+        );
+        assert!(log.contains("\"in_process\""), "{log}");
+    }
+    // Without a plugin in a host process the sandbox is not needed: it starts, and gets as
+    // far as looking for the (absent) libraries.
+    let mut obs = Observer::new(&nats).await;
+    let _rt = runtime_without(
+        libc::SYS_landlock_create_ruleset,
+        &config(&nats, libs.path(), plugins("in_process")),
+    );
+    let failed = obs.event(events::PLUGIN_FAILED, "markov").await;
+    let error = failed.error.unwrap_or_default();
+    assert!(!error.contains("sandbox"), "{error}");
+    assert!(obs.list().await.iter().all(|p| p.host.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_from_a_plugins_own_thread_are_served_between_deliveries() {
+    let bad = Fixture::built("misbehave", "misbehave_thread_calls");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            // No tick to call into the plugin meanwhile: only the runtime reading its host's
+            // frames between deliveries can serve the thread's request and reply.
+            "tick_interval": 3600,
+            "config": {bad.name.as_str(): {"mode": "thread_request"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "thread_request").await;
+    obs.send("act", "", "alice", 1.0).await;
+    let line = chat_starting(&mut obs, "thread_request:").await;
+    assert!(
+        line.starts_with("thread_request: from its own thread, the request came back refused"),
+        "{line}"
+    );
+    assert!(line.contains("rosey.nowhere.at_all"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_with_a_stuck_one_go_to_the_replacement() {
+    let bad = Fixture::built("misbehave", "misbehave_stuck_batch");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            "config": {bad.name.as_str(): {"mode": "endless_loop"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "endless_loop").await;
+    obs.clear_backlog();
+    // While it naps, a second nap, the endless command and five more queue up, and go to its
+    // host together: the second nap's outcome must reach the runtime although the command
+    // after it never returns (else it would count as the stuck one, and the endless command be
+    // handed on and stick again).
+    obs.send("nap", "", "alice", 1.0).await;
+    obs.send("nap", "", "alice", 1.0).await;
+    obs.send("act", "", "alice", 1.0).await;
+    for _ in 0..5 {
+        obs.send("tally", "", "alice", 1.0).await;
+    }
+    let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("stuck in on_message"), "{error}");
+    // The stuck one is dropped (as in process); the others are handled, once each (commands on
+    // different subjects may reach the queue in any order, and a tally handled before the
+    // stuck one counts from the last checkpoint again in the replacement: the lines are
+    // counted, not their numbers).
+    let (mut naps, mut tallies) = (0, 0);
+    while tallies < 5 || naps < 2 {
+        let line = obs.next_chat().await;
+        if line == "napped" {
+            naps += 1;
+        } else if line.starts_with("tally=") {
+            tallies += 1;
+        }
+    }
+    wait_for_mode(&mut obs, "endless_loop").await;
+    assert_eq!((naps, tallies), (2, 5));
+    let info = obs.info(&bad.name).await;
+    assert_eq!(info.host.expect("a host").restarts, 1, "{info:?}");
 }

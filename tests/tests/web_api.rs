@@ -12,9 +12,8 @@ use rosey_tests::runtime_support::{config as runtime_config, shipped_plugin_dir,
 use rosey_tests::web_support::{
     basic, get, http, parse_prometheus, start_web, Answer, Feed, Web, FIXTURE_TOKEN, WAIT,
 };
-use rosey_tests::{command, wait_for_rosey_db, wait_until_async, ChildGuard, NatsServer, RoseyDb};
+use rosey_tests::{rosey_db_on_config, wait_for_rosey_db, wait_until_async, NatsServer, RoseyDb};
 use serde_json::{json, Value};
-use std::process::Stdio;
 
 const PASSWORD: &str = "correct horse";
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
@@ -74,6 +73,13 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains(">tester<"), "{}", page.body);
     assert!(page.body.contains(">rosey<"));
+    // Healthy: no banner, and the tab's title carries no warning.
+    assert!(!page.body.contains("Needs attention"));
+    assert!(
+        page.body.contains("<title>Rosey · console</title>"),
+        "{}",
+        page.body
+    );
     let csp = &page.headers["content-security-policy"];
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
     assert!(!page.body.contains("<script>"), "no inline script");
@@ -335,6 +341,15 @@ async fn the_api_page_feed_metrics_and_health_over_nats() {
     drop(bot);
     let down = wait_status(&web, "/health", 503).await;
     assert!(down.body.contains("bot for console"), "{}", down.body);
+    // The open page says so live, at the top, and a page opened now too (tab title warned).
+    let banner = feed.wait_for("section", "Needs attention").await;
+    assert!(banner.contains("bot for console"), "{banner}");
+    let page = get(&web, "/").await.body;
+    assert!(
+        page.contains("Needs attention") && page.contains("the bot for console"),
+        "{page}"
+    );
+    assert!(page.contains("<title>⚠ Rosey · console</title>"), "{page}");
     drop(db);
     let ok = wait_until_async(WAIT, || async {
         let a = get(&web, "/health").await;
@@ -408,14 +423,7 @@ async fn each_channel_gets_its_own_stats_history_chart_and_outbound() {
         "database": {"path": dir.path().join("bot_data.db")},
     });
     let file = write_config(dir.path(), &config);
-    let mut cmd = command("rosey-db");
-    cmd.arg("--config")
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let _db = ChildGuard::spawn("rosey-db", cmd);
+    let _db = rosey_db_on_config(&file);
     wait_for_rosey_db(&client, WAIT).await;
 
     // Each channel's own counts, far above what a console bot reports, and an outbound line
@@ -591,4 +599,287 @@ async fn the_page_says_nats_is_down_and_recovers_after_a_restart() {
     let current = get(&web, "/api/current").await;
     assert_eq!(current.status, 200);
     assert!(current.body.contains("\"tester\""), "{}", current.body);
+}
+
+/// The live tokens in `file`'s `rosey_api_tokens`, by preview.
+fn live_tokens_in(file: &std::path::Path) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT preview FROM rosey_api_tokens WHERE revoked = 0 ORDER BY preview")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_deployment_wide_across_channels() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The first channel keeps the original's file (the fixture's channel is `testchan`, its
+    // token moved there); the two further channels get files of their own.
+    let first = dir.path().join("bot_data.db");
+    std::fs::copy(
+        rosey_tests::shared_dir().join("fixtures/rosey-v0.5-sample.db"),
+        &first,
+    )
+    .unwrap();
+    let channels = ["testchan", "second", "third"];
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "console_user": "tester",
+                     "credentials": {"username": "rosey"},
+                     "outbound_poll_interval": 0.2, "status_interval": 0.5,
+                     "channels": channels.iter().map(|c| json!({"name": c})).collect::<Vec<_>>()},
+        "database": {"path": first},
+    });
+    let file = write_config(dir.path(), &config);
+    let _db = rosey_db_on_config(&file);
+    wait_for_rosey_db(&client, WAIT).await;
+    let bots: Vec<ConsoleBot> = channels
+        .iter()
+        .map(|channel| {
+            ConsoleBot::start_with(&config, move |mut cmd| {
+                cmd.arg("--channel").arg(channel);
+                cmd
+            })
+        })
+        .collect();
+    let web = start_web(&nats, json!({"password": PASSWORD, "say_per_minute": 100}));
+    let admin = basic(PASSWORD);
+    // Every channel known to rosey-web (so `/api/say` may name it).
+    for channel in channels {
+        wait_status(&web, &format!("/api/current?channel={channel}"), 200).await;
+    }
+
+    // Made once, naming a further channel: it still goes to the deployment's one table.
+    let made = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        Some(br#"{"description": "everywhere", "channel": "third"}"#),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    let preview = format!("{}...", &token[..8]);
+    // A channel rosey-db does not serve is refused, not silently mapped to the first file.
+    let elsewhere = http(
+        web.addr,
+        "POST",
+        "/api/tokens",
+        &[("Authorization", &admin)],
+        Some(br#"{"channel": "nowhere"}"#),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+
+    // Listed once, whichever channel the list names.
+    for query in ["", "?channel=second", "?channel=third"] {
+        let list = http(
+            web.addr,
+            "GET",
+            &format!("/api/tokens{query}"),
+            &[("Authorization", &admin)],
+            None,
+        )
+        .await;
+        assert_eq!(list.status, 200, "{}", list.body);
+        let previews: Vec<String> = list.json()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["token_preview"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            previews.iter().filter(|p| **p == preview).count(),
+            1,
+            "{query}: {previews:?}"
+        );
+        assert_eq!(
+            previews.iter().filter(|p| *p == "MUYoaOQ8...").count(),
+            1,
+            "{query}: {previews:?}"
+        );
+    }
+
+    // Both the new token and the original's speak in every channel, each line reaching that
+    // channel's bot.
+    for (bot, channel) in bots.iter().zip(channels) {
+        for (who, key) in [("new", token.as_str()), ("original", FIXTURE_TOKEN)] {
+            let line = format!("{who} token in {channel}");
+            let said = say(
+                &web,
+                key,
+                &json!({"message": line, "channel": channel}).to_string(),
+            )
+            .await;
+            assert_eq!(said.status, 200, "{channel}, {who}: {}", said.body);
+            let heard = loop {
+                let out = bot.next_stdout();
+                if out.contains(&line) {
+                    break out;
+                }
+            };
+            assert_eq!(heard, format!("<rosey> {line}"));
+        }
+    }
+    // The tokens are in the first file only.
+    let mut expected = vec!["MUYoaOQ8".to_owned(), token[..8].to_owned()];
+    expected.sort();
+    assert_eq!(live_tokens_in(&first), expected);
+    for channel in &channels[1..] {
+        let further = dir.path().join(format!("bot_data.{channel}.db"));
+        assert!(
+            live_tokens_in(&further).is_empty(),
+            "{channel}'s file holds tokens"
+        );
+    }
+
+    // Revoked once (naming no channel), refused in every channel.
+    let revoked = http(
+        web.addr,
+        "DELETE",
+        &format!("/api/tokens/{}", &token[..8]),
+        &[("Authorization", &admin)],
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["revoked"], 1);
+    for channel in channels {
+        let refused = say(
+            &web,
+            &token,
+            &json!({"message": "too late", "channel": channel}).to_string(),
+        )
+        .await;
+        assert_eq!(refused.status, 401, "{channel}: {}", refused.body);
+    }
+}
+
+/// Requests rosey-db's `endpoint` has answered so far (its `$SRV.STATS`).
+async fn db_endpoint_requests(client: &async_nats::Client, endpoint: &str) -> u64 {
+    let reply = client
+        .request("$SRV.STATS.rosey-db", "".into())
+        .await
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&reply.payload).unwrap();
+    stats["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == endpoint)
+        .and_then(|e| e["num_requests"].as_u64())
+        .unwrap_or_else(|| panic!("no endpoint {endpoint} in {stats}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rosey_db_is_asked_only_about_channels_someone_looks_at() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "console_user": "tester",
+                     "credentials": {"username": "rosey"},
+                     "channels": [{"name": "lobby"}, {"name": "second"}]},
+        "database": {"path": dir.path().join("bot_data.db")},
+    });
+    let file = write_config(dir.path(), &config);
+    let _db = rosey_db_on_config(&file);
+    wait_for_rosey_db(&client, WAIT).await;
+    let web = start_web(&nats, json!({}));
+    // rosey-web learns both channels from a chat line in each, said again until it lists both
+    // (its subscription may come after the first); `/api/current` without a channel lists them
+    // and marks no channel as looked at.
+    let known = wait_until_async(WAIT, || async {
+        let listed = get(&web, "/api/current").await.body;
+        if listed.contains("lobby") && listed.contains("second") {
+            return true;
+        }
+        for channel in ["lobby", "second"] {
+            let line = json!({"platform": "console", "channel": channel, "timestamp": 1,
+                              "platform_data": null, "user": "tester",
+                              "content": format!("hello {channel}"), "is_command": false});
+            client
+                .publish(subjects::events::MESSAGE, line.to_string().into())
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        false
+    })
+    .await;
+    assert!(known, "rosey-web never listed both channels");
+
+    // Nobody looks: several timer ticks pass without a question about either channel's
+    // outbound queue or stats.
+    let quiet = (
+        db_endpoint_requests(&client, "outbound-recent").await,
+        db_endpoint_requests(&client, "channel-stats").await,
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert_eq!(
+        (
+            db_endpoint_requests(&client, "outbound-recent").await,
+            db_endpoint_requests(&client, "channel-stats").await,
+        ),
+        quiet,
+        "rosey-web polled rosey-db for channels nobody looks at"
+    );
+
+    // A page opened on one channel loads that channel's figures before it is drawn...
+    let _: Value = request_json(
+        &client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "lobby", "message": "queued before the page"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // (A read waits a bounded time for them, so a busy machine may need a second look.)
+    let shown = wait_until_async(WAIT, || async {
+        get(&web, "/?channel=lobby")
+            .await
+            .body
+            .contains("queued before the page")
+    })
+    .await;
+    assert!(shown, "the page never showed lobby's queue");
+    // ...and, while it stays open, keeps them current: a line queued later appears on it.
+    let mut feed = Feed::open(&web, "?channel=lobby").await;
+    let _: Value = request_json(
+        &client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "lobby", "message": "queued while the page is open"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    feed.wait_for("section", "queued while the page is open")
+        .await;
+    // The API reads a channel nobody watched with figures loaded for the read.
+    let _: Value = request_json(
+        &client,
+        subjects::db::OUTBOUND_ENQUEUE,
+        &json!({"channel": "second", "message": "in second"}),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let stats = get(&web, "/api/stats?channel=second").await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let shown = wait_until_async(WAIT, || async {
+        get(&web, "/?channel=second")
+            .await
+            .body
+            .contains("in second")
+    })
+    .await;
+    assert!(shown, "the page never showed second's queue");
 }

@@ -1,7 +1,12 @@
 //! Keeps [`Shared`] current from NATS: loads everything through requests at start and after
-//! every reconnect, follows the bot's and the runtime's events, and refreshes what only
-//! rosey-db knows (outbound queue, stats, history) and the `$SRV` services on a timer, never
-//! per page request.
+//! every reconnect, follows the bot's and the runtime's events, and refreshes the `$SRV`
+//! services on a timer.
+//!
+//! What only rosey-db knows about a channel (outbound queue, stats, history) is refreshed for
+//! the channels someone is looking at ([`Demand`]): an open page keeps its channel's figures
+//! current on the timer, and a read of a channel nobody watched first brings its stale figures
+//! up to date. A deployment of a hundred channels with one page open asks rosey-db about one
+//! channel, not a hundred, per tick.
 
 use crate::state::{Change, ChannelView, DbHealth, Line, Section, ServiceEntry, Shared};
 use bytes::Bytes;
@@ -18,13 +23,139 @@ use rosey_plugin_api::{stream, subjects, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long a request to another service may take before the page says it is slow.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long answers to a scatter request (`$SRV`, snapshots from every bot) are gathered.
 pub const GATHER_WINDOW: Duration = Duration::from_millis(400);
+
+/// How often an open page's outbound queue is refreshed.
+pub const OUTBOUND_EVERY: Duration = Duration::from_secs(3);
+/// How often an open page's stats and history are refreshed.
+pub const STATS_EVERY: Duration = Duration::from_secs(30);
+/// The longest a read waits for its channel's stale figures before answering from the state.
+pub const FRESH_WAIT: Duration = Duration::from_secs(2);
+/// How long after a read a channel's figures keep being refreshed (a dashboard polling the API).
+pub const WATCHED_AFTER_READ: Duration = Duration::from_secs(60);
+
+/// A channel's figures that come from rosey-db.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figures {
+    /// The outbound queue.
+    Outbound,
+    /// High-water marks, top chatters and the 7-day history.
+    Stats,
+}
+
+impl Figures {
+    fn every(self) -> Duration {
+        match self {
+            Figures::Outbound => OUTBOUND_EVERY,
+            Figures::Stats => STATS_EVERY,
+        }
+    }
+}
+
+/// Who is looking at which channel, and when each channel's figures were last loaded.
+#[derive(Debug, Default)]
+pub struct Demand {
+    channels: Mutex<HashMap<String, Interest>>,
+}
+
+#[derive(Debug, Default)]
+struct Interest {
+    read_at: Option<Instant>,
+    open_pages: usize,
+    outbound_at: Option<Instant>,
+    stats_at: Option<Instant>,
+}
+
+impl Interest {
+    fn loaded_at(&mut self, figures: Figures) -> &mut Option<Instant> {
+        match figures {
+            Figures::Outbound => &mut self.outbound_at,
+            Figures::Stats => &mut self.stats_at,
+        }
+    }
+
+    fn watched(&self, now: Instant) -> bool {
+        self.open_pages > 0
+            || self
+                .read_at
+                .is_some_and(|t| now.duration_since(t) < WATCHED_AFTER_READ)
+    }
+}
+
+impl Demand {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Interest>> {
+        // Every change under the lock is one assignment; a poisoned map is still whole.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims the load of `channel`'s `figures` when they are older than their period (or
+    /// `force`): marks them loaded now, so concurrent readers answer from the state instead of
+    /// asking rosey-db again. Returns the previous mark to restore if the load fails.
+    fn claim(
+        &self,
+        channel: &str,
+        figures: Figures,
+        now: Instant,
+        force: bool,
+    ) -> Option<Option<Instant>> {
+        let mut map = self.lock();
+        let slot = map
+            .entry(channel.to_owned())
+            .or_default()
+            .loaded_at(figures);
+        let stale = slot.is_none_or(|t| now.duration_since(t) >= figures.every());
+        (stale || force).then(|| slot.replace(now))
+    }
+
+    fn restore(&self, channel: &str, figures: Figures, previous: Option<Instant>) {
+        if let Some(i) = self.lock().get_mut(channel) {
+            *i.loaded_at(figures) = previous;
+        }
+    }
+
+    fn read(&self, channel: &str, now: Instant) {
+        self.lock().entry(channel.to_owned()).or_default().read_at = Some(now);
+    }
+
+    /// The channels someone looks at now.
+    pub fn watched(&self, now: Instant) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, i)| i.watched(now))
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Forgets every load (after a reconnect, everything is reloaded on the next look).
+    fn forget_loads(&self) {
+        for i in self.lock().values_mut() {
+            i.outbound_at = None;
+            i.stats_at = None;
+        }
+    }
+}
+
+/// An open page on a channel; while it lives, the channel counts as watched.
+pub struct Watching {
+    demand: Arc<Demand>,
+    channel: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(i) = self.demand.lock().get_mut(&self.channel) {
+            i.open_pages = i.open_pages.saturating_sub(1);
+            i.read_at = Some(Instant::now());
+        }
+    }
+}
 
 /// Talks to the other services for the page.
 #[derive(Clone)]
@@ -35,6 +166,8 @@ pub struct Follower {
     pub shared: Shared,
     /// Chat lines kept per channel.
     pub chat_lines: usize,
+    /// Which channels' figures to keep current.
+    pub demand: Arc<Demand>,
 }
 
 /// Sends `payload` to `subject` and gathers every answer that arrives within `window`.
@@ -81,25 +214,94 @@ impl Follower {
             Ok(_) | Err(RequestError::Service(..)) => (true, None),
             Err(e) => (false, Some(e.to_string())),
         };
-        let changed = self.shared.read().db.reachable != reachable;
-        self.shared.update(&[], |live| {
-            live.db.reachable = reachable;
-            live.db.problem = problem;
-        });
+        let (changed, same) = {
+            let live = self.shared.read();
+            (
+                live.db.reachable != reachable,
+                live.db.reachable == reachable && live.db.problem == problem,
+            )
+        };
+        // Most answers change nothing: no update, so cached answers built from the state stay.
+        if !same {
+            self.shared.update(&[], |live| {
+                live.db.reachable = reachable;
+                live.db.problem = problem;
+            });
+        }
         if changed {
             self.shared.notify(Section::Services);
         }
         result
     }
 
-    /// Everything, as after a start or a reconnect.
+    /// Everything, as after a start or a reconnect: rosey-db's figures for the channels
+    /// someone looks at now, the others' on their next look.
     pub async fn load_all(&self) {
         self.load_snapshots().await;
         self.load_chat().await;
         self.load_plugins().await;
-        self.load_outbound().await;
-        self.load_stats().await;
+        self.demand.forget_loads();
+        self.refresh_watched().await;
         self.load_services().await;
+    }
+
+    /// A page or API read of `channel` is about to show `figures`: notes the interest and,
+    /// when they are older than their period, loads them first, so a read is never staler
+    /// than an open page would be.
+    pub async fn fresh(&self, channel: &str, figures: &[Figures]) {
+        let now = Instant::now();
+        self.demand.read(channel, now);
+        let me = self.clone();
+        let channel = channel.to_owned();
+        let figures = figures.to_vec();
+        let load = tokio::spawn(async move {
+            let loads = figures
+                .iter()
+                .map(|f| me.load_if_stale(&channel, *f, now, false));
+            futures::future::join_all(loads).await;
+        });
+        // A slow or absent rosey-db must not hold the page: past this the answer is drawn from
+        // the state, and the figures reach an open page on its live feed when they come.
+        let _ = tokio::time::timeout(FRESH_WAIT, load).await;
+    }
+
+    /// Counts an open page on `channel` until the guard drops.
+    pub fn watch(&self, channel: &str) -> Watching {
+        let mut map = self.demand.lock();
+        map.entry(channel.to_owned()).or_default().open_pages += 1;
+        Watching {
+            demand: self.demand.clone(),
+            channel: channel.to_owned(),
+        }
+    }
+
+    /// Loads `channel`'s outbound queue now (after a say, say).
+    pub async fn reload_outbound(&self, channel: &str) {
+        self.load_if_stale(channel, Figures::Outbound, Instant::now(), true)
+            .await;
+    }
+
+    async fn load_if_stale(&self, channel: &str, figures: Figures, now: Instant, force: bool) {
+        let Some(previous) = self.demand.claim(channel, figures, now, force) else {
+            return;
+        };
+        let loaded = match figures {
+            Figures::Outbound => self.load_outbound_of(channel).await,
+            Figures::Stats => self.load_stats_of(channel).await,
+        };
+        if !loaded {
+            self.demand.restore(channel, figures, previous);
+        }
+    }
+
+    /// Refreshes the stale figures of every watched channel (the timer's work).
+    pub async fn refresh_watched(&self) {
+        let now = Instant::now();
+        for channel in self.demand.watched(now) {
+            for f in [Figures::Outbound, Figures::Stats] {
+                self.load_if_stale(&channel, f, now, false).await;
+            }
+        }
     }
 
     /// Every bot's snapshot.
@@ -232,57 +434,68 @@ impl Follower {
             });
     }
 
-    /// Each channel's outbound report.
-    pub async fn load_outbound(&self) {
-        for channel in self.db_channels().await {
-            let q = OutboundRecent {
-                limit: 20,
-                channel: Some(channel.clone()),
-            };
-            let Ok(rows) = self
-                .ask_db::<_, Vec<OutboundReportRow>>(subjects::db::OUTBOUND_RECENT, &q)
-                .await
-            else {
-                continue;
-            };
-            let changed = self
-                .shared
-                .read()
-                .channels
-                .get(&channel)
-                .is_none_or(|v| v.outbound != rows);
-            if changed {
-                self.shared
-                    .update(&[Change::Section(Section::Outbound)], |live| {
-                        live.channel_mut(&channel).outbound = rows
-                    });
-            }
+    /// One channel's outbound report; whether rosey-db answered.
+    async fn load_outbound_of(&self, channel: &str) -> bool {
+        let q = OutboundRecent {
+            limit: 20,
+            channel: Some(channel.to_owned()),
+        };
+        let Ok(rows) = self
+            .ask_db::<_, Vec<OutboundReportRow>>(subjects::db::OUTBOUND_RECENT, &q)
+            .await
+        else {
+            return false;
+        };
+        let changed = self
+            .shared
+            .read()
+            .channels
+            .get(channel)
+            .is_none_or(|v| v.outbound != rows);
+        if changed {
+            self.shared
+                .update(&[Change::Section(Section::Outbound)], |live| {
+                    live.channel_mut(channel).outbound = rows
+                });
         }
+        true
     }
 
-    /// Each channel's high-water marks and 7-day history.
-    pub async fn load_stats(&self) {
-        for channel in self.db_channels().await {
-            let stats = self
-                .ask_db::<_, ChannelStats>(
-                    subjects::db::QUERY_CHANNEL_STATS,
-                    &ChannelStatsQuery {
-                        channel: Some(channel.clone()),
-                    },
-                )
-                .await;
-            let history = self
-                .ask_db::<_, Vec<UserCountSample>>(
-                    subjects::db::USER_COUNT_HISTORY_GET,
-                    &UserCountHistoryGet {
-                        channel: Some(channel.clone()),
-                        hours: 168,
-                    },
-                )
-                .await;
+    /// One channel's high-water marks and 7-day history; whether rosey-db answered both.
+    async fn load_stats_of(&self, channel: &str) -> bool {
+        let stats = self
+            .ask_db::<_, ChannelStats>(
+                subjects::db::QUERY_CHANNEL_STATS,
+                &ChannelStatsQuery {
+                    channel: Some(channel.to_owned()),
+                },
+            )
+            .await;
+        let history = self
+            .ask_db::<_, Vec<UserCountSample>>(
+                subjects::db::USER_COUNT_HISTORY_GET,
+                &UserCountHistoryGet {
+                    channel: Some(channel.to_owned()),
+                    hours: 168,
+                },
+            )
+            .await;
+        let answered = stats.is_ok() && history.is_ok();
+        let changed = {
+            let live = self.shared.read();
+            let view = live.channels.get(channel);
+            let stats_changed = stats
+                .as_ref()
+                .is_ok_and(|s| view.is_none_or(|v| v.stats.as_ref() != Some(s)));
+            let history_changed = history
+                .as_ref()
+                .is_ok_and(|h| view.is_none_or(|v| &v.history != h));
+            stats_changed || history_changed
+        };
+        if changed {
             self.shared
                 .update(&[Change::Section(Section::Stats)], |live| {
-                    let view = live.channel_mut(&channel);
+                    let view = live.channel_mut(channel);
                     if let Ok(stats) = stats {
                         view.stats = Some(stats);
                     }
@@ -291,6 +504,7 @@ impl Follower {
                     }
                 });
         }
+        answered
     }
 
     /// Every process answering `$SRV.STATS`, and the database stream's backlog.
@@ -510,12 +724,11 @@ impl Follower {
                     if !connected {
                         continue;
                     }
+                    self.refresh_watched().await;
                     if ticks % 3 == 0 {
-                        self.load_outbound().await;
                         self.load_services().await;
                     }
                     if ticks % 30 == 0 {
-                        self.load_stats().await;
                         self.load_plugins().await;
                     }
                 }
@@ -591,6 +804,46 @@ async fn stream_figures(client: &async_nats::Client) -> (Option<u64>, Option<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_load_once_per_period_and_only_for_watched_channels() {
+        let demand = Arc::new(Demand::default());
+        let t0 = Instant::now();
+        // Nobody has looked at anything: nothing is watched.
+        assert!(demand.watched(t0).is_empty());
+        // A first read claims the load; a concurrent read within the period does not.
+        assert_eq!(demand.claim("a", Figures::Outbound, t0, false), Some(None));
+        assert_eq!(demand.claim("a", Figures::Outbound, t0, false), None);
+        let later = t0 + OUTBOUND_EVERY;
+        assert_eq!(
+            demand.claim("a", Figures::Outbound, later, false),
+            Some(Some(t0))
+        );
+        // Stats have their own, longer period; a forced load always goes.
+        assert!(demand.claim("a", Figures::Stats, t0, false).is_some());
+        assert!(demand.claim("a", Figures::Stats, later, false).is_none());
+        assert!(demand.claim("a", Figures::Stats, later, true).is_some());
+        // A failed load gives the claim back, so the next read tries again.
+        demand.restore("a", Figures::Stats, None);
+        assert!(demand.claim("a", Figures::Stats, later, false).is_some());
+
+        // A read keeps a channel watched for a while; an open page for as long as it is open.
+        demand.read("b", t0);
+        assert_eq!(demand.watched(t0), ["b"]);
+        assert!(demand.watched(t0 + WATCHED_AFTER_READ).is_empty());
+        let page = Watching {
+            demand: demand.clone(),
+            channel: "c".into(),
+        };
+        demand.lock().entry("c".into()).or_default().open_pages += 1;
+        let far = t0 + WATCHED_AFTER_READ * 10;
+        assert_eq!(demand.watched(far), ["c"]);
+        drop(page);
+        assert_eq!(demand.lock()["c"].open_pages, 0);
+        // After a reconnect every figure is stale again.
+        demand.forget_loads();
+        assert!(demand.claim("a", Figures::Outbound, t0, false).is_some());
+    }
 
     #[test]
     fn service_rows_read_micro_answers() {

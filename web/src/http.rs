@@ -6,7 +6,7 @@
 
 use crate::auth::{Access, Refusal};
 use crate::chart::{self, Range};
-use crate::follow::Follower;
+use crate::follow::{Figures, Follower};
 use crate::metrics::{self, HttpCounters};
 use crate::page;
 use crate::state::{Change, Live, Section};
@@ -239,12 +239,20 @@ async fn index(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Resp
         return refusal(r);
     }
     let admin = app.access.is_admin(&headers);
-    let live = app.live();
-    let channel = match q.get("channel") {
-        Some(c) if live.channels.contains_key(c) => c.clone(),
-        Some(c) => return error(StatusCode::NOT_FOUND, format!("unknown channel {c:?}")),
-        None => live.channels.keys().next().cloned().unwrap_or_default(),
+    let channel = {
+        let live = app.live();
+        match q.get("channel") {
+            Some(c) if live.channels.contains_key(c) => c.clone(),
+            Some(c) => return error(StatusCode::NOT_FOUND, format!("unknown channel {c:?}")),
+            None => live.channels.keys().next().cloned().unwrap_or_default(),
+        }
     };
+    if !channel.is_empty() {
+        app.follower
+            .fresh(&channel, &[Figures::Outbound, Figures::Stats])
+            .await;
+    }
+    let live = app.live();
     let ctx = page::context(&live, &channel, admin, &app.access.csrf);
     match page::page(&ctx) {
         Ok(html) => (
@@ -335,7 +343,10 @@ async fn events(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Res
     let mut stopping = app.stopping.clone();
     let keep = app.follower.chat_lines;
     let feed = app.clone();
+    // An open page keeps its channel's figures from rosey-db current.
+    let watching = (!channel.is_empty()).then(|| app.follower.watch(&channel));
     tokio::spawn(async move {
+        let _watching = watching;
         if tx.send(state_event(&feed)).await.is_err() {
             return;
         }
@@ -360,6 +371,10 @@ async fn events(State(app): Shared, headers: HeaderMap, Query(q): Params) -> Res
                         .collect();
                     if s == Section::Services {
                         out.push(state_event(&feed));
+                    }
+                    // What needs attention follows the bots and the services.
+                    if matches!(s, Section::Bot | Section::Services) {
+                        out.extend(section_event(&feed, &channel, admin, Section::Health));
                     }
                     out
                 }
@@ -395,6 +410,9 @@ async fn chart_svg(State(app): Shared, headers: HeaderMap, Query(q): Params) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
+    if let Some(c) = &channel {
+        app.follower.fresh(c, &[Figures::Stats]).await;
+    }
     let svg = {
         let live = app.live();
         let history = channel
@@ -479,6 +497,9 @@ async fn api_stats(State(app): Shared, headers: HeaderMap, Query(q): Params) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
+    if let Some(c) = &channel {
+        app.follower.fresh(c, &[Figures::Stats]).await;
+    }
     let cached = channel
         .as_deref()
         .and_then(|c| app.live().channels.get(c).and_then(|v| v.stats.clone()));
@@ -515,6 +536,9 @@ async fn api_history(
         );
     };
     let hours = hours.min(MAX_HISTORY_HOURS);
+    if let Some(c) = &channel {
+        app.follower.fresh(c, &[Figures::Stats]).await;
+    }
     let since = Timestamp::now().secs() - i64::from(hours) * 3600;
     let cached: Option<Vec<_>> = channel.as_deref().and_then(|c| {
         app.live()
@@ -778,8 +802,10 @@ async fn api_say(
         .await
     {
         Ok(done) => {
-            let follower = app.follower.clone();
-            tokio::spawn(async move { follower.load_outbound().await });
+            if let Some(channel) = channel {
+                let follower = app.follower.clone();
+                tokio::spawn(async move { follower.reload_outbound(&channel).await });
+            }
             Json(json!({"queued": true, "id": done.id})).into_response()
         }
         Err(e) => upstream(e),

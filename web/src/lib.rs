@@ -12,12 +12,17 @@
 //! - [`auth`]: who may read and who may administer; CSRF.
 //! - [`page`], [`chart`], [`metrics`]: the HTML, the SVG chart, the Prometheus text.
 //! - [`discovery`]: this process's `$SRV` answers.
+//! - [`memory`]: giving a burst's memory back once it is over.
+
+// The one exception is glibc's malloc_trim, in `memory`.
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod chart;
 pub mod discovery;
 pub mod follow;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod page;
 pub mod state;
@@ -56,6 +61,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         client: client.clone(),
         shared,
         chat_lines: web.chat_lines,
+        demand: Arc::default(),
     };
     let access = auth::Access {
         loopback,
@@ -74,6 +80,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     ));
     let srv = tokio::spawn(discovery::serve(client.clone(), app.clone(), local));
     let follow_task = tokio::spawn(follower.run());
+    let counted = app.clone();
+    let trim_task = tokio::spawn(memory::trim_when_quiet(move || {
+        counted
+            .counters
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }));
     let url = format!("http://{local}/");
     tracing::info!(%url, "rosey-web listening");
     // `rosey up` and the tests read the address from this line.
@@ -96,6 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     srv.abort();
     follow_task.abort();
+    trim_task.abort();
     served.context("HTTP server")?;
     tracing::info!("rosey-web stopped");
     Ok(())

@@ -7,7 +7,7 @@ use rosey_plugin_api::Timestamp;
 use serde::Serialize;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("index.html", include_str!("../templates/index.html")),
     ("bot.html", include_str!("../templates/bot.html")),
     ("users.html", include_str!("../templates/users.html")),
@@ -17,6 +17,7 @@ const TEMPLATES: [(&str, &str); 9] = [
     ("outbound.html", include_str!("../templates/outbound.html")),
     ("plugins.html", include_str!("../templates/plugins.html")),
     ("services.html", include_str!("../templates/services.html")),
+    ("health.html", include_str!("../templates/health.html")),
 ];
 
 /// The templates, parsed once. Names end in `.html`, so minijinja escapes every value.
@@ -136,6 +137,8 @@ pub struct PageContext<'a> {
     services: Vec<ServiceView>,
     db: &'a crate::state::DbHealth,
     nats: bool,
+    /// What `/health` would name, for every channel: the banner at the top and the tab title.
+    problems: Vec<String>,
 }
 
 /// Percent-encodes a query value (channel names are free text).
@@ -246,6 +249,7 @@ pub fn context<'a>(
             .collect(),
         db: &live.db,
         nats: live.nats_connected,
+        problems: crate::http::health_problems(live),
     }
 }
 
@@ -264,6 +268,7 @@ pub fn section(ctx: &PageContext<'_>, section: Section) -> Result<String, Render
         Section::Services => "services.html",
         Section::Stats => "stats.html",
         Section::Chat => "chat.html",
+        Section::Health => "health.html",
     };
     render(name, ctx)
 }

@@ -169,11 +169,13 @@ pub enum Section {
     Stats,
     /// The whole recent chat (after a reload; new lines come as [`Change::Chat`]).
     Chat,
+    /// What needs attention (as `/health` names it); redrawn with the bot and the services.
+    Health,
 }
 
 impl Section {
     /// Every section.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Section::Bot,
         Section::Users,
         Section::Outbound,
@@ -181,6 +183,7 @@ impl Section {
         Section::Services,
         Section::Stats,
         Section::Chat,
+        Section::Health,
     ];
 
     /// Its element id and template name.
@@ -193,6 +196,7 @@ impl Section {
             Section::Services => "services",
             Section::Stats => "stats",
             Section::Chat => "chat",
+            Section::Health => "health",
         }
     }
 }

@@ -7,6 +7,7 @@
   const live = document.getElementById("live");
   const liveText = document.getElementById("live-text");
   let range = "24h";
+  const baseTitle = document.title.replace(/^⚠ /, "");
 
   function setLive(state, text) {
     live.dataset.state = state;
@@ -44,6 +45,7 @@
       }
       const el = document.getElementById(s.id);
       if (el) el.innerHTML = s.html;
+      if (s.id === "health") document.title = (s.html.trim() ? "⚠ " : "") + baseTitle;
       if (s.id === "stats") refreshChart();
     });
     es.addEventListener("chat", function (e) {

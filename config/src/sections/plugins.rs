@@ -288,6 +288,17 @@ pub struct PluginLimits {
     /// Open file descriptors (`RLIMIT_NOFILE`). Default [`PluginLimits::DEFAULT_OPEN_FILES`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_files: Option<u64>,
+    /// Share of one CPU, in percent, that the plugin's own threads (every thread of the host
+    /// process but the two serving the runtime's deliveries) may use on average over
+    /// `cpu_window`; above it the runtime kills the host, which restarts from its last saved
+    /// state. Handlers run on the host's serving thread and are not counted (a stuck call is
+    /// `plugins.watchdog_timeout`'s), so a plugin busy with many messages is never stopped by
+    /// it. Default [`PluginLimits::DEFAULT_CPU_SHARE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<u32>,
+    /// The window `cpu_share` is averaged over. Default [`PluginLimits::DEFAULT_CPU_WINDOW`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_window: Option<Seconds>,
 }
 
 impl PluginLimits {
@@ -298,8 +309,15 @@ impl PluginLimits {
     pub const DEFAULT_CPU_SECONDS: u64 = 3600;
     /// Open files when nothing is configured.
     pub const DEFAULT_OPEN_FILES: u64 = 64;
+    /// Share of one CPU (percent) a plugin's own threads may use over `cpu_window` when
+    /// nothing is configured: a thread spinning outside any call is stopped within seconds.
+    pub const DEFAULT_CPU_SHARE: u32 = 50;
+    /// The window `cpu_share` is averaged over when nothing is configured.
+    pub const DEFAULT_CPU_WINDOW: Seconds = Seconds::from_secs(5);
     /// Smallest address space a host can load a plugin in.
     pub const MIN_MEMORY_MIB: u64 = 64;
+    /// Largest `cpu_share`: every core of a big machine, fully.
+    pub const MAX_CPU_SHARE: u32 = 100 * 256;
 
     /// The address space limit in MiB.
     pub fn memory_mib(&self) -> u64 {
@@ -316,12 +334,27 @@ impl PluginLimits {
         self.open_files.unwrap_or(Self::DEFAULT_OPEN_FILES)
     }
 
+    /// The share of one CPU (percent) the plugin's own threads may use over
+    /// [`PluginLimits::cpu_window`].
+    pub fn cpu_share(&self) -> u32 {
+        self.cpu_share.unwrap_or(Self::DEFAULT_CPU_SHARE)
+    }
+
+    /// The window [`PluginLimits::cpu_share`] is averaged over.
+    pub fn cpu_window(&self) -> std::time::Duration {
+        self.cpu_window
+            .unwrap_or(Self::DEFAULT_CPU_WINDOW)
+            .as_duration()
+    }
+
     /// These limits where written, `base`'s elsewhere.
     fn over(&self, base: &PluginLimits) -> PluginLimits {
         PluginLimits {
             memory_mib: self.memory_mib.or(base.memory_mib),
             cpu_seconds: self.cpu_seconds.or(base.cpu_seconds),
             open_files: self.open_files.or(base.open_files),
+            cpu_share: self.cpu_share.or(base.cpu_share),
+            cpu_window: self.cpu_window.or(base.cpu_window),
         }
     }
 
@@ -342,6 +375,21 @@ impl PluginLimits {
             return Err(Problem::new(
                 format!("{key_path}.open_files"),
                 "must be at least 8",
+            ));
+        }
+        if !(1..=Self::MAX_CPU_SHARE).contains(&self.cpu_share()) {
+            return Err(Problem::new(
+                format!("{key_path}.cpu_share"),
+                format!(
+                    "must be a percentage of one CPU from 1 to {}",
+                    Self::MAX_CPU_SHARE
+                ),
+            ));
+        }
+        if self.cpu_window() < std::time::Duration::from_secs(1) {
+            return Err(Problem::new(
+                format!("{key_path}.cpu_window"),
+                "must be at least 1 second (the runtime samples CPU time twice a second)",
             ));
         }
         Ok(())
@@ -434,10 +482,10 @@ mod tests {
     fn isolation_and_limits_come_from_the_plugin_else_the_section() {
         let plugins: PluginsConfig = serde_json::from_value(serde_json::json!({
             "isolation": "process",
-            "limits": {"cpu_seconds": 60},
+            "limits": {"cpu_seconds": 60, "cpu_share": 30},
             "config": {
                 "quotes": {"isolation": "in_process"},
-                "markov": {"limits": {"memory_mib": 256}},
+                "markov": {"limits": {"memory_mib": 256, "cpu_window": 2}},
             },
         }))
         .unwrap();
@@ -447,6 +495,20 @@ mod tests {
         assert_eq!(plugins.isolation_of("other"), Isolation::Process);
         let markov = plugins.limits_of("markov");
         assert_eq!((markov.memory_mib(), markov.cpu_seconds()), (256, 60));
+        assert_eq!(
+            (markov.cpu_share(), markov.cpu_window()),
+            (30, std::time::Duration::from_secs(2))
+        );
+        let quotes = plugins.limits_of("quotes");
+        assert_eq!(
+            (quotes.cpu_share(), quotes.cpu_window()),
+            (30, PluginLimits::DEFAULT_CPU_WINDOW.as_duration())
+        );
+        let defaults = PluginLimits::default();
+        assert_eq!(
+            (defaults.cpu_share(), defaults.cpu_window()),
+            (50, std::time::Duration::from_secs(5))
+        );
         assert_eq!(
             plugins.limits_of("other").memory_mib(),
             PluginLimits::DEFAULT_MEMORY_MIB
@@ -472,6 +534,14 @@ mod tests {
             (
                 serde_json::json!({"config": {"x": {"limits": {"cpu_seconds": 0}}}}),
                 "plugins.config.x.limits.cpu_seconds",
+            ),
+            (
+                serde_json::json!({"limits": {"cpu_share": 0}}),
+                "plugins.limits.cpu_share",
+            ),
+            (
+                serde_json::json!({"config": {"x": {"limits": {"cpu_window": 0.5}}}}),
+                "plugins.config.x.limits.cpu_window",
             ),
         ] {
             let plugins: PluginsConfig = serde_json::from_value(bad).unwrap();
