@@ -299,6 +299,9 @@ pub fn infrastructure(role: Role, channel_streams: &[String]) -> (Vec<String>, V
                 js_api("CONSUMER.INFO", &consumer),
                 js_api("STREAM.MSG.GET", js::DLQ_STREAM),
                 js_api("STREAM.MSG.DELETE", js::DLQ_STREAM),
+                // `rosey status` names the channel streams no configured channel uses (a
+                // removed channel's): listing names reads nothing from any stream.
+                "$JS.API.STREAM.NAMES".to_owned(),
             ]);
             publish.extend(subjects::db::WRITE_SUBJECTS.map(str::to_owned));
             publish.push(subject_pattern(subjects::db::CHANNEL_WRITE_PATTERN));
