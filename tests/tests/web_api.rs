@@ -883,3 +883,53 @@ async fn rosey_db_is_asked_only_about_channels_someone_looks_at() {
     .await;
     assert!(shown, "the page never showed second's queue");
 }
+
+/// With several channels configured and no bot heard from yet (rosey-db refuses a read naming
+/// no channel then), rosey-web loads each configured channel's chat from rosey-db: a page
+/// opened before the bots start shows what each channel said, and only there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_any_bot_is_heard_the_configured_channels_chat_is_loaded() {
+    let nats = NatsServer::start();
+    let client = nats.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "nats": {"server": nats.url()},
+        "platform": {"type": "console", "credentials": {"username": "rosey"},
+                     "channels": [{"name": "lobby"}, {"name": "second"}]},
+        "database": {"path": dir.path().join("bot_data.db")},
+        "web": {"listen": "127.0.0.1:0"},
+    });
+    let file = write_config(dir.path(), &config);
+    let _db = rosey_db_on_config(&file);
+    wait_for_rosey_db(&client, WAIT).await;
+    for channel in ["lobby", "second"] {
+        let subject = if channel == "lobby" {
+            subjects::db::MESSAGE_LOG.to_owned()
+        } else {
+            subjects::db::channel_write(channel, subjects::db::MESSAGE_LOG).unwrap()
+        };
+        let line = json!({"username": "alice", "message": format!("said in {channel}")});
+        client
+            .publish(subject, line.to_string().into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+
+    let web_dir = tempfile::tempdir().unwrap();
+    let web = rosey_tests::web_support::try_start_web_on(web_dir, &file, |cmd| cmd)
+        .unwrap_or_else(|e| panic!("rosey-web did not start: {e}"));
+    for (channel, other) in [("lobby", "second"), ("second", "lobby")] {
+        let shown = wait_until_async(WAIT, || async {
+            let page = get(&web, &format!("/?channel={channel}")).await;
+            page.status == 200 && page.body.contains(&format!("said in {channel}"))
+        })
+        .await;
+        assert!(shown, "{channel}'s chat never reached the page");
+        let page = get(&web, &format!("/?channel={channel}")).await;
+        assert!(
+            !page.body.contains(&format!("said in {other}")),
+            "{other}'s line on {channel}'s page"
+        );
+    }
+}

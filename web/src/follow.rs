@@ -168,6 +168,9 @@ pub struct Follower {
     pub chat_lines: usize,
     /// Which channels' figures to keep current.
     pub demand: Arc<Demand>,
+    /// The channels the configuration names, for loading before any bot is heard from: with
+    /// several, rosey-db refuses a read that names none.
+    pub configured: Vec<String>,
 }
 
 /// Sends `payload` to `subject` and gathers every answer that arrives within `window`.
@@ -362,9 +365,14 @@ impl Follower {
     }
 
     /// The channels to load rosey-db's figures for: every channel seen, or, before any bot was
-    /// heard from, the channel rosey-db's status row names.
+    /// heard from, the configured channels when there are several, else the channel rosey-db's
+    /// status row names (a single-channel deployment's row may name a channel the configuration
+    /// spells differently, as the original's database does).
     async fn db_channels(&self) -> Vec<String> {
         let mut channels: Vec<String> = self.shared.read().channels.keys().cloned().collect();
+        if channels.is_empty() && self.configured.len() > 1 {
+            channels.clone_from(&self.configured);
+        }
         if channels.is_empty() {
             if let Ok(status) = self
                 .ask_db::<_, CurrentStatus>(

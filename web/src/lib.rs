@@ -62,6 +62,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         shared,
         chat_lines: web.chat_lines,
         demand: Arc::default(),
+        configured: config.platform.channel_names(),
     };
     let access = auth::Access {
         loopback,
