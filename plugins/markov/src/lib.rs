@@ -8,7 +8,8 @@
 //! - in memory, per channel ([`channel::Channel`]);
 //! - across hot reloads, in the state handed to the next generation ([`snapshot`]);
 //! - across runtime restarts, in the key-value storage ([`persist`]), saved every
-//!   `save_interval` seconds and on shutdown, and restored when the plugin loads (retried on
+//!   `save_interval` seconds (ten channels per tick, so many channels' saves are spread out)
+//!   and on shutdown, and restored when the plugin loads (retried on
 //!   ticks while the storage is unreachable; nothing is saved until then, so an outage cannot
 //!   overwrite a saved chain). A channel with nothing saved learns the recent chat first.
 //!
@@ -39,7 +40,7 @@ use rosey_plugin_api::subjects;
 use rosey_plugin_api::user::MODERATOR_RANK;
 use rosey_plugin_api::Timestamp;
 use settings::Config;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// The command this plugin serves.
@@ -49,6 +50,10 @@ const RESTORE_RETRY_SECS: i64 = 2;
 /// How long each request of a restore may take: short, so a database outage cannot hold
 /// the plugin's worker (and the messages queued behind it) for long.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Channels saved per tick in a periodic save: a deployment of many channels spreads its saves
+/// over a few ticks instead of writing every channel's chunks to storage at one instant (which
+/// showed as a wave of slow answers across the whole machine in the 100-channel simulation).
+const SAVES_PER_TICK: usize = 10;
 
 /// The plugin: configuration, every channel's state, and persistence bookkeeping.
 #[derive(Default)]
@@ -65,6 +70,8 @@ pub struct Markov {
     /// The key-value index as last written.
     index: Index,
     last_save: i64,
+    /// The channels the current periodic save has still to write, a few per tick.
+    save_round: VecDeque<String>,
     retry_restore_at: i64,
 }
 
@@ -130,10 +137,14 @@ impl Plugin for Markov {
         }
         self.chime_in(ctx, now)?;
         let interval = i64::try_from(self.config.save_interval).unwrap_or(i64::MAX);
-        if now.saturating_sub(self.last_save) >= interval {
-            self.save_to_storage(ctx)?;
+        if self.restored
+            && self.save_round.is_empty()
+            && now.saturating_sub(self.last_save) >= interval
+        {
+            self.save_round = self.dirty_channels();
+            self.last_save = now;
         }
-        Ok(())
+        self.save_some(ctx, SAVES_PER_TICK)
     }
 
     fn save_state(&mut self) -> Result<Option<SavedState>> {
@@ -334,29 +345,63 @@ impl Markov {
     }
 
     /// Saves every changed channel; does nothing before the saved chains were restored.
+    /// Saves every changed channel now (at shutdown).
     fn save_to_storage(&mut self, ctx: &Context) -> Result<()> {
         if !self.restored {
             return Ok(());
         }
+        self.save_round = self.dirty_channels();
+        self.save_some(ctx, usize::MAX)?;
+        self.last_save = now();
+        Ok(())
+    }
+
+    /// The channels changed since they were last saved.
+    fn dirty_channels(&self) -> VecDeque<String> {
+        self.channels
+            .iter()
+            .filter(|(_, c)| c.dirty)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Saves up to `at_most` channels of the current round; a channel whose save fails is
+    /// tried again first at the next tick.
+    fn save_some(&mut self, ctx: &Context, at_most: usize) -> Result<()> {
+        if !self.restored {
+            return Ok(());
+        }
         let storage = ctx.kv();
-        for (name, channel) in self.channels.iter_mut().filter(|(_, c)| c.dirty) {
+        let mut saved = 0;
+        while saved < at_most {
+            let Some(name) = self.save_round.pop_front() else {
+                break;
+            };
+            let Some(channel) = self.channels.get_mut(&name).filter(|c| c.dirty) else {
+                continue;
+            };
             let lines: Vec<String> = channel.chain.lines().collect();
             let corpus = Corpus {
                 lines: &lines,
                 unsaved: channel.unsaved,
             };
-            persist::save_channel(
+            let written = persist::save_channel(
                 &storage,
                 &mut self.index,
-                name,
+                &name,
                 &channel.settings,
                 &channel.platform,
                 corpus,
-            )?;
+            );
+            if let Err(e) = written {
+                // First again at the next tick, as before rounds: an outage retries each tick.
+                self.save_round.push_front(name);
+                return Err(e);
+            }
             channel.dirty = false;
             channel.unsaved = 0;
+            saved += 1;
         }
-        self.last_save = now();
         Ok(())
     }
 }
