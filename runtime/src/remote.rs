@@ -102,10 +102,10 @@ fn forward_stderr(plugin: String, stderr: ChildStderr, words: Arc<LastWords>) {
 
 impl RemoteHost {
     /// Starts a host for `plugin`: its own process group, killed if the runtime's thread that
-    /// started it dies, with one end of a fresh socket pair as its descriptor 3.
-    /// `one_way` serves the host's publishes and log lines on the frame reader's thread, as
-    /// they come (they need no answer, and a reply to a command goes out without waiting for
-    /// the worker).
+    /// started it dies, with its ends of two fresh socket pairs as its descriptors 3 (the
+    /// serving lane) and 4 (the side lane). `one_way` serves the side lane (the calls,
+    /// publishes and log lines of the plugin's own threads) on a thread of its own, as they
+    /// come, whatever the worker is doing.
     pub fn spawn(plugin: &str, one_way: Box<dyn HostCalls>) -> io::Result<RemoteHost> {
         let (ours, theirs) = UnixStream::pair()?;
         let (side, their_side) = UnixStream::pair()?;
@@ -294,23 +294,19 @@ impl RemoteHost {
         }
     }
 
-    /// The host's frames, for the worker to wait on between deliveries (then handing each to
-    /// [`RemoteHost::between_deliveries`]).
+    /// What the side lane's thread hands the worker (the host's end), for it to wait on
+    /// between deliveries (then handing it to [`RemoteHost::between_deliveries`]).
     pub fn incoming(&self) -> Receiver<Incoming> {
         self.incoming.clone()
     }
 
     /// Serves what the host sent between deliveries: a call of one of the plugin's own
-    /// threads, a log line. Its end, or any other frame, is the host's death, unless that was
-    /// seen already (on the serving lane, during a delivery) and reported there.
+    /// threads, a log line. Its end, or any other frame, is the host's death.
     pub fn between_deliveries(
         &mut self,
         incoming: Incoming,
         calls: &dyn HostCalls,
     ) -> Result<(), Gone> {
-        if self.reaped.is_some() {
-            return Ok(());
-        }
         match self.take(incoming, calls)? {
             None => Ok(()),
             Some(_) => Err(self.kill("answered a delivery it was not sent")),
