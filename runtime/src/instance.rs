@@ -184,8 +184,9 @@ impl Instance {
         }
     }
 
-    /// The host's frames, for a plugin in a host process: the worker waits on them between
-    /// deliveries too, so the calls of the plugin's own threads are served at once.
+    /// What the thread serving a host's side lane hands the worker (the host's end), for a
+    /// plugin in a host process: the worker waits on it between deliveries, so a host's death
+    /// is seen at once.
     pub fn host_frames(&self) -> Option<crossbeam_channel::Receiver<remote::Incoming>> {
         match self {
             Instance::Local(_) => None,

@@ -1,25 +1,31 @@
 //! The `rosey-plugin-host` process: one plugin (`isolation: process`) in a sandbox of its own.
 //!
-//! rosey-runtime starts it with one end of a socket pair as file descriptor 3 and nothing else
-//! to talk to. It reads the [`frames::Init`] frame, loads the plugin's library copy through the
-//! same abi_stable interface the runtime uses in process, puts itself in the [`sandbox`], builds
-//! the instance, and then runs each delivery the runtime sends, one at a time. The plugin's
-//! host handle turns every call into a [`frames::Call`] frame and waits for its reply; the
-//! runtime checks it and performs it (permissions, subscriptions and NATS live there).
+//! rosey-runtime starts it with one end of each of two socket pairs as file descriptors 3 and
+//! 4 and nothing else to talk to. It reads the [`frames::Init`] frame, loads the plugin's
+//! library copy through the same abi_stable interface the runtime uses in process, puts itself
+//! in the [`sandbox`], builds the instance, and then runs each delivery the runtime sends, one
+//! at a time. The plugin's host handle turns every call into a [`frames::Call`] frame and
+//! waits for its reply; the runtime checks it and performs it (permissions, subscriptions and
+//! NATS live there).
+//!
+//! Descriptor 3 is the serving lane: the deliveries, and the frames of the thread running them
+//! (which reads its calls' replies itself), so that a delivery and its outcome cost one
+//! wake-up on each side. Descriptor 4 is the side lane: the calls, publishes and log lines of
+//! the plugin's own threads, which the runtime serves as they come, during a delivery or not.
 
 use crate::error::HostError;
-use crate::frames::{self, Call, FromHost, Init, Msg, ToHost, Value};
+use crate::frames::{self, Call, FrameReader, FromHost, Init, Msg, ToHost, Value};
 use crate::permissions::{check_subject, Access, Permissions};
 use crate::sandbox::{self, Limits};
 use abi_stable::library::lib_header_from_path;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RBox, RErr, ROk, ROption, RResult, RString, RVec};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use rosey_plugin_api::ffi::{
     FfiAnswer, FfiChannel, FfiError, FfiErrorKind, FfiMessage, HostHandle, HostHandle_TO, LogLevel,
     PluginBox, PluginInit, PluginModRef,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write as _};
 use std::os::fd::FromRawFd as _;
 use std::os::unix::net::UnixStream;
@@ -27,21 +33,32 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The file descriptor the runtime hands its end of the socket pair on.
+/// The file descriptor the runtime hands its end of the serving lane on.
 pub const SOCKET_FD: i32 = 3;
+
+/// The file descriptor the runtime hands its end of the side lane on (the plugin's own
+/// threads' frames).
+pub const SIDE_FD: i32 = 4;
 
 /// The argument that makes the host only apply its sandbox (with the default limits) and
 /// exit: 0 when it could, else 78 with what is missing on stderr. rosey-runtime runs it at
 /// start when a plugin runs in `process` isolation.
 pub const PROBE_FLAG: &str = "--probe";
 
-/// The host's side of the socket: frames out under one lock, replies matched to callers.
+/// The host's side of the two lanes: the serving thread's frames out through the outbox and
+/// its input read by itself; the other threads' frames out on the side lane, their replies
+/// matched to callers by the side lane's reader.
 struct Link {
     /// The plugin's name and publish permissions, to refuse a publish at once (the runtime
     /// checks again: this only saves the round trip).
     plugin: String,
     publish: Permissions,
     out: Mutex<Outbox>,
+    /// The serving lane's input, read only by the serving thread (the lock is never
+    /// contended).
+    input: Mutex<ServingInput>,
+    /// The side lane, written by the plugin's own threads.
+    side: Mutex<UnixStream>,
     pending: Mutex<HashMap<u64, Sender<Result<Value, FfiError>>>>,
     next_id: AtomicU64,
     /// The thread running the plugin's handlers, whose one-way frames may wait in the outbox.
@@ -54,6 +71,34 @@ struct Link {
 struct Outbox {
     stream: UnixStream,
     buf: Vec<u8>,
+}
+
+/// What the serving thread reads: deliveries, and the replies to its own calls. Deliveries
+/// that come while it waits for a reply (the rest of a batch) wait in `backlog`.
+struct ServingInput {
+    /// Buffered: a batch of deliveries comes in one read.
+    frames: FrameReader<UnixStream>,
+    backlog: VecDeque<ToHost>,
+}
+
+impl ServingInput {
+    /// The next frame on the lane; an error when the runtime closed it or sent garbage.
+    fn read(&mut self) -> io::Result<ToHost> {
+        loop {
+            // No read timeout is set: `None` is only a spurious wake-up.
+            if let Some(body) = self.frames.next()? {
+                return ToHost::decode(&body);
+            }
+        }
+    }
+
+    /// The next delivery.
+    fn next_delivery(&mut self) -> io::Result<ToHost> {
+        match self.backlog.pop_front() {
+            Some(frame) => Ok(frame),
+            None => self.read(),
+        }
+    }
 }
 
 /// An outbox this large is written at once.
@@ -75,7 +120,8 @@ impl Link {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `frame` now (after whatever waits in the outbox, keeping the order).
+    /// Writes `frame` on the serving lane now (after whatever waits in the outbox, keeping
+    /// the order).
     fn send(&self, frame: &FromHost) -> io::Result<()> {
         let body = frame.encode();
         let mut out = self.outbox();
@@ -83,10 +129,25 @@ impl Link {
         out.flush()
     }
 
-    /// Writes `frame` with the next flush when the serving thread sends it, else now.
+    /// Writes `frame` on the side lane now (another thread of the plugin's).
+    fn send_aside(&self, frame: &FromHost) -> io::Result<()> {
+        let mut body = Vec::new();
+        frames::write_frame(&mut body, &frame.encode())?;
+        self.side
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_all(&body)
+    }
+
+    fn serving_here(&self) -> bool {
+        std::thread::current().id() == self.serving
+    }
+
+    /// Writes `frame` with the next flush when the serving thread sends it, else now on the
+    /// side lane.
     fn queue(&self, frame: &FromHost) -> io::Result<()> {
-        if std::thread::current().id() != self.serving {
-            return self.send(frame);
+        if !self.serving_here() {
+            return self.send_aside(frame);
         }
         let body = frame.encode();
         let mut out = self.outbox();
@@ -104,13 +165,28 @@ impl Link {
 
     fn call(&self, call: Call) -> Result<Value, FfiError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let gone = || FfiError::new(FfiErrorKind::Nats, "the runtime is gone");
+        if self.serving_here() {
+            // The serving thread reads its reply itself: no other thread to wake.
+            self.send(&FromHost::Call { id, call })
+                .map_err(|_| gone())?;
+            let mut input = self.input.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let frame = input.read().map_err(|_| gone())?;
+                match frame {
+                    ToHost::Reply { id: got, result } if got == id => return result,
+                    // A reply to nothing this thread waits for: the runtime is confused.
+                    ToHost::Reply { .. } => return Err(gone()),
+                    delivery => input.backlog.push_back(delivery),
+                }
+            }
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
-        let gone = || FfiError::new(FfiErrorKind::Nats, "the runtime is gone");
-        self.send(&FromHost::Call { id, call })
+        self.send_aside(&FromHost::Call { id, call })
             .map_err(|_| gone())?;
         rx.recv().map_err(|_| gone())?
     }
@@ -212,9 +288,9 @@ impl HostHandle for RemoteHandle {
     }
 }
 
-/// Reads the runtime's frames: replies go to the waiting caller, the rest to the main loop.
-/// Ends (closing `deliveries`) when the runtime closes the socket or sends garbage.
-fn read_frames(mut input: UnixStream, link: Arc<Link>, deliveries: Sender<ToHost>) {
+/// Reads the side lane: replies go to the plugin's threads waiting on them. Ends when the
+/// runtime closes it or sends garbage.
+fn read_side(mut input: UnixStream, link: Arc<Link>) {
     loop {
         let frame = match frames::read_frame(&mut input).and_then(|b| ToHost::decode(&b)) {
             Ok(frame) => frame,
@@ -231,11 +307,8 @@ fn read_frames(mut input: UnixStream, link: Arc<Link>, deliveries: Sender<ToHost
                     let _ = waiter.send(result);
                 }
             }
-            other => {
-                if deliveries.send(other).is_err() {
-                    break;
-                }
-            }
+            // Deliveries come on the serving lane only.
+            _ => break,
         }
     }
     // Callers waiting on a reply that will never come get an error instead of hanging.
@@ -284,6 +357,11 @@ fn run() -> Result<(), String> {
     // `SOCKET_FD` (dup2 in the child before exec) and nothing else in this process owns or
     // closes that descriptor; a host started any other way fails on its first read.
     let socket = unsafe { UnixStream::from_raw_fd(SOCKET_FD) };
+    // SAFETY: as for `SOCKET_FD`, with the side lane's end on `SIDE_FD`.
+    let side = unsafe { UnixStream::from_raw_fd(SIDE_FD) };
+    let side_input = side
+        .try_clone()
+        .map_err(|e| format!("socket {SIDE_FD}: {e}"))?;
     let mut input = socket
         .try_clone()
         .map_err(|e| format!("socket {SOCKET_FD}: {e}"))?;
@@ -300,6 +378,11 @@ fn run() -> Result<(), String> {
             stream: socket,
             buf: Vec::new(),
         }),
+        input: Mutex::new(ServingInput {
+            frames: FrameReader::new(input),
+            backlog: VecDeque::new(),
+        }),
+        side: Mutex::new(side),
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         serving: std::thread::current().id(),
@@ -326,14 +409,13 @@ fn run() -> Result<(), String> {
     if let Err(e) = sandbox::apply(&limits) {
         return Err(refuse(&link, format!("cannot apply the sandbox: {e}")));
     }
-    let (tx, deliveries) = crossbeam_channel::unbounded();
     let reader_link = link.clone();
     let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("frames".into())
         .spawn(move || {
             let _ = tid_tx.send(nix::unistd::gettid().as_raw());
-            read_frames(input, reader_link, tx)
+            read_side(side_input, reader_link)
         })
         .map_err(|e| refuse(&link, format!("cannot start a thread: {e}")))?;
     // Before any plugin code runs: every thread started later is the plugin's.
@@ -353,7 +435,7 @@ fn run() -> Result<(), String> {
     };
     link.send(&FromHost::Ready(instance.metadata(), own_threads))
         .map_err(|e| format!("socket: {e}"))?;
-    serve(&mut instance, &deliveries, &link)
+    serve(&mut instance, &link)
 }
 
 fn build(init: &Init, module: PluginModRef, link: &Arc<Link>) -> Result<PluginBox, FfiError> {
@@ -377,17 +459,20 @@ fn build(init: &Init, module: PluginModRef, link: &Arc<Link>) -> Result<PluginBo
     (module.new())(plugin_init).into_result()
 }
 
-fn serve(
-    instance: &mut PluginBox,
-    deliveries: &Receiver<ToHost>,
-    link: &Link,
-) -> Result<(), String> {
+fn serve(instance: &mut PluginBox, link: &Link) -> Result<(), String> {
     let sent = |r: io::Result<()>| r.map_err(|e| format!("socket: {e}"));
     // After a panic the instance may be inconsistent: the rest of a batch of messages already
     // sent is refused (the runtime gives it to the next instance).
     let mut panicked = false;
     // The runtime closing the socket ends the host (it is being replaced or stopped).
-    while let Ok(frame) = deliveries.recv() {
+    loop {
+        // Not held while the plugin runs: its calls read the lane too.
+        let next = link
+            .input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_delivery();
+        let Ok(frame) = next else { break };
         match frame {
             ToHost::Message(_) if panicked => {
                 let refused = FfiError::new(FfiErrorKind::Invalid, "not delivered: panicked");

@@ -3,16 +3,23 @@
 //! serves the plugin's calls through the same [`HostCalls`] the in-process handle uses, on the
 //! plugin's worker thread, while it waits for each delivery's outcome.
 //!
+//! Two socket pairs join them. On the serving lane go the deliveries and everything of the
+//! host's thread running them (its publishes, calls and outcomes); the worker reads it itself
+//! during a delivery, so an outcome costs one wake-up. On the side lane go the calls,
+//! publishes and log lines of the plugin's own threads, which a thread of the runtime's
+//! serves as they come, during a delivery or between; its end tells the worker at once that
+//! the host died between deliveries.
+//!
 //! The host's death of any kind (a signal, an exit, garbage on the socket) is a [`Gone`] with
 //! the reason, which the worker treats like a panic: the plugin restarts from its last saved
 //! state in a new host.
 
 use crate::boundary::HostCalls;
 use crate::frames::{self, Call, FrameReader, FromHost, Init, Msg, ToHost, Value};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use rosey_plugin_api::ffi::{FfiAnswer, FfiError, FfiMessage, FfiMetadata};
 use std::collections::VecDeque;
-use std::io::{self, BufRead as _, BufReader};
+use std::io::{self, BufRead as _, BufReader, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
@@ -58,9 +65,11 @@ pub struct RemoteHost {
     pid: u32,
     /// The host's own threads (serving the runtime), from its ready frame.
     threads: Vec<u32>,
+    /// The serving lane, written and read by the worker only.
     out: UnixStream,
-    /// The host's frames, read by a thread of their own, so that the worker sees them (the
-    /// calls of the plugin's own threads, the host's death) even between deliveries.
+    frames: FrameReader<UnixStream>,
+    /// The side lane's end (or garbage on it), from the thread serving it: the host's death
+    /// seen between deliveries.
     incoming: Receiver<Incoming>,
     reaped: Option<String>,
     last_words: Arc<LastWords>,
@@ -93,13 +102,15 @@ fn forward_stderr(plugin: String, stderr: ChildStderr, words: Arc<LastWords>) {
 
 impl RemoteHost {
     /// Starts a host for `plugin`: its own process group, killed if the runtime's thread that
-    /// started it dies, with one end of a fresh socket pair as its descriptor 3.
-    /// `one_way` serves the host's publishes and log lines on the frame reader's thread, as
-    /// they come (they need no answer, and a reply to a command goes out without waiting for
-    /// the worker).
+    /// started it dies, with its ends of two fresh socket pairs as its descriptors 3 (the
+    /// serving lane) and 4 (the side lane). `one_way` serves the side lane (the calls,
+    /// publishes and log lines of the plugin's own threads) on a thread of its own, as they
+    /// come, whatever the worker is doing.
     pub fn spawn(plugin: &str, one_way: Box<dyn HostCalls>) -> io::Result<RemoteHost> {
         let (ours, theirs) = UnixStream::pair()?;
+        let (side, their_side) = UnixStream::pair()?;
         let their_fd = theirs.as_raw_fd();
+        let their_side_fd = their_side.as_raw_fd();
         let parent = std::process::id();
         let mut command = Command::new(host_binary());
         command
@@ -115,15 +126,28 @@ impl RemoteHost {
         // memory shared with other threads of the parent.
         unsafe {
             command.pre_exec(move || {
-                let fd = crate::plugin_host::SOCKET_FD;
-                if their_fd == fd {
-                    // dup2 onto itself would keep close-on-exec set.
-                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                use crate::plugin_host::{SIDE_FD, SOCKET_FD};
+                let place = |from: i32, to: i32| {
+                    if from == to {
+                        // dup2 onto itself would keep close-on-exec set.
+                        if libc::fcntl(to, libc::F_SETFD, 0) == -1 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(from, to) == -1 {
                         return Err(io::Error::last_os_error());
                     }
-                } else if libc::dup2(their_fd, fd) == -1 {
-                    return Err(io::Error::last_os_error());
+                    Ok(())
+                };
+                let mut side_fd = their_side_fd;
+                if side_fd == SOCKET_FD {
+                    // Out of the way of the serving lane's dup2.
+                    side_fd = libc::fcntl(side_fd, libc::F_DUPFD_CLOEXEC, SIDE_FD + 1);
+                    if side_fd == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
+                place(their_fd, SOCKET_FD)?;
+                place(side_fd, SIDE_FD)?;
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                     return Err(io::Error::last_os_error());
                 }
@@ -136,6 +160,7 @@ impl RemoteHost {
         }
         let mut child = command.spawn()?;
         drop(theirs);
+        drop(their_side);
         let pid = child.id();
         let last_words = Arc::new(LastWords::default());
         if let Some(stderr) = child.stderr.take() {
@@ -145,17 +170,19 @@ impl RemoteHost {
                 .spawn(move || forward_stderr(plugin, stderr, words))?;
         }
         let input = ours.try_clone()?;
-        // Unbounded: the host sends at most one outcome per delivery sent (at most a batch)
-        // plus its calls, each of which the plugin waits on or the runtime's queue bounds.
-        let (tx, incoming) = crossbeam_channel::unbounded();
+        // The worker's reads time out now and then to ask whether to give up.
+        input.set_read_timeout(Some(ABANDON_POLL))?;
+        // At most the side lane's end or garbage, once.
+        let (tx, incoming) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name(format!("host-frames-{plugin}"))
-            .spawn(move || read_frames(input, tx, &*one_way))?;
+            .spawn(move || serve_side(side, &tx, &*one_way))?;
         Ok(RemoteHost {
             child: Arc::new(Mutex::new(child)),
             pid,
             threads: Vec::new(),
             out: ours,
+            frames: FrameReader::new(input),
             incoming,
             reaped: None,
             last_words,
@@ -251,16 +278,15 @@ impl RemoteHost {
         abandon: &dyn Fn() -> bool,
     ) -> Result<FromHost, Gone> {
         loop {
-            let incoming = match self.incoming.recv_timeout(ABANDON_POLL) {
-                Ok(incoming) => incoming,
-                Err(RecvTimeoutError::Timeout) => {
+            let incoming = match read_incoming(self.frames.next()) {
+                Some(incoming) => incoming,
+                None => {
                     // Nothing from the host for a while.
                     if abandon() {
                         return Err(self.kill("was replaced while stuck"));
                     }
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => Incoming::Ended,
             };
             if let Some(outcome) = self.take(incoming, calls)? {
                 return Ok(outcome);
@@ -268,8 +294,8 @@ impl RemoteHost {
         }
     }
 
-    /// The host's frames, for the worker to wait on between deliveries (then handing each to
-    /// [`RemoteHost::between_deliveries`]).
+    /// What the side lane's thread hands the worker (the host's end), for it to wait on
+    /// between deliveries (then handing it to [`RemoteHost::between_deliveries`]).
     pub fn incoming(&self) -> Receiver<Incoming> {
         self.incoming.clone()
     }
@@ -371,7 +397,7 @@ impl RemoteHost {
                 return (Vec::new(), Some(self.kill("was sent a frame too large")));
             }
         }
-        if self.reaped.is_some() || io::Write::write_all(&mut self.out, &out).is_err() {
+        if self.reaped.is_some() || self.out.write_all(&out).is_err() {
             return (Vec::new(), Some(self.gone(None)));
         }
         let mut results = Vec::with_capacity(n);
@@ -481,43 +507,60 @@ pub enum Incoming {
     Malformed(String),
 }
 
-/// Reads a host's frames until its socket closes or it sends garbage; stops early when the
-/// worker has let go of the host.
-fn read_frames(
-    input: UnixStream,
-    tx: crossbeam_channel::Sender<Incoming>,
-    one_way: &dyn HostCalls,
-) {
-    let mut frames = FrameReader::new(input);
-    loop {
-        let incoming = match frames.next() {
-            Ok(Some(body)) => match FromHost::decode(&body) {
-                Ok(FromHost::Call {
-                    id: frames::ONE_WAY,
-                    call: Call::Publish(m),
-                }) => {
-                    // The host checked it already; a refusal here (a plugin that skipped
-                    // the check) is logged by the boundary and otherwise dropped.
-                    let _ = one_way.publish(m.into_ffi());
-                    continue;
-                }
-                Ok(FromHost::Log(level, text)) => {
-                    one_way.log(level, &text);
-                    continue;
-                }
-                Ok(frame) => Incoming::Frame(frame),
-                Err(e) => Incoming::Malformed(e.to_string()),
-            },
-            // No read timeout is set; a spurious wake-up reads again.
-            Ok(None) => continue,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Incoming::Ended,
+/// A read from the serving lane as the worker sees it; `None` when the read timed out.
+fn read_incoming(next: io::Result<Option<Vec<u8>>>) -> Option<Incoming> {
+    Some(match next {
+        Ok(Some(body)) => match FromHost::decode(&body) {
+            Ok(frame) => Incoming::Frame(frame),
             Err(e) => Incoming::Malformed(e.to_string()),
+        },
+        Ok(None) => return None,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Incoming::Ended,
+        Err(e) => Incoming::Malformed(e.to_string()),
+    })
+}
+
+/// Serves the side lane (the plugin's own threads: publishes and log lines performed, calls
+/// served and answered) as its frames come, until the host closes it or sends something
+/// else; then tells the worker.
+fn serve_side(side: UnixStream, tx: &crossbeam_channel::Sender<Incoming>, calls: &dyn HostCalls) {
+    let Ok(mut out) = side.try_clone() else {
+        let _ = tx.send(Incoming::Malformed("cannot clone the side lane".into()));
+        return;
+    };
+    let mut frames = FrameReader::new(side);
+    let end = loop {
+        let frame = match read_incoming(frames.next()) {
+            Some(Incoming::Frame(frame)) => frame,
+            Some(end) => break end,
+            // No read timeout is set; a spurious wake-up reads again.
+            None => continue,
         };
-        let last = !matches!(incoming, Incoming::Frame(_));
-        if tx.send(incoming).is_err() || last {
-            return;
+        match frame {
+            FromHost::Call {
+                id: frames::ONE_WAY,
+                call,
+            } => {
+                // The host checked it already; a refusal here (a plugin that skipped the
+                // check) is logged by the boundary and otherwise dropped.
+                let _ = serve(calls, call);
+            }
+            FromHost::Call { id, call } => {
+                let result = serve(calls, call).map_err(FfiError::from);
+                let mut body = Vec::new();
+                let written =
+                    frames::write_frame(&mut body, &ToHost::Reply { id, result }.encode())
+                        .and_then(|()| out.write_all(&body));
+                if written.is_err() {
+                    // The host is gone; its end shows on the next read.
+                    continue;
+                }
+            }
+            FromHost::Log(level, text) => calls.log(level, &text),
+            _ => break Incoming::Malformed("sent a delivery's outcome on the side lane".into()),
         }
-    }
+    };
+    let _ = tx.send(end);
 }
 
 /// A process's resident memory in KiB, from `/proc`, while it runs.

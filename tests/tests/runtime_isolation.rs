@@ -569,6 +569,38 @@ async fn calls_from_a_plugins_own_thread_are_served_between_deliveries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_a_plugins_own_thread_is_served_while_a_handler_waits_for_it() {
+    let bad = Fixture::built("misbehave", "misbehave_thread_awaited");
+    let (mut obs, _served) = serve(
+        &[&bad],
+        serde_json::json!({
+            "enabled": [bad.name],
+            "isolation": "process",
+            "config": {bad.name.as_str(): {"mode": "thread_request_awaited"}},
+        }),
+    )
+    .await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, "thread_request_awaited").await;
+    // Twice: the second delivery finds the runtime's side of the host as the first left it.
+    for _ in 0..2 {
+        obs.send("act", "", "alice", 1.0).await;
+        let line = chat_starting(&mut obs, "thread_request_awaited:").await;
+        assert!(
+            line.starts_with(
+                "thread_request_awaited: during the call, the request came back refused"
+            ),
+            "{line}"
+        );
+        assert!(line.contains("rosey.nowhere.at_all"), "{line}");
+    }
+    // Served, not rescued: no watchdog, no restart.
+    let info = obs.info(&bad.name).await;
+    assert_eq!(info.host.expect("a host").restarts, 0);
+    assert_eq!(info.errors, 0, "{:?}", info.last_error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_with_a_stuck_one_go_to_the_replacement() {
     let bad = Fixture::built("misbehave", "misbehave_stuck_batch");
     let (mut obs, _served) = serve(
