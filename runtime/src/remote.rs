@@ -327,23 +327,7 @@ impl RemoteHost {
                 return Err(self.gone(Some(format!("sent a malformed frame ({e})"))))
             }
         };
-        match frame {
-            FromHost::Call {
-                id: frames::ONE_WAY,
-                call,
-            } => {
-                // The host checked it already; a refusal here (a plugin that skipped the
-                // check) is logged by the boundary and otherwise dropped.
-                let _ = serve(calls, call);
-            }
-            FromHost::Call { id, call } => {
-                let result = serve(calls, call).map_err(FfiError::from);
-                self.send(&ToHost::Reply { id, result })?;
-            }
-            FromHost::Log(level, text) => calls.log(level, &text),
-            other => return Ok(Some(other)),
-        }
-        Ok(None)
+        serve_frame(calls, frame, |reply| self.send(&reply))
     }
 
     /// Loads the library copy and builds the instance in the host; the plugin's metadata, or
@@ -536,31 +520,46 @@ fn serve_side(side: UnixStream, tx: &crossbeam_channel::Sender<Incoming>, calls:
             // No read timeout is set; a spurious wake-up reads again.
             None => continue,
         };
-        match frame {
-            FromHost::Call {
-                id: frames::ONE_WAY,
-                call,
-            } => {
-                // The host checked it already; a refusal here (a plugin that skipped the
-                // check) is logged by the boundary and otherwise dropped.
-                let _ = serve(calls, call);
+        let reply = |reply: ToHost| {
+            let mut body = Vec::new();
+            frames::write_frame(&mut body, &reply.encode()).and_then(|()| out.write_all(&body))
+        };
+        match serve_frame(calls, frame, reply) {
+            Ok(None) => {}
+            // The host is gone; its end shows on the next read.
+            Err(_) => continue,
+            Ok(Some(_)) => {
+                break Incoming::Malformed("sent a delivery's outcome on the side lane".into())
             }
-            FromHost::Call { id, call } => {
-                let result = serve(calls, call).map_err(FfiError::from);
-                let mut body = Vec::new();
-                let written =
-                    frames::write_frame(&mut body, &ToHost::Reply { id, result }.encode())
-                        .and_then(|()| out.write_all(&body));
-                if written.is_err() {
-                    // The host is gone; its end shows on the next read.
-                    continue;
-                }
-            }
-            FromHost::Log(level, text) => calls.log(level, &text),
-            _ => break Incoming::Malformed("sent a delivery's outcome on the side lane".into()),
         }
     };
     let _ = tx.send(end);
+}
+
+/// Serves a call (answered through `reply`) or a log line from a host and returns `None`, or
+/// returns any other frame: the one rule both lanes serve their frames by.
+fn serve_frame<E>(
+    calls: &dyn HostCalls,
+    frame: FromHost,
+    reply: impl FnOnce(ToHost) -> Result<(), E>,
+) -> Result<Option<FromHost>, E> {
+    match frame {
+        FromHost::Call {
+            id: frames::ONE_WAY,
+            call,
+        } => {
+            // The host checked it already; a refusal here (a plugin that skipped the check) is
+            // logged by the boundary and otherwise dropped.
+            let _ = serve(calls, call);
+        }
+        FromHost::Call { id, call } => {
+            let result = serve(calls, call).map_err(FfiError::from);
+            reply(ToHost::Reply { id, result })?;
+        }
+        FromHost::Log(level, text) => calls.log(level, &text),
+        other => return Ok(Some(other)),
+    }
+    Ok(None)
 }
 
 /// A process's resident memory in KiB, from `/proc`, while it runs.
