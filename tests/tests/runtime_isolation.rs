@@ -38,6 +38,30 @@ async fn wait_for_mode(obs: &mut Observer, mode: &str) {
     }
 }
 
+/// The misbehaving fixture alone (copied as `copy`) in a host process, with `plugin` as its
+/// configuration and `plugins` as further keys of the plugins section; returns once it is
+/// loaded and serves `plugin.mode`, with the backlog of chat cleared.
+async fn misbehave_alone(
+    copy: &str,
+    plugin: serde_json::Value,
+    plugins: serde_json::Value,
+) -> (Fixture, Observer, Served) {
+    let bad = Fixture::built("misbehave", copy);
+    let mut section = serde_json::json!({
+        "enabled": [bad.name],
+        "isolation": "process",
+        "config": {bad.name.as_str(): plugin.clone()},
+    });
+    if let (Some(section), Some(extra)) = (section.as_object_mut(), plugins.as_object()) {
+        section.extend(extra.clone());
+    }
+    let (mut obs, served) = serve(&[&bad], section).await;
+    obs.event(events::PLUGIN_LOADED, &bad.name).await;
+    wait_for_mode(&mut obs, plugin["mode"].as_str().expect("a mode")).await;
+    obs.clear_backlog();
+    (bad, obs, served)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_misbehaviour_is_contained_and_reported_while_a_neighbour_answers() {
     let bad = Fixture::built("misbehave", "misbehave");
@@ -291,20 +315,15 @@ async fn a_thread_spinning_outside_any_call_is_stopped_by_cpu_share_while_a_neig
 async fn a_handler_busy_on_the_serving_thread_is_not_counted_against_cpu_share() {
     // A share of 1% over 1 s would stop any thread of the plugin's own within a second or
     // two; a handler looping on the serving thread is the watchdog's to stop (after 5 s).
-    let bad = Fixture::built("misbehave", "misbehave_busy");
-    let (mut obs, _served) = serve(
-        &[&bad],
+    let (bad, mut obs, _served) = misbehave_alone(
+        "misbehave_busy",
+        serde_json::json!({"mode": "endless_loop"}),
         serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
             "watchdog_timeout": 5,
             "limits": {"cpu_share": 1, "cpu_window": 1},
-            "config": {bad.name.as_str(): {"mode": "endless_loop"}},
         }),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "endless_loop").await;
     obs.send("act", "", "alice", 1.0).await;
     let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
     let error = failed.error.unwrap_or_default();
@@ -314,22 +333,16 @@ async fn a_handler_busy_on_the_serving_thread_is_not_counted_against_cpu_share()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_cpu_seconds_limit_ends_a_spinning_host_with_sigxcpu() {
-    let bad = Fixture::built("misbehave", "misbehave_cpu_seconds");
-    let (mut obs, _served) = serve(
-        &[&bad],
+    let (bad, mut obs, _served) = misbehave_alone(
+        "misbehave_cpu_seconds",
+        // The CPU share rule out of the way: only RLIMIT_CPU can stop it.
         serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
-            // The CPU share rule out of the way: only RLIMIT_CPU can stop it.
-            "config": {bad.name.as_str(): {
-                "mode": "spin_thread",
-                "limits": {"cpu_seconds": 1, "cpu_share": 25600, "cpu_window": 600},
-            }},
+            "mode": "spin_thread",
+            "limits": {"cpu_seconds": 1, "cpu_share": 25600, "cpu_window": 600},
         }),
+        serde_json::json!({}),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "spin_thread").await;
     assert_eq!(obs.ask("act", "").await, "spin_thread: spinning");
     let failed = obs.event(events::PLUGIN_FAILED, &bad.name).await;
     let error = failed.error.unwrap_or_default();
@@ -340,21 +353,12 @@ async fn a_small_cpu_seconds_limit_ends_a_spinning_host_with_sigxcpu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_files_limit_holds_and_the_plugin_goes_on_serving() {
-    let bad = Fixture::built("misbehave", "misbehave_files");
-    let (mut obs, _served) = serve(
-        &[&bad],
-        serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
-            "config": {bad.name.as_str(): {
-                "mode": "open_files",
-                "limits": {"open_files": 16},
-            }},
-        }),
+    let (bad, mut obs, _served) = misbehave_alone(
+        "misbehave_files",
+        serde_json::json!({"mode": "open_files", "limits": {"open_files": 16}}),
+        serde_json::json!({}),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "open_files").await;
     let line = obs.ask("act", "").await;
     // EMFILE: the process's table is full at 16, some of which the host holds already.
     assert!(line.contains("(os error 24)"), "{line}");
@@ -373,19 +377,12 @@ async fn the_open_files_limit_holds_and_the_plugin_goes_on_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_kills_its_host_is_redelivered_once_then_dropped_as_poison() {
-    let bad = Fixture::built("misbehave", "misbehave_poison");
-    let (mut obs, _served) = serve(
-        &[&bad],
-        serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
-            "config": {bad.name.as_str(): {"mode": "segfault"}},
-        }),
+    let (bad, mut obs, _served) = misbehave_alone(
+        "misbehave_poison",
+        serde_json::json!({"mode": "segfault"}),
+        serde_json::json!({}),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "segfault").await;
-    obs.clear_backlog();
     obs.send("act", "", "alice", 1.0).await;
     let first = obs.event(events::PLUGIN_FAILED, &bad.name).await;
     let error = first.error.unwrap_or_default();
@@ -544,21 +541,16 @@ async fn the_runtime_refuses_to_start_when_landlock_or_seccomp_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_from_a_plugins_own_thread_are_served_between_deliveries() {
-    let bad = Fixture::built("misbehave", "misbehave_thread_calls");
-    let (mut obs, _served) = serve(
-        &[&bad],
+    let (_bad, mut obs, _served) = misbehave_alone(
+        "misbehave_thread_calls",
+        serde_json::json!({"mode": "thread_request"}),
         serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
             // No tick to call into the plugin meanwhile: only the runtime reading its host's
             // frames between deliveries can serve the thread's request and reply.
             "tick_interval": 3600,
-            "config": {bad.name.as_str(): {"mode": "thread_request"}},
         }),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "thread_request").await;
     obs.send("act", "", "alice", 1.0).await;
     let line = chat_starting(&mut obs, "thread_request:").await;
     assert!(
@@ -570,18 +562,12 @@ async fn calls_from_a_plugins_own_thread_are_served_between_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_from_a_plugins_own_thread_is_served_while_a_handler_waits_for_it() {
-    let bad = Fixture::built("misbehave", "misbehave_thread_awaited");
-    let (mut obs, _served) = serve(
-        &[&bad],
-        serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
-            "config": {bad.name.as_str(): {"mode": "thread_request_awaited"}},
-        }),
+    let (bad, mut obs, _served) = misbehave_alone(
+        "misbehave_thread_awaited",
+        serde_json::json!({"mode": "thread_request_awaited"}),
+        serde_json::json!({}),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "thread_request_awaited").await;
     // Twice: the second delivery finds the runtime's side of the host as the first left it.
     for _ in 0..2 {
         obs.send("act", "", "alice", 1.0).await;
@@ -602,19 +588,12 @@ async fn a_call_from_a_plugins_own_thread_is_served_while_a_handler_waits_for_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_with_a_stuck_one_go_to_the_replacement() {
-    let bad = Fixture::built("misbehave", "misbehave_stuck_batch");
-    let (mut obs, _served) = serve(
-        &[&bad],
-        serde_json::json!({
-            "enabled": [bad.name],
-            "isolation": "process",
-            "config": {bad.name.as_str(): {"mode": "endless_loop"}},
-        }),
+    let (bad, mut obs, _served) = misbehave_alone(
+        "misbehave_stuck_batch",
+        serde_json::json!({"mode": "endless_loop"}),
+        serde_json::json!({}),
     )
     .await;
-    obs.event(events::PLUGIN_LOADED, &bad.name).await;
-    wait_for_mode(&mut obs, "endless_loop").await;
-    obs.clear_backlog();
     // While it naps, a second nap, the endless command and five more queue up, and go to its
     // host together: the second nap's outcome must reach the runtime although the command
     // after it never returns (else it would count as the stuck one, and the endless command be
