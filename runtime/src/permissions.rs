@@ -5,6 +5,7 @@
 //! turn a wrong subject into a clear error instead of a silent side effect.
 
 use rosey_config::PluginPermissions;
+use rosey_plugin_api::access::covers;
 use rosey_plugin_api::subjects;
 
 /// Reply inboxes: a plugin may always answer a request it received.
@@ -98,22 +99,6 @@ impl Permissions {
             Access::Subscribe => &self.subscribe,
         };
         list.iter().any(|pattern| covers(pattern, subject))
-    }
-}
-
-/// Whether every subject matched by `subject` (wildcards allowed) is matched by `pattern`.
-pub fn covers(pattern: &str, subject: &str) -> bool {
-    let mut pat = pattern.split('.');
-    let mut sub = subject.split('.');
-    loop {
-        match (pat.next(), sub.next()) {
-            (Some(">"), Some(s)) => return !s.is_empty(),
-            (Some(_), Some(">")) => return false,
-            (Some("*"), Some(s)) if !s.is_empty() => {}
-            (Some(p), Some(s)) if p == s && !s.is_empty() && s != "*" => {}
-            (None, None) => return true,
-            _ => return false,
-        }
     }
 }
 
